@@ -1,0 +1,138 @@
+//! `MountConfig`: every setting of a mount, resolved, with every default in
+//! this one file. The command line (`cli.rs`) produces it; nothing else parses
+//! arguments, and nothing here talks to the network.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Which protocol the REMOTE argument named.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Sftp,
+    Ftp,
+    /// FTP with explicit TLS (AUTH TLS).
+    Ftps,
+}
+
+/// How to treat a host key that known_hosts does not vouch for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (the default).
+    Yes,
+    /// Record an unknown key; refuse a changed one.
+    AcceptNew,
+    /// Warn and go on.
+    No,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IdMap {
+    None,
+    /// Files owned by the remote login user appear owned by the local user.
+    User,
+}
+
+/// The remote location, from REMOTE.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub protocol: Protocol,
+    /// Host name or IP literal, without brackets.
+    pub host: String,
+    pub port: u16,
+    /// `None`: the default (local user name for SFTP; .netrc or anonymous for FTP).
+    pub user: Option<String>,
+    /// The path as the user gave it. `RemotePath::Home(rel)` is relative to
+    /// the login directory (empty = the login directory itself).
+    pub path: RemotePath,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RemotePath {
+    Absolute(PathBuf),
+    Home(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct MountConfig {
+    pub target: Target,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub debug: bool,
+
+    // Authentication.
+    pub identity_files: Vec<PathBuf>,
+    pub password_stdin: bool,
+    pub host_key_policy: HostKeyPolicy,
+    pub user_known_hosts: Option<PathBuf>,
+
+    // Mount behaviour.
+    pub read_only: bool,
+    pub allow_other: bool,
+    pub default_permissions: bool,
+    pub idmap: IdMap,
+
+    // Performance and robustness.
+    pub max_conns: usize,
+    pub timeout: Duration,
+    pub cache_timeout: Duration,
+    pub cache_size: u64,
+    pub block_size: u64,
+    pub read_ahead_blocks: usize,
+    pub server_alive_interval: Duration,
+    pub server_alive_count_max: u32,
+    pub atomic_writes: bool,
+
+    // FTP.
+    pub ftp_active: bool,
+    pub ftps_implicit: bool,
+    pub cafile: Option<PathBuf>,
+    pub no_verify_cert: bool,
+}
+
+impl MountConfig {
+    pub const DEFAULT_MAX_CONNS: usize = 4;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
+    pub const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_secs(20);
+    pub const DEFAULT_CACHE_SIZE_MIB: u64 = 256;
+    pub const BLOCK_SIZE: u64 = 1 << 20;
+    pub const READ_AHEAD_BLOCKS: usize = 8;
+
+    /// A configuration with every default, for `target` on `mountpoint`.
+    pub fn new(target: Target, mountpoint: PathBuf) -> MountConfig {
+        MountConfig {
+            target,
+            mountpoint,
+            foreground: false,
+            debug: false,
+            identity_files: Vec::new(),
+            password_stdin: false,
+            host_key_policy: HostKeyPolicy::Yes,
+            user_known_hosts: None,
+            read_only: false,
+            allow_other: false,
+            default_permissions: false,
+            idmap: IdMap::None,
+            max_conns: Self::DEFAULT_MAX_CONNS,
+            timeout: Self::DEFAULT_TIMEOUT,
+            cache_timeout: Self::DEFAULT_CACHE_TIMEOUT,
+            cache_size: Self::DEFAULT_CACHE_SIZE_MIB << 20,
+            block_size: Self::BLOCK_SIZE,
+            read_ahead_blocks: Self::READ_AHEAD_BLOCKS,
+            server_alive_interval: Duration::from_secs(15),
+            server_alive_count_max: 3,
+            atomic_writes: true,
+            ftp_active: false,
+            ftps_implicit: false,
+            cafile: None,
+            no_verify_cert: false,
+        }
+    }
+
+    pub fn default_port(protocol: Protocol, ftps_implicit: bool) -> u16 {
+        match protocol {
+            Protocol::Sftp => 22,
+            Protocol::Ftps if ftps_implicit => 990,
+            Protocol::Ftp | Protocol::Ftps => 21,
+        }
+    }
+}
