@@ -1,0 +1,326 @@
+//! An in-memory `Remote` for unit tests of the filesystem logic. It keeps
+//! POSIX-like semantics (rename over, ENOTEMPTY, …), counts calls, and can
+//! be told to fail writes. Never a replacement for the real-server tests.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use super::{Attr, Caps, DirEntry, Error, Kind, Remote, Result, SetAttr, StatFs};
+
+#[derive(Clone, Debug)]
+pub struct Node {
+    pub attr: Attr,
+    pub data: Vec<u8>,
+    pub link: Option<PathBuf>,
+}
+
+pub struct Memory {
+    pub nodes: Mutex<BTreeMap<PathBuf, Node>>,
+    pub caps: Caps,
+    pub fail_writes: AtomicBool,
+    pub reads: AtomicUsize,
+    pub stats: AtomicUsize,
+}
+
+fn attr(kind: Kind, perm: u16) -> Attr {
+    Attr {
+        kind,
+        size: 0,
+        perm,
+        uid: 0,
+        gid: 0,
+        atime: SystemTime::now(),
+        mtime: SystemTime::now(),
+    }
+}
+
+impl Memory {
+    pub fn new(random_write: bool) -> Memory {
+        let mut nodes = BTreeMap::new();
+        nodes.insert(
+            PathBuf::from("/"),
+            Node {
+                attr: attr(Kind::Dir, 0o755),
+                data: Vec::new(),
+                link: None,
+            },
+        );
+        Memory {
+            nodes: Mutex::new(nodes),
+            caps: Caps {
+                random_write,
+                symlinks: true,
+                atomic_rename: true,
+            },
+            fail_writes: AtomicBool::new(false),
+            reads: AtomicUsize::new(0),
+            stats: AtomicUsize::new(0),
+        }
+    }
+
+    fn nodes(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Node>> {
+        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn put_file(&self, path: &str, data: &[u8]) {
+        let mut a = attr(Kind::File, 0o644);
+        a.size = data.len() as u64;
+        self.nodes().insert(
+            PathBuf::from(path),
+            Node {
+                attr: a,
+                data: data.to_vec(),
+                link: None,
+            },
+        );
+    }
+
+    pub fn content(&self, path: &str) -> Option<Vec<u8>> {
+        self.nodes().get(Path::new(path)).map(|n| n.data.clone())
+    }
+
+    pub fn names(&self) -> Vec<PathBuf> {
+        self.nodes().keys().cloned().collect()
+    }
+
+    fn check_parent(nodes: &BTreeMap<PathBuf, Node>, path: &Path) -> Result<()> {
+        let parent = path.parent().ok_or(Error::Invalid)?;
+        match nodes.get(parent) {
+            Some(n) if n.attr.kind == Kind::Dir => Ok(()),
+            Some(_) => Err(Error::NotADirectory),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    fn children<'a>(nodes: &'a BTreeMap<PathBuf, Node>, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        nodes.keys().filter(move |p| p.parent() == Some(dir) && p.as_path() != dir)
+    }
+
+    fn failing(&self) -> Result<()> {
+        if self.fail_writes.load(Ordering::SeqCst) {
+            Err(Error::Transport("injected failure".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl Remote for Memory {
+    fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    fn stat(&self, path: &Path) -> Result<Attr> {
+        self.stats.fetch_add(1, Ordering::SeqCst);
+        self.nodes().get(path).map(|n| n.attr.clone()).ok_or(Error::NotFound)
+    }
+
+    fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        let nodes = self.nodes();
+        match nodes.get(path) {
+            Some(n) if n.attr.kind == Kind::Dir => {}
+            Some(_) => return Err(Error::NotADirectory),
+            None => return Err(Error::NotFound),
+        }
+        Ok(Self::children(&nodes, path)
+            .filter_map(|p| {
+                Some(DirEntry {
+                    name: p.file_name()?.to_os_string(),
+                    attr: nodes.get(p)?.attr.clone(),
+                })
+            })
+            .collect())
+    }
+
+    fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.reads.fetch_add(1, Ordering::SeqCst);
+        let nodes = self.nodes();
+        let node = nodes.get(path).ok_or(Error::NotFound)?;
+        let start = (offset as usize).min(node.data.len());
+        let end = (start + len).min(node.data.len());
+        Ok(node.data[start..end].to_vec())
+    }
+
+    fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        self.failing()?;
+        let mut nodes = self.nodes();
+        let node = nodes.get_mut(path).ok_or(Error::NotFound)?;
+        let end = offset as usize + data.len();
+        if node.data.len() < end {
+            node.data.resize(end, 0);
+        }
+        node.data[offset as usize..end].copy_from_slice(data);
+        node.attr.size = node.data.len() as u64;
+        node.attr.mtime = SystemTime::now();
+        Ok(())
+    }
+
+    fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
+        self.failing()?;
+        let mut data = Vec::new();
+        src.read_to_end(&mut data)?;
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, path)?;
+        let node = nodes.entry(path.to_path_buf()).or_insert(Node {
+            attr: attr(Kind::File, 0o644),
+            data: Vec::new(),
+            link: None,
+        });
+        if !append {
+            node.data.clear();
+        }
+        node.data.extend_from_slice(&data);
+        node.attr.size = node.data.len() as u64;
+        Ok(())
+    }
+
+    fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, path)?;
+        if nodes.contains_key(path) && exclusive {
+            return Err(Error::Exists);
+        }
+        nodes.insert(
+            path.to_path_buf(),
+            Node {
+                attr: attr(Kind::File, (mode & 0o7777) as u16),
+                data: Vec::new(),
+                link: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
+        let mut nodes = self.nodes();
+        let node = nodes.get_mut(path).ok_or(Error::NotFound)?;
+        match change {
+            SetAttr::Mode(m) => node.attr.perm = (m & 0o7777) as u16,
+            SetAttr::Owner(u, g) => {
+                node.attr.uid = u.unwrap_or(node.attr.uid);
+                node.attr.gid = g.unwrap_or(node.attr.gid);
+            }
+            SetAttr::Size(s) => {
+                node.data.resize(s as usize, 0);
+                node.attr.size = s;
+            }
+            SetAttr::Times { atime, mtime } => {
+                node.attr.atime = atime;
+                node.attr.mtime = mtime;
+            }
+        }
+        Ok(())
+    }
+
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, path)?;
+        if nodes.contains_key(path) {
+            return Err(Error::Exists);
+        }
+        nodes.insert(
+            path.to_path_buf(),
+            Node {
+                attr: attr(Kind::Dir, (mode & 0o7777) as u16),
+                data: Vec::new(),
+                link: None,
+            },
+        );
+        Ok(())
+    }
+
+    fn rmdir(&self, path: &Path) -> Result<()> {
+        let mut nodes = self.nodes();
+        match nodes.get(path) {
+            Some(n) if n.attr.kind != Kind::Dir => return Err(Error::NotADirectory),
+            None => return Err(Error::NotFound),
+            _ => {}
+        }
+        if Self::children(&nodes, path).next().is_some() {
+            return Err(Error::NotEmpty);
+        }
+        nodes.remove(path);
+        Ok(())
+    }
+
+    fn unlink(&self, path: &Path) -> Result<()> {
+        let mut nodes = self.nodes();
+        match nodes.get(path) {
+            Some(n) if n.attr.kind == Kind::Dir => Err(Error::IsADirectory),
+            Some(_) => {
+                nodes.remove(path);
+                Ok(())
+            }
+            None => Err(Error::NotFound),
+        }
+    }
+
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.failing()?;
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, to)?;
+        if !nodes.contains_key(from) {
+            return Err(Error::NotFound);
+        }
+        if let Some(t) = nodes.get(to) {
+            if t.attr.kind == Kind::Dir && Self::children(&nodes, to).next().is_some() {
+                return Err(Error::NotEmpty);
+            }
+        }
+        let moved: Vec<PathBuf> = nodes.keys().filter(|p| p.starts_with(from)).cloned().collect();
+        nodes.remove(to);
+        for old in moved {
+            if let Some(node) = nodes.remove(&old) {
+                let rest = old.strip_prefix(from).map(Path::to_path_buf).unwrap_or_default();
+                let new = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                nodes.insert(new, node);
+            }
+        }
+        Ok(())
+    }
+
+    fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, link)?;
+        if nodes.contains_key(link) {
+            return Err(Error::Exists);
+        }
+        nodes.insert(
+            link.to_path_buf(),
+            Node {
+                attr: attr(Kind::Symlink, 0o777),
+                data: Vec::new(),
+                link: Some(target.to_path_buf()),
+            },
+        );
+        Ok(())
+    }
+
+    fn readlink(&self, path: &Path) -> Result<PathBuf> {
+        self.nodes()
+            .get(path)
+            .and_then(|n| n.link.clone())
+            .ok_or(Error::Invalid)
+    }
+
+    fn statfs(&self, _path: &Path) -> Result<StatFs> {
+        Ok(StatFs {
+            bsize: 4096,
+            frsize: 4096,
+            blocks: 1000,
+            bfree: 500,
+            bavail: 500,
+            files: 100,
+            ffree: 50,
+            namelen: 255,
+        })
+    }
+
+    fn fsync(&self, _path: &Path) -> Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,189 @@
+//! The remote side: `trait Remote` (blocking, path-based), the types it speaks,
+//! and one implementation per protocol behind a connection pool.
+//!
+//! Nothing here knows about FUSE or the caches. Paths are absolute paths on the
+//! server, as bytes (`Path` on Unix), so non-UTF-8 names round-trip.
+
+pub mod pool;
+pub mod sftp;
+pub mod sftp_ext;
+pub mod ssh;
+
+#[cfg(test)]
+pub mod memory;
+
+use std::ffi::OsString;
+use std::io;
+use std::path::Path;
+use std::time::SystemTime;
+
+/// What kind of object a path names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    File,
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// Attributes of a remote object, as far as the protocol tells them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attr {
+    pub kind: Kind,
+    pub size: u64,
+    /// Permission bits (`mode & 0o7777`).
+    pub perm: u16,
+    pub uid: u32,
+    pub gid: u32,
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+}
+
+impl Attr {
+    /// The version of a file's content, as far as caches can tell: size and mtime.
+    pub fn version(&self) -> (u64, SystemTime) {
+        (self.size, self.mtime)
+    }
+}
+
+/// One entry of a directory listing. `name` is a single component: never empty,
+/// `.`, `..`, or containing `/` or NUL (implementations drop such entries).
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub name: OsString,
+    pub attr: Attr,
+}
+
+/// Filesystem figures for statfs, in the units statvfs(3) uses.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StatFs {
+    pub bsize: u32,
+    pub frsize: u32,
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub namelen: u32,
+}
+
+/// A change of attributes. Times are always set together (SFTP setstat sends
+/// both), so callers resolve "now" and "omit" before calling.
+#[derive(Clone, Copy, Debug)]
+pub enum SetAttr {
+    Mode(u32),
+    Owner(Option<u32>, Option<u32>),
+    Size(u64),
+    Times { atime: SystemTime, mtime: SystemTime },
+}
+
+/// What a protocol can do; the filesystem logic chooses its strategy from this.
+#[derive(Clone, Copy, Debug)]
+pub struct Caps {
+    /// `write` at any offset of an existing file (SFTP). Without it, writes are
+    /// staged locally and uploaded whole with `upload`.
+    pub random_write: bool,
+    pub symlinks: bool,
+    /// `rename` replaces an existing target atomically.
+    pub atomic_rename: bool,
+}
+
+/// Errors from the remote layer. `fuse.rs` maps them to errno (through the
+/// filesystem layer's error), nowhere else.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("already exists")]
+    Exists,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("permission denied")]
+    PermissionDenied,
+    #[error("operation not permitted")]
+    NotPermitted,
+    #[error("not a directory")]
+    NotADirectory,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("no space left on the server")]
+    NoSpace,
+    #[error("not supported by the server: {0}")]
+    Unsupported(String),
+    #[error("read-only")]
+    ReadOnly,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("operation timed out")]
+    TimedOut,
+    /// The connection broke (or answered garbage); it has been discarded.
+    #[error("connection lost: {0}")]
+    Transport(String),
+    /// The server said no, for a reason we could not narrow down.
+    #[error("server failure: {0}")]
+    Failure(String),
+    /// Start-up problems: authentication, host key, bad address. Shown to the
+    /// user as they are.
+    #[error("{0}")]
+    Setup(String),
+    #[error("local I/O error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl Error {
+    /// Whether the connection that produced this error must be thrown away
+    /// (DESIGN invariant 2: never reuse a connection after a timeout).
+    pub fn breaks_connection(&self) -> bool {
+        matches!(self, Error::TimedOut | Error::Transport(_))
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A remote filesystem, reached through a pool of connections.
+///
+/// Every call is blocking and bounded by the configured timeout. Calls may run
+/// concurrently from many threads; the implementation spreads them over its
+/// connections. `meta` calls (stat, list, …) must not queue behind bulk
+/// transfers.
+pub trait Remote: Send + Sync {
+    fn caps(&self) -> Caps;
+
+    /// Attributes of `path` itself (lstat: a symlink is not followed).
+    fn stat(&self, path: &Path) -> Result<Attr>;
+
+    /// All entries of a directory except `.` and `..`.
+    fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
+
+    /// Up to `len` bytes at `offset`. Shorter only at end of file.
+    fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>>;
+
+    /// Write `data` at `offset` of an existing file (requires `caps().random_write`).
+    fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()>;
+
+    /// Replace (or, with `append`, extend) the whole content of `path` with the
+    /// bytes of `src`, read from its start. Creates the file if needed.
+    fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
+
+    /// Create an empty regular file. With `exclusive`, fail with `Exists` if
+    /// the name is taken; otherwise truncate an existing file.
+    fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
+
+    fn setattr(&self, path: &Path, change: SetAttr) -> Result<()>;
+
+    fn mkdir(&self, path: &Path, mode: u32) -> Result<()>;
+    fn rmdir(&self, path: &Path) -> Result<()>;
+    fn unlink(&self, path: &Path) -> Result<()>;
+
+    /// Rename, replacing an existing file or empty directory at `to`
+    /// atomically where the server can.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()>;
+
+    fn symlink(&self, target: &Path, link: &Path) -> Result<()>;
+    fn readlink(&self, path: &Path) -> Result<std::path::PathBuf>;
+
+    fn statfs(&self, path: &Path) -> Result<StatFs>;
+
+    /// Ask the server to commit a file to stable storage, where it can.
+    fn fsync(&self, path: &Path) -> Result<()>;
+}

@@ -1,0 +1,544 @@
+//! SFTP over ssh2: one `SftpConnection` per SSH session, driven by the pool.
+//!
+//! Owns the mapping of SFTP status codes to `Error` (with follow-up checks
+//! where SFTP v3 answers only "failure") and keeps at most one open read and
+//! one open write handle per connection, so sequential transfers do not pay
+//! an open/close round trip per call. Must not cache anything else.
+
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Sftp};
+
+use super::pool::{Connection, Connector};
+use super::sftp_ext::SftpExt;
+use super::ssh::{self, Credentials, SshSettings};
+use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
+
+/// SFTP status codes (draft-ietf-secsh-filexfer, v3 and later).
+const FX_EOF: i32 = 1;
+const FX_NO_SUCH_FILE: i32 = 2;
+const FX_PERMISSION_DENIED: i32 = 3;
+const FX_FAILURE: i32 = 4;
+const FX_BAD_MESSAGE: i32 = 5;
+const FX_NO_CONNECTION: i32 = 6;
+const FX_CONNECTION_LOST: i32 = 7;
+const FX_OP_UNSUPPORTED: i32 = 8;
+const FX_NO_SUCH_PATH: i32 = 10;
+const FX_FILE_ALREADY_EXISTS: i32 = 11;
+const FX_WRITE_PROTECT: i32 = 12;
+const FX_NO_SPACE: i32 = 14;
+const FX_QUOTA_EXCEEDED: i32 = 15;
+const FX_DIR_NOT_EMPTY: i32 = 18;
+const FX_NOT_A_DIRECTORY: i32 = 19;
+const FX_FILE_IS_A_DIRECTORY: i32 = 24;
+
+/// libssh2 asks the server for 4x the caller's buffer; larger single reads
+/// keep the pipe full. The pool's callers read whole blocks (>= 1 MiB).
+const READ_CHUNK: usize = 1 << 20;
+
+/// A cached handle goes stale when anything changed through the mount since
+/// it was opened, and in any case after this long (changes made by others).
+const HANDLE_MAX_AGE: Duration = Duration::from_secs(2);
+
+pub fn map_sftp_code(code: i32, what: &str) -> Error {
+    match code {
+        FX_NO_SUCH_FILE | FX_NO_SUCH_PATH => Error::NotFound,
+        FX_PERMISSION_DENIED => Error::PermissionDenied,
+        FX_FILE_ALREADY_EXISTS => Error::Exists,
+        FX_WRITE_PROTECT => Error::ReadOnly,
+        FX_NO_SPACE | FX_QUOTA_EXCEEDED => Error::NoSpace,
+        FX_DIR_NOT_EMPTY => Error::NotEmpty,
+        FX_NOT_A_DIRECTORY => Error::NotADirectory,
+        FX_FILE_IS_A_DIRECTORY => Error::IsADirectory,
+        FX_OP_UNSUPPORTED => Error::Unsupported(what.to_string()),
+        FX_BAD_MESSAGE => Error::Invalid,
+        FX_NO_CONNECTION | FX_CONNECTION_LOST => Error::Transport(format!("{what}: connection lost")),
+        FX_EOF => Error::Failure(format!("{what}: unexpected end of file")),
+        _ => Error::Failure(format!("{what}: SFTP status {code}")),
+    }
+}
+
+pub fn map_session_code(code: i32) -> Error {
+    if code == libssh2_sys::LIBSSH2_ERROR_TIMEOUT {
+        Error::TimedOut
+    } else {
+        // Any other session-level error leaves the transport in an unknown
+        // state: the connection must be dropped.
+        Error::Transport(format!("SSH error {code}"))
+    }
+}
+
+fn map_err(e: ssh2::Error, what: &str) -> Error {
+    match e.code() {
+        ErrorCode::SFTP(code) => map_sftp_code(code, what),
+        ErrorCode::Session(code) => {
+            let mut err = map_session_code(code);
+            if let Error::Transport(msg) = &mut err {
+                *msg = format!("{what}: {}", e.message());
+            }
+            err
+        }
+    }
+}
+
+fn map_io(e: io::Error, what: &str) -> Error {
+    // ssh2's Read/Write impls wrap its error in io::Error.
+    match e.get_ref().and_then(|inner| inner.downcast_ref::<ssh2::Error>()) {
+        Some(inner) => map_err(ssh2::Error::from_errno(inner.code()), what),
+        None if e.kind() == io::ErrorKind::TimedOut => Error::TimedOut,
+        None => Error::Transport(format!("{what}: {e}")),
+    }
+}
+
+fn to_time(secs: Option<u64>) -> SystemTime {
+    UNIX_EPOCH + Duration::from_secs(secs.unwrap_or(0))
+}
+
+fn to_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+pub fn attr_from_stat(st: &FileStat) -> Attr {
+    let mode = st.perm.unwrap_or(0o644);
+    let kind = match mode & libc::S_IFMT {
+        libc::S_IFDIR => Kind::Dir,
+        libc::S_IFLNK => Kind::Symlink,
+        libc::S_IFREG => Kind::File,
+        0 => Kind::File,
+        _ => Kind::Other,
+    };
+    Attr {
+        kind,
+        size: st.size.unwrap_or(0),
+        perm: (mode & 0o7777) as u16,
+        uid: st.uid.unwrap_or(0),
+        gid: st.gid.unwrap_or(0),
+        atime: to_time(st.atime),
+        mtime: to_time(st.mtime),
+    }
+}
+
+/// A single path component a server may legitimately send in a listing.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
+/// Makes SSH sessions with an SFTP channel.
+pub struct SftpConnector {
+    pub settings: SshSettings,
+    pub credentials: Arc<Credentials>,
+}
+
+impl Connector for SftpConnector {
+    type Conn = SftpConnection;
+
+    fn connect(&self) -> Result<SftpConnection> {
+        let session = ssh::connect(&self.settings, &self.credentials)?;
+        let sftp = session.sftp().map_err(|e| map_err(e, "starting SFTP"))?;
+        let ext = SftpExt::open(&session)?;
+        Ok(SftpConnection {
+            ext: Some(ext),
+            sftp: Some(sftp),
+            session,
+            reader: None,
+            writer: None,
+        })
+    }
+
+    fn caps(&self) -> Caps {
+        Caps {
+            random_write: true,
+            symlinks: true,
+            atomic_rename: true,
+        }
+    }
+}
+
+struct CachedHandle {
+    path: PathBuf,
+    file: ssh2::File,
+    pos: u64,
+    generation: u64,
+    opened: Instant,
+}
+
+impl CachedHandle {
+    fn fresh_for(&self, path: &Path, generation: u64, own_writes: bool) -> bool {
+        self.path == path
+            && (own_writes || self.generation == generation)
+            && self.opened.elapsed() < HANDLE_MAX_AGE
+    }
+}
+
+pub struct SftpConnection {
+    // Field order matters for drop: handles and channels before the session.
+    reader: Option<CachedHandle>,
+    writer: Option<CachedHandle>,
+    ext: Option<SftpExt>,
+    sftp: Option<Sftp>,
+    session: ssh2::Session,
+}
+
+impl Drop for SftpConnection {
+    fn drop(&mut self) {
+        self.reader = None;
+        self.writer = None;
+        self.ext = None;
+        self.sftp = None;
+    }
+}
+
+impl SftpConnection {
+    fn sftp(&self) -> Result<&Sftp> {
+        self.sftp.as_ref().ok_or(Error::Transport("SFTP channel closed".into()))
+    }
+
+    fn ext(&self) -> Result<&SftpExt> {
+        self.ext.as_ref().ok_or(Error::Transport("SFTP channel closed".into()))
+    }
+
+    fn drop_handles(&mut self) {
+        self.reader = None;
+        self.writer = None;
+    }
+
+    /// SFTP v3 often answers only "failure"; look at the path to say why.
+    fn explain_failure(&self, err: Error, path: &Path, expect: Expect) -> Error {
+        if !matches!(err, Error::Failure(_)) {
+            return err;
+        }
+        let Ok(sftp) = self.sftp() else { return err };
+        match (expect, sftp.lstat(path)) {
+            (Expect::Absent, Ok(_)) => Error::Exists,
+            (Expect::EmptyDir, Ok(st)) if !st.is_dir() => Error::NotADirectory,
+            (Expect::EmptyDir, Ok(_)) => match sftp.readdir(path) {
+                Ok(entries) if !entries.is_empty() => Error::NotEmpty,
+                _ => err,
+            },
+            (Expect::NotDir, Ok(st)) if st.is_dir() => Error::IsADirectory,
+            (_, Err(_)) if expect != Expect::Absent => Error::NotFound,
+            _ => err,
+        }
+    }
+
+    fn open_read(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
+        let reuse = matches!(&self.reader, Some(h) if h.fresh_for(path, generation, false));
+        if !reuse {
+            self.reader = None;
+            let file = self.sftp()?.open(path).map_err(|e| map_err(e, "open"))?;
+            self.reader = Some(CachedHandle {
+                path: path.to_path_buf(),
+                file,
+                pos: 0,
+                generation,
+                opened: Instant::now(),
+            });
+        }
+        self.reader.as_mut().ok_or(Error::Invalid)
+    }
+
+    fn open_write(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
+        // Writes bump the generation themselves; a handle stays valid across
+        // the writes of one file as long as nothing else changed in between.
+        let reuse = matches!(&self.writer, Some(h) if h.path == path && h.generation + 1 == generation);
+        if !reuse {
+            self.writer = None;
+            let file = self
+                .sftp()?
+                .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
+                .map_err(|e| map_err(e, "open for writing"))?;
+            self.writer = Some(CachedHandle {
+                path: path.to_path_buf(),
+                file,
+                pos: 0,
+                generation,
+                opened: Instant::now(),
+            });
+        }
+        let handle = self.writer.as_mut().ok_or(Error::Invalid)?;
+        handle.generation = generation;
+        Ok(handle)
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The operation creates the path.
+    Absent,
+    /// The operation removes an empty directory.
+    EmptyDir,
+    /// The operation needs a non-directory.
+    NotDir,
+    /// Anything else that needs the path to exist.
+    Exists,
+}
+
+impl Connection for SftpConnection {
+    fn stat(&mut self, path: &Path) -> Result<Attr> {
+        let st = self.sftp()?.lstat(path).map_err(|e| map_err(e, "stat"))?;
+        Ok(attr_from_stat(&st))
+    }
+
+    fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
+        let mut dir = self.sftp()?.opendir(path).map_err(|e| map_err(e, "opendir"))?;
+        let mut entries = Vec::new();
+        loop {
+            match dir.readdir() {
+                Ok((name, st)) => {
+                    let bytes = name.as_os_str().as_bytes();
+                    if name.as_os_str() == "." || name.as_os_str() == ".." {
+                        continue;
+                    }
+                    if !valid_name(bytes) {
+                        tracing::warn!("ignoring an invalid name in a listing of {}", path.display());
+                        continue;
+                    }
+                    entries.push(DirEntry {
+                        name: name.into_os_string(),
+                        attr: attr_from_stat(&st),
+                    });
+                }
+                Err(e) if e.code() == ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_FILE) => break,
+                Err(e) if e.code() == ErrorCode::SFTP(FX_EOF) => break,
+                Err(e) => return Err(map_err(e, "readdir")),
+            }
+        }
+        Ok(entries)
+    }
+
+    fn read(&mut self, path: &Path, offset: u64, len: usize, generation: u64) -> Result<Vec<u8>> {
+        let handle = self.open_read(path, generation)?;
+        if handle.pos != offset {
+            handle
+                .file
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| map_io(e, "seek"))?;
+            handle.pos = offset;
+        }
+        let mut buf = vec![0u8; len];
+        let mut filled = 0;
+        while filled < len {
+            let want = (len - filled).min(READ_CHUNK);
+            match handle.file.read(&mut buf[filled..filled + want]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.reader = None;
+                    return Err(map_io(e, "read"));
+                }
+            }
+        }
+        buf.truncate(filled);
+        if let Some(h) = self.reader.as_mut() {
+            h.pos = offset + filled as u64;
+        }
+        Ok(buf)
+    }
+
+    fn write(&mut self, path: &Path, offset: u64, data: &[u8], generation: u64) -> Result<()> {
+        self.reader = None;
+        let handle = self.open_write(path, generation)?;
+        if handle.pos != offset {
+            handle
+                .file
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| map_io(e, "seek"))?;
+            handle.pos = offset;
+        }
+        let result = handle.file.write_all(data);
+        match result {
+            Ok(()) => {
+                handle.pos += data.len() as u64;
+                Ok(())
+            }
+            Err(e) => {
+                self.writer = None;
+                Err(map_io(e, "write"))
+            }
+        }
+    }
+
+    fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
+        self.drop_handles();
+        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+        flags |= if append { OpenFlags::APPEND } else { OpenFlags::TRUNCATE };
+        let mut file = self
+            .sftp()?
+            .open_mode(path, flags, 0o644, OpenType::File)
+            .map_err(|e| map_err(e, "open for upload"))?;
+        let mut buf = vec![0u8; READ_CHUNK];
+        loop {
+            let n = src.read(&mut buf).map_err(Error::Io)?;
+            if n == 0 {
+                break;
+            }
+            file.write_all(&buf[..n]).map_err(|e| map_io(e, "write"))?;
+        }
+        file.close().map_err(|e| map_err(e, "close"))
+    }
+
+    fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        self.drop_handles();
+        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+        flags |= if exclusive { OpenFlags::EXCLUSIVE } else { OpenFlags::TRUNCATE };
+        let mode = mode & 0o7777;
+        let opened = self.sftp()?.open_mode(path, flags, mode as i32, OpenType::File);
+        let mut file = opened.map_err(|e| {
+            let err = map_err(e, "create");
+            if exclusive {
+                self.explain_failure(err, path, Expect::Absent)
+            } else {
+                err
+            }
+        })?;
+        file.close().map_err(|e| map_err(e, "close"))?;
+        // The server applies its umask to new files; the kernel already
+        // applied the caller's, so set exactly what was asked for.
+        if mode & 0o022 != 0 || mode & 0o7000 != 0 {
+            self.setattr(path, SetAttr::Mode(mode))?;
+        }
+        Ok(())
+    }
+
+    fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()> {
+        self.drop_handles();
+        let mut st = FileStat {
+            size: None,
+            uid: None,
+            gid: None,
+            perm: None,
+            atime: None,
+            mtime: None,
+        };
+        match change {
+            SetAttr::Mode(mode) => st.perm = Some(mode & 0o7777),
+            SetAttr::Owner(uid, gid) => {
+                // SFTP sets uid and gid together: fill in the missing one.
+                let cur = self.sftp()?.lstat(path).map_err(|e| map_err(e, "stat"))?;
+                st.uid = uid.or(cur.uid);
+                st.gid = gid.or(cur.gid);
+            }
+            SetAttr::Size(size) => st.size = Some(size),
+            SetAttr::Times { atime, mtime } => {
+                st.atime = Some(to_secs(atime));
+                st.mtime = Some(to_secs(mtime));
+            }
+        }
+        let result = self.sftp()?.setstat(path, st).map_err(|e| map_err(e, "setstat"));
+        result.map_err(|e| self.explain_failure(e, path, Expect::Exists))
+    }
+
+    fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()> {
+        let result = self.sftp()?.mkdir(path, (mode & 0o7777) as i32);
+        result
+            .map_err(|e| map_err(e, "mkdir"))
+            .map_err(|e| self.explain_failure(e, path, Expect::Absent))
+    }
+
+    fn rmdir(&mut self, path: &Path) -> Result<()> {
+        self.drop_handles();
+        let result = self.sftp()?.rmdir(path);
+        result
+            .map_err(|e| map_err(e, "rmdir"))
+            .map_err(|e| self.explain_failure(e, path, Expect::EmptyDir))
+    }
+
+    fn unlink(&mut self, path: &Path) -> Result<()> {
+        self.drop_handles();
+        let result = self.sftp()?.unlink(path);
+        result
+            .map_err(|e| map_err(e, "unlink"))
+            .map_err(|e| self.explain_failure(e, path, Expect::NotDir))
+    }
+
+    fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
+        self.drop_handles();
+        match self.ext()?.posix_rename(from, to) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(self.explain_rename(e, from, to)),
+        }
+        // No posix-rename: plain SFTP rename refuses an existing target.
+        let result = self.sftp()?.rename(from, to, None);
+        result
+            .map_err(|e| map_err(e, "rename"))
+            .map_err(|e| self.explain_rename(e, from, to))
+    }
+
+    fn symlink(&mut self, target: &Path, link: &Path) -> Result<()> {
+        // OpenSSH reads SSH_FXP_SYMLINK's arguments swapped relative to the
+        // draft; ssh2's `symlink(path, target)` makes a link at `target`
+        // pointing at `path` on OpenSSH.
+        let result = self.sftp()?.symlink(target, link);
+        result
+            .map_err(|e| map_err(e, "symlink"))
+            .map_err(|e| self.explain_failure(e, link, Expect::Absent))
+    }
+
+    fn readlink(&mut self, path: &Path) -> Result<PathBuf> {
+        self.sftp()?.readlink(path).map_err(|e| map_err(e, "readlink"))
+    }
+
+    fn statfs(&mut self, path: &Path) -> Result<StatFs> {
+        match self.ext()?.statvfs(path)? {
+            Some(st) => Ok(st),
+            None => Err(Error::Unsupported("statvfs".into())),
+        }
+    }
+
+    fn fsync(&mut self, path: &Path) -> Result<()> {
+        // fsync@openssh.com works on a handle; reuse the write handle if it
+        // is for this file, otherwise open one.
+        let mut file = match self.writer.take() {
+            Some(h) if h.path == path => h.file,
+            _ => self
+                .sftp()?
+                .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
+                .map_err(|e| map_err(e, "open for fsync"))?,
+        };
+        match file.fsync() {
+            Ok(()) => Ok(()),
+            Err(e) if e.code() == ErrorCode::SFTP(FX_OP_UNSUPPORTED) => Ok(()),
+            Err(e) => Err(map_err(e, "fsync")),
+        }
+    }
+
+    fn keepalive(&mut self) -> Result<()> {
+        self.session
+            .keepalive_send()
+            .map(|_| ())
+            .map_err(|e| map_err(e, "keepalive"))?;
+        // A keepalive only proves the socket accepts bytes; a tiny request
+        // proves the server still answers.
+        self.sftp()?.realpath(Path::new(".")).map(|_| ()).map_err(|e| map_err(e, "ping"))
+    }
+}
+
+impl SftpConnection {
+    fn explain_rename(&self, err: Error, from: &Path, to: &Path) -> Error {
+        if !matches!(err, Error::Failure(_)) {
+            return err;
+        }
+        let Ok(sftp) = self.sftp() else { return err };
+        let Ok(src) = sftp.lstat(from) else { return Error::NotFound };
+        match sftp.lstat(to) {
+            Ok(dst) if dst.is_dir() && !src.is_dir() => Error::IsADirectory,
+            Ok(dst) if !dst.is_dir() && src.is_dir() => Error::NotADirectory,
+            Ok(dst) if dst.is_dir() => match sftp.readdir(to) {
+                Ok(entries) if !entries.is_empty() => Error::NotEmpty,
+                _ => err,
+            },
+            _ => err,
+        }
+    }
+
+    /// The login directory, for `user@host:` paths.
+    pub fn home(&self) -> Result<PathBuf> {
+        self.sftp()?.realpath(Path::new(".")).map_err(|e| map_err(e, "realpath"))
+    }
+}
