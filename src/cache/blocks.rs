@@ -1,0 +1,219 @@
+//! Block cache: fixed-size blocks of file content under a byte budget (LRU),
+//! keyed by file and version (size + mtime), so a file changed on the server
+//! is never answered from blocks of its old version.
+//!
+//! Also owns the in-flight table that makes concurrent readers (and
+//! read-ahead) of one block share a single remote read. It does not decide
+//! what to fetch; the caller passes the fetch function.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::SystemTime;
+
+use lru::LruCache;
+
+/// Which block of which version of which file.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct BlockKey {
+    pub file: u64,
+    pub size: u64,
+    pub mtime: SystemTime,
+    pub index: u64,
+}
+
+pub type Block = Arc<Vec<u8>>;
+
+#[derive(Default)]
+struct InFlight {
+    done: Mutex<bool>,
+    cond: Condvar,
+}
+
+pub struct BlockCache {
+    budget: u64,
+    stored: Mutex<Stored>,
+    in_flight: Mutex<HashMap<BlockKey, Arc<InFlight>>>,
+}
+
+struct Stored {
+    lru: LruCache<BlockKey, Block>,
+    bytes: u64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl BlockCache {
+    pub fn new(budget: u64) -> BlockCache {
+        BlockCache {
+            budget,
+            stored: Mutex::new(Stored {
+                lru: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &BlockKey) -> Option<Block> {
+        lock(&self.stored).lru.get(key).cloned()
+    }
+
+    pub fn contains(&self, key: &BlockKey) -> bool {
+        lock(&self.stored).lru.contains(key) || lock(&self.in_flight).contains_key(key)
+    }
+
+    pub fn insert(&self, key: BlockKey, block: Block) {
+        let len = block.len() as u64;
+        if len > self.budget {
+            return;
+        }
+        let mut stored = lock(&self.stored);
+        if let Some(old) = stored.lru.put(key, block) {
+            stored.bytes -= old.len() as u64;
+        }
+        stored.bytes += len;
+        while stored.bytes > self.budget {
+            match stored.lru.pop_lru() {
+                Some((_, evicted)) => stored.bytes -= evicted.len() as u64,
+                None => break,
+            }
+        }
+    }
+
+    /// The block for `key`, from the cache, from a fetch already under way,
+    /// or by calling `fetch`. Errors are not cached.
+    pub fn get_or_fetch<E>(
+        &self,
+        key: &BlockKey,
+        fetch: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Block, E> {
+        loop {
+            if let Some(block) = self.get(key) {
+                return Ok(block);
+            }
+            let (flight, leader) = {
+                let mut table = lock(&self.in_flight);
+                match table.get(key) {
+                    Some(f) => (f.clone(), false),
+                    None => {
+                        let f = Arc::new(InFlight::default());
+                        table.insert(key.clone(), f.clone());
+                        (f, true)
+                    }
+                }
+            };
+            if leader {
+                let result = fetch().map(Arc::new);
+                if let Ok(block) = &result {
+                    self.insert(key.clone(), block.clone());
+                }
+                lock(&self.in_flight).remove(key);
+                *lock(&flight.done) = true;
+                flight.cond.notify_all();
+                return result;
+            }
+            // Someone else is fetching: wait, then look again (if their fetch
+            // failed, this loop makes us the next leader).
+            let mut done = lock(&flight.done);
+            while !*done {
+                done = flight.cond.wait(done).unwrap_or_else(|p| p.into_inner());
+            }
+        }
+    }
+
+    /// Drops every cached block of `file` (after a change through the mount).
+    pub fn forget_file(&self, file: u64) {
+        let mut stored = lock(&self.stored);
+        let doomed: Vec<BlockKey> = stored
+            .lru
+            .iter()
+            .filter(|(k, _)| k.file == file)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in doomed {
+            if let Some(block) = stored.lru.pop(&key) {
+                stored.bytes -= block.len() as u64;
+            }
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        lock(&self.stored).bytes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::UNIX_EPOCH;
+
+    fn key(file: u64, index: u64) -> BlockKey {
+        BlockKey {
+            file,
+            size: 10,
+            mtime: UNIX_EPOCH,
+            index,
+        }
+    }
+
+    #[test]
+    fn budget_evicts_least_recently_used() {
+        let cache = BlockCache::new(10);
+        cache.insert(key(1, 0), Arc::new(vec![0; 4]));
+        cache.insert(key(1, 1), Arc::new(vec![0; 4]));
+        cache.get(&key(1, 0));
+        cache.insert(key(1, 2), Arc::new(vec![0; 4]));
+        assert!(cache.bytes() <= 10);
+        assert!(cache.get(&key(1, 0)).is_some());
+        assert!(cache.get(&key(1, 1)).is_none());
+    }
+
+    #[test]
+    fn other_version_misses_and_forget_file() {
+        let cache = BlockCache::new(100);
+        cache.insert(key(1, 0), Arc::new(vec![1]));
+        let mut newer = key(1, 0);
+        newer.size = 11;
+        assert!(cache.get(&newer).is_none());
+        cache.insert(key(2, 0), Arc::new(vec![2]));
+        cache.forget_file(1);
+        assert!(cache.get(&key(1, 0)).is_none());
+        assert!(cache.get(&key(2, 0)).is_some());
+        assert_eq!(cache.bytes(), 1);
+    }
+
+    #[test]
+    fn concurrent_fetches_of_one_block_share_one_read() {
+        let cache = Arc::new(BlockCache::new(1 << 20));
+        let calls = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (cache, calls) = (cache.clone(), calls.clone());
+                std::thread::spawn(move || {
+                    cache
+                        .get_or_fetch::<()>(&key(1, 0), || {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            Ok(vec![7; 100])
+                        })
+                        .map(|b| b.len())
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(t.join().ok(), Some(Ok(100)));
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn failed_fetch_is_not_cached() {
+        let cache = BlockCache::new(100);
+        assert!(cache.get_or_fetch(&key(1, 0), || Err("down")).is_err());
+        let block = cache.get_or_fetch::<&str>(&key(1, 0), || Ok(vec![1, 2]));
+        assert_eq!(block.map(|b| b.len()), Ok(2));
+    }
+}

@@ -1,0 +1,237 @@
+//! Attribute, negative-lookup and directory-listing cache, keyed by remote
+//! path, each entry valid for a TTL and the whole bounded by an LRU.
+//!
+//! Owns only the stored answers. It never fetches; the filesystem logic fills
+//! it from stat and list replies and updates it on every change it makes.
+
+use std::ffi::{OsStr, OsString};
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use lru::LruCache;
+
+use crate::remote::Attr;
+
+const MAX_ATTRS: usize = 200_000;
+const MAX_DIRS: usize = 2_000;
+
+/// What the cache knows about a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Lookup {
+    Found(Attr),
+    /// The path was recently seen not to exist.
+    Missing,
+}
+
+struct Timed<T> {
+    value: T,
+    at: Instant,
+}
+
+pub struct MetaCache {
+    ttl: Duration,
+    attrs: Mutex<LruCache<PathBuf, Timed<Lookup>>>,
+    /// Names in a directory, in server order. Their attributes live in `attrs`.
+    dirs: Mutex<LruCache<PathBuf, Timed<Vec<OsString>>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn cap(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).unwrap_or(NonZeroUsize::MIN)
+}
+
+impl MetaCache {
+    pub fn new(ttl: Duration) -> MetaCache {
+        MetaCache {
+            ttl,
+            attrs: Mutex::new(LruCache::new(cap(MAX_ATTRS))),
+            dirs: Mutex::new(LruCache::new(cap(MAX_DIRS))),
+        }
+    }
+
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    fn fresh<T>(&self, t: &Timed<T>) -> bool {
+        t.at.elapsed() < self.ttl
+    }
+
+    pub fn get(&self, path: &Path) -> Option<Lookup> {
+        let mut attrs = lock(&self.attrs);
+        match attrs.get(path) {
+            Some(t) if self.fresh(t) => Some(t.value.clone()),
+            Some(_) => {
+                attrs.pop(path);
+                None
+            }
+            None => None,
+        }
+    }
+
+    pub fn put(&self, path: &Path, attr: Attr) {
+        self.put_lookup(path, Lookup::Found(attr));
+    }
+
+    pub fn put_missing(&self, path: &Path) {
+        self.put_lookup(path, Lookup::Missing);
+    }
+
+    fn put_lookup(&self, path: &Path, value: Lookup) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let timed = Timed {
+            value,
+            at: Instant::now(),
+        };
+        lock(&self.attrs).put(path.to_path_buf(), timed);
+    }
+
+    /// Updates a cached attribute in place (keeping its age), if present.
+    pub fn update(&self, path: &Path, f: impl FnOnce(&mut Attr)) {
+        if let Some(Timed {
+            value: Lookup::Found(attr),
+            ..
+        }) = lock(&self.attrs).get_mut(path)
+        {
+            f(attr);
+        }
+    }
+
+    pub fn forget(&self, path: &Path) {
+        lock(&self.attrs).pop(path);
+    }
+
+    /// Names in `dir`, if a fresh listing is cached.
+    pub fn listing(&self, dir: &Path) -> Option<Vec<OsString>> {
+        let mut dirs = lock(&self.dirs);
+        match dirs.get(dir) {
+            Some(t) if self.fresh(t) => Some(t.value.clone()),
+            Some(_) => {
+                dirs.pop(dir);
+                None
+            }
+            None => None,
+        }
+    }
+
+    /// Stores a listing and the attributes that came with it.
+    pub fn put_listing(&self, dir: &Path, entries: &[(OsString, Attr)]) {
+        if self.ttl.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        {
+            let mut attrs = lock(&self.attrs);
+            for (name, attr) in entries {
+                let timed = Timed {
+                    value: Lookup::Found(attr.clone()),
+                    at: now,
+                };
+                attrs.put(dir.join(name), timed);
+            }
+        }
+        let names = entries.iter().map(|(n, _)| n.clone()).collect();
+        lock(&self.dirs).put(dir.to_path_buf(), Timed { value: names, at: now });
+    }
+
+    /// Records that `name` now exists in `dir` (keeps a cached listing right).
+    pub fn dir_added(&self, dir: &Path, name: &OsStr) {
+        if let Some(t) = lock(&self.dirs).get_mut(dir) {
+            if !t.value.iter().any(|n| n == name) {
+                t.value.push(name.to_os_string());
+            }
+        }
+    }
+
+    /// Records that `name` is gone from `dir`.
+    pub fn dir_removed(&self, dir: &Path, name: &OsStr) {
+        if let Some(t) = lock(&self.dirs).get_mut(dir) {
+            t.value.retain(|n| n != name);
+        }
+    }
+
+    /// Forgets `path` and everything below it (after a rename or rmdir).
+    pub fn forget_tree(&self, path: &Path) {
+        let mut attrs = lock(&self.attrs);
+        let doomed: Vec<PathBuf> = attrs
+            .iter()
+            .filter(|(p, _)| p.starts_with(path))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in doomed {
+            attrs.pop(&p);
+        }
+        drop(attrs);
+        let mut dirs = lock(&self.dirs);
+        let doomed: Vec<PathBuf> = dirs
+            .iter()
+            .filter(|(p, _)| p.starts_with(path))
+            .map(|(p, _)| p.clone())
+            .collect();
+        for p in doomed {
+            dirs.pop(&p);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::remote::Kind;
+    use std::time::UNIX_EPOCH;
+
+    fn attr(size: u64) -> Attr {
+        Attr {
+            kind: Kind::File,
+            size,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            atime: UNIX_EPOCH,
+            mtime: UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn entries_expire_after_ttl() {
+        let cache = MetaCache::new(Duration::from_millis(30));
+        cache.put(Path::new("/a"), attr(1));
+        assert_eq!(cache.get(Path::new("/a")), Some(Lookup::Found(attr(1))));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while cache.get(Path::new("/a")).is_some() {
+            assert!(Instant::now() < deadline, "entry never expired");
+            std::thread::yield_now();
+        }
+    }
+
+    #[test]
+    fn zero_ttl_caches_nothing() {
+        let cache = MetaCache::new(Duration::ZERO);
+        cache.put(Path::new("/a"), attr(1));
+        cache.put_listing(Path::new("/"), &[("a".into(), attr(1))]);
+        assert_eq!(cache.get(Path::new("/a")), None);
+        assert_eq!(cache.listing(Path::new("/")), None);
+    }
+
+    #[test]
+    fn listing_updates_and_tree_forget() {
+        let cache = MetaCache::new(Duration::from_secs(60));
+        cache.put_listing(Path::new("/d"), &[("x".into(), attr(1))]);
+        assert_eq!(cache.get(Path::new("/d/x")), Some(Lookup::Found(attr(1))));
+        cache.dir_added(Path::new("/d"), OsStr::new("y"));
+        cache.dir_removed(Path::new("/d"), OsStr::new("x"));
+        assert_eq!(cache.listing(Path::new("/d")), Some(vec![OsString::from("y")]));
+        cache.put_missing(Path::new("/d/z"));
+        assert_eq!(cache.get(Path::new("/d/z")), Some(Lookup::Missing));
+        cache.forget_tree(Path::new("/d"));
+        assert_eq!(cache.get(Path::new("/d/x")), None);
+        assert_eq!(cache.listing(Path::new("/d")), None);
+    }
+}

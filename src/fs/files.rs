@@ -1,0 +1,399 @@
+//! Open files: the state shared by every handle of one inode while it is
+//! open — the coalescing write buffer, where the content lives on the server
+//! right now (the file itself, a temporary name during an atomic rewrite, a
+//! hidden name after unlink, or a local staging file for protocols without
+//! random writes), the size the mount shows, and a sticky write error.
+//!
+//! This module decides *where* bytes go and when they are committed; it does
+//! not own caches or the inode table (the caller updates those).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use super::{Error, Result};
+use crate::remote::{Remote, SetAttr};
+
+/// Writes are gathered into remote writes of this size (DESIGN: >= 1 MiB).
+pub const WRITE_CHUNK: usize = 4 << 20;
+
+/// Size of each remote read when filling a staging file.
+const DOWNLOAD_CHUNK: usize = 1 << 20;
+
+/// Names we create on the server for our own purposes. Listings through the
+/// mount hide them; leftovers carry the prefix so they are recognisable.
+pub const TEMP_PREFIX: &str = ".rmount-tmp-";
+pub const HIDDEN_PREFIX: &str = ".rmount-hidden-";
+
+pub fn is_private_name(name: &[u8]) -> bool {
+    name.starts_with(TEMP_PREFIX.as_bytes()) || name.starts_with(HIDDEN_PREFIX.as_bytes())
+}
+
+/// A name in the same directory as `path`, unique to this process.
+pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let name = format!("{prefix}{}-{n}-{nanos:08x}", std::process::id());
+    path.parent().unwrap_or(Path::new("/")).join(name)
+}
+
+/// Where the content of an open file lives while it is open.
+#[derive(Debug)]
+pub enum Content {
+    /// In the file at the inode's current path; writes go there in place.
+    InPlace,
+    /// Truncated to zero through the mount, nothing written yet: the server
+    /// still has the old content, which the commit will truncate.
+    Truncated,
+    /// Being rewritten under a temporary name; the commit renames it over.
+    Temp(PathBuf),
+    /// Unlinked while open: kept under a hidden name until the last release.
+    Hidden(PathBuf),
+    /// Staged in a private local file (protocols without random writes).
+    /// `synced`: the server holds the first `synced` bytes unchanged, so the
+    /// commit may append the rest; `None` means upload whole. `head_loaded`:
+    /// those first bytes have been copied into `file` too.
+    Local {
+        file: File,
+        synced: Option<u64>,
+        head_loaded: bool,
+    },
+}
+
+pub struct FileState {
+    pub handles: usize,
+    pub content: Content,
+    /// Writes not yet sent: (offset, bytes).
+    pending: Option<(u64, Vec<u8>)>,
+    /// The size the mount shows while the file is open.
+    pub size: u64,
+    /// Written since the last commit.
+    pub dirty: bool,
+    /// Permission bits to give a temporary file, so the commit keeps the mode.
+    pub perm: u32,
+    /// The version (size, mtime) of the content on the server, for the block cache.
+    pub version: (u64, SystemTime),
+    /// A failed background write, reported by the next flush/fsync/close.
+    pub error: Option<String>,
+    pub unlinked: bool,
+}
+
+impl FileState {
+    pub fn new(size: u64, perm: u32, version: (u64, SystemTime)) -> FileState {
+        FileState {
+            handles: 0,
+            content: Content::InPlace,
+            pending: None,
+            size,
+            dirty: false,
+            perm,
+            version,
+            error: None,
+            unlinked: false,
+        }
+    }
+
+    /// True when reads must see state the server (at the inode's path) does
+    /// not have yet, so they cannot be served from cached blocks.
+    pub fn reads_bypass_cache(&self) -> bool {
+        self.dirty || !matches!(self.content, Content::InPlace)
+    }
+
+    /// Where the bytes live on the server for path-based calls, if remote.
+    pub fn data_path<'a>(&'a self, path: &'a Path) -> &'a Path {
+        match &self.content {
+            Content::Temp(p) | Content::Hidden(p) => p,
+            _ => path,
+        }
+    }
+
+    /// Adds a write to the buffer, sending what must go first.
+    pub fn write(&mut self, remote: &dyn Remote, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let end = offset + data.len() as u64;
+        if let Content::Local { synced, .. } = &self.content {
+            if synced.is_some_and(|n| offset < n) {
+                // Rewriting bytes the server already has: upload whole.
+                self.load_head(remote, path)?;
+                self.set_unsynced();
+            }
+            if let Content::Local { file, .. } = &self.content {
+                file.write_all_at(data, offset).map_err(Error::Io)?;
+            }
+        } else {
+            if matches!(self.content, Content::Truncated) {
+                let temp = private_sibling(path, TEMP_PREFIX);
+                remote.create(&temp, self.perm, true)?;
+                self.content = Content::Temp(temp);
+            }
+            let contiguous = matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
+            if !contiguous {
+                self.send_pending(remote, path)?;
+            }
+            match &mut self.pending {
+                Some((_, buf)) => buf.extend_from_slice(data),
+                None => self.pending = Some((offset, data.to_vec())),
+            }
+            if self.pending.as_ref().is_some_and(|(_, b)| b.len() >= WRITE_CHUNK) {
+                self.send_pending(remote, path)?;
+            }
+        }
+        self.size = self.size.max(end);
+        self.dirty = true;
+        Ok(())
+    }
+
+    fn set_unsynced(&mut self) {
+        if let Content::Local { synced, .. } = &mut self.content {
+            *synced = None;
+        }
+    }
+
+    /// Copies the bytes the server holds into the staging file, once.
+    fn load_head(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        if let Content::Local {
+            file,
+            synced: Some(n),
+            head_loaded: loaded @ false,
+        } = &mut self.content
+        {
+            download_into(remote, path, *n, file, DOWNLOAD_CHUNK)?;
+            *loaded = true;
+        }
+        Ok(())
+    }
+
+    /// Starts staging locally (protocols without random writes). With
+    /// `truncate`, the staged content starts empty and nothing is downloaded.
+    pub fn stage_locally(&mut self, dir: &Path, truncate: bool) -> Result<()> {
+        let file = staging_file(dir)?;
+        if truncate {
+            self.content = Content::Local {
+                file,
+                synced: None,
+                head_loaded: true,
+            };
+            self.size = 0;
+            self.dirty = true;
+        } else {
+            self.content = Content::Local {
+                file,
+                synced: Some(self.size),
+                head_loaded: false,
+            };
+        }
+        Ok(())
+    }
+
+    /// Sends buffered writes to the server.
+    pub fn send_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        let Some((offset, buf)) = self.pending.take() else {
+            return Ok(());
+        };
+        let target = self.data_path(path).to_path_buf();
+        remote.write(&target, offset, &buf).inspect_err(|e| {
+            self.error = Some(e.to_string());
+        })?;
+        Ok(())
+    }
+
+    /// Reads through the open state (dirty files, temp names, local staging).
+    pub fn read(&mut self, remote: &dyn Remote, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let len = len.min((self.size - offset) as usize);
+        match &self.content {
+            Content::Truncated => Ok(Vec::new()),
+            Content::Local { .. } => {
+                self.load_head(remote, path)?;
+                let Content::Local { file, .. } = &self.content else {
+                    return Ok(Vec::new());
+                };
+                let mut buf = vec![0u8; len];
+                let n = read_full_at(file, &mut buf, offset)?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            _ => {
+                self.send_pending(remote, path)?;
+                let mut data = remote.read(self.data_path(path), offset, len)?;
+                // A sparse extension not yet materialised reads as zeros.
+                data.resize(len, 0);
+                Ok(data)
+            }
+        }
+    }
+
+    /// Changes the size (truncate up or down) of the open content.
+    pub fn set_size(&mut self, remote: &dyn Remote, path: &Path, size: u64) -> Result<()> {
+        match &mut self.content {
+            Content::Local { synced, .. } => {
+                if synced.is_some_and(|n| size < n) {
+                    self.load_head(remote, path)?;
+                    self.set_unsynced();
+                }
+                if let Content::Local { file, .. } = &self.content {
+                    file.set_len(size).map_err(Error::Io)?;
+                }
+            }
+            Content::Truncated if size == 0 => {}
+            _ => {
+                if matches!(self.content, Content::Truncated) {
+                    let temp = private_sibling(path, TEMP_PREFIX);
+                    remote.create(&temp, self.perm, true)?;
+                    self.content = Content::Temp(temp);
+                }
+                self.send_pending(remote, path)?;
+                remote.setattr(self.data_path(path), SetAttr::Size(size))?;
+            }
+        }
+        self.size = size;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable at `path` on the server.
+    /// Returns whether anything changed there.
+    pub fn commit(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
+        if let Some(e) = self.error.take() {
+            self.discard_temp(remote);
+            return Err(Error::WriteFailed(e));
+        }
+        if let Err(e) = self.send_pending(remote, path) {
+            self.error = None;
+            self.discard_temp(remote);
+            return Err(e);
+        }
+        if self.unlinked {
+            return Ok(false);
+        }
+        let changed = self.dirty;
+        let content = std::mem::replace(&mut self.content, Content::InPlace);
+        let result = match content {
+            Content::InPlace => Ok(()),
+            Content::Truncated => remote.setattr(path, SetAttr::Size(0)).map_err(Error::from),
+            Content::Temp(temp) => {
+                let renamed = remote.rename(&temp, path).map_err(Error::from);
+                if renamed.is_err() {
+                    let _ = remote.unlink(&temp);
+                }
+                renamed
+            }
+            Content::Hidden(hidden) => {
+                self.content = Content::Hidden(hidden);
+                return Ok(false);
+            }
+            Content::Local {
+                mut file,
+                synced,
+                head_loaded,
+            } => {
+                let result = upload_local(remote, path, &mut file, synced, self.size);
+                let synced = if result.is_ok() { Some(self.size) } else { synced };
+                self.content = Content::Local {
+                    file,
+                    synced,
+                    head_loaded,
+                };
+                result
+            }
+        };
+        self.dirty = false;
+        result.map(|()| changed)
+    }
+
+    /// Removes a temporary file after a failure, so none is left behind.
+    pub fn discard_temp(&mut self, remote: &dyn Remote) {
+        if let Content::Temp(temp) = &self.content {
+            let _ = remote.unlink(temp);
+            self.content = Content::InPlace;
+        }
+        self.pending = None;
+        self.dirty = false;
+    }
+
+    /// After the last release: removes what only the open file kept alive.
+    pub fn cleanup(&mut self, remote: &dyn Remote) {
+        match &self.content {
+            Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
+                let _ = remote.unlink(p);
+            }
+            _ => {}
+        }
+    }
+}
+
+fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match file.read_at(&mut buf[filled..], offset + filled as u64) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Io(e)),
+        }
+    }
+    Ok(filled)
+}
+
+/// Uploads a local staging file: appending the new tail where the server
+/// already holds the head, otherwise whole under a temporary name that is
+/// then renamed over the target, so a failed upload leaves the old file.
+fn upload_local(
+    remote: &dyn Remote,
+    path: &Path,
+    file: &mut File,
+    synced: Option<u64>,
+    size: u64,
+) -> Result<()> {
+    if let Some(from) = synced {
+        if from == size {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(from)).map_err(Error::Io)?;
+        let mut tail = Read::take(&mut *file, size - from);
+        return remote.upload(path, &mut tail, true).map_err(Error::from);
+    }
+    file.seek(SeekFrom::Start(0)).map_err(Error::Io)?;
+    let mut whole = Read::take(&mut *file, size);
+    if !remote.caps().atomic_rename {
+        return remote.upload(path, &mut whole, false).map_err(Error::from);
+    }
+    let temp = private_sibling(path, TEMP_PREFIX);
+    let uploaded = remote
+        .upload(&temp, &mut whole, false)
+        .and_then(|()| remote.rename(&temp, path));
+    if uploaded.is_err() {
+        let _ = remote.unlink(&temp);
+    }
+    uploaded.map_err(Error::from)
+}
+
+/// A private staging file on local disk: mode 0600 in a 0700 directory.
+pub fn staging_file(dir: &Path) -> Result<File> {
+    let file = tempfile::tempfile_in(dir).map_err(Error::Io)?;
+    Ok(file)
+}
+
+/// Copies `len` bytes of the remote file into a staging file, for random
+/// writes into an existing file over protocols without random writes.
+pub fn download_into(remote: &dyn Remote, path: &Path, len: u64, file: &mut File, chunk: usize) -> Result<()> {
+    let mut offset = 0;
+    while offset < len {
+        let data = remote.read(path, offset, chunk.min((len - offset) as usize))?;
+        if data.is_empty() {
+            break;
+        }
+        file.write_all_at(&data, offset).map_err(Error::Io)?;
+        offset += data.len() as u64;
+    }
+    file.flush().map_err(Error::Io)?;
+    Ok(())
+}

@@ -1,0 +1,885 @@
+//! The filesystem logic: turns kernel-shaped requests (inode numbers, file
+//! handles, offsets) into remote calls, through the caches.
+//!
+//! Owns inodes ↔ paths, open handles, read-ahead, write staging and commit,
+//! and cache coherence: every change made here updates or invalidates the
+//! affected cache entries at once. It must not name a fuser type (fuse.rs
+//! adapts) nor a protocol (it only sees `dyn Remote`).
+
+pub mod files;
+pub mod inodes;
+
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::cache::blocks::{BlockCache, BlockKey};
+use crate::cache::meta::{Lookup, MetaCache};
+use crate::remote::{self, Attr, Kind, Remote, SetAttr, StatFs};
+use crate::workers::Workers;
+use files::{Content, FileState};
+use inodes::Inodes;
+
+/// Errors of the filesystem layer; `fuse.rs` maps them to errno.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Remote(#[from] remote::Error),
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("unknown file handle")]
+    BadHandle,
+    #[error("read-only mount")]
+    ReadOnly,
+    #[error("name too long")]
+    NameTooLong,
+    #[error("invalid name")]
+    InvalidName,
+    #[error("is a directory")]
+    IsADirectory,
+    #[error("file exists")]
+    Exists,
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+    #[error("invalid argument")]
+    Invalid,
+    #[error("an earlier write failed: {0}")]
+    WriteFailed(String),
+    #[error("local I/O error: {0}")]
+    Io(std::io::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Longest name a component may have (as most Unix filesystems).
+const NAME_MAX: usize = 255;
+
+/// Maps the remote login user's ids to the local user's (`-o idmap=user`).
+#[derive(Clone, Copy, Debug)]
+pub struct IdMapping {
+    pub remote_uid: u32,
+    pub remote_gid: u32,
+    pub local_uid: u32,
+    pub local_gid: u32,
+}
+
+/// What the filesystem logic needs from the mount configuration.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    pub root: PathBuf,
+    pub read_only: bool,
+    pub atomic_writes: bool,
+    pub block_size: u64,
+    pub read_ahead_blocks: usize,
+    pub cache_timeout: Duration,
+    pub cache_size: u64,
+    pub idmap: Option<IdMapping>,
+    /// Where protocols without random writes stage files (0700).
+    pub staging_dir: PathBuf,
+    pub prefetch_threads: usize,
+}
+
+/// A name and its attributes, with the inode the kernel knows it by.
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub ino: u64,
+    pub attr: Attr,
+}
+
+/// One directory entry for readdir.
+#[derive(Clone, Debug)]
+pub struct DirItem {
+    pub name: OsString,
+    pub attr: Attr,
+    /// Remote path, to assign an inode when the entry is returned.
+    pub path: PathBuf,
+}
+
+/// Time values of a utimens call, before resolving "now" and "omit".
+#[derive(Clone, Copy, Debug)]
+pub enum TimeSet {
+    Now,
+    At(SystemTime),
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<TimeSet>,
+    pub mtime: Option<TimeSet>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenFlags {
+    pub write: bool,
+    pub truncate: bool,
+    pub append: bool,
+    pub exclusive: bool,
+}
+
+pub struct Opened {
+    pub fh: u64,
+    /// The kernel may keep its page cache (the file did not change).
+    pub keep_cache: bool,
+}
+
+struct Handle {
+    ino: u64,
+    file: Arc<Mutex<FileState>>,
+    write: bool,
+    append: bool,
+    /// End of the last read, to detect sequential reading.
+    next_read: u64,
+    /// Read-ahead depth, grown while reading stays sequential.
+    streak: usize,
+}
+
+pub struct Fs {
+    remote: Arc<dyn Remote>,
+    cfg: FsConfig,
+    inodes: Mutex<Inodes>,
+    meta: MetaCache,
+    blocks: Arc<BlockCache>,
+    /// Open-file state per inode, while any handle is open.
+    open: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    dirs: Mutex<HashMap<u64, Vec<DirItem>>>,
+    /// The content version each inode had when last opened (keep_cache).
+    seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
+    next_fh: AtomicU64,
+    prefetch: OnceLock<Workers>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn check_name(name: &OsStr) -> Result<()> {
+    let bytes = name.as_bytes();
+    if bytes.len() > NAME_MAX {
+        return Err(Error::NameTooLong);
+    }
+    if bytes.is_empty() || bytes.contains(&b'/') || name == "." || name == ".." {
+        return Err(Error::InvalidName);
+    }
+    Ok(())
+}
+
+impl Fs {
+    pub fn new(remote: Arc<dyn Remote>, cfg: FsConfig) -> Fs {
+        Fs {
+            inodes: Mutex::new(Inodes::new(&cfg.root)),
+            meta: MetaCache::new(cfg.cache_timeout),
+            blocks: Arc::new(BlockCache::new(cfg.cache_size)),
+            open: Mutex::new(HashMap::new()),
+            handles: Mutex::new(HashMap::new()),
+            dirs: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            prefetch: OnceLock::new(),
+            remote,
+            cfg,
+        }
+    }
+
+    /// How long the kernel may trust entries and attributes we return.
+    pub fn ttl(&self) -> Duration {
+        self.meta.ttl()
+    }
+
+    fn path_of(&self, ino: u64) -> Result<PathBuf> {
+        lock(&self.inodes).path(ino).map(Path::to_path_buf).ok_or(Error::NotFound)
+    }
+
+    fn child_path(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(self.path_of(parent)?.join(name))
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.cfg.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Attributes as the mount shows them: ids mapped, open files' sizes.
+    fn present(&self, ino: Option<u64>, mut attr: Attr) -> Attr {
+        if let Some(map) = self.cfg.idmap {
+            if attr.uid == map.remote_uid {
+                attr.uid = map.local_uid;
+            }
+            if attr.gid == map.remote_gid {
+                attr.gid = map.local_gid;
+            }
+        }
+        if let Some(state) = ino.and_then(|ino| lock(&self.open).get(&ino).cloned()) {
+            let state = lock(&state);
+            if state.reads_bypass_cache() {
+                attr.size = state.size;
+            }
+        }
+        attr
+    }
+
+    /// Attributes of a remote path, through the cache.
+    fn stat_path(&self, path: &Path) -> Result<Attr> {
+        match self.meta.get(path) {
+            Some(Lookup::Found(attr)) => return Ok(attr),
+            Some(Lookup::Missing) => return Err(Error::NotFound),
+            None => {}
+        }
+        self.stat_fresh(path)
+    }
+
+    fn stat_fresh(&self, path: &Path) -> Result<Attr> {
+        match self.remote.stat(path) {
+            Ok(attr) => {
+                self.meta.put(path, attr.clone());
+                Ok(attr)
+            }
+            Err(remote::Error::NotFound) => {
+                self.meta.put_missing(path);
+                Err(Error::NotFound)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn entry_for(&self, path: &Path, attr: Attr) -> Entry {
+        let ino = lock(&self.inodes).lookup(path);
+        Entry {
+            ino,
+            attr: self.present(Some(ino), attr),
+        }
+    }
+
+    // ----- names -----
+
+    pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
+        let path = self.child_path(parent, name)?;
+        if files::is_private_name(name.as_bytes()) {
+            return Err(Error::NotFound);
+        }
+        if self.meta.get(&path).is_none() {
+            // A fresh listing of the parent that lacks the name answers
+            // "no such file" without a round trip.
+            if let Some(names) = path.parent().and_then(|dir| self.meta.listing(dir)) {
+                if !names.iter().any(|n| n == name) {
+                    return Err(Error::NotFound);
+                }
+            }
+        }
+        let attr = self.stat_path(&path)?;
+        Ok(self.entry_for(&path, attr))
+    }
+
+    pub fn forget(&self, ino: u64, n: u64) {
+        let gone = lock(&self.inodes).forget(ino, n);
+        if gone {
+            lock(&self.seen).remove(&ino);
+            self.blocks.forget_file(ino);
+        }
+    }
+
+    /// Counts a kernel lookup of a readdirplus entry; undone with `forget`.
+    pub fn remember(&self, item: &DirItem) -> u64 {
+        lock(&self.inodes).lookup(&item.path)
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        let path = self.path_of(ino)?;
+        let attr = self.stat_path(&path);
+        let attr = match attr {
+            Err(Error::NotFound) => self.open_file_attr(ino).ok_or(Error::NotFound)?,
+            other => other?,
+        };
+        Ok(self.present(Some(ino), attr))
+    }
+
+    /// Attributes of a file that is open but has no name on the server.
+    fn open_file_attr(&self, ino: u64) -> Option<Attr> {
+        let state = lock(&self.open).get(&ino).cloned()?;
+        let state = lock(&state);
+        Some(Attr {
+            kind: Kind::File,
+            size: state.size,
+            perm: state.perm as u16,
+            uid: 0,
+            gid: 0,
+            atime: state.version.1,
+            mtime: state.version.1,
+        })
+    }
+
+    pub fn setattr(&self, ino: u64, changes: SetAttrs) -> Result<Attr> {
+        self.writable()?;
+        let path = self.path_of(ino)?;
+        let current = self.stat_fresh(&path)?;
+        if current.kind == Kind::Symlink {
+            // SFTP setstat follows symlinks; changing a link must never
+            // change its target, and Linux ignores a link's own mode.
+            return Ok(self.present(Some(ino), current));
+        }
+        let state = lock(&self.open).get(&ino).cloned();
+        if let Some(mode) = changes.mode {
+            self.remote.setattr(&path, SetAttr::Mode(mode & 0o7777))?;
+            if let Some(state) = &state {
+                lock(state).perm = mode & 0o7777;
+            }
+        }
+        if changes.uid.is_some() || changes.gid.is_some() {
+            let (uid, gid) = self.unmap_ids(changes.uid, changes.gid);
+            self.remote.setattr(&path, SetAttr::Owner(uid, gid))?;
+        }
+        if let Some(size) = changes.size {
+            match &state {
+                Some(state) => lock(state).set_size(&*self.remote, &path, size)?,
+                None => self.remote.setattr(&path, SetAttr::Size(size))?,
+            }
+            self.blocks.forget_file(ino);
+        }
+        if changes.atime.is_some() || changes.mtime.is_some() {
+            let resolve = |t: Option<TimeSet>, old: SystemTime| match t {
+                Some(TimeSet::Now) => SystemTime::now(),
+                Some(TimeSet::At(t)) => t,
+                None => old,
+            };
+            let atime = resolve(changes.atime, current.atime);
+            let mtime = resolve(changes.mtime, current.mtime);
+            let target = match &state {
+                Some(state) => {
+                    let mut state = lock(state);
+                    state.send_pending(&*self.remote, &path)?;
+                    state.data_path(&path).to_path_buf()
+                }
+                None => path.clone(),
+            };
+            self.remote.setattr(&target, SetAttr::Times { atime, mtime })?;
+        }
+        self.meta.forget(&path);
+        let attr = self.stat_fresh(&path)?;
+        Ok(self.present(Some(ino), attr))
+    }
+
+    fn unmap_ids(&self, uid: Option<u32>, gid: Option<u32>) -> (Option<u32>, Option<u32>) {
+        match self.cfg.idmap {
+            Some(map) => (
+                uid.map(|u| if u == map.local_uid { map.remote_uid } else { u }),
+                gid.map(|g| if g == map.local_gid { map.remote_gid } else { g }),
+            ),
+            None => (uid, gid),
+        }
+    }
+
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        let path = self.path_of(ino)?;
+        let target = self.remote.readlink(&path)?;
+        Ok(target.into_os_string().into_encoded_bytes())
+    }
+
+    /// Records a new name in the caches and returns its entry.
+    fn created(&self, path: &Path) -> Result<Entry> {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            self.meta.dir_added(dir, name);
+        }
+        self.meta.forget(path);
+        let attr = self.stat_fresh(path)?;
+        Ok(self.entry_for(path, attr))
+    }
+
+    fn removed(&self, path: &Path) {
+        if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
+            self.meta.dir_removed(dir, name);
+        }
+        self.meta.forget_tree(path);
+        self.meta.put_missing(path);
+        lock(&self.inodes).unlinked(path);
+    }
+
+    pub fn mkdir(&self, parent: u64, name: &OsStr, mode: u32) -> Result<Entry> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        self.remote.mkdir(&path, mode)?;
+        self.created(&path)
+    }
+
+    pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Entry> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        self.remote.symlink(target, &path)?;
+        self.created(&path)
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        self.remote.rmdir(&path)?;
+        self.removed(&path);
+        Ok(())
+    }
+
+    pub fn unlink(&self, parent: u64, name: &OsStr) -> Result<()> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        let ino = lock(&self.inodes).ino(&path);
+        let state = ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
+        match state {
+            Some(state) => self.unlink_open(&path, &state)?,
+            None => self.remote.unlink(&path)?,
+        }
+        if let Some(ino) = ino {
+            self.blocks.forget_file(ino);
+        }
+        self.removed(&path);
+        Ok(())
+    }
+
+    /// Unlink of a file that is still open: its content must stay reachable
+    /// through the open handles, so it moves to a hidden name (or, if it is
+    /// being rewritten under a temporary name, the old file just goes).
+    fn unlink_open(&self, path: &Path, state: &Mutex<FileState>) -> Result<()> {
+        let mut state = lock(state);
+        match &state.content {
+            Content::Temp(_) | Content::Local { .. } => self.remote.unlink(path)?,
+            Content::Hidden(_) => return Err(Error::NotFound),
+            Content::InPlace | Content::Truncated => {
+                let hidden = files::private_sibling(path, files::HIDDEN_PREFIX);
+                state.send_pending(&*self.remote, path)?;
+                self.remote.rename(path, &hidden)?;
+                if matches!(state.content, Content::Truncated) {
+                    self.remote.setattr(&hidden, SetAttr::Size(0))?;
+                }
+                state.content = Content::Hidden(hidden);
+            }
+        }
+        state.unlinked = true;
+        Ok(())
+    }
+
+    pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, no_replace: bool) -> Result<()> {
+        self.writable()?;
+        let from = self.child_path(parent, name)?;
+        let to = self.child_path(new_parent, new_name)?;
+        if files::is_private_name(new_name.as_bytes()) {
+            return Err(Error::InvalidName);
+        }
+        if no_replace {
+            match self.remote.stat(&to) {
+                Ok(_) => return Err(Error::Exists),
+                Err(remote::Error::NotFound) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // Anything still buffered for the source must land before it moves.
+        if let Some(ino) = lock(&self.inodes).ino(&from) {
+            if let Some(state) = lock(&self.open).get(&ino).cloned() {
+                lock(&state).send_pending(&*self.remote, &from)?;
+            }
+        }
+        let replaced = lock(&self.inodes).ino(&to);
+        self.remote.rename(&from, &to)?;
+        if let Some(ino) = replaced {
+            self.blocks.forget_file(ino);
+        }
+        self.removed(&from);
+        self.meta.forget_tree(&to);
+        if let (Some(dir), Some(name)) = (to.parent(), to.file_name()) {
+            self.meta.dir_added(dir, name);
+        }
+        lock(&self.inodes).rename(&from, &to);
+        Ok(())
+    }
+
+    pub fn statfs(&self) -> Result<StatFs> {
+        Ok(self.remote.statfs(&self.cfg.root)?)
+    }
+
+    // ----- directories -----
+
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        let path = self.path_of(ino)?;
+        let items = self.list(&path)?;
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(fh, items);
+        Ok(fh)
+    }
+
+    fn list(&self, dir: &Path) -> Result<Vec<DirItem>> {
+        if let Some(names) = self.meta.listing(dir) {
+            let cached: Option<Vec<DirItem>> = names
+                .into_iter()
+                .map(|name| {
+                    let path = dir.join(&name);
+                    match self.meta.get(&path) {
+                        Some(Lookup::Found(attr)) => Some(DirItem { name, attr, path }),
+                        _ => None,
+                    }
+                })
+                .collect();
+            if let Some(items) = cached {
+                return Ok(self.present_items(items));
+            }
+        }
+        let entries = self.remote.list(dir)?;
+        let entries: Vec<(OsString, Attr)> = entries
+            .into_iter()
+            .filter(|e| !files::is_private_name(e.name.as_bytes()))
+            .map(|e| (e.name, e.attr))
+            .collect();
+        self.meta.put_listing(dir, &entries);
+        let items = entries
+            .into_iter()
+            .map(|(name, attr)| DirItem {
+                path: dir.join(&name),
+                name,
+                attr,
+            })
+            .collect();
+        Ok(self.present_items(items))
+    }
+
+    fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
+        let inodes = lock(&self.inodes);
+        let with_ino: Vec<(Option<u64>, DirItem)> = items.into_iter().map(|i| (inodes.ino(&i.path), i)).collect();
+        drop(inodes);
+        with_ino
+            .into_iter()
+            .map(|(ino, mut item)| {
+                item.attr = self.present(ino, item.attr);
+                item
+            })
+            .collect()
+    }
+
+    /// Entries of an open directory from `offset` on (offsets count entries).
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Vec<DirItem>> {
+        let dirs = lock(&self.dirs);
+        let items = dirs.get(&fh).ok_or(Error::BadHandle)?;
+        Ok(items.iter().skip(offset as usize).cloned().collect())
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        lock(&self.dirs).remove(&fh);
+    }
+
+    /// The inode number a directory entry has, if the kernel knows it.
+    pub fn known_ino(&self, path: &Path) -> Option<u64> {
+        lock(&self.inodes).ino(path)
+    }
+
+    // ----- files -----
+
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> Result<Opened> {
+        if flags.write {
+            self.writable()?;
+        }
+        let path = self.path_of(ino)?;
+        // Writers need the exact size (O_APPEND); readers accept the cache.
+        let attr = if flags.write {
+            self.stat_fresh(&path)?
+        } else {
+            self.stat_path(&path)?
+        };
+        if attr.kind == Kind::Dir {
+            return Err(Error::IsADirectory);
+        }
+        let state = self.open_state(ino, &attr)?;
+        let mut keep_cache = false;
+        {
+            let mut st = lock(&state);
+            if flags.write && !self.remote.caps().random_write && !matches!(st.content, Content::Local { .. }) {
+                st.size = attr.size;
+                st.stage_locally(&self.cfg.staging_dir, flags.truncate)?;
+            }
+            if flags.truncate && flags.write {
+                self.truncate_on_open(&mut st, &path)?;
+                self.blocks.forget_file(ino);
+                self.meta.update(&path, |a| a.size = 0);
+            } else if !st.reads_bypass_cache() {
+                let version = attr.version();
+                keep_cache = lock(&self.seen).insert(ino, version) == Some(version);
+                st.version = version;
+                st.size = attr.size;
+            }
+        }
+        Ok(Opened {
+            fh: self.add_handle(ino, state, flags),
+            keep_cache,
+        })
+    }
+
+    fn truncate_on_open(&self, state: &mut FileState, path: &Path) -> Result<()> {
+        if let Content::Local { .. } = state.content {
+            state.stage_locally(&self.cfg.staging_dir, true)?;
+        } else if state.handles > 1 || !self.cfg.atomic_writes {
+            // Others have it open: they must see the truncation now.
+            state.set_size(&*self.remote, path, 0)?;
+        } else {
+            state.send_pending(&*self.remote, path)?;
+            state.discard_temp(&*self.remote);
+            state.content = Content::Truncated;
+            state.size = 0;
+            state.dirty = true;
+        }
+        Ok(())
+    }
+
+    /// The shared open state of `ino`, created on first open.
+    fn open_state(&self, ino: u64, attr: &Attr) -> Result<Arc<Mutex<FileState>>> {
+        let mut open = lock(&self.open);
+        if let Some(state) = open.get(&ino) {
+            lock(state).handles += 1;
+            return Ok(state.clone());
+        }
+        let mut state = FileState::new(attr.size, u32::from(attr.perm), attr.version());
+        state.handles = 1;
+        let state = Arc::new(Mutex::new(state));
+        open.insert(ino, state.clone());
+        Ok(state)
+    }
+
+    fn add_handle(&self, ino: u64, file: Arc<Mutex<FileState>>, flags: OpenFlags) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let handle = Handle {
+            ino,
+            file,
+            write: flags.write,
+            append: flags.append,
+            next_read: 0,
+            streak: 0,
+        };
+        lock(&self.handles).insert(fh, handle);
+        fh
+    }
+
+    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, flags: OpenFlags) -> Result<(Entry, Opened)> {
+        self.writable()?;
+        let path = self.child_path(parent, name)?;
+        if files::is_private_name(name.as_bytes()) {
+            return Err(Error::InvalidName);
+        }
+        match self.remote.create(&path, mode, true) {
+            Ok(()) => {}
+            Err(remote::Error::Exists) if !flags.exclusive => {
+                // Someone created it since the kernel looked: open it.
+                let entry = self.created(&path)?;
+                let opened = self.open(entry.ino, flags)?;
+                return Ok((entry, opened));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let entry = self.created(&path)?;
+        let state = self.open_state(entry.ino, &entry.attr)?;
+        {
+            let mut st = lock(&state);
+            st.perm = mode & 0o7777;
+            if !self.remote.caps().random_write {
+                st.stage_locally(&self.cfg.staging_dir, true)?;
+                st.dirty = false;
+            } else if self.cfg.atomic_writes && st.handles == 1 && matches!(st.content, Content::InPlace) {
+                // New content goes to a temporary name first, so a crash
+                // never leaves a half-written file under the real name.
+                st.content = Content::Truncated;
+                st.dirty = false;
+            }
+        }
+        lock(&self.seen).insert(entry.ino, entry.attr.version());
+        let fh = self.add_handle(entry.ino, state, OpenFlags { write: true, ..flags });
+        Ok((entry, Opened { fh, keep_cache: false }))
+    }
+
+    fn handle(&self, fh: u64) -> Result<(u64, Arc<Mutex<FileState>>)> {
+        let handles = lock(&self.handles);
+        let h = handles.get(&fh).ok_or(Error::BadHandle)?;
+        Ok((h.ino, h.file.clone()))
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let (ino, state) = self.handle(fh)?;
+        let path = self.path_of(ino)?;
+        let version = {
+            let mut st = lock(&state);
+            if st.reads_bypass_cache() {
+                return st.read(&*self.remote, &path, offset, size as usize);
+            }
+            st.version
+        };
+        let data = self.read_blocks(ino, &path, version, offset, size as usize)?;
+        self.read_ahead(fh, ino, &path, version, offset, data.len());
+        Ok(data)
+    }
+
+    fn block_key(ino: u64, version: (u64, SystemTime), index: u64) -> BlockKey {
+        BlockKey {
+            file: ino,
+            size: version.0,
+            mtime: version.1,
+            index,
+        }
+    }
+
+    /// Serves a read of a clean file from whole blocks (fetched on a miss).
+    fn read_blocks(&self, ino: u64, path: &Path, version: (u64, SystemTime), offset: u64, len: usize) -> Result<Vec<u8>> {
+        let size = version.0;
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + len as u64);
+        let bs = self.cfg.block_size;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for index in offset / bs..=(end - 1) / bs {
+            let start = index * bs;
+            let key = Self::block_key(ino, version, index);
+            let block = self
+                .blocks
+                .get_or_fetch(&key, || self.remote.read(path, start, bs as usize))?;
+            let from = (offset.max(start) - start) as usize;
+            let to = ((end.min(start + bs)) - start) as usize;
+            if from >= block.len() {
+                break;
+            }
+            out.extend_from_slice(&block[from..to.min(block.len())]);
+            if block.len() < to {
+                // The file is shorter than it was: stop at its real end.
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Starts fetching the blocks after a sequential read, on several
+    /// connections at once, so the reader finds them in the cache.
+    fn read_ahead(&self, fh: u64, ino: u64, path: &Path, version: (u64, SystemTime), offset: u64, len: usize) {
+        let depth = {
+            let mut handles = lock(&self.handles);
+            let Some(h) = handles.get_mut(&fh) else { return };
+            let sequential = offset == h.next_read;
+            h.next_read = offset + len as u64;
+            h.streak = if sequential { (h.streak * 2).clamp(1, self.cfg.read_ahead_blocks) } else { 0 };
+            h.streak
+        };
+        if depth == 0 || len == 0 {
+            return;
+        }
+        let bs = self.cfg.block_size;
+        let last = (offset + len as u64 - 1) / bs;
+        let workers = self.prefetch.get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
+        for index in last + 1..=last + depth as u64 {
+            let start = index * bs;
+            if start >= version.0 {
+                break;
+            }
+            let key = Self::block_key(ino, version, index);
+            if self.blocks.contains(&key) {
+                continue;
+            }
+            let (blocks, remote, path) = (self.blocks.clone(), self.remote.clone(), path.to_path_buf());
+            let queued = workers.try_spawn(Box::new(move || {
+                let fetched = blocks.get_or_fetch(&key, || remote.read(&path, start, bs as usize));
+                if let Err(e) = fetched {
+                    tracing::debug!("read-ahead of {} failed: {e}", path.display());
+                }
+            }));
+            if !queued {
+                break;
+            }
+        }
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let (ino, state, append) = {
+            let handles = lock(&self.handles);
+            let h = handles.get(&fh).ok_or(Error::BadHandle)?;
+            if !h.write {
+                return Err(Error::BadHandle);
+            }
+            (h.ino, h.file.clone(), h.append)
+        };
+        let path = self.path_of(ino)?;
+        let mut st = lock(&state);
+        let offset = if append { st.size } else { offset };
+        st.write(&*self.remote, &path, offset, data)?;
+        let size = st.size;
+        drop(st);
+        self.blocks.forget_file(ino);
+        self.meta.update(&path, |a| {
+            a.size = size;
+            a.mtime = SystemTime::now();
+        });
+        Ok(data.len() as u32)
+    }
+
+    /// close(): commits what was written, so a successful close means the
+    /// bytes are on the server.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let (ino, state) = self.handle(fh)?;
+        self.commit(ino, &state)
+    }
+
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let (ino, state) = self.handle(fh)?;
+        self.commit(ino, &state)?;
+        let path = self.path_of(ino)?;
+        let st = lock(&state);
+        if !st.unlinked && !matches!(st.content, Content::Local { .. }) {
+            self.remote.fsync(st.data_path(&path))?;
+        }
+        Ok(())
+    }
+
+    fn commit(&self, ino: u64, state: &Mutex<FileState>) -> Result<()> {
+        let path = self.path_of(ino)?;
+        let mut st = lock(state);
+        if !st.dirty && st.error.is_none() {
+            return Ok(());
+        }
+        let result = st.commit(&*self.remote, &path);
+        self.blocks.forget_file(ino);
+        self.meta.forget(&path);
+        if result.is_ok() && !st.unlinked {
+            if let Ok(attr) = self.stat_fresh(&path) {
+                st.version = attr.version();
+                st.size = attr.size;
+                lock(&self.seen).insert(ino, attr.version());
+            }
+        }
+        result.map(|_| ())
+    }
+
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let Some(handle) = lock(&self.handles).remove(&fh) else {
+            return Err(Error::BadHandle);
+        };
+        let last = {
+            let mut st = lock(&handle.file);
+            st.handles -= 1;
+            st.handles == 0
+        };
+        let result = if handle.write { self.commit(handle.ino, &handle.file) } else { Ok(()) };
+        if last {
+            let mut open = lock(&self.open);
+            // Someone may have opened it again meanwhile.
+            if lock(&handle.file).handles == 0 {
+                open.remove(&handle.ino);
+                drop(open);
+                lock(&handle.file).cleanup(&*self.remote);
+            }
+        }
+        if let Err(e) = &result {
+            tracing::warn!("write-back at close failed: {e}");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,170 @@
+//! Unit tests of the filesystem logic over the in-memory remote: write
+//! staging and commit, atomic rewrites, unlink while open, cache coherence.
+
+use std::ffi::OsStr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::*;
+use crate::remote::memory::Memory;
+
+fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
+    let mem = Arc::new(Memory::new(random_write));
+    let staging = tempfile::tempdir().expect("tempdir");
+    let cfg = FsConfig {
+        root: PathBuf::from("/"),
+        read_only: false,
+        atomic_writes: true,
+        block_size: 4,
+        read_ahead_blocks: 2,
+        cache_timeout: Duration::from_secs(60),
+        cache_size: 1 << 20,
+        idmap: None,
+        staging_dir: staging.path().to_path_buf(),
+        prefetch_threads: 1,
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    (mem, fs, staging)
+}
+
+fn rw() -> OpenFlags {
+    OpenFlags {
+        write: true,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn create_write_close_goes_through_a_temporary_name() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        let (entry, opened) = fs.create(inodes::ROOT, OsStr::new("f"), 0o640, rw()).expect("create");
+        fs.write(opened.fh, 0, b"hello ").expect("write");
+        fs.write(opened.fh, 6, b"world").expect("write");
+        assert_eq!(fs.getattr(entry.ino).expect("getattr").size, 11);
+        assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"hello world");
+        // Not at the real name before close; no stray names after.
+        assert_eq!(mem.content("/f"), Some(Vec::new()), "random_write={random_write}");
+        fs.flush(opened.fh).expect("flush");
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"hello world"[..]));
+        assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
+    }
+}
+
+#[test]
+fn failed_rewrite_keeps_old_version_and_no_temp() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"old content");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let flags = OpenFlags {
+        write: true,
+        truncate: true,
+        ..Default::default()
+    };
+    let opened = fs.open(entry.ino, flags).expect("open");
+    fs.write(opened.fh, 0, b"new").expect("buffered write");
+    mem.fail_writes.store(true, Ordering::SeqCst);
+    assert!(fs.flush(opened.fh).is_err(), "close must report the failure");
+    mem.fail_writes.store(false, Ordering::SeqCst);
+    let _ = fs.release(opened.fh);
+    assert_eq!(mem.content("/f").as_deref(), Some(&b"old content"[..]));
+    assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
+}
+
+#[test]
+fn in_place_edit_and_sparse_extension() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"abcdef");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(entry.ino, rw()).expect("open");
+    fs.write(opened.fh, 2, b"XY").expect("write");
+    fs.write(opened.fh, 10, b"Z").expect("write past end");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(mem.content("/f").as_deref(), Some(&b"abXYef\0\0\0\0Z"[..]));
+}
+
+#[test]
+fn append_writes_at_end_whatever_the_offset() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        mem.put_file("/log", b"one\n");
+        let entry = fs.lookup(inodes::ROOT, OsStr::new("log")).expect("lookup");
+        let flags = OpenFlags {
+            write: true,
+            append: true,
+            ..Default::default()
+        };
+        let opened = fs.open(entry.ino, flags).expect("open");
+        fs.write(opened.fh, 0, b"two\n").expect("append");
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/log").as_deref(), Some(&b"one\ntwo\n"[..]));
+    }
+}
+
+#[test]
+fn unlinked_open_file_stays_readable_then_vanishes() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"keep me");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(entry.ino, OpenFlags::default()).expect("open");
+    fs.unlink(inodes::ROOT, OsStr::new("f")).expect("unlink");
+    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new("f")), Err(Error::NotFound)));
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    assert!(fs.readdir(dir, 0).expect("readdir").is_empty(), "hidden name must not be listed");
+    assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(mem.names().len(), 1, "{:?}", mem.names());
+}
+
+#[test]
+fn caches_answer_repeated_lookups_and_follow_changes() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/a", b"1");
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    assert_eq!(fs.readdir(dir, 0).expect("readdir").len(), 1);
+    let before = mem.stats.load(Ordering::SeqCst);
+    fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
+    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new("zz")), Err(Error::NotFound)));
+    assert_eq!(mem.stats.load(Ordering::SeqCst), before, "listing must answer lookups");
+    fs.rename(inodes::ROOT, OsStr::new("a"), inodes::ROOT, OsStr::new("b"), false)
+        .expect("rename");
+    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new("a")), Err(Error::NotFound)));
+    assert_eq!(fs.lookup(inodes::ROOT, OsStr::new("b")).expect("lookup b").attr.size, 1);
+}
+
+#[test]
+fn blocks_are_cached_and_keyed_by_version() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"0123456789");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let h = fs.open(entry.ino, OpenFlags::default()).expect("open");
+    assert_eq!(fs.read(h.fh, 0, 10).expect("read"), b"0123456789");
+    let reads = mem.reads.load(Ordering::SeqCst);
+    assert_eq!(fs.read(h.fh, 2, 5).expect("read"), b"23456");
+    assert_eq!(mem.reads.load(Ordering::SeqCst), reads, "second read from cache");
+    fs.release(h.fh).expect("release");
+    // A write through the mount is seen by the next reader.
+    let w = fs.open(entry.ino, rw()).expect("open rw");
+    fs.write(w.fh, 0, b"AB").expect("write");
+    fs.release(w.fh).expect("release");
+    let r = fs.open(entry.ino, OpenFlags::default()).expect("open");
+    assert_eq!(fs.read(r.fh, 0, 4).expect("read"), b"AB23");
+}
+
+#[test]
+fn errors_for_names_and_directories() {
+    let (_mem, fs, _s) = setup(true);
+    let long = "x".repeat(300);
+    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new(&long)), Err(Error::NameTooLong)));
+    let d = fs.mkdir(inodes::ROOT, OsStr::new("d"), 0o755).expect("mkdir");
+    fs.create(d.ino, OsStr::new("x"), 0o644, rw())
+        .and_then(|(_, o)| fs.release(o.fh))
+        .expect("create");
+    assert!(matches!(
+        fs.rmdir(inodes::ROOT, OsStr::new("d")),
+        Err(Error::Remote(remote::Error::NotEmpty))
+    ));
+    assert!(matches!(fs.open(d.ino, OpenFlags::default()), Err(Error::IsADirectory)));
+}

@@ -1,0 +1,463 @@
+//! The FUSE adapter: the `fuser::Filesystem` impl over `fs::Fs`.
+//!
+//! Each request is handed, with its `Reply`, to a worker thread so the
+//! dispatcher never waits on the network (DESIGN invariant 1); metadata and
+//! data requests have separate workers so a slow read never delays a `stat`.
+//! This is the one place where errors become errno. It owns kernel options
+//! (READDIRPLUS, max_write, TTLs) and must not contain filesystem logic.
+
+use std::ffi::OsStr;
+use std::io;
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
+    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+};
+
+use crate::fs::{self, Fs, SetAttrs, TimeSet};
+use crate::remote::{self, Attr, Kind};
+use crate::workers::{Job, Workers};
+
+/// Largest write the kernel may send in one request.
+const MAX_WRITE: u32 = 1 << 20;
+const META_THREADS: usize = 8;
+const DATA_THREADS: usize = 16;
+const QUEUE: usize = 4096;
+
+pub struct FuseAdapter {
+    fs: Arc<Fs>,
+    meta: OnceLock<Workers>,
+    data: OnceLock<Workers>,
+}
+
+impl FuseAdapter {
+    pub fn new(fs: Arc<Fs>) -> FuseAdapter {
+        FuseAdapter {
+            fs,
+            meta: OnceLock::new(),
+            data: OnceLock::new(),
+        }
+    }
+
+    fn meta(&self, job: impl FnOnce(&Fs) + Send + 'static) {
+        let fs = self.fs.clone();
+        let job: Job = Box::new(move || job(&fs));
+        self.meta.get_or_init(|| Workers::new("meta", META_THREADS, QUEUE)).spawn(job);
+    }
+
+    fn data(&self, job: impl FnOnce(&Fs) + Send + 'static) {
+        let fs = self.fs.clone();
+        let job: Job = Box::new(move || job(&fs));
+        self.data.get_or_init(|| Workers::new("data", DATA_THREADS, QUEUE)).spawn(job);
+    }
+}
+
+/// The errno a local filesystem would give (DESIGN invariant 5).
+pub fn errno(e: &fs::Error) -> Errno {
+    use remote::Error as R;
+    let code = match e {
+        fs::Error::Remote(r) => match r {
+            R::NotFound => libc::ENOENT,
+            R::Exists => libc::EEXIST,
+            R::NotEmpty => libc::ENOTEMPTY,
+            R::PermissionDenied => libc::EACCES,
+            R::NotPermitted => libc::EPERM,
+            R::NotADirectory => libc::ENOTDIR,
+            R::IsADirectory => libc::EISDIR,
+            R::NoSpace => libc::ENOSPC,
+            R::Unsupported(_) => libc::ENOTSUP,
+            R::ReadOnly => libc::EROFS,
+            R::Invalid => libc::EINVAL,
+            R::TimedOut => libc::ETIMEDOUT,
+            R::Transport(_) | R::Failure(_) | R::Setup(_) => libc::EIO,
+            R::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+        },
+        fs::Error::NotFound => libc::ENOENT,
+        fs::Error::BadHandle => libc::EBADF,
+        fs::Error::ReadOnly => libc::EROFS,
+        fs::Error::NameTooLong => libc::ENAMETOOLONG,
+        fs::Error::InvalidName => libc::EINVAL,
+        fs::Error::IsADirectory => libc::EISDIR,
+        fs::Error::Exists => libc::EEXIST,
+        fs::Error::Unsupported(_) => libc::ENOTSUP,
+        fs::Error::Invalid => libc::EINVAL,
+        fs::Error::WriteFailed(_) => libc::EIO,
+        fs::Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+    };
+    Errno::from_i32(code)
+}
+
+fn fail(op: &str, e: &fs::Error) -> Errno {
+    match e {
+        fs::Error::NotFound | fs::Error::Remote(remote::Error::NotFound) => {
+            tracing::trace!("{op}: {e}")
+        }
+        _ => tracing::debug!("{op}: {e}"),
+    }
+    errno(e)
+}
+
+fn file_attr(ino: u64, attr: &Attr) -> FileAttr {
+    let kind = match attr.kind {
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::File | Kind::Other => FileType::RegularFile,
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size: attr.size,
+        blocks: attr.size.div_ceil(512),
+        atime: attr.atime,
+        mtime: attr.mtime,
+        ctime: attr.mtime,
+        crtime: attr.mtime,
+        kind,
+        perm: attr.perm,
+        nlink: if attr.kind == Kind::Dir { 2 } else { 1 },
+        uid: attr.uid,
+        gid: attr.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}
+
+fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
+    t.map(|t| match t {
+        TimeOrNow::Now => TimeSet::Now,
+        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
+    })
+}
+
+fn open_flags(flags: i32) -> fs::OpenFlags {
+    let acc = OpenFlags(flags).acc_mode();
+    fs::OpenFlags {
+        write: acc != OpenAccMode::O_RDONLY,
+        truncate: flags & libc::O_TRUNC != 0,
+        append: flags & libc::O_APPEND != 0,
+        exclusive: flags & libc::O_EXCL != 0,
+    }
+}
+
+fn reply_entry(fs: &Fs, reply: ReplyEntry, result: fs::Result<fs::Entry>, op: &str) {
+    match result {
+        Ok(e) => reply.entry(&fs.ttl(), &file_attr(e.ino, &e.attr), Generation(0)),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+fn reply_empty(reply: ReplyEmpty, result: fs::Result<()>, op: &str) {
+    match result {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(fail(op, &e)),
+    }
+}
+
+impl fuser::Filesystem for FuseAdapter {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        let wanted = [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_BIG_WRITES,
+        ];
+        for flag in wanted {
+            if config.add_capabilities(flag).is_err() {
+                tracing::debug!("kernel lacks {flag:?}");
+            }
+        }
+        let _ = config.set_max_write(MAX_WRITE);
+        let _ = config.set_max_readahead(MAX_WRITE);
+        let _ = config.set_max_background(64);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let name = name.to_os_string();
+        self.meta(move |fs| reply_entry(fs, reply, fs.lookup(parent.0, &name), "lookup"));
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.fs.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.meta(move |fs| match fs.getattr(ino.0) {
+            Ok(attr) => reply.attr(&fs.ttl(), &file_attr(ino.0, &attr)),
+            Err(e) => reply.error(fail("getattr", &e)),
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let changes = SetAttrs {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: time_set(atime),
+            mtime: time_set(mtime),
+        };
+        // A truncate may wait behind buffered writes: data lane.
+        let job = move |fs: &Fs| match fs.setattr(ino.0, changes) {
+            Ok(attr) => reply.attr(&fs.ttl(), &file_attr(ino.0, &attr)),
+            Err(e) => reply.error(fail("setattr", &e)),
+        };
+        if size.is_some() {
+            self.data(job)
+        } else {
+            self.meta(job)
+        }
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.meta(move |fs| match fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(fail("readlink", &e)),
+        });
+    }
+
+    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let name = name.to_os_string();
+        self.meta(move |fs| reply_entry(fs, reply, fs.mkdir(parent.0, &name, mode & !umask), "mkdir"));
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_os_string();
+        self.meta(move |fs| reply_empty(reply, fs.unlink(parent.0, &name), "unlink"));
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = name.to_os_string();
+        self.meta(move |fs| reply_empty(reply, fs.rmdir(parent.0, &name), "rmdir"));
+    }
+
+    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+        let (name, target) = (link_name.to_os_string(), target.to_path_buf());
+        self.meta(move |fs| reply_entry(fs, reply, fs.symlink(parent.0, &name, &target), "symlink"));
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+            reply.error(Errno::from_i32(libc::EINVAL));
+            return;
+        }
+        let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
+        let (name, newname) = (name.to_os_string(), newname.to_os_string());
+        self.data(move |fs| {
+            reply_empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, no_replace), "rename")
+        });
+    }
+
+    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+        // Neither SFTP v3 nor FTP can make hard links reliably.
+        reply.error(Errno::from_i32(libc::EPERM));
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let flags = open_flags(flags.0);
+        self.meta(move |fs| match fs.open(ino.0, flags) {
+            Ok(o) => {
+                let fopen = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                reply.opened(FileHandle(o.fh), fopen)
+            }
+            Err(e) => reply.error(fail("open", &e)),
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.data(move |fs| match fs.read(fh.0, offset, size) {
+            Ok(data) => reply.data(&data),
+            Err(e) => reply.error(fail("read", &e)),
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.data(move |fs| match fs.write(fh.0, offset, &data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(fail("write", &e)),
+        });
+    }
+
+    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+        self.data(move |fs| reply_empty(reply, fs.flush(fh.0), "flush"));
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.data(move |fs| reply_empty(reply, fs.release(fh.0), "release"));
+    }
+
+    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        self.data(move |fs| reply_empty(reply, fs.fsync(fh.0), "fsync"));
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.meta(move |fs| match fs.opendir(ino.0) {
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Err(e) => reply.error(fail("opendir", &e)),
+        });
+    }
+
+    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        self.meta(move |fs| {
+            // Offsets 0 and 1 are "." and ".."; entry i has offset i + 3.
+            if offset == 0 && reply.add(ino, 1, FileType::Directory, ".") {
+                return reply.ok();
+            }
+            if offset <= 1 && reply.add(INodeNo(1), 2, FileType::Directory, "..") {
+                return reply.ok();
+            }
+            let items = match fs.readdir(fh.0, offset.saturating_sub(2)) {
+                Ok(items) => items,
+                Err(e) => return reply.error(fail("readdir", &e)),
+            };
+            let first = offset.max(2);
+            for (i, item) in items.iter().enumerate() {
+                let ino = fs.known_ino(&item.path).unwrap_or(u64::MAX - i as u64);
+                let kind = file_attr(ino, &item.attr).kind;
+                if reply.add(INodeNo(ino), first + i as u64 + 1, kind, &item.name) {
+                    break;
+                }
+            }
+            reply.ok()
+        });
+    }
+
+    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+        self.meta(move |fs| {
+            let ttl = fs.ttl();
+            let here = match fs.getattr(ino.0) {
+                Ok(attr) => file_attr(ino.0, &attr),
+                Err(e) => return reply.error(fail("readdirplus", &e)),
+            };
+            // "." and ".." are not looked up by the kernel.
+            if offset == 0 && reply.add(ino, 1, ".", &ttl, &here, Generation(0)) {
+                return reply.ok();
+            }
+            if offset <= 1 && reply.add(INodeNo(1), 2, "..", &ttl, &here, Generation(0)) {
+                return reply.ok();
+            }
+            let items = match fs.readdir(fh.0, offset.saturating_sub(2)) {
+                Ok(items) => items,
+                Err(e) => return reply.error(fail("readdirplus", &e)),
+            };
+            let first = offset.max(2);
+            for (i, item) in items.iter().enumerate() {
+                // Each entry returned counts as a lookup for the kernel.
+                let child = fs.remember(item);
+                let attr = file_attr(child, &item.attr);
+                if reply.add(INodeNo(child), first + i as u64 + 1, &item.name, &ttl, &attr, Generation(0)) {
+                    fs.forget(child, 1);
+                    break;
+                }
+            }
+            reply.ok()
+        });
+    }
+
+    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+        self.fs.releasedir(fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.meta(move |fs| match fs.statfs() {
+            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Err(e) => reply.error(fail("statfs", &e)),
+        });
+    }
+
+    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        // The server decides; the kernel checks modes with default_permissions.
+        reply.ok();
+    }
+
+    fn create(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let name = name.to_os_string();
+        let flags = open_flags(flags);
+        self.meta(move |fs| match fs.create(parent.0, &name, mode & !umask, flags) {
+            Ok((entry, opened)) => reply.created(
+                &fs.ttl(),
+                &file_attr(entry.ino, &entry.attr),
+                Generation(0),
+                FileHandle(opened.fh),
+                FopenFlags::empty(),
+            ),
+            Err(e) => reply.error(fail("create", &e)),
+        });
+    }
+}

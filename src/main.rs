@@ -1,0 +1,280 @@
+//! rmount: mount a remote SFTP, FTP or FTPS server as a local directory.
+//!
+//! Start-up only: parse the command line, connect and check the remote path,
+//! mount, go to the background once the mount is ready (like sshfs), and
+//! unmount cleanly on SIGINT/SIGTERM. The layers are described in DESIGN.md.
+
+mod cache;
+mod cli;
+mod config;
+mod fs;
+mod fuse;
+mod remote;
+mod workers;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+
+use config::{HostKeyPolicy, IdMap, MountConfig, Protocol, RemotePath};
+use fs::{Fs, FsConfig, IdMapping};
+use remote::pool::{Connector, Pool};
+use remote::sftp::SftpConnector;
+use remote::ssh::{Credentials, SshSettings};
+use remote::{Kind, Remote};
+
+fn main() -> ExitCode {
+    let parsed = match cli::parse(std::env::args_os()) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("rmount: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = match parsed {
+        cli::Parsed::Mount(cfg) => cfg,
+        cli::Parsed::Exit { text, code } => {
+            print!("{text}");
+            return ExitCode::from(code.clamp(0, 255) as u8);
+        }
+    };
+    init_logging(cfg.debug);
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the cause chain joined with ": ".
+            eprintln!("rmount: {}", format!("{e:#}").replace('\n', " "));
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_logging(debug: bool) {
+    let default = if debug { "rmount=debug" } else { "rmount=warn" };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+fn check_mountpoint(path: &Path) -> anyhow::Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => bail!("mount point {} is not a directory", path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mount point {} does not exist", path.display())
+        }
+        Err(e) => bail!("mount point {}: {e}", path.display()),
+    }
+}
+
+fn home_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"))
+}
+
+fn local_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| if unsafe { libc::geteuid() } == 0 { "root".into() } else { "nobody".into() })
+}
+
+/// The connected remote, its root directory and the login user's ids.
+struct Connected {
+    remote: Arc<dyn Remote>,
+    root: PathBuf,
+    /// Called periodically to keep idle connections alive or drop dead ones.
+    keepalive: Box<dyn Fn() + Send>,
+    login_ids: Option<(u32, u32)>,
+}
+
+fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
+    let target = &cfg.target;
+    let settings = SshSettings {
+        host: target.host.clone(),
+        port: target.port,
+        user: target.user.clone().unwrap_or_else(local_user),
+        identity_files: cfg.identity_files.clone(),
+        host_key_policy: cfg.host_key_policy,
+        user_known_hosts: cfg
+            .user_known_hosts
+            .clone()
+            .unwrap_or_else(|| home_dir().join(".ssh/known_hosts")),
+        global_known_hosts: PathBuf::from("/etc/ssh/ssh_known_hosts"),
+        timeout: cfg.timeout,
+    };
+    let connector = SftpConnector {
+        settings,
+        credentials: Arc::new(Credentials::new(cfg.password_stdin)),
+    };
+    if cfg.host_key_policy == HostKeyPolicy::No {
+        tracing::warn!("host key checking is off (StrictHostKeyChecking=no)");
+    }
+    let mut first = connector.connect()?;
+    let home = first.home().context("cannot find the login directory")?;
+    let root = match &target.path {
+        RemotePath::Absolute(p) => p.clone(),
+        RemotePath::Home(rel) if rel.as_os_str().is_empty() => home.clone(),
+        RemotePath::Home(rel) => home.join(rel),
+    };
+    use remote::pool::Connection;
+    let attr = first
+        .stat(&root)
+        .with_context(|| format!("remote path {}", root.display()))?;
+    if attr.kind != Kind::Dir {
+        bail!("remote path {} is not a directory", root.display());
+    }
+    let login_ids = first.stat(&home).ok().map(|a| (a.uid, a.gid));
+    let pool = Arc::new(Pool::new(connector, first, cfg.max_conns));
+    let keepalive_pool = pool.clone();
+    Ok(Connected {
+        remote: pool,
+        root,
+        keepalive: Box::new(move || keepalive_pool.keepalive_idle()),
+        login_ids,
+    })
+}
+
+fn run(cfg: MountConfig) -> anyhow::Result<()> {
+    check_mountpoint(&cfg.mountpoint)?;
+    let connected = match cfg.target.protocol {
+        Protocol::Sftp => connect_sftp(&cfg)?,
+        Protocol::Ftp | Protocol::Ftps => bail!("FTP support is not built yet"),
+    };
+    // Private staging area for protocols without random writes: 0700.
+    let staging = tempfile::Builder::new()
+        .prefix("rmount-")
+        .tempdir()
+        .context("cannot create a staging directory")?;
+    let idmap = match (cfg.idmap, connected.login_ids) {
+        (IdMap::User, Some((remote_uid, remote_gid))) => Some(IdMapping {
+            remote_uid,
+            remote_gid,
+            local_uid: unsafe { libc::getuid() },
+            local_gid: unsafe { libc::getgid() },
+        }),
+        _ => None,
+    };
+    let fs_cfg = FsConfig {
+        root: connected.root.clone(),
+        read_only: cfg.read_only,
+        atomic_writes: cfg.atomic_writes,
+        block_size: cfg.block_size,
+        read_ahead_blocks: cfg.read_ahead_blocks,
+        cache_timeout: cfg.cache_timeout,
+        cache_size: cfg.cache_size,
+        idmap,
+        staging_dir: staging.path().to_path_buf(),
+        prefetch_threads: cfg.max_conns.saturating_sub(1).max(1),
+    };
+    let fs = Arc::new(Fs::new(connected.remote, fs_cfg));
+    let adapter = fuse::FuseAdapter::new(fs);
+    let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
+    let mut session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
+        .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
+    tracing::info!("mounted {}", cfg.mountpoint.display());
+
+    if !cfg.foreground {
+        daemonize()?;
+    }
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
+        .context("cannot install signal handlers")?;
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            if signals.forever().next().is_some() {
+                tracing::info!("signal received, unmounting");
+                if let Err(e) = unmounter.unmount() {
+                    tracing::warn!("unmount failed: {e}");
+                }
+            }
+        })
+        .context("cannot start the signal thread")?;
+    let interval = cfg.server_alive_interval;
+    let keepalive = connected.keepalive;
+    if !interval.is_zero() {
+        std::thread::Builder::new()
+            .name("keepalive".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                keepalive();
+            })
+            .context("cannot start the keepalive thread")?;
+    }
+    session.run().context("FUSE session ended with an error")?;
+    drop(staging);
+    Ok(())
+}
+
+fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {
+    use fuser::MountOption as M;
+    let mut config = fuser::Config::default();
+    let mut options = vec![M::FSName(fsname), M::Subtype("rmount".into()), M::NoDev, M::NoSuid];
+    if cfg.read_only {
+        options.push(M::RO);
+    }
+    if cfg.default_permissions {
+        options.push(M::DefaultPermissions);
+    }
+    // AutoUnmount (no dead mount after a crash) needs allow_root or
+    // allow_other, which an unprivileged user may only ask for when
+    // /etc/fuse.conf says user_allow_other.
+    let privileged = unsafe { libc::geteuid() } == 0 || fuse_conf_allows_other();
+    config.acl = if cfg.allow_other {
+        fuser::SessionACL::All
+    } else if privileged {
+        fuser::SessionACL::RootAndOwner
+    } else {
+        fuser::SessionACL::Owner
+    };
+    if config.acl != fuser::SessionACL::Owner {
+        options.push(M::AutoUnmount);
+    } else {
+        tracing::info!("auto_unmount unavailable: /etc/fuse.conf lacks user_allow_other");
+    }
+    config.mount_options = options;
+    config.n_threads = Some(1);
+    config
+}
+
+fn fuse_conf_allows_other() -> bool {
+    std::fs::read_to_string("/etc/fuse.conf")
+        .map(|text| text.lines().any(|l| l.trim() == "user_allow_other"))
+        .unwrap_or(false)
+}
+
+/// Goes to the background once the mount works, like sshfs: the parent exits
+/// 0, the child keeps serving with stdio on /dev/null. No other thread
+/// exists yet (workers start on first request), so fork is safe.
+fn daemonize() -> anyhow::Result<()> {
+    // SAFETY: single-threaded at this point; the parent only calls _exit.
+    match unsafe { libc::fork() } {
+        -1 => bail!("fork failed: {}", std::io::Error::last_os_error()),
+        0 => {}
+        _ => unsafe { libc::_exit(0) },
+    }
+    unsafe {
+        libc::setsid();
+    }
+    let devnull = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .context("cannot open /dev/null")?;
+    use std::os::fd::AsRawFd;
+    for fd in 0..3 {
+        // SAFETY: dup2 onto the standard descriptors.
+        unsafe {
+            libc::dup2(devnull.as_raw_fd(), fd);
+        }
+    }
+    let _ = std::env::set_current_dir("/");
+    Ok(())
+}
