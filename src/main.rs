@@ -141,7 +141,25 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     })
 }
 
-fn run(cfg: MountConfig) -> anyhow::Result<()> {
+/// The daemon changes to `/`, and reconnects read key and known_hosts files
+/// later: every local path must be absolute.
+fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
+    let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("bad path {}", p.display()));
+    cfg.mountpoint = abs(&cfg.mountpoint)?;
+    for file in &mut cfg.identity_files {
+        *file = abs(file)?;
+    }
+    if let Some(p) = &mut cfg.user_known_hosts {
+        *p = abs(p)?;
+    }
+    if let Some(p) = &mut cfg.cafile {
+        *p = abs(p)?;
+    }
+    Ok(())
+}
+
+fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
+    absolutize(&mut cfg)?;
     check_mountpoint(&cfg.mountpoint)?;
     let connected = match cfg.target.protocol {
         Protocol::Sftp => connect_sftp(&cfg)?,
