@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 
 pub const ROOT: u64 = 1;
 
+/// Marks the path of an inode whose name is gone. A NUL byte can never
+/// occur in a real path, so such a path is never sent to the server.
+const DETACHED: &str = "\0deleted-";
+
+pub fn is_detached(path: &Path) -> bool {
+    path.as_os_str().as_encoded_bytes().contains(&0)
+}
+
 struct Node {
     path: PathBuf,
     lookups: u64,
@@ -139,7 +147,8 @@ impl Inodes {
         // lookup can produce, so it is never confused with a new file.
         if let Some(node) = self.nodes.get_mut(&ino) {
             let mut orphan = node.path.clone().into_os_string();
-            orphan.push(format!("\0deleted-{ino}"));
+            orphan.push(DETACHED);
+            orphan.push(ino.to_string());
             node.path = PathBuf::from(orphan);
         }
     }

@@ -194,7 +194,18 @@ impl Fs {
         self.meta.ttl()
     }
 
+    /// The remote path of an inode that still has a name.
     fn path_of(&self, ino: u64) -> Result<PathBuf> {
+        let path = self.any_path_of(ino)?;
+        if inodes::is_detached(&path) {
+            return Err(Error::NotFound);
+        }
+        Ok(path)
+    }
+
+    /// Like `path_of`, but also for an open file that lost its name: its
+    /// content is then reached through the open state (`data_path`).
+    fn any_path_of(&self, ino: u64) -> Result<PathBuf> {
         lock(&self.inodes).path(ino).map(Path::to_path_buf).ok_or(Error::NotFound)
     }
 
@@ -296,8 +307,7 @@ impl Fs {
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
-        let path = self.path_of(ino)?;
-        let attr = self.stat_path(&path);
+        let attr = self.path_of(ino).and_then(|path| self.stat_path(&path));
         let attr = match attr {
             Err(Error::NotFound) => self.open_file_attr(ino).ok_or(Error::NotFound)?,
             other => other?,
@@ -396,12 +406,17 @@ impl Fs {
         Ok(self.entry_for(path, attr))
     }
 
-    fn removed(&self, path: &Path) {
+    /// Records in the caches that `path` (and all below it) is gone.
+    fn forget_name(&self, path: &Path) {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             self.meta.dir_removed(dir, name);
         }
         self.meta.forget_tree(path);
         self.meta.put_missing(path);
+    }
+
+    fn removed(&self, path: &Path) {
+        self.forget_name(path);
         lock(&self.inodes).unlinked(path);
     }
 
@@ -490,7 +505,7 @@ impl Fs {
         if let Some(ino) = replaced {
             self.blocks.forget_file(ino);
         }
-        self.removed(&from);
+        self.forget_name(&from);
         self.meta.forget_tree(&to);
         if let (Some(dir), Some(name)) = (to.parent(), to.file_name()) {
             self.meta.dir_added(dir, name);
@@ -705,7 +720,7 @@ impl Fs {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let (ino, state) = self.handle(fh)?;
-        let path = self.path_of(ino)?;
+        let path = self.any_path_of(ino)?;
         let version = {
             let mut st = lock(&state);
             if st.reads_bypass_cache() {
@@ -804,7 +819,7 @@ impl Fs {
             }
             (h.ino, h.file.clone(), h.append)
         };
-        let path = self.path_of(ino)?;
+        let path = self.any_path_of(ino)?;
         let mut st = lock(&state);
         let offset = if append { st.size } else { offset };
         st.write(&*self.remote, &path, offset, data)?;
@@ -828,7 +843,7 @@ impl Fs {
     pub fn fsync(&self, fh: u64) -> Result<()> {
         let (ino, state) = self.handle(fh)?;
         self.commit(ino, &state)?;
-        let path = self.path_of(ino)?;
+        let path = self.any_path_of(ino)?;
         let st = lock(&state);
         if !st.unlinked && !matches!(st.content, Content::Local { .. }) {
             self.remote.fsync(st.data_path(&path))?;
@@ -837,7 +852,7 @@ impl Fs {
     }
 
     fn commit(&self, ino: u64, state: &Mutex<FileState>) -> Result<()> {
-        let path = self.path_of(ino)?;
+        let path = self.any_path_of(ino)?;
         let mut st = lock(state);
         if !st.dirty && st.error.is_none() {
             return Ok(());

@@ -39,6 +39,7 @@ const FX_FILE_IS_A_DIRECTORY: i32 = 24;
 /// libssh2 asks the server for 4x the caller's buffer; larger single reads
 /// keep the pipe full. The pool's callers read whole blocks (>= 1 MiB).
 const READ_CHUNK: usize = 1 << 20;
+const MIN_READ_CALL: usize = 32 << 10;
 
 /// A cached handle goes stale when anything changed through the mount since
 /// it was opened, and in any case after this long (changes made by others).
@@ -65,6 +66,9 @@ pub fn map_sftp_code(code: i32, what: &str) -> Error {
 pub fn map_session_code(code: i32) -> Error {
     if code == libssh2_sys::LIBSSH2_ERROR_TIMEOUT {
         Error::TimedOut
+    } else if code == libssh2_sys::LIBSSH2_ERROR_INVAL {
+        // Refused before anything was sent (e.g. a NUL in a path).
+        Error::Invalid
     } else {
         // Any other session-level error leaves the transport in an unknown
         // state: the connection must be dropped.
@@ -322,7 +326,10 @@ impl Connection for SftpConnection {
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
-            let want = (len - filled).min(READ_CHUNK);
+            // libssh2 keeps 4x the buffer in flight and drops what is in
+            // flight on the next seek; asking for a quarter of what remains
+            // keeps the pipe full without fetching past `len`.
+            let want = ((len - filled) / 4).clamp(MIN_READ_CALL, READ_CHUNK).min(len - filled);
             match handle.file.read(&mut buf[filled..filled + want]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
