@@ -244,6 +244,8 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         prefetch_threads: cfg.max_conns.saturating_sub(1).max(1),
     };
     let fs = Arc::new(Fs::new(connected.remote, fs_cfg));
+    fs.sweep_root();
+    scrub_secret_env();
     let adapter = fuse::FuseAdapter::new(fs);
     let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
     let mut session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
@@ -282,6 +284,33 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     session.run().context("FUSE session ended with an error")?;
     drop(staging);
     Ok(())
+}
+
+/// Secrets given in the environment were read by the first connection and
+/// are kept in memory for reconnects. Wipe them from the environment, in
+/// place, so that no child (fusermount3) inherits them and
+/// /proc/PID/environ does not show them.
+fn scrub_secret_env() {
+    extern "C" {
+        static mut environ: *mut *mut libc::c_char;
+    }
+    for name in [remote::ssh::PASSWORD_ENV, remote::ssh::PASSPHRASE_ENV] {
+        let prefix = format!("{name}=");
+        // SAFETY: single-threaded start-up; environ is a NULL-terminated
+        // array of NUL-terminated strings that this process may write.
+        unsafe {
+            let mut entry = environ;
+            while !entry.is_null() && !(*entry).is_null() {
+                let var = *entry;
+                let bytes = std::ffi::CStr::from_ptr(var).to_bytes();
+                if bytes.starts_with(prefix.as_bytes()) {
+                    std::ptr::write_bytes(var.add(prefix.len()), b'x', bytes.len() - prefix.len());
+                }
+                entry = entry.add(1);
+            }
+            std::env::remove_var(name);
+        }
+    }
 }
 
 fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {

@@ -12,7 +12,8 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
 
 use super::{Error, Result};
 use crate::remote::{Remote, SetAttr};
@@ -32,7 +33,8 @@ pub fn is_private_name(name: &[u8]) -> bool {
     name.starts_with(TEMP_PREFIX.as_bytes()) || name.starts_with(HIDDEN_PREFIX.as_bytes())
 }
 
-/// A name in the same directory as `path`, unique to this process.
+/// A name in the same directory as `path`, unique to this process:
+/// `PREFIX<host>-<pid>-<n>-<nanos>`, so a leftover can be traced to its maker.
 pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
@@ -40,8 +42,63 @@ pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let name = format!("{prefix}{}-{n}-{nanos:08x}", std::process::id());
+    let name = format!("{prefix}{}-{}-{n}-{nanos:08x}", host_tag(), std::process::id());
     path.parent().unwrap_or(Path::new("/")).join(name)
+}
+
+/// This machine's name, reduced to characters safe in a file name.
+fn host_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let mut buf = [0u8; 256];
+        // SAFETY: gethostname writes at most buf.len() bytes into buf.
+        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
+        let raw = if ok { &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)] } else { &[][..] };
+        let tag: String = raw
+            .iter()
+            .map(|&b| if b.is_ascii_alphanumeric() || b == b'.' { b as char } else { '_' })
+            .take(40)
+            .collect();
+        if tag.is_empty() {
+            "host".into()
+        } else {
+            tag
+        }
+    })
+}
+
+/// Private names older than this are leftovers whoever made them.
+const LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
+
+/// Whether a private name seen in a listing is a leftover of a crashed
+/// rmount: made on this machine by a process that no longer runs, or old.
+pub fn is_leftover(name: &[u8], mtime: SystemTime) -> bool {
+    let Some(rest) = [TEMP_PREFIX, HIDDEN_PREFIX]
+        .iter()
+        .find_map(|p| name.strip_prefix(p.as_bytes()))
+    else {
+        return false;
+    };
+    let rest = String::from_utf8_lossy(rest);
+    // host-pid-n-nanos; the host part may itself contain '-'.
+    let mut parts = rest.rsplitn(4, '-');
+    let (_nanos, _n, pid, host) = (parts.next(), parts.next(), parts.next(), parts.next());
+    let pid = pid.and_then(|p| p.parse::<i32>().ok());
+    if let (Some(pid), Some(host)) = (pid, host) {
+        if pid == std::process::id() as i32 {
+            return false;
+        }
+        if host == host_tag() && !process_alive(pid) {
+            return true;
+        }
+    }
+    mtime.elapsed().is_ok_and(|age| age > LEFTOVER_AGE)
+}
+
+fn process_alive(pid: i32) -> bool {
+    // SAFETY: signal 0 only checks for existence and permission.
+    let rc = unsafe { libc::kill(pid, 0) };
+    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Where the content of an open file lives while it is open.
@@ -396,4 +453,26 @@ pub fn download_into(remote: &dyn Remote, path: &Path, len: u64, file: &mut File
     }
     file.flush().map_err(Error::Io)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leftovers_are_recognised_by_maker_and_age() {
+        let ours = private_sibling(Path::new("/d/f"), TEMP_PREFIX);
+        let name = ours.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+        assert!(is_private_name(&name));
+        assert!(!is_leftover(&name, SystemTime::now()), "our own temp file is in use");
+        // Same host, a pid that cannot be running.
+        let dead = format!("{TEMP_PREFIX}{}-{}-0-0", host_tag(), i32::MAX);
+        assert!(is_leftover(dead.as_bytes(), SystemTime::now()));
+        // Another host: only by age.
+        let other = format!("{HIDDEN_PREFIX}elsewhere-1-0-0");
+        assert!(!is_leftover(other.as_bytes(), SystemTime::now()));
+        let old = SystemTime::now() - LEFTOVER_AGE - Duration::from_secs(1);
+        assert!(is_leftover(other.as_bytes(), old));
+        assert!(!is_leftover(b"ordinary-name", old));
+    }
 }

@@ -547,7 +547,7 @@ impl Fs {
         let entries = self.remote.list(dir)?;
         let entries: Vec<(OsString, Attr)> = entries
             .into_iter()
-            .filter(|e| !files::is_private_name(e.name.as_bytes()))
+            .filter(|e| self.listable(dir, &e.name, &e.attr))
             .map(|e| (e.name, e.attr))
             .collect();
         self.meta.put_listing(dir, &entries);
@@ -560,6 +560,36 @@ impl Fs {
             })
             .collect();
         Ok(self.present_items(items))
+    }
+
+    /// Whether a listed name is shown. Our private names are not (and
+    /// leftovers of a crashed rmount are removed on sight); names longer
+    /// than NAME_MAX are not either, as the kernel would fail the whole
+    /// readdir with EIO.
+    fn listable(&self, dir: &Path, name: &OsStr, attr: &Attr) -> bool {
+        let bytes = name.as_bytes();
+        if bytes.len() > NAME_MAX {
+            tracing::debug!("hiding a {}-byte name in {}", bytes.len(), dir.display());
+            return false;
+        }
+        if !files::is_private_name(bytes) {
+            return true;
+        }
+        if !self.cfg.read_only && files::is_leftover(bytes, attr.mtime) {
+            let path = dir.join(name);
+            match self.remote.unlink(&path) {
+                Ok(()) => tracing::info!("removed leftover {}", path.display()),
+                Err(e) => tracing::debug!("cannot remove leftover {}: {e}", path.display()),
+            }
+        }
+        false
+    }
+
+    /// Lists the root once, removing leftovers of an earlier crash there.
+    pub fn sweep_root(&self) {
+        if let Err(e) = self.list(&self.cfg.root) {
+            tracing::debug!("cannot list the root: {e}");
+        }
     }
 
     fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
