@@ -13,9 +13,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig,
-    LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::fs::{self, Fs, SetAttrs, TimeSet};
@@ -46,13 +47,17 @@ impl FuseAdapter {
     fn meta(&self, job: impl FnOnce(&Fs) + Send + 'static) {
         let fs = self.fs.clone();
         let job: Job = Box::new(move || job(&fs));
-        self.meta.get_or_init(|| Workers::new("meta", META_THREADS, QUEUE)).spawn(job);
+        self.meta
+            .get_or_init(|| Workers::new("meta", META_THREADS, QUEUE))
+            .spawn(job);
     }
 
     fn data(&self, job: impl FnOnce(&Fs) + Send + 'static) {
         let fs = self.fs.clone();
         let job: Job = Box::new(move || job(&fs));
-        self.data.get_or_init(|| Workers::new("data", DATA_THREADS, QUEUE)).spawn(job);
+        self.data
+            .get_or_init(|| Workers::new("data", DATA_THREADS, QUEUE))
+            .spawn(job);
     }
 }
 
@@ -73,7 +78,7 @@ pub fn errno(e: &fs::Error) -> Errno {
             R::ReadOnly => libc::EROFS,
             R::Invalid => libc::EINVAL,
             R::TimedOut => libc::ETIMEDOUT,
-            R::Transport(_) | R::Failure(_) | R::Setup(_) => libc::EIO,
+            R::Transport(_) | R::Failure(_) | R::Setup(_) | R::Busy(_) => libc::EIO,
             R::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
         },
         fs::Error::NotFound => libc::ENOENT,
@@ -238,9 +243,19 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
         let name = name.to_os_string();
-        self.meta(move |fs| reply_entry(fs, reply, fs.mkdir(parent.0, &name, mode & !umask), "mkdir"));
+        self.meta(move |fs| {
+            reply_entry(fs, reply, fs.mkdir(parent.0, &name, mode & !umask), "mkdir")
+        });
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -253,9 +268,18 @@ impl fuser::Filesystem for FuseAdapter {
         self.meta(move |fs| reply_empty(reply, fs.rmdir(parent.0, &name), "rmdir"));
     }
 
-    fn symlink(&self, _req: &Request, parent: INodeNo, link_name: &OsStr, target: &Path, reply: ReplyEntry) {
+    fn symlink(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
         let (name, target) = (link_name.to_os_string(), target.to_path_buf());
-        self.meta(move |fs| reply_entry(fs, reply, fs.symlink(parent.0, &name, &target), "symlink"));
+        self.meta(move |fs| {
+            reply_entry(fs, reply, fs.symlink(parent.0, &name, &target), "symlink")
+        });
     }
 
     fn rename(
@@ -268,18 +292,31 @@ impl fuser::Filesystem for FuseAdapter {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        if flags.contains(RenameFlags::RENAME_EXCHANGE) || flags.contains(RenameFlags::RENAME_WHITEOUT) {
+        if flags.contains(RenameFlags::RENAME_EXCHANGE)
+            || flags.contains(RenameFlags::RENAME_WHITEOUT)
+        {
             reply.error(Errno::from_i32(libc::EINVAL));
             return;
         }
         let no_replace = flags.contains(RenameFlags::RENAME_NOREPLACE);
         let (name, newname) = (name.to_os_string(), newname.to_os_string());
         self.data(move |fs| {
-            reply_empty(reply, fs.rename(parent.0, &name, newparent.0, &newname, no_replace), "rename")
+            reply_empty(
+                reply,
+                fs.rename(parent.0, &name, newparent.0, &newname, no_replace),
+                "rename",
+            )
         });
     }
 
-    fn link(&self, _req: &Request, _ino: INodeNo, _newparent: INodeNo, _newname: &OsStr, reply: ReplyEntry) {
+    fn link(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _newparent: INodeNo,
+        _newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
         // Neither SFTP v3 nor FTP can make hard links reliably.
         reply.error(Errno::from_i32(libc::EPERM));
     }
@@ -288,7 +325,11 @@ impl fuser::Filesystem for FuseAdapter {
         let flags = open_flags(flags.0);
         self.meta(move |fs| match fs.open(ino.0, flags) {
             Ok(o) => {
-                let fopen = if o.keep_cache { FopenFlags::FOPEN_KEEP_CACHE } else { FopenFlags::empty() };
+                let fopen = if o.keep_cache {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
                 reply.opened(FileHandle(o.fh), fopen)
             }
             Err(e) => reply.error(fail("open", &e)),
@@ -331,7 +372,14 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         self.data(move |fs| reply_empty(reply, fs.flush(fh.0), "flush"));
     }
 
@@ -348,7 +396,14 @@ impl fuser::Filesystem for FuseAdapter {
         self.data(move |fs| reply_empty(reply, fs.release(fh.0), "release"));
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         self.data(move |fs| reply_empty(reply, fs.fsync(fh.0), "fsync"));
     }
 
@@ -359,7 +414,14 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         self.meta(move |fs| {
             // Offsets 0 and 1 are "." and ".."; entry i has offset i + 3.
             if offset == 0 && reply.add(ino, 1, FileType::Directory, ".") {
@@ -384,7 +446,14 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn readdirplus(&self, _req: &Request, ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectoryPlus) {
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
         self.meta(move |fs| {
             let ttl = fs.ttl();
             let here = match fs.getattr(ino.0) {
@@ -407,7 +476,14 @@ impl fuser::Filesystem for FuseAdapter {
                 // Each entry returned counts as a lookup for the kernel.
                 let child = fs.remember(item);
                 let attr = file_attr(child, &item.attr);
-                if reply.add(INodeNo(child), first + i as u64 + 1, &item.name, &ttl, &attr, Generation(0)) {
+                if reply.add(
+                    INodeNo(child),
+                    first + i as u64 + 1,
+                    &item.name,
+                    &ttl,
+                    &attr,
+                    Generation(0),
+                ) {
                     fs.forget(child, 1);
                     break;
                 }
@@ -416,18 +492,34 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.fs.releasedir(fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
         self.meta(move |fs| match fs.statfs() {
-            Ok(s) => reply.statfs(s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize),
+            Ok(s) => reply.statfs(
+                s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
+            ),
             Err(e) => reply.error(fail("statfs", &e)),
         });
     }
@@ -449,15 +541,17 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         let name = name.to_os_string();
         let flags = open_flags(flags);
-        self.meta(move |fs| match fs.create(parent.0, &name, mode & !umask, flags) {
-            Ok((entry, opened)) => reply.created(
-                &fs.ttl(),
-                &file_attr(entry.ino, &entry.attr),
-                Generation(0),
-                FileHandle(opened.fh),
-                FopenFlags::empty(),
-            ),
-            Err(e) => reply.error(fail("create", &e)),
-        });
+        self.meta(
+            move |fs| match fs.create(parent.0, &name, mode & !umask, flags) {
+                Ok((entry, opened)) => reply.created(
+                    &fs.ttl(),
+                    &file_attr(entry.ino, &entry.attr),
+                    Generation(0),
+                    FileHandle(opened.fh),
+                    FopenFlags::empty(),
+                ),
+                Err(e) => reply.error(fail("create", &e)),
+            },
+        );
     }
 }

@@ -138,7 +138,13 @@ impl MetaCache {
             }
         }
         let names = entries.iter().map(|(n, _)| n.clone()).collect();
-        lock(&self.dirs).put(dir.to_path_buf(), Timed { value: names, at: now });
+        lock(&self.dirs).put(
+            dir.to_path_buf(),
+            Timed {
+                value: names,
+                at: now,
+            },
+        );
     }
 
     /// Records that `name` now exists in `dir` (keeps a cached listing right).
@@ -227,7 +233,10 @@ mod tests {
         assert_eq!(cache.get(Path::new("/d/x")), Some(Lookup::Found(attr(1))));
         cache.dir_added(Path::new("/d"), OsStr::new("y"));
         cache.dir_removed(Path::new("/d"), OsStr::new("x"));
-        assert_eq!(cache.listing(Path::new("/d")), Some(vec![OsString::from("y")]));
+        assert_eq!(
+            cache.listing(Path::new("/d")),
+            Some(vec![OsString::from("y")])
+        );
         cache.put_missing(Path::new("/d/z"));
         assert_eq!(cache.get(Path::new("/d/z")), Some(Lookup::Missing));
         cache.forget_tree(Path::new("/d"));

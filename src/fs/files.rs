@@ -42,7 +42,11 @@ pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.subsec_nanos())
         .unwrap_or(0);
-    let name = format!("{prefix}{}-{}-{n}-{nanos:08x}", host_tag(), std::process::id());
+    let name = format!(
+        "{prefix}{}-{}-{n}-{nanos:08x}",
+        host_tag(),
+        std::process::id()
+    );
     path.parent().unwrap_or(Path::new("/")).join(name)
 }
 
@@ -53,10 +57,20 @@ fn host_tag() -> &'static str {
         let mut buf = [0u8; 256];
         // SAFETY: gethostname writes at most buf.len() bytes into buf.
         let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-        let raw = if ok { &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)] } else { &[][..] };
+        let raw = if ok {
+            &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)]
+        } else {
+            &[][..]
+        };
         let tag: String = raw
             .iter()
-            .map(|&b| if b.is_ascii_alphanumeric() || b == b'.' { b as char } else { '_' })
+            .map(|&b| {
+                if b.is_ascii_alphanumeric() || b == b'.' {
+                    b as char
+                } else {
+                    '_'
+                }
+            })
             .take(40)
             .collect();
         if tag.is_empty() {
@@ -172,7 +186,13 @@ impl FileState {
     }
 
     /// Adds a write to the buffer, sending what must go first.
-    pub fn write(&mut self, remote: &dyn Remote, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    pub fn write(
+        &mut self,
+        remote: &dyn Remote,
+        path: &Path,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
         let end = offset + data.len() as u64;
         if let Content::Local { synced, .. } = &self.content {
             if synced.is_some_and(|n| offset < n) {
@@ -189,7 +209,8 @@ impl FileState {
                 remote.create(&temp, self.perm, true)?;
                 self.content = Content::Temp(temp);
             }
-            let contiguous = matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
+            let contiguous =
+                matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
             if !contiguous {
                 self.send_pending(remote, path)?;
             }
@@ -197,7 +218,11 @@ impl FileState {
                 Some((_, buf)) => buf.extend_from_slice(data),
                 None => self.pending = Some((offset, data.to_vec())),
             }
-            if self.pending.as_ref().is_some_and(|(_, b)| b.len() >= WRITE_CHUNK) {
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(|(_, b)| b.len() >= WRITE_CHUNK)
+            {
                 self.send_pending(remote, path)?;
             }
         }
@@ -261,7 +286,13 @@ impl FileState {
     }
 
     /// Reads through the open state (dirty files, temp names, local staging).
-    pub fn read(&mut self, remote: &dyn Remote, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+    pub fn read(
+        &mut self,
+        remote: &dyn Remote,
+        path: &Path,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         if offset >= self.size {
             return Ok(Vec::new());
         }
@@ -353,7 +384,11 @@ impl FileState {
                 head_loaded,
             } => {
                 let result = upload_local(remote, path, &mut file, synced, self.size);
-                let synced = if result.is_ok() { Some(self.size) } else { synced };
+                let synced = if result.is_ok() {
+                    Some(self.size)
+                } else {
+                    synced
+                };
                 self.content = Content::Local {
                     file,
                     synced,
@@ -441,7 +476,13 @@ pub fn staging_file(dir: &Path) -> Result<File> {
 
 /// Copies `len` bytes of the remote file into a staging file, for random
 /// writes into an existing file over protocols without random writes.
-pub fn download_into(remote: &dyn Remote, path: &Path, len: u64, file: &mut File, chunk: usize) -> Result<()> {
+pub fn download_into(
+    remote: &dyn Remote,
+    path: &Path,
+    len: u64,
+    file: &mut File,
+    chunk: usize,
+) -> Result<()> {
     let mut offset = 0;
     while offset < len {
         let data = remote.read(path, offset, chunk.min((len - offset) as usize))?;
@@ -462,9 +503,15 @@ mod tests {
     #[test]
     fn leftovers_are_recognised_by_maker_and_age() {
         let ours = private_sibling(Path::new("/d/f"), TEMP_PREFIX);
-        let name = ours.file_name().map(|n| n.as_encoded_bytes().to_vec()).unwrap_or_default();
+        let name = ours
+            .file_name()
+            .map(|n| n.as_encoded_bytes().to_vec())
+            .unwrap_or_default();
         assert!(is_private_name(&name));
-        assert!(!is_leftover(&name, SystemTime::now()), "our own temp file is in use");
+        assert!(
+            !is_leftover(&name, SystemTime::now()),
+            "our own temp file is in use"
+        );
         // Same host, a pid that cannot be running.
         let dead = format!("{TEMP_PREFIX}{}-{}-0-0", host_tag(), i32::MAX);
         assert!(is_leftover(dead.as_bytes(), SystemTime::now()));

@@ -108,7 +108,9 @@ impl Inodes {
             .map(|(&ino, n)| (ino, n.path.clone()))
             .collect();
         for (ino, old_path) in moved {
-            let Ok(rest) = old_path.strip_prefix(from) else { continue };
+            let Ok(rest) = old_path.strip_prefix(from) else {
+                continue;
+            };
             let new_path = if rest.as_os_str().is_empty() {
                 to.to_path_buf()
             } else {

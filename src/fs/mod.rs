@@ -206,7 +206,10 @@ impl Fs {
     /// Like `path_of`, but also for an open file that lost its name: its
     /// content is then reached through the open state (`data_path`).
     fn any_path_of(&self, ino: u64) -> Result<PathBuf> {
-        lock(&self.inodes).path(ino).map(Path::to_path_buf).ok_or(Error::NotFound)
+        lock(&self.inodes)
+            .path(ino)
+            .map(Path::to_path_buf)
+            .ok_or(Error::NotFound)
     }
 
     fn child_path(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
@@ -373,7 +376,8 @@ impl Fs {
                 }
                 None => path.clone(),
             };
-            self.remote.setattr(&target, SetAttr::Times { atime, mtime })?;
+            self.remote
+                .setattr(&target, SetAttr::Times { atime, mtime })?;
         }
         self.meta.forget(&path);
         let attr = self.stat_fresh(&path)?;
@@ -383,8 +387,20 @@ impl Fs {
     fn unmap_ids(&self, uid: Option<u32>, gid: Option<u32>) -> (Option<u32>, Option<u32>) {
         match self.cfg.idmap {
             Some(map) => (
-                uid.map(|u| if u == map.local_uid { map.remote_uid } else { u }),
-                gid.map(|g| if g == map.local_gid { map.remote_gid } else { g }),
+                uid.map(|u| {
+                    if u == map.local_uid {
+                        map.remote_uid
+                    } else {
+                        u
+                    }
+                }),
+                gid.map(|g| {
+                    if g == map.local_gid {
+                        map.remote_gid
+                    } else {
+                        g
+                    }
+                }),
             ),
             None => (uid, gid),
         }
@@ -480,7 +496,14 @@ impl Fs {
         Ok(())
     }
 
-    pub fn rename(&self, parent: u64, name: &OsStr, new_parent: u64, new_name: &OsStr, no_replace: bool) -> Result<()> {
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        new_parent: u64,
+        new_name: &OsStr,
+        no_replace: bool,
+    ) -> Result<()> {
         self.writable()?;
         let from = self.child_path(parent, name)?;
         let to = self.child_path(new_parent, new_name)?;
@@ -594,7 +617,10 @@ impl Fs {
 
     fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
         let inodes = lock(&self.inodes);
-        let with_ino: Vec<(Option<u64>, DirItem)> = items.into_iter().map(|i| (inodes.ino(&i.path), i)).collect();
+        let with_ino: Vec<(Option<u64>, DirItem)> = items
+            .into_iter()
+            .map(|i| (inodes.ino(&i.path), i))
+            .collect();
         drop(inodes);
         with_ino
             .into_iter()
@@ -641,7 +667,10 @@ impl Fs {
         let mut keep_cache = false;
         {
             let mut st = lock(&state);
-            if flags.write && !self.remote.caps().random_write && !matches!(st.content, Content::Local { .. }) {
+            if flags.write
+                && !self.remote.caps().random_write
+                && !matches!(st.content, Content::Local { .. })
+            {
                 st.size = attr.size;
                 st.stage_locally(&self.cfg.staging_dir, flags.truncate)?;
             }
@@ -706,7 +735,13 @@ impl Fs {
         fh
     }
 
-    pub fn create(&self, parent: u64, name: &OsStr, mode: u32, flags: OpenFlags) -> Result<(Entry, Opened)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        flags: OpenFlags,
+    ) -> Result<(Entry, Opened)> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
         if files::is_private_name(name.as_bytes()) {
@@ -730,7 +765,10 @@ impl Fs {
             if !self.remote.caps().random_write {
                 st.stage_locally(&self.cfg.staging_dir, true)?;
                 st.dirty = false;
-            } else if self.cfg.atomic_writes && st.handles == 1 && matches!(st.content, Content::InPlace) {
+            } else if self.cfg.atomic_writes
+                && st.handles == 1
+                && matches!(st.content, Content::InPlace)
+            {
                 // New content goes to a temporary name first, so a crash
                 // never leaves a half-written file under the real name.
                 st.content = Content::Truncated;
@@ -738,8 +776,21 @@ impl Fs {
             }
         }
         lock(&self.seen).insert(entry.ino, entry.attr.version());
-        let fh = self.add_handle(entry.ino, state, OpenFlags { write: true, ..flags });
-        Ok((entry, Opened { fh, keep_cache: false }))
+        let fh = self.add_handle(
+            entry.ino,
+            state,
+            OpenFlags {
+                write: true,
+                ..flags
+            },
+        );
+        Ok((
+            entry,
+            Opened {
+                fh,
+                keep_cache: false,
+            },
+        ))
     }
 
     fn handle(&self, fh: u64) -> Result<(u64, Arc<Mutex<FileState>>)> {
@@ -773,7 +824,14 @@ impl Fs {
     }
 
     /// Serves a read of a clean file from whole blocks (fetched on a miss).
-    fn read_blocks(&self, ino: u64, path: &Path, version: (u64, SystemTime), offset: u64, len: usize) -> Result<Vec<u8>> {
+    fn read_blocks(
+        &self,
+        ino: u64,
+        path: &Path,
+        version: (u64, SystemTime),
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
         let size = version.0;
         if offset >= size || len == 0 {
             return Ok(Vec::new());
@@ -803,13 +861,27 @@ impl Fs {
 
     /// Starts fetching the blocks after a sequential read, on several
     /// connections at once, so the reader finds them in the cache.
-    fn read_ahead(&self, fh: u64, ino: u64, path: &Path, version: (u64, SystemTime), offset: u64, len: usize) {
+    fn read_ahead(
+        &self,
+        fh: u64,
+        ino: u64,
+        path: &Path,
+        version: (u64, SystemTime),
+        offset: u64,
+        len: usize,
+    ) {
         let depth = {
             let mut handles = lock(&self.handles);
-            let Some(h) = handles.get_mut(&fh) else { return };
+            let Some(h) = handles.get_mut(&fh) else {
+                return;
+            };
             let sequential = offset == h.next_read;
             h.next_read = offset + len as u64;
-            h.streak = if sequential { (h.streak * 2).clamp(1, self.cfg.read_ahead_blocks) } else { 0 };
+            h.streak = if sequential {
+                (h.streak * 2).clamp(1, self.cfg.read_ahead_blocks)
+            } else {
+                0
+            };
             h.streak
         };
         if depth == 0 || len == 0 {
@@ -817,7 +889,9 @@ impl Fs {
         }
         let bs = self.cfg.block_size;
         let last = (offset + len as u64 - 1) / bs;
-        let workers = self.prefetch.get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
+        let workers = self
+            .prefetch
+            .get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
         for index in last + 1..=last + depth as u64 {
             let start = index * bs;
             if start >= version.0 {
@@ -827,7 +901,8 @@ impl Fs {
             if self.blocks.contains(&key) {
                 continue;
             }
-            let (blocks, remote, path) = (self.blocks.clone(), self.remote.clone(), path.to_path_buf());
+            let (blocks, remote, path) =
+                (self.blocks.clone(), self.remote.clone(), path.to_path_buf());
             let queued = workers.try_spawn(Box::new(move || {
                 let fetched = blocks.get_or_fetch(&key, || remote.read(&path, start, bs as usize));
                 if let Err(e) = fetched {
@@ -909,7 +984,11 @@ impl Fs {
             st.handles -= 1;
             st.handles == 0
         };
-        let result = if handle.write { self.commit(handle.ino, &handle.file) } else { Ok(()) };
+        let result = if handle.write {
+            self.commit(handle.ino, &handle.file)
+        } else {
+            Ok(())
+        };
         if last {
             let mut open = lock(&self.open);
             // Someone may have opened it again meanwhile.

@@ -39,13 +39,19 @@ fn rw() -> OpenFlags {
 fn create_write_close_goes_through_a_temporary_name() {
     for random_write in [true, false] {
         let (mem, fs, _s) = setup(random_write);
-        let (entry, opened) = fs.create(inodes::ROOT, OsStr::new("f"), 0o640, rw()).expect("create");
+        let (entry, opened) = fs
+            .create(inodes::ROOT, OsStr::new("f"), 0o640, rw())
+            .expect("create");
         fs.write(opened.fh, 0, b"hello ").expect("write");
         fs.write(opened.fh, 6, b"world").expect("write");
         assert_eq!(fs.getattr(entry.ino).expect("getattr").size, 11);
         assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"hello world");
         // Not at the real name before close; no stray names after.
-        assert_eq!(mem.content("/f"), Some(Vec::new()), "random_write={random_write}");
+        assert_eq!(
+            mem.content("/f"),
+            Some(Vec::new()),
+            "random_write={random_write}"
+        );
         fs.flush(opened.fh).expect("flush");
         fs.release(opened.fh).expect("release");
         assert_eq!(mem.content("/f").as_deref(), Some(&b"hello world"[..]));
@@ -66,7 +72,10 @@ fn failed_rewrite_keeps_old_version_and_no_temp() {
     let opened = fs.open(entry.ino, flags).expect("open");
     fs.write(opened.fh, 0, b"new").expect("buffered write");
     mem.fail_writes.store(true, Ordering::SeqCst);
-    assert!(fs.flush(opened.fh).is_err(), "close must report the failure");
+    assert!(
+        fs.flush(opened.fh).is_err(),
+        "close must report the failure"
+    );
     mem.fail_writes.store(false, Ordering::SeqCst);
     let _ = fs.release(opened.fh);
     assert_eq!(mem.content("/f").as_deref(), Some(&b"old content"[..]));
@@ -110,9 +119,15 @@ fn unlinked_open_file_stays_readable_then_vanishes() {
     let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
     let opened = fs.open(entry.ino, OpenFlags::default()).expect("open");
     fs.unlink(inodes::ROOT, OsStr::new("f")).expect("unlink");
-    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new("f")), Err(Error::NotFound)));
+    assert!(matches!(
+        fs.lookup(inodes::ROOT, OsStr::new("f")),
+        Err(Error::NotFound)
+    ));
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
-    assert!(fs.readdir(dir, 0).expect("readdir").is_empty(), "hidden name must not be listed");
+    assert!(
+        fs.readdir(dir, 0).expect("readdir").is_empty(),
+        "hidden name must not be listed"
+    );
     assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
     fs.release(opened.fh).expect("release");
     assert_eq!(mem.names().len(), 1, "{:?}", mem.names());
@@ -126,12 +141,34 @@ fn caches_answer_repeated_lookups_and_follow_changes() {
     assert_eq!(fs.readdir(dir, 0).expect("readdir").len(), 1);
     let before = mem.stats.load(Ordering::SeqCst);
     fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
-    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new("zz")), Err(Error::NotFound)));
-    assert_eq!(mem.stats.load(Ordering::SeqCst), before, "listing must answer lookups");
-    fs.rename(inodes::ROOT, OsStr::new("a"), inodes::ROOT, OsStr::new("b"), false)
-        .expect("rename");
-    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new("a")), Err(Error::NotFound)));
-    assert_eq!(fs.lookup(inodes::ROOT, OsStr::new("b")).expect("lookup b").attr.size, 1);
+    assert!(matches!(
+        fs.lookup(inodes::ROOT, OsStr::new("zz")),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(
+        mem.stats.load(Ordering::SeqCst),
+        before,
+        "listing must answer lookups"
+    );
+    fs.rename(
+        inodes::ROOT,
+        OsStr::new("a"),
+        inodes::ROOT,
+        OsStr::new("b"),
+        false,
+    )
+    .expect("rename");
+    assert!(matches!(
+        fs.lookup(inodes::ROOT, OsStr::new("a")),
+        Err(Error::NotFound)
+    ));
+    assert_eq!(
+        fs.lookup(inodes::ROOT, OsStr::new("b"))
+            .expect("lookup b")
+            .attr
+            .size,
+        1
+    );
 }
 
 #[test]
@@ -143,7 +180,11 @@ fn blocks_are_cached_and_keyed_by_version() {
     assert_eq!(fs.read(h.fh, 0, 10).expect("read"), b"0123456789");
     let reads = mem.reads.load(Ordering::SeqCst);
     assert_eq!(fs.read(h.fh, 2, 5).expect("read"), b"23456");
-    assert_eq!(mem.reads.load(Ordering::SeqCst), reads, "second read from cache");
+    assert_eq!(
+        mem.reads.load(Ordering::SeqCst),
+        reads,
+        "second read from cache"
+    );
     fs.release(h.fh).expect("release");
     // A write through the mount is seen by the next reader.
     let w = fs.open(entry.ino, rw()).expect("open rw");
@@ -157,8 +198,13 @@ fn blocks_are_cached_and_keyed_by_version() {
 fn errors_for_names_and_directories() {
     let (_mem, fs, _s) = setup(true);
     let long = "x".repeat(300);
-    assert!(matches!(fs.lookup(inodes::ROOT, OsStr::new(&long)), Err(Error::NameTooLong)));
-    let d = fs.mkdir(inodes::ROOT, OsStr::new("d"), 0o755).expect("mkdir");
+    assert!(matches!(
+        fs.lookup(inodes::ROOT, OsStr::new(&long)),
+        Err(Error::NameTooLong)
+    ));
+    let d = fs
+        .mkdir(inodes::ROOT, OsStr::new("d"), 0o755)
+        .expect("mkdir");
     fs.create(d.ino, OsStr::new("x"), 0o644, rw())
         .and_then(|(_, o)| fs.release(o.fh))
         .expect("create");
@@ -166,5 +212,8 @@ fn errors_for_names_and_directories() {
         fs.rmdir(inodes::ROOT, OsStr::new("d")),
         Err(Error::Remote(remote::Error::NotEmpty))
     ));
-    assert!(matches!(fs.open(d.ino, OpenFlags::default()), Err(Error::IsADirectory)));
+    assert!(matches!(
+        fs.open(d.ino, OpenFlags::default()),
+        Err(Error::IsADirectory)
+    ));
 }

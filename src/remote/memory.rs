@@ -96,8 +96,13 @@ impl Memory {
         }
     }
 
-    fn children<'a>(nodes: &'a BTreeMap<PathBuf, Node>, dir: &'a Path) -> impl Iterator<Item = &'a PathBuf> + 'a {
-        nodes.keys().filter(move |p| p.parent() == Some(dir) && p.as_path() != dir)
+    fn children<'a>(
+        nodes: &'a BTreeMap<PathBuf, Node>,
+        dir: &'a Path,
+    ) -> impl Iterator<Item = &'a PathBuf> + 'a {
+        nodes
+            .keys()
+            .filter(move |p| p.parent() == Some(dir) && p.as_path() != dir)
     }
 
     fn failing(&self) -> Result<()> {
@@ -116,7 +121,10 @@ impl Remote for Memory {
 
     fn stat(&self, path: &Path) -> Result<Attr> {
         self.stats.fetch_add(1, Ordering::SeqCst);
-        self.nodes().get(path).map(|n| n.attr.clone()).ok_or(Error::NotFound)
+        self.nodes()
+            .get(path)
+            .map(|n| n.attr.clone())
+            .ok_or(Error::NotFound)
     }
 
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
@@ -271,12 +279,23 @@ impl Remote for Memory {
                 return Err(Error::NotEmpty);
             }
         }
-        let moved: Vec<PathBuf> = nodes.keys().filter(|p| p.starts_with(from)).cloned().collect();
+        let moved: Vec<PathBuf> = nodes
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
         nodes.remove(to);
         for old in moved {
             if let Some(node) = nodes.remove(&old) {
-                let rest = old.strip_prefix(from).map(Path::to_path_buf).unwrap_or_default();
-                let new = if rest.as_os_str().is_empty() { to.to_path_buf() } else { to.join(rest) };
+                let rest = old
+                    .strip_prefix(from)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let new = if rest.as_os_str().is_empty() {
+                    to.to_path_buf()
+                } else {
+                    to.join(rest)
+                };
                 nodes.insert(new, node);
             }
         }

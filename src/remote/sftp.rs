@@ -57,7 +57,9 @@ pub fn map_sftp_code(code: i32, what: &str) -> Error {
         FX_FILE_IS_A_DIRECTORY => Error::IsADirectory,
         FX_OP_UNSUPPORTED => Error::Unsupported(what.to_string()),
         FX_BAD_MESSAGE => Error::Invalid,
-        FX_NO_CONNECTION | FX_CONNECTION_LOST => Error::Transport(format!("{what}: connection lost")),
+        FX_NO_CONNECTION | FX_CONNECTION_LOST => {
+            Error::Transport(format!("{what}: connection lost"))
+        }
         FX_EOF => Error::Failure(format!("{what}: unexpected end of file")),
         _ => Error::Failure(format!("{what}: SFTP status {code}")),
     }
@@ -91,7 +93,10 @@ fn map_err(e: ssh2::Error, what: &str) -> Error {
 
 fn map_io(e: io::Error, what: &str) -> Error {
     // ssh2's Read/Write impls wrap its error in io::Error.
-    match e.get_ref().and_then(|inner| inner.downcast_ref::<ssh2::Error>()) {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<ssh2::Error>())
+    {
         Some(inner) => map_err(ssh2::Error::from_errno(inner.code()), what),
         None if e.kind() == io::ErrorKind::TimedOut => Error::TimedOut,
         None => Error::Transport(format!("{what}: {e}")),
@@ -103,7 +108,9 @@ fn to_time(secs: Option<u64>) -> SystemTime {
 }
 
 fn to_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 pub fn attr_from_stat(st: &FileStat) -> Attr {
@@ -198,11 +205,15 @@ impl Drop for SftpConnection {
 
 impl SftpConnection {
     fn sftp(&self) -> Result<&Sftp> {
-        self.sftp.as_ref().ok_or(Error::Transport("SFTP channel closed".into()))
+        self.sftp
+            .as_ref()
+            .ok_or(Error::Transport("SFTP channel closed".into()))
     }
 
     fn ext(&self) -> Result<&SftpExt> {
-        self.ext.as_ref().ok_or(Error::Transport("SFTP channel closed".into()))
+        self.ext
+            .as_ref()
+            .ok_or(Error::Transport("SFTP channel closed".into()))
     }
 
     fn drop_handles(&mut self) {
@@ -248,7 +259,8 @@ impl SftpConnection {
     fn open_write(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
         // Writes bump the generation themselves; a handle stays valid across
         // the writes of one file as long as nothing else changed in between.
-        let reuse = matches!(&self.writer, Some(h) if h.path == path && h.generation + 1 == generation);
+        let reuse =
+            matches!(&self.writer, Some(h) if h.path == path && h.generation + 1 == generation);
         if !reuse {
             self.writer = None;
             let file = self
@@ -288,7 +300,10 @@ impl Connection for SftpConnection {
     }
 
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
-        let mut dir = self.sftp()?.opendir(path).map_err(|e| map_err(e, "opendir"))?;
+        let mut dir = self
+            .sftp()?
+            .opendir(path)
+            .map_err(|e| map_err(e, "opendir"))?;
         let mut entries = Vec::new();
         loop {
             match dir.readdir() {
@@ -298,7 +313,10 @@ impl Connection for SftpConnection {
                         continue;
                     }
                     if !valid_name(bytes) {
-                        tracing::warn!("ignoring an invalid name in a listing of {}", path.display());
+                        tracing::warn!(
+                            "ignoring an invalid name in a listing of {}",
+                            path.display()
+                        );
                         continue;
                     }
                     entries.push(DirEntry {
@@ -329,7 +347,9 @@ impl Connection for SftpConnection {
             // libssh2 keeps 4x the buffer in flight and drops what is in
             // flight on the next seek; asking for a quarter of what remains
             // keeps the pipe full without fetching past `len`.
-            let want = ((len - filled) / 4).clamp(MIN_READ_CALL, READ_CHUNK).min(len - filled);
+            let want = ((len - filled) / 4)
+                .clamp(MIN_READ_CALL, READ_CHUNK)
+                .min(len - filled);
             match handle.file.read(&mut buf[filled..filled + want]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
@@ -373,7 +393,11 @@ impl Connection for SftpConnection {
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
         self.drop_handles();
         let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if append { OpenFlags::APPEND } else { OpenFlags::TRUNCATE };
+        flags |= if append {
+            OpenFlags::APPEND
+        } else {
+            OpenFlags::TRUNCATE
+        };
         let mut file = self
             .sftp()?
             .open_mode(path, flags, 0o644, OpenType::File)
@@ -392,9 +416,15 @@ impl Connection for SftpConnection {
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
         self.drop_handles();
         let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if exclusive { OpenFlags::EXCLUSIVE } else { OpenFlags::TRUNCATE };
+        flags |= if exclusive {
+            OpenFlags::EXCLUSIVE
+        } else {
+            OpenFlags::TRUNCATE
+        };
         let mode = mode & 0o7777;
-        let opened = self.sftp()?.open_mode(path, flags, mode as i32, OpenType::File);
+        let opened = self
+            .sftp()?
+            .open_mode(path, flags, mode as i32, OpenType::File);
         let mut file = opened.map_err(|e| {
             let err = map_err(e, "create");
             if exclusive {
@@ -436,7 +466,10 @@ impl Connection for SftpConnection {
                 st.mtime = Some(to_secs(mtime));
             }
         }
-        let result = self.sftp()?.setstat(path, st).map_err(|e| map_err(e, "setstat"));
+        let result = self
+            .sftp()?
+            .setstat(path, st)
+            .map_err(|e| map_err(e, "setstat"));
         result.map_err(|e| self.explain_failure(e, path, Expect::Exists))
     }
 
@@ -488,7 +521,9 @@ impl Connection for SftpConnection {
     }
 
     fn readlink(&mut self, path: &Path) -> Result<PathBuf> {
-        self.sftp()?.readlink(path).map_err(|e| map_err(e, "readlink"))
+        self.sftp()?
+            .readlink(path)
+            .map_err(|e| map_err(e, "readlink"))
     }
 
     fn statfs(&mut self, path: &Path) -> Result<StatFs> {
@@ -522,7 +557,10 @@ impl Connection for SftpConnection {
             .map_err(|e| map_err(e, "keepalive"))?;
         // A keepalive only proves the socket accepts bytes; a tiny request
         // proves the server still answers.
-        self.sftp()?.realpath(Path::new(".")).map(|_| ()).map_err(|e| map_err(e, "ping"))
+        self.sftp()?
+            .realpath(Path::new("."))
+            .map(|_| ())
+            .map_err(|e| map_err(e, "ping"))
     }
 }
 
@@ -532,7 +570,9 @@ impl SftpConnection {
             return err;
         }
         let Ok(sftp) = self.sftp() else { return err };
-        let Ok(src) = sftp.lstat(from) else { return Error::NotFound };
+        let Ok(src) = sftp.lstat(from) else {
+            return Error::NotFound;
+        };
         match sftp.lstat(to) {
             Ok(dst) if dst.is_dir() && !src.is_dir() => Error::IsADirectory,
             Ok(dst) if !dst.is_dir() && src.is_dir() => Error::NotADirectory,
@@ -546,6 +586,8 @@ impl SftpConnection {
 
     /// The login directory, for `user@host:` paths.
     pub fn home(&self) -> Result<PathBuf> {
-        self.sftp()?.realpath(Path::new(".")).map_err(|e| map_err(e, "realpath"))
+        self.sftp()?
+            .realpath(Path::new("."))
+            .map_err(|e| map_err(e, "realpath"))
     }
 }

@@ -98,9 +98,8 @@ impl SftpExt {
         };
         let _guard = self.session.raw();
         // SAFETY: as above; `st` is a valid out-parameter.
-        let rc = unsafe {
-            libssh2_sftp_statvfs(self.sftp, path.as_ptr().cast(), path.len(), &mut st)
-        };
+        let rc =
+            unsafe { libssh2_sftp_statvfs(self.sftp, path.as_ptr().cast(), path.len(), &mut st) };
         Ok(self.check(rc)?.map(|()| StatFs {
             bsize: st.f_bsize as u32,
             frsize: st.f_frsize as u32,
