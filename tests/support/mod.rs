@@ -1,0 +1,139 @@
+//! Shared support for rmount's integration tests.
+//!
+//! Every integration test file starts with `mod support;` and gets:
+//!
+//! - [`Server`]: a real, throwaway SFTP (OpenSSH `sshd`), FTP or FTPS
+//!   (`vsftpd`) server on a free loopback port, with its own temp dir, keys,
+//!   certificates and an `export` directory that is what the tests mount
+//!   (see `server.rs`).
+//! - [`Mount`]: the real `rmount` binary mounting a server on a fresh mount
+//!   point; dropping it always unmounts (see `mount.rs`).
+//! - small helpers: [`run_rmount`] (with a hard timeout), [`wait_until`]
+//!   (poll with a deadline, never sleep as synchronisation), [`is_mounted`],
+//!   [`sha256_file`], [`free_port`], [`run_cmd`].
+//!
+//! Everything a test starts is stopped by PID in a `Drop`, so a failing test
+//! leaves no server, daemon or mount behind. Tests run as root (FUSE and the
+//! servers need it here).
+//!
+//! Owned by the test-support engineer; keep the public API stable, because
+//! every test file is written against it.
+
+// Each test binary uses a different part of this module.
+#![allow(dead_code, unused_imports)]
+
+mod mount;
+mod process;
+mod proxy;
+mod server;
+mod users;
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+pub use mount::{
+    is_mounted, kill_daemons_for, mount_entry, rmount_processes_for, unique_dir, unmount_path,
+    Mount, MountEntry,
+};
+pub use process::{free_port, run_cmd, run_cmd_timeout, run_rmount, RMOUNT_TIMEOUT};
+pub use proxy::{established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy};
+pub use server::{ssh_keygen_ed25519, Proto, Server};
+pub use users::{FTP_PASSWORD, FTP_USER, SFTP_PW_PASSWORD, SFTP_PW_USER};
+
+/// How often [`wait_until`] polls.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// The `rmount` binary Cargo built for this test run (debug profile).
+pub fn rmount_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rmount"))
+}
+
+/// Polls `cond` every 20 ms until it returns true; panics naming `what` if
+/// it is still false after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            panic!("timed out after {timeout:?} waiting for {what}");
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Like [`wait_until`] but returns false instead of panicking on the deadline.
+pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// Lower-case hex SHA-256 of a file's contents (streamed, any size).
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut f = File::open(p).unwrap_or_else(|e| panic!("sha256_file: open {}: {e}", p.display()));
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("sha256_file: read {}: {e}", p.display()));
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    hex(&h.finalize())
+}
+
+/// Lower-case hex SHA-256 of a byte slice.
+pub fn sha256_bytes(data: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex(&Sha256::digest(data))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Deterministic pseudo-random bytes (xorshift), for test payloads that must
+/// not compress or repeat.
+pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// rmount's stderr, trimmed, as text (for assertions on error messages).
+pub fn stderr_text(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).trim().to_string()
+}
+
+/// A multi-line description of a finished process, for panic messages.
+pub fn describe_output(out: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout).trim_end(),
+        String::from_utf8_lossy(&out.stderr).trim_end()
+    )
+}

@@ -1,0 +1,707 @@
+//! Throwaway SFTP / FTP / FTPS servers on loopback for the integration tests.
+//!
+//! Each [`Server`] owns a temp dir (`rmount-test-<proto>-*` under the system
+//! temp dir) holding its configuration, keys or certificates, its log and
+//! `export`, the directory the tests mount. Nothing is shared between
+//! servers except the two system accounts (see `users.rs`).
+//!
+//! - SFTP: `/usr/sbin/sshd -D -e -f CONFIG` with a generated ed25519 host key
+//!   and user key; root logs in with the key, [`SFTP_PW_USER`] with a
+//!   password; `internal-sftp`. No chroot: the URL names `export` by its
+//!   absolute path.
+//! - FTP: `/usr/sbin/vsftpd CONFIG`, one login ([`FTP_USER`]), chrooted to
+//!   `export`, so the FTP path `/` and the login directory are both `export`.
+//!   `export` is owned by that user so it can write there.
+//! - FTPS: the FTP setup plus explicit TLS (AUTH TLS) with a certificate
+//!   signed by a per-server test CA ([`Server::ca_file`]), TLS required for
+//!   login and data, and data-connection session reuse required.
+//!
+//! See shared/TEST-SERVERS.md for why each setting is there.
+
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use super::process::{
+    kill_tree, must_run, new_session, release_ports, reserve_ports, signal_tree, tail,
+};
+use super::users::{ftp_account, sftp_pw_account, Account};
+use super::users::{FTP_PASSWORD, FTP_USER, SFTP_PW_USER};
+use super::POLL_INTERVAL;
+
+/// Number of passive-mode data ports each FTP server gets. vsftpd picks a
+/// random port in the range for each PASV and gives up with
+/// "500 OOPS: vsf_sysutil_bind" after 10 ports in use (another session
+/// listening there); measured: 16 parallel sessions on a 21-port range fail
+/// within seconds. 64 keeps that improbable for a few dozen sessions.
+const PASV_PORTS: u16 = 64;
+/// How long a server may take to accept connections after being started.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Sftp,
+    Ftp,
+    Ftps,
+}
+
+impl Proto {
+    /// The URL scheme rmount takes for this protocol.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            Proto::Sftp => "sftp",
+            Proto::Ftp => "ftp",
+            Proto::Ftps => "ftps",
+        }
+    }
+
+    /// FTP or FTPS (served by vsftpd).
+    pub fn is_ftp(self) -> bool {
+        matches!(self, Proto::Ftp | Proto::Ftps)
+    }
+
+    pub fn all() -> [Proto; 3] {
+        [Proto::Sftp, Proto::Ftp, Proto::Ftps]
+    }
+}
+
+/// A running test server. Dropping it kills the server (and every session
+/// process it forked) and removes its temp dir.
+pub struct Server {
+    pub proto: Proto,
+    /// The served directory, as a real path on this machine.
+    pub export: PathBuf,
+    /// The control (SSH / FTP) port on 127.0.0.1.
+    pub port: u16,
+    /// Login name that [`Server::remote_url`] uses.
+    user: String,
+    /// Owner that files under `export` must have for the login to change them.
+    owner: Option<Account>,
+    /// First passive data port (FTP only); the range is `PASV_PORTS` long.
+    pasv_min: u16,
+    config: PathBuf,
+    log: PathBuf,
+    identity: Option<PathBuf>,
+    known_hosts: Option<PathBuf>,
+    host_key_pub: Option<String>,
+    ca: Option<PathBuf>,
+    child: Option<Child>,
+    // Last: dropped after the server is stopped.
+    dir: TempDir,
+}
+
+impl Server {
+    /// OpenSSH sshd serving SFTP; root logs in with [`Server::identity`].
+    pub fn sftp() -> Server {
+        Server::start(Proto::Sftp)
+    }
+
+    /// vsftpd, plain FTP; [`FTP_USER`] logs in with [`FTP_PASSWORD`].
+    pub fn ftp() -> Server {
+        Server::start(Proto::Ftp)
+    }
+
+    /// vsftpd with explicit TLS; certificate signed by [`Server::ca_file`].
+    pub fn ftps() -> Server {
+        Server::start(Proto::Ftps)
+    }
+
+    pub fn start(proto: Proto) -> Server {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rmount-test-{}-", proto.scheme()))
+            .tempdir()
+            .expect("create server temp dir");
+        // The FTP user must be able to reach `export` inside it.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
+            .expect("chmod server temp dir");
+        let export = dir.path().join("export");
+        fs::create_dir(&export).expect("create export dir");
+
+        let mut server = Server {
+            proto,
+            export,
+            port: 0,
+            user: String::new(),
+            owner: None,
+            pasv_min: 0,
+            config: dir.path().join(if proto.is_ftp() {
+                "vsftpd.conf"
+            } else {
+                "sshd_config"
+            }),
+            log: dir.path().join("server.log"),
+            identity: None,
+            known_hosts: None,
+            host_key_pub: None,
+            ca: None,
+            child: None,
+            dir,
+        };
+        match proto {
+            Proto::Sftp => server.prepare_sftp(),
+            Proto::Ftp | Proto::Ftps => server.prepare_ftp(),
+        }
+
+        // A port that was free a moment ago can be taken by the time the
+        // server binds it: try a few fresh ports before giving up.
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            server.release_ports();
+            server.port = reserve_ports(1);
+            if proto.is_ftp() {
+                server.pasv_min = reserve_ports(PASV_PORTS);
+            }
+            server.write_config();
+            match server.launch() {
+                Ok(()) => return server,
+                Err(e) => last_err = e,
+            }
+        }
+        panic!("could not start the {proto:?} test server: {last_err}");
+    }
+
+    // ----- addresses and credentials -------------------------------------
+
+    /// The URL that mounts `export` with the default login.
+    /// SFTP: `sftp://root@127.0.0.1:PORT/abs/path/to/export`;
+    /// FTP(S): `ftp://rmount-test@127.0.0.1:PORT/` (the login is chrooted to `export`).
+    pub fn remote_url(&self) -> String {
+        self.remote_url_for("")
+    }
+
+    /// The URL of `export/rel` (`rel` relative, may be empty).
+    pub fn remote_url_for(&self, rel: &str) -> String {
+        let rel = rel.trim_start_matches('/');
+        match self.proto {
+            Proto::Sftp => {
+                let mut path = self.export.to_str().expect("utf-8 temp path").to_string();
+                if !rel.is_empty() {
+                    path = format!("{path}/{rel}");
+                }
+                format!("sftp://{}@127.0.0.1:{}{path}", self.user, self.port)
+            }
+            Proto::Ftp | Proto::Ftps => {
+                format!(
+                    "{}://{}@127.0.0.1:{}/{rel}",
+                    self.proto.scheme(),
+                    self.user,
+                    self.port
+                )
+            }
+        }
+    }
+
+    /// SFTP only: the URL of `export` for another login (e.g. [`SFTP_PW_USER`]).
+    pub fn url_for_user(&self, user: &str) -> String {
+        assert_eq!(self.proto, Proto::Sftp, "url_for_user is for SFTP servers");
+        format!(
+            "sftp://{user}@127.0.0.1:{}{}",
+            self.port,
+            self.export.display()
+        )
+    }
+
+    /// The login name in [`Server::remote_url`].
+    pub fn user(&self) -> &str {
+        &self.user
+    }
+
+    /// rmount options that authenticate to this server (besides the password
+    /// in [`Server::password_env`]):
+    /// SFTP `-i KEY -o UserKnownHostsFile=KH`; FTP none; FTPS `-o cafile=CA`.
+    pub fn mount_args(&self) -> Vec<String> {
+        match self.proto {
+            Proto::Sftp => vec![
+                "-i".into(),
+                self.identity().display().to_string(),
+                "-o".into(),
+                format!("UserKnownHostsFile={}", self.known_hosts().display()),
+            ],
+            Proto::Ftp => vec![],
+            Proto::Ftps => vec!["-o".into(), format!("cafile={}", self.ca_file().display())],
+        }
+    }
+
+    /// `("RMOUNT_PASSWORD", password)` for FTP logins; None for SFTP (key login).
+    pub fn password_env(&self) -> Option<(String, String)> {
+        self.proto
+            .is_ftp()
+            .then(|| ("RMOUNT_PASSWORD".to_string(), FTP_PASSWORD.to_string()))
+    }
+
+    /// SFTP: known_hosts file holding this server's host key as `[127.0.0.1]:PORT`.
+    pub fn known_hosts(&self) -> &Path {
+        self.known_hosts
+            .as_deref()
+            .expect("known_hosts() is for SFTP servers")
+    }
+
+    /// SFTP: private key file authorized for every login on this server.
+    pub fn identity(&self) -> &Path {
+        self.identity
+            .as_deref()
+            .expect("identity() is for SFTP servers")
+    }
+
+    /// SFTP: the host public key as `ssh-ed25519 AAAA...` (no host, no comment).
+    pub fn host_public_key_line(&self) -> String {
+        self.host_key_pub
+            .clone()
+            .expect("host_public_key_line() is for SFTP servers")
+    }
+
+    /// SFTP: the known_hosts line for this server: `[127.0.0.1]:PORT ssh-ed25519 AAAA...`.
+    pub fn known_hosts_line(&self) -> String {
+        format!("[127.0.0.1]:{} {}", self.port, self.host_public_key_line())
+    }
+
+    /// FTPS: the test CA certificate (PEM) that signed the server certificate.
+    pub fn ca_file(&self) -> &Path {
+        self.ca.as_deref().expect("ca_file() is for FTPS servers")
+    }
+
+    /// FTP: the passive data port range (inclusive).
+    pub fn pasv_ports(&self) -> (u16, u16) {
+        assert!(self.proto.is_ftp(), "pasv_ports() is for FTP servers");
+        (self.pasv_min, self.pasv_min + PASV_PORTS - 1)
+    }
+
+    /// This server's private temp dir (config, keys, log, `export`).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The server's log file (stderr of sshd / vsftpd, plus vsftpd's protocol log).
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// The last `lines` lines of the server log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        tail(&self.log, lines)
+    }
+
+    // ----- files in the export, as the server sees them ------------------
+
+    /// `export/rel`.
+    pub fn export_path(&self, rel: &str) -> PathBuf {
+        self.export.join(rel.trim_start_matches('/'))
+    }
+
+    /// Writes `export/rel` directly on the server side (creating parent
+    /// dirs), owned by the login user so it can later change it.
+    pub fn put_file(&self, rel: &str, data: &[u8]) -> PathBuf {
+        let p = self.export_path(rel);
+        if let Some(parent) = p.parent() {
+            self.make_dirs_owned(parent);
+        }
+        fs::write(&p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        self.give_to_login(&p);
+        p
+    }
+
+    /// Creates directory `export/rel` (and parents) on the server side.
+    pub fn make_dir(&self, rel: &str) -> PathBuf {
+        let p = self.export_path(rel);
+        self.make_dirs_owned(&p);
+        p
+    }
+
+    /// Reads `export/rel` directly on the server side.
+    pub fn read_file(&self, rel: &str) -> Vec<u8> {
+        let p = self.export_path(rel);
+        fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+    }
+
+    /// Hands everything under `export/rel` (recursively, not following
+    /// symlinks) to the login user. Call after building a tree directly in
+    /// `export` with other tools, so FTP logins may modify it. No-op for SFTP
+    /// (root logs in).
+    pub fn chown_tree(&self, rel: &str) {
+        fn walk(p: &Path, acct: Account) {
+            let _ = std::os::unix::fs::lchown(p, Some(acct.uid), Some(acct.gid));
+            if let Ok(meta) = fs::symlink_metadata(p) {
+                if meta.is_dir() {
+                    for e in fs::read_dir(p).into_iter().flatten().flatten() {
+                        walk(&e.path(), acct);
+                    }
+                }
+            }
+        }
+        if let Some(acct) = self.owner {
+            walk(&self.export_path(rel), acct);
+        }
+    }
+
+    fn make_dirs_owned(&self, dir: &Path) {
+        fs::create_dir_all(dir).unwrap_or_else(|e| panic!("mkdir -p {}: {e}", dir.display()));
+        // Chown every directory from `dir` up to (not including) export.
+        let mut d = dir;
+        while d != self.export && d.starts_with(&self.export) {
+            self.give_to_login(d);
+            d = d.parent().expect("parent");
+        }
+    }
+
+    fn give_to_login(&self, p: &Path) {
+        if let Some(acct) = self.owner {
+            std::os::unix::fs::lchown(p, Some(acct.uid), Some(acct.gid))
+                .unwrap_or_else(|e| panic!("chown {}: {e}", p.display()));
+        }
+    }
+
+    // ----- lifecycle ------------------------------------------------------
+
+    /// PID of the listening server process. Panics if stopped.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("server is stopped").id()
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+
+    /// Kills the server and every session process it forked (an outage:
+    /// open connections are cut, new ones are refused). Idempotent.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            kill_tree(&mut child);
+        }
+    }
+
+    /// Freezes the server and all its session processes (SIGSTOP): TCP
+    /// connections stay open and the kernel still accepts new ones, but
+    /// nothing answers — a hung server, for timeout tests. Undo with
+    /// [`Server::thaw`]; dropping a frozen server is fine.
+    pub fn freeze(&self) {
+        signal_tree(self.pid(), libc::SIGSTOP);
+    }
+
+    /// Resumes a server frozen by [`Server::freeze`].
+    pub fn thaw(&self) {
+        signal_tree(self.pid(), libc::SIGCONT);
+    }
+
+    /// Stops the server (if running) and starts it again on the same port
+    /// with the same keys and export; returns once it accepts connections.
+    pub fn restart(&mut self) {
+        self.stop();
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match self.launch() {
+                Ok(()) => return,
+                Err(e) if Instant::now() >= deadline => {
+                    panic!(
+                        "could not restart the {:?} server on port {}: {e}",
+                        self.proto, self.port
+                    )
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+
+    fn release_ports(&mut self) {
+        if self.port != 0 {
+            release_ports(self.port, 1);
+            self.port = 0;
+        }
+        if self.pasv_min != 0 {
+            release_ports(self.pasv_min, PASV_PORTS);
+            self.pasv_min = 0;
+        }
+    }
+
+    /// Starts the server process from the written config and waits until it
+    /// greets a client on its port. On failure the process is gone again.
+    fn launch(&mut self) -> Result<(), String> {
+        assert!(self.child.is_none(), "server already running");
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open server log");
+        let mut cmd = match self.proto {
+            Proto::Sftp => {
+                let mut c = Command::new("/usr/sbin/sshd");
+                c.arg("-D").arg("-e").arg("-f").arg(&self.config);
+                c
+            }
+            Proto::Ftp | Proto::Ftps => {
+                let mut c = Command::new("/usr/sbin/vsftpd");
+                c.arg(&self.config);
+                c
+            }
+        };
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log fd"))
+            .stderr(log);
+        new_session(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot run {cmd:?}: {e}"))?;
+
+        let greeting = if self.proto.is_ftp() {
+            "220"
+        } else {
+            "SSH-2.0-"
+        };
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Err(format!(
+                    "server exited at start-up ({status}); log tail:\n{}",
+                    self.log_tail(20)
+                ));
+            }
+            if greets(addr, greeting) {
+                self.child = Some(child);
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                kill_tree(&mut child);
+                return Err(format!(
+                    "server did not greet on {addr} within {START_TIMEOUT:?}; log tail:\n{}",
+                    self.log_tail(20)
+                ));
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    // ----- set-up -----------------------------------------------------------
+
+    fn prepare_sftp(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        // SAFETY: geteuid has no preconditions.
+        self.user = if unsafe { libc::geteuid() } == 0 {
+            "root".to_string()
+        } else {
+            let out = must_run(Command::new("id").arg("-un"));
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        };
+        sftp_pw_account();
+
+        let host_key = d.join("ssh_host_ed25519_key");
+        keygen(&host_key, "rmount-test-host");
+        let pub_line = fs::read_to_string(pub_path(&host_key)).expect("read host pub key");
+        let mut fields = pub_line.split_whitespace();
+        self.host_key_pub = Some(format!(
+            "{} {}",
+            fields.next().expect("key type"),
+            fields.next().expect("key data")
+        ));
+
+        let identity = d.join("id_ed25519");
+        keygen(&identity, "rmount-test-user");
+        fs::copy(pub_path(&identity), d.join("authorized_keys")).expect("write authorized_keys");
+        self.identity = Some(identity);
+        self.known_hosts = Some(d.join("known_hosts"));
+    }
+
+    fn prepare_ftp(&mut self) {
+        let d = self.dir.path().to_path_buf();
+        let acct = ftp_account();
+        self.user = FTP_USER.to_string();
+        self.owner = Some(acct);
+        std::os::unix::fs::chown(&self.export, Some(acct.uid), Some(acct.gid))
+            .expect("chown export to the FTP user");
+        // vsftpd's secure_chroot_dir: empty and root-owned.
+        fs::create_dir(d.join("empty")).expect("create empty dir");
+        fs::write(d.join("user_list"), format!("{FTP_USER}\n")).expect("write user_list");
+
+        if self.proto == Proto::Ftps {
+            make_test_pki(&d);
+            self.ca = Some(d.join("ca.pem"));
+        }
+    }
+
+    /// (Re)writes the server config for the current ports.
+    fn write_config(&self) {
+        let d = self.dir.path();
+        let mut c = String::new();
+        match self.proto {
+            Proto::Sftp => {
+                let lines = [
+                    format!("Port {}", self.port),
+                    "ListenAddress 127.0.0.1".into(),
+                    "AddressFamily inet".into(),
+                    format!("HostKey {}", d.join("ssh_host_ed25519_key").display()),
+                    format!("PidFile {}", d.join("sshd.pid").display()),
+                    format!("AuthorizedKeysFile {}", d.join("authorized_keys").display()),
+                    // The key files sit under a world-writable temp dir.
+                    "StrictModes no".into(),
+                    "UsePAM no".into(),
+                    "PermitRootLogin yes".into(),
+                    format!("AllowUsers {} {SFTP_PW_USER}", self.user),
+                    "PubkeyAuthentication yes".into(),
+                    "PasswordAuthentication yes".into(),
+                    "KbdInteractiveAuthentication no".into(),
+                    "PermitEmptyPasswords no".into(),
+                    "UseDNS no".into(),
+                    // Connection pools open several sessions at once.
+                    "MaxStartups 100:30:200".into(),
+                    "MaxSessions 100".into(),
+                    "MaxAuthTries 10".into(),
+                    "X11Forwarding no".into(),
+                    "AllowTcpForwarding no".into(),
+                    "PrintMotd no".into(),
+                    "LogLevel VERBOSE".into(),
+                    "Subsystem sftp internal-sftp".into(),
+                ];
+                for l in lines {
+                    writeln!(c, "{l}").unwrap();
+                }
+                fs::write(self.known_hosts(), format!("{}\n", self.known_hosts_line()))
+                    .expect("write known_hosts");
+            }
+            Proto::Ftp | Proto::Ftps => {
+                let (pmin, pmax) = self.pasv_ports();
+                let mut lines = vec![
+                    "listen=YES".to_string(),
+                    "listen_ipv6=NO".into(),
+                    "listen_address=127.0.0.1".into(),
+                    format!("listen_port={}", self.port),
+                    "background=NO".into(),
+                    "seccomp_sandbox=NO".into(),
+                    "anonymous_enable=NO".into(),
+                    "local_enable=YES".into(),
+                    "write_enable=YES".into(),
+                    "local_umask=022".into(),
+                    "chmod_enable=YES".into(),
+                    "utf8_filesystem=YES".into(),
+                    "pasv_enable=YES".into(),
+                    format!("pasv_min_port={pmin}"),
+                    format!("pasv_max_port={pmax}"),
+                    "pasv_address=127.0.0.1".into(),
+                    format!("secure_chroot_dir={}", d.join("empty").display()),
+                    "userlist_enable=YES".into(),
+                    "userlist_deny=NO".into(),
+                    format!("userlist_file={}", d.join("user_list").display()),
+                    "pam_service_name=vsftpd".into(),
+                    "max_clients=200".into(),
+                    "max_per_ip=100".into(),
+                    // Land in `export` and make it "/": the login directory
+                    // and the FTP root are the same.
+                    format!("local_root={}", self.export.display()),
+                    "chroot_local_user=YES".into(),
+                    "allow_writeable_chroot=YES".into(),
+                    format!("vsftpd_log_file={}", self.log.display()),
+                    "xferlog_enable=YES".into(),
+                    "log_ftp_protocol=YES".into(),
+                ];
+                if self.proto == Proto::Ftps {
+                    lines.extend([
+                        "ssl_enable=YES".to_string(),
+                        format!("rsa_cert_file={}", d.join("server.pem").display()),
+                        format!("rsa_private_key_file={}", d.join("server.key").display()),
+                        "require_ssl_reuse=YES".into(),
+                        "force_local_logins_ssl=YES".into(),
+                        "force_local_data_ssl=YES".into(),
+                        // The built-in default (DES-CBC3-SHA) is useless today.
+                        "ssl_ciphers=HIGH".into(),
+                    ]);
+                }
+                for l in lines {
+                    writeln!(c, "{l}").unwrap();
+                }
+            }
+        }
+        fs::write(&self.config, c).expect("write server config");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {:?} test server on port {} (log {}), last lines ---\n{}",
+                self.proto,
+                self.port,
+                self.log.display(),
+                self.log_tail(30)
+            );
+        }
+        self.release_ports();
+    }
+}
+
+/// True if something on `addr` accepts a connection and its first bytes
+/// start with `greeting`.
+fn greets(addr: SocketAddr, greeting: &str) -> bool {
+    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut buf = vec![0u8; greeting.len()];
+    s.read_exact(&mut buf).is_ok() && buf == greeting.as_bytes()
+}
+
+/// `ssh-keygen -t ed25519` without a passphrase.
+fn keygen(path: &Path, comment: &str) {
+    must_run(
+        Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"])
+            .arg(path),
+    );
+}
+
+/// `KEY.pub` for a private key file `KEY` (as ssh-keygen names it).
+fn pub_path(key: &Path) -> PathBuf {
+    let mut s = key.as_os_str().to_os_string();
+    s.push(".pub");
+    PathBuf::from(s)
+}
+
+/// Generates a new ed25519 key pair at `path` (+ `.pub`) and returns the
+/// public key as `ssh-ed25519 AAAA...` (e.g. to write a known_hosts entry
+/// with the wrong key for a host).
+pub fn ssh_keygen_ed25519(path: &Path) -> String {
+    keygen(path, "rmount-test-other");
+    let text = fs::read_to_string(pub_path(path)).expect("read .pub");
+    text.split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// A test CA (`ca.pem`) and a server certificate signed by it (`server.pem`,
+/// `server.key`) for 127.0.0.1, in `d`. rustls refuses a self-signed CA
+/// certificate used directly as the server's certificate, hence two levels.
+#[rustfmt::skip]
+fn make_test_pki(d: &Path) {
+    let openssl = |args: &[&str]| {
+        must_run(Command::new("openssl").args(args).current_dir(d));
+    };
+    openssl(&[
+        "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650", "-subj", "/CN=rmount test CA",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(&[
+        "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=127.0.0.1",
+    ]);
+    fs::write(
+        d.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1\n\
+         basicConstraints=critical,CA:FALSE\n\
+         keyUsage=critical,digitalSignature,keyEncipherment\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    openssl(&[
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.pem", "-days", "3650", "-extfile", "server.ext",
+    ]);
+}
