@@ -168,6 +168,8 @@ impl fuser::Filesystem for FuseAdapter {
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
+            // Drop cached pages when a file's mtime or size changes.
+            InitFlags::FUSE_AUTO_INVAL_DATA,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_BIG_WRITES,
         ];

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use super::{Error, Result};
-use crate::remote::{Remote, SetAttr};
+use crate::remote::{Error as RemoteError, Remote, SetAttr};
 
 /// Writes are gathered into remote writes of this size (DESIGN: >= 1 MiB).
 pub const WRITE_CHUNK: usize = 4 << 20;
@@ -383,7 +383,15 @@ impl FileState {
                 synced,
                 head_loaded,
             } => {
-                let result = upload_local(remote, path, &mut file, synced, self.size);
+                let mut result = upload_local(remote, path, &mut file, synced, self.size);
+                if result.is_ok() && synced.is_none() {
+                    // A whole upload replaced the file: restore its mode
+                    // where the protocol can set one.
+                    match remote.setattr(path, SetAttr::Mode(self.perm)) {
+                        Ok(()) | Err(RemoteError::Unsupported(_)) => {}
+                        Err(e) => result = Err(e.into()),
+                    }
+                }
                 let synced = if result.is_ok() {
                     Some(self.size)
                 } else {

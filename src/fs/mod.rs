@@ -344,9 +344,16 @@ impl Fs {
         }
         let state = lock(&self.open).get(&ino).cloned();
         if let Some(mode) = changes.mode {
-            self.remote.setattr(&path, SetAttr::Mode(mode & 0o7777))?;
+            let mode = mode & 0o7777;
+            self.remote.setattr(&path, SetAttr::Mode(mode))?;
             if let Some(state) = &state {
-                lock(state).perm = mode & 0o7777;
+                // A temporary file renamed over the target at close carries
+                // its own mode: give it the new one too.
+                let mut state = lock(state);
+                state.perm = mode;
+                if let Content::Temp(temp) = &state.content {
+                    self.remote.setattr(temp, SetAttr::Mode(mode))?;
+                }
             }
         }
         if changes.uid.is_some() || changes.gid.is_some() {
