@@ -138,6 +138,16 @@ pub enum Content {
     },
 }
 
+impl Content {
+    /// The temporary name of a file being rewritten, if it is.
+    pub fn temp(&self) -> Option<&Path> {
+        match self {
+            Content::Temp(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
 pub struct FileState {
     pub handles: usize,
     pub content: Content,

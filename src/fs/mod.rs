@@ -351,7 +351,7 @@ impl Fs {
                 // its own mode: give it the new one too.
                 let mut state = lock(state);
                 state.perm = mode;
-                if let Content::Temp(temp) = &state.content {
+                if let Some(temp) = state.content.temp() {
                     self.remote.setattr(temp, SetAttr::Mode(mode))?;
                 }
             }
@@ -359,6 +359,12 @@ impl Fs {
         if changes.uid.is_some() || changes.gid.is_some() {
             let (uid, gid) = self.unmap_ids(changes.uid, changes.gid);
             self.remote.setattr(&path, SetAttr::Owner(uid, gid))?;
+            if let Some(state) = &state {
+                let state = lock(state);
+                if let Some(temp) = state.content.temp() {
+                    self.remote.setattr(temp, SetAttr::Owner(uid, gid))?;
+                }
+            }
         }
         if let Some(size) = changes.size {
             match &state {
@@ -420,10 +426,19 @@ impl Fs {
     }
 
     /// Records a new name in the caches and returns its entry.
+    /// The directory holding `path` changed (its mtime did): forget its
+    /// cached attributes. The kernel drops its own copy by itself.
+    fn dir_changed(&self, path: &Path) {
+        if let Some(dir) = path.parent() {
+            self.meta.forget(dir);
+        }
+    }
+
     fn created(&self, path: &Path) -> Result<Entry> {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             self.meta.dir_added(dir, name);
         }
+        self.dir_changed(path);
         self.meta.forget(path);
         let attr = self.stat_fresh(path)?;
         Ok(self.entry_for(path, attr))
@@ -434,6 +449,7 @@ impl Fs {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             self.meta.dir_removed(dir, name);
         }
+        self.dir_changed(path);
         self.meta.forget_tree(path);
         self.meta.put_missing(path);
     }
@@ -524,11 +540,14 @@ impl Fs {
                 Err(e) => return Err(e.into()),
             }
         }
-        // Anything still buffered for the source must land before it moves.
-        if let Some(ino) = lock(&self.inodes).ino(&from) {
-            if let Some(state) = lock(&self.open).get(&ino).cloned() {
-                lock(&state).send_pending(&*self.remote, &from)?;
-            }
+        // An open source file stays locked while it moves, so that a commit
+        // (which renames its temporary file over the file's current path)
+        // cannot run against the old name; buffered writes land first.
+        let source_ino = lock(&self.inodes).ino(&from);
+        let source_state = source_ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
+        let mut source_guard = source_state.as_deref().map(lock);
+        if let Some(st) = source_guard.as_mut() {
+            st.send_pending(&*self.remote, &from)?;
         }
         let replaced = lock(&self.inodes).ino(&to);
         self.remote.rename(&from, &to)?;
@@ -540,7 +559,9 @@ impl Fs {
         if let (Some(dir), Some(name)) = (to.parent(), to.file_name()) {
             self.meta.dir_added(dir, name);
         }
+        self.dir_changed(&to);
         lock(&self.inodes).rename(&from, &to);
+        drop(source_guard);
         Ok(())
     }
 
@@ -808,13 +829,13 @@ impl Fs {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let (ino, state) = self.handle(fh)?;
-        let path = self.any_path_of(ino)?;
-        let version = {
+        let (path, version) = {
             let mut st = lock(&state);
+            let path = self.any_path_of(ino)?;
             if st.reads_bypass_cache() {
                 return st.read(&*self.remote, &path, offset, size as usize);
             }
-            st.version
+            (path, st.version)
         };
         let data = self.read_blocks(ino, &path, version, offset, size as usize)?;
         self.read_ahead(fh, ino, &path, version, offset, data.len());
@@ -931,8 +952,8 @@ impl Fs {
             }
             (h.ino, h.file.clone(), h.append)
         };
-        let path = self.any_path_of(ino)?;
         let mut st = lock(&state);
+        let path = self.any_path_of(ino)?;
         let offset = if append { st.size } else { offset };
         st.write(&*self.remote, &path, offset, data)?;
         let size = st.size;
@@ -955,8 +976,8 @@ impl Fs {
     pub fn fsync(&self, fh: u64) -> Result<()> {
         let (ino, state) = self.handle(fh)?;
         self.commit(ino, &state)?;
-        let path = self.any_path_of(ino)?;
         let st = lock(&state);
+        let path = self.any_path_of(ino)?;
         if !st.unlinked && !matches!(st.content, Content::Local { .. }) {
             self.remote.fsync(st.data_path(&path))?;
         }
@@ -964,14 +985,16 @@ impl Fs {
     }
 
     fn commit(&self, ino: u64, state: &Mutex<FileState>) -> Result<()> {
-        let path = self.any_path_of(ino)?;
+        // Path after the lock: a rename holds it while it moves the file.
         let mut st = lock(state);
+        let path = self.any_path_of(ino)?;
         if !st.dirty && st.error.is_none() {
             return Ok(());
         }
         let result = st.commit(&*self.remote, &path);
         self.blocks.forget_file(ino);
         self.meta.forget(&path);
+        self.dir_changed(&path);
         if result.is_ok() && !st.unlinked {
             if let Ok(attr) = self.stat_fresh(&path) {
                 st.version = attr.version();
