@@ -261,7 +261,6 @@ pub fn connect(settings: &SshSettings, creds: &Credentials) -> Result<Session, E
         Err(e) => tracing::debug!("cannot list supported host key algorithms: {e}"),
     }
 
-    prefer_fast_ciphers(&sess);
     sess.set_tcp_stream(tcp);
     sess.handshake()
         .map_err(|e| handshake_error(&e, &display_addr(&s.host, s.port)))?;
@@ -269,26 +268,6 @@ pub fn connect(settings: &SshSettings, creds: &Credentials) -> Result<Session, E
     verify_host_key(&sess, s, &name)?;
     authenticate(&sess, s, creds)?;
     Ok(sess)
-}
-
-/// libssh2 prefers chacha20-poly1305, which it implements in portable C;
-/// AES-GCM and AES-CTR go through OpenSSL and use the CPU's AES
-/// instructions, several times faster for bulk transfers. Servers that
-/// offer none of these still get chacha20.
-fn prefer_fast_ciphers(sess: &Session) {
-    const CIPHERS: &str = "aes128-gcm@openssh.com,aes256-gcm@openssh.com,aes128-ctr,aes256-ctr,\
-                           chacha20-poly1305@openssh.com,aes192-ctr";
-    const MACS: &str = "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512,hmac-sha1";
-    for (method, prefs) in [
-        (MethodType::CryptCs, CIPHERS),
-        (MethodType::CryptSc, CIPHERS),
-        (MethodType::MacCs, MACS),
-        (MethodType::MacSc, MACS),
-    ] {
-        if let Err(e) = sess.method_pref(method, prefs) {
-            tracing::debug!("cannot set the cipher or MAC preference {prefs}: {e}");
-        }
-    }
 }
 
 fn timeout_ms(t: Duration) -> u32 {
