@@ -88,8 +88,6 @@ pub fn errno(e: &fs::Error) -> Errno {
         fs::Error::InvalidName => libc::EINVAL,
         fs::Error::IsADirectory => libc::EISDIR,
         fs::Error::Exists => libc::EEXIST,
-        fs::Error::Unsupported(_) => libc::ENOTSUP,
-        fs::Error::Invalid => libc::EINVAL,
         fs::Error::WriteFailed(_) => libc::EIO,
         fs::Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
     };

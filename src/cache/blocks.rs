@@ -139,6 +139,7 @@ impl BlockCache {
         }
     }
 
+    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         lock(&self.stored).bytes
     }

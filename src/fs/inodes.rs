@@ -126,17 +126,6 @@ impl Inodes {
         }
     }
 
-    /// Points an inode at another path (a hidden name after unlink).
-    pub fn set_path(&mut self, ino: u64, path: &Path) {
-        if let Some(node) = self.nodes.get_mut(&ino) {
-            if self.by_path.get(&node.path) == Some(&ino) {
-                self.by_path.remove(&node.path);
-            }
-            node.path = path.to_path_buf();
-            self.by_path.insert(path.to_path_buf(), ino);
-        }
-    }
-
     /// The name at `path` is gone; its inode stays until forgotten.
     pub fn unlinked(&mut self, path: &Path) {
         if let Some(ino) = self.by_path.remove(path) {

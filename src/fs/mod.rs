@@ -43,10 +43,6 @@ pub enum Error {
     IsADirectory,
     #[error("file exists")]
     Exists,
-    #[error("not supported: {0}")]
-    Unsupported(&'static str),
-    #[error("invalid argument")]
-    Invalid,
     #[error("an earlier write failed: {0}")]
     WriteFailed(String),
     #[error("local I/O error: {0}")]
@@ -468,6 +464,9 @@ impl Fs {
 
     pub fn symlink(&self, parent: u64, name: &OsStr, target: &Path) -> Result<Entry> {
         self.writable()?;
+        if !self.remote.caps().symlinks {
+            return Err(remote::Error::NotPermitted.into());
+        }
         let path = self.child_path(parent, name)?;
         self.remote.symlink(target, &path)?;
         self.created(&path)

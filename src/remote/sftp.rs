@@ -22,7 +22,6 @@ use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
 const FX_EOF: i32 = 1;
 const FX_NO_SUCH_FILE: i32 = 2;
 const FX_PERMISSION_DENIED: i32 = 3;
-const FX_FAILURE: i32 = 4;
 const FX_BAD_MESSAGE: i32 = 5;
 const FX_NO_CONNECTION: i32 = 6;
 const FX_CONNECTION_LOST: i32 = 7;
