@@ -261,6 +261,14 @@ impl FileState {
         Ok(())
     }
 
+    /// Makes a local staging file self-contained (before its remote copy is
+    /// unlinked): the head is copied and nothing counts as on the server.
+    pub fn load_everything(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.load_head(remote, path)?;
+        self.set_unsynced();
+        Ok(())
+    }
+
     /// Starts staging locally (protocols without random writes). With
     /// `truncate`, the staged content starts empty and nothing is downloaded.
     pub fn stage_locally(&mut self, dir: &Path, truncate: bool) -> Result<()> {

@@ -502,7 +502,13 @@ impl Fs {
     fn unlink_open(&self, path: &Path, state: &Mutex<FileState>) -> Result<()> {
         let mut state = lock(state);
         match &state.content {
-            Content::Temp(_) | Content::Local { .. } => self.remote.unlink(path)?,
+            Content::Temp(_) => self.remote.unlink(path)?,
+            Content::Local { .. } => {
+                // The staging file must hold every byte before the server's
+                // copy goes away.
+                state.load_everything(&*self.remote, path)?;
+                self.remote.unlink(path)?;
+            }
             Content::Hidden(_) => return Err(Error::NotFound),
             Content::InPlace | Content::Truncated => {
                 let hidden = files::private_sibling(path, files::HIDDEN_PREFIX);
