@@ -20,7 +20,7 @@ use anyhow::{bail, Context};
 
 use config::{HostKeyPolicy, IdMap, MountConfig, Protocol, RemotePath};
 use fs::{Fs, FsConfig, IdMapping};
-use remote::pool::{Connector, Pool};
+use remote::pool::{Connector, Pool, PoolOptions};
 use remote::sftp::SftpConnector;
 use remote::ssh::{Credentials, SshSettings};
 use remote::{Kind, Remote};
@@ -82,7 +82,13 @@ fn home_dir() -> PathBuf {
 fn local_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| if unsafe { libc::geteuid() } == 0 { "root".into() } else { "nobody".into() })
+        .unwrap_or_else(|_| {
+            if unsafe { libc::geteuid() } == 0 {
+                "root".into()
+            } else {
+                "nobody".into()
+            }
+        })
 }
 
 /// The connected remote, its root directory and the login user's ids.
@@ -131,7 +137,7 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
         bail!("remote path {} is not a directory", root.display());
     }
     let login_ids = first.stat(&home).ok().map(|a| (a.uid, a.gid));
-    let pool = Arc::new(Pool::new(connector, first, cfg.max_conns));
+    let pool = Arc::new(Pool::new(connector, first, pool_options(cfg)));
     let keepalive_pool = pool.clone();
     Ok(Connected {
         remote: pool,
@@ -162,7 +168,12 @@ fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     };
     // Resolved now, while standard input and the terminal are ours.
     let netrc = remote::netrc::default_path();
-    let login = Login::resolve(target.user.as_deref(), &target.host, cfg.password_stdin, netrc.as_deref());
+    let login = Login::resolve(
+        target.user.as_deref(),
+        &target.host,
+        cfg.password_stdin,
+        netrc.as_deref(),
+    );
     let connector = FtpConnector::new(settings, login)?;
     let mut first = connector.connect()?;
     let root = match &target.path {
@@ -182,7 +193,7 @@ fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     if attr.kind != Kind::Dir {
         bail!("remote path {} is not a directory", root.display());
     }
-    let pool = Arc::new(Pool::new(connector, first, cfg.max_conns));
+    let pool = Arc::new(Pool::new(connector, first, pool_options(cfg)));
     let keepalive_pool = pool.clone();
     Ok(Connected {
         remote: pool,
@@ -196,7 +207,8 @@ fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
 /// The daemon changes to `/`, and reconnects read key and known_hosts files
 /// later: every local path must be absolute.
 fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
-    let abs = |p: &Path| std::path::absolute(p).with_context(|| format!("bad path {}", p.display()));
+    let abs =
+        |p: &Path| std::path::absolute(p).with_context(|| format!("bad path {}", p.display()));
     cfg.mountpoint = abs(&cfg.mountpoint)?;
     for file in &mut cfg.identity_files {
         *file = abs(file)?;
@@ -208,6 +220,14 @@ fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
         *p = abs(p)?;
     }
     Ok(())
+}
+
+fn pool_options(cfg: &MountConfig) -> PoolOptions {
+    PoolOptions {
+        max_conns: cfg.max_conns,
+        timeout: cfg.timeout,
+        alive_count_max: cfg.server_alive_count_max,
+    }
 }
 
 fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
@@ -316,7 +336,12 @@ fn scrub_secret_env() {
 fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {
     use fuser::MountOption as M;
     let mut config = fuser::Config::default();
-    let mut options = vec![M::FSName(fsname), M::Subtype("rmount".into()), M::NoDev, M::NoSuid];
+    let mut options = vec![
+        M::FSName(fsname),
+        M::Subtype("rmount".into()),
+        M::NoDev,
+        M::NoSuid,
+    ];
     if cfg.read_only {
         options.push(M::RO);
     }
@@ -350,14 +375,17 @@ fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {
 /// device number from mountinfo: a stat of the mount point would deadlock,
 /// as nothing serves the mount yet.
 fn raise_kernel_read_ahead(mountpoint: &Path) {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else { return };
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
     let wanted = mountpoint.as_os_str().to_string_lossy();
     // Fields: id parent major:minor root mountpoint …; the last match wins.
     let device = mountinfo
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
-            (fields.get(4).copied() == Some(&*wanted)).then(|| fields.get(2).map(|d| d.to_string()))?
+            (fields.get(4).copied() == Some(&*wanted))
+                .then(|| fields.get(2).map(|d| d.to_string()))?
         })
         .next_back();
     if let Some(device) = device {

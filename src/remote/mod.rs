@@ -4,6 +4,8 @@
 //! Nothing here knows about FUSE or the caches. Paths are absolute paths on the
 //! server, as bytes (`Path` on Unix), so non-UTF-8 names round-trip.
 
+pub mod ftp; // FTP/FTPS (ftp engineer)
+pub mod netrc; // ~/.netrc for FTP logins (ftp engineer)
 pub mod pool;
 pub mod sftp;
 pub mod sftp_ext;
@@ -74,7 +76,10 @@ pub enum SetAttr {
     Mode(u32),
     Owner(Option<u32>, Option<u32>),
     Size(u64),
-    Times { atime: SystemTime, mtime: SystemTime },
+    Times {
+        atime: SystemTime,
+        mtime: SystemTime,
+    },
 }
 
 /// What a protocol can do; the filesystem logic chooses its strategy from this.
@@ -126,6 +131,11 @@ pub enum Error {
     /// user as they are.
     #[error("{0}")]
     Setup(String),
+    /// The server refused a new connection because it has too many (FTP
+    /// `421` at connect). The pool waits for one of its own connections
+    /// instead of failing (ftp engineer).
+    #[error("server busy: {0}")]
+    Busy(String),
     #[error("local I/O error: {0}")]
     Io(#[from] io::Error),
 }

@@ -9,7 +9,7 @@
 
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -46,24 +46,54 @@ pub trait Connector: Send + Sync + 'static {
 }
 
 /// While the server is known to be unreachable, calls fail at once instead of
-/// each waiting for a full connect timeout.
+/// each waiting for a full connect timeout; reconnect attempts back off up
+/// to this long.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// After a server said it has too many connections (`Error::Busy`), the pool
+/// opens no new data connection for this long and waits for its own.
+const BUSY_HOLD: Duration = Duration::from_secs(30);
+
+/// Limits of a pool, from the mount options.
+#[derive(Clone, Copy, Debug)]
+pub struct PoolOptions {
+    /// Connections in all, one of them for metadata.
+    pub max_conns: usize,
+    /// Longest wait for a free connection (the operation deadline).
+    pub timeout: Duration,
+    /// Keepalive rounds with failures before the server counts as down.
+    pub alive_count_max: u32,
+}
+
+/// A connection and the link epoch it was made in (see `Pool::epoch`).
+struct Pooled<T> {
+    conn: T,
+    epoch: u64,
+}
 
 pub struct Pool<C: Connector> {
     connector: C,
+    opts: PoolOptions,
     /// The metadata connection.
-    meta: Mutex<Option<C::Conn>>,
-    bulk: Mutex<Bulk<C::Conn>>,
+    meta: Mutex<Option<Pooled<C::Conn>>>,
+    bulk: Mutex<Bulk<Pooled<C::Conn>>>,
     bulk_freed: Condvar,
     bulk_max: usize,
     generation: AtomicU64,
+    /// Bumped when an operation timed out: the link is suspect, so every
+    /// connection made before is dropped instead of reused (each would
+    /// likely cost another full timeout).
+    epoch: AtomicU64,
     outage: Mutex<Outage>,
+    keepalive_failures: AtomicU32,
 }
 
 struct Bulk<T> {
     idle: Vec<T>,
     /// Connections in use or idle.
     open: usize,
+    /// Until then the server is full: reuse connections, open none.
+    busy_until: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -79,37 +109,50 @@ enum Lane {
 }
 
 impl<C: Connector> Pool<C> {
-    /// A pool of at most `max_conns` connections (one of them for metadata),
-    /// starting with `first`, which proved the server reachable at start-up.
-    pub fn new(connector: C, first: C::Conn, max_conns: usize) -> Pool<C> {
+    /// A pool starting with `first`, which proved the server reachable.
+    pub fn new(connector: C, first: C::Conn, opts: PoolOptions) -> Pool<C> {
         Pool {
             connector,
-            meta: Mutex::new(Some(first)),
+            opts,
+            meta: Mutex::new(Some(Pooled { conn: first, epoch: 0 })),
             bulk: Mutex::new(Bulk {
                 idle: Vec::new(),
                 open: 0,
+                busy_until: None,
             }),
             bulk_freed: Condvar::new(),
-            bulk_max: max_conns.saturating_sub(1).max(1),
+            bulk_max: opts.max_conns.saturating_sub(1).max(1),
             generation: AtomicU64::new(0),
+            epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
+            keepalive_failures: AtomicU32::new(0),
         }
     }
 
     /// Runs `op` on a connection of `lane`; with `retry`, once more on a fresh
-    /// connection if the first one broke.
-    fn run<R>(&self, lane: Lane, retry: bool, mut op: impl FnMut(&mut C::Conn) -> Result<R>) -> Result<R> {
+    /// connection if the first one broke. Not after a timeout: the retry
+    /// would wait a second full timeout on a link that is likely dead.
+    fn run<R>(
+        &self,
+        lane: Lane,
+        retry: bool,
+        mut op: impl FnMut(&mut C::Conn) -> Result<R>,
+    ) -> Result<R> {
         let result = self.run_once(&lane, &mut op);
         match result {
-            Err(ref e) if retry && e.breaks_connection() => {
-                tracing::debug!("retrying after: {e}");
+            Err(Error::Transport(ref e)) if retry => {
+                tracing::debug!("retrying on a new connection after: {e}");
                 self.run_once(&lane, &mut op)
             }
             other => other,
         }
     }
 
-    fn run_once<R>(&self, lane: &Lane, op: &mut impl FnMut(&mut C::Conn) -> Result<R>) -> Result<R> {
+    fn run_once<R>(
+        &self,
+        lane: &Lane,
+        op: &mut impl FnMut(&mut C::Conn) -> Result<R>,
+    ) -> Result<R> {
         match lane {
             Lane::Meta => {
                 // A busy metadata connection should not make a stat wait for
@@ -130,68 +173,152 @@ impl<C: Connector> Pool<C> {
         }
     }
 
+    fn is_current(&self, pooled: &Pooled<C::Conn>) -> bool {
+        pooled.epoch == self.epoch.load(Ordering::SeqCst)
+    }
+
     fn run_in_slot<R>(
         &self,
-        slot: &mut MutexGuard<'_, Option<C::Conn>>,
+        slot: &mut MutexGuard<'_, Option<Pooled<C::Conn>>>,
         op: &mut impl FnMut(&mut C::Conn) -> Result<R>,
     ) -> Result<R> {
-        if slot.is_none() {
-            **slot = Some(self.connect()?);
+        if slot.as_ref().is_some_and(|p| !self.is_current(p)) {
+            if let Some(stale) = slot.take() {
+                discard(stale);
+            }
         }
-        let conn = slot.as_mut().ok_or(Error::Transport("no connection".into()))?;
-        let result = op(conn);
+        if slot.is_none() {
+            match self.connect() {
+                Ok(conn) => **slot = Some(conn),
+                // The server is full: borrow an idle data connection.
+                Err(Error::Busy(msg)) => match self.take_idle_bulk() {
+                    Some(conn) => return self.run_bulk(conn, op),
+                    None => return Err(Error::Transport(format!("server busy: {msg}"))),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+        let pooled = slot
+            .as_mut()
+            .ok_or(Error::Transport("no connection".into()))?;
+        let result = op(&mut pooled.conn);
         if let Err(e) = &result {
             if e.breaks_connection() {
-                tracing::info!("dropping metadata connection: {e}");
-                **slot = None;
+                tracing::info!("dropping the metadata connection: {e}");
+                if let Some(broken) = slot.take() {
+                    discard(broken);
+                }
+                self.note_failure(e);
             }
         }
         result
     }
 
-    fn run_bulk<R>(&self, mut conn: C::Conn, op: &mut impl FnMut(&mut C::Conn) -> Result<R>) -> Result<R> {
-        let result = op(&mut conn);
+    fn run_bulk<R>(
+        &self,
+        mut pooled: Pooled<C::Conn>,
+        op: &mut impl FnMut(&mut C::Conn) -> Result<R>,
+    ) -> Result<R> {
+        let result = op(&mut pooled.conn);
         let broken = matches!(&result, Err(e) if e.breaks_connection());
+        if let Err(e) = &result {
+            if broken {
+                tracing::info!("dropping a data connection: {e}");
+                self.note_failure(e);
+            }
+        }
         let mut bulk = lock(&self.bulk);
-        if broken {
-            tracing::info!("dropping a data connection after an error");
+        if broken || !self.is_current(&pooled) {
             bulk.open -= 1;
-            drop(conn);
+            discard(pooled);
         } else {
-            bulk.idle.push(conn);
+            bulk.idle.push(pooled);
         }
         drop(bulk);
         self.bulk_freed.notify_one();
         result
     }
 
-    fn take_idle_bulk(&self) -> Option<C::Conn> {
-        lock(&self.bulk).idle.pop()
+    /// An idle data connection of the current epoch, if any (stale ones are
+    /// dropped on the way).
+    fn pop_idle(&self, bulk: &mut Bulk<Pooled<C::Conn>>) -> Option<Pooled<C::Conn>> {
+        while let Some(pooled) = bulk.idle.pop() {
+            if self.is_current(&pooled) {
+                return Some(pooled);
+            }
+            bulk.open -= 1;
+            discard(pooled);
+        }
+        None
     }
 
-    fn acquire_bulk(&self) -> Result<C::Conn> {
+    fn take_idle_bulk(&self) -> Option<Pooled<C::Conn>> {
+        let mut bulk = lock(&self.bulk);
+        self.pop_idle(&mut bulk)
+    }
+
+    fn acquire_bulk(&self) -> Result<Pooled<C::Conn>> {
+        let deadline = Instant::now() + self.opts.timeout;
         let mut bulk = lock(&self.bulk);
         loop {
-            if let Some(conn) = bulk.idle.pop() {
+            if let Some(conn) = self.pop_idle(&mut bulk) {
                 return Ok(conn);
             }
-            if bulk.open < self.bulk_max {
+            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
+            if bulk.open < self.bulk_max && !full {
                 bulk.open += 1;
                 drop(bulk);
-                return self.connect().inspect_err(|_| {
-                    lock(&self.bulk).open -= 1;
-                    self.bulk_freed.notify_one();
-                });
+                match self.connect() {
+                    Ok(conn) => return Ok(conn),
+                    // Too many connections: wait for one of ours, if any.
+                    Err(Error::Busy(msg)) => {
+                        bulk = lock(&self.bulk);
+                        bulk.open -= 1;
+                        if bulk.open == 0 {
+                            return Err(Error::Transport(format!("server busy: {msg}")));
+                        }
+                        tracing::info!("server busy ({msg}); waiting for a pooled connection");
+                        bulk.busy_until = Some(Instant::now() + BUSY_HOLD);
+                        continue;
+                    }
+                    Err(e) => {
+                        lock(&self.bulk).open -= 1;
+                        self.bulk_freed.notify_one();
+                        return Err(e);
+                    }
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(Error::TimedOut);
             }
             bulk = self
                 .bulk_freed
-                .wait(bulk)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+                .wait_timeout(bulk, deadline - now)
+                .map(|(guard, _)| guard)
+                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
         }
     }
 
+    /// A timeout means the link itself is suspect: retire every connection
+    /// made so far and fail fast for a while (see `connect`).
+    fn note_failure(&self, e: &Error) {
+        if matches!(e, Error::TimedOut) {
+            self.epoch.fetch_add(1, Ordering::SeqCst);
+            self.mark_down(&e.to_string());
+        }
+    }
+
+    fn mark_down(&self, why: &str) {
+        let mut outage = lock(&self.outage);
+        outage.failures += 1;
+        let backoff = Duration::from_millis(250 << outage.failures.min(5)).min(MAX_BACKOFF);
+        outage.retry_at = Some(Instant::now() + backoff);
+        outage.last_error = why.to_string();
+    }
+
     /// Connects, or fails at once while a recent attempt failed (backoff).
-    fn connect(&self) -> Result<C::Conn> {
+    fn connect(&self) -> Result<Pooled<C::Conn>> {
         {
             let outage = lock(&self.outage);
             if let Some(at) = outage.retry_at {
@@ -203,21 +330,20 @@ impl<C: Connector> Pool<C> {
                 }
             }
         }
+        let epoch = self.epoch.load(Ordering::SeqCst);
         match self.connector.connect() {
+            // Full, not unreachable: no backoff (the caller waits instead).
+            Err(Error::Busy(msg)) => Err(Error::Busy(msg)),
             Ok(conn) => {
                 let mut outage = lock(&self.outage);
                 if outage.failures > 0 {
                     tracing::info!("reconnected to the server");
                 }
                 *outage = Outage::default();
-                Ok(conn)
+                Ok(Pooled { conn, epoch })
             }
             Err(e) => {
-                let mut outage = lock(&self.outage);
-                outage.failures += 1;
-                let backoff = Duration::from_millis(250 << outage.failures.min(5)).min(MAX_BACKOFF);
-                outage.retry_at = Some(Instant::now() + backoff);
-                outage.last_error = e.to_string();
+                self.mark_down(&e.to_string());
                 tracing::warn!("cannot reconnect: {e}");
                 Err(match e {
                     Error::Setup(msg) => Error::Transport(msg),
@@ -236,20 +362,42 @@ impl<C: Connector> Pool<C> {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Sends a keepalive on every idle connection; drops the dead ones.
+    /// Probes every idle connection (SSH keepalive, FTP NOOP) and drops the
+    /// dead ones. After `alive_count_max` rounds in a row with failures the
+    /// server counts as down, so calls fail fast until a reconnect works.
     pub fn keepalive_idle(&self) {
-        let idle: Vec<C::Conn> = std::mem::take(&mut lock(&self.bulk).idle);
-        for conn in idle {
-            let _ = self.run_bulk(conn, &mut |c: &mut C::Conn| c.keepalive());
+        let idle: Vec<Pooled<C::Conn>> = std::mem::take(&mut lock(&self.bulk).idle);
+        let mut failed = false;
+        for pooled in idle {
+            failed |= self.run_bulk(pooled, &mut |c: &mut C::Conn| c.keepalive()).is_err();
         }
         if let Ok(mut slot) = self.meta.try_lock() {
-            if let Some(conn) = slot.as_mut() {
-                if let Err(e) = conn.keepalive() {
+            if let Some(pooled) = slot.as_mut() {
+                if let Err(e) = pooled.conn.keepalive() {
                     tracing::info!("metadata connection failed its keepalive: {e}");
-                    *slot = None;
+                    if let Some(dead) = slot.take() {
+                        discard(dead);
+                    }
+                    failed = true;
                 }
             }
         }
+        if !failed {
+            self.keepalive_failures.store(0, Ordering::SeqCst);
+        } else if self.keepalive_failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.opts.alive_count_max {
+            self.mark_down("no answer to keepalives");
+        }
+    }
+}
+
+/// Closes a connection off the caller's thread: closing a connection to a
+/// dead server can itself wait for a timeout, which no caller should pay.
+fn discard<T: Send + 'static>(conn: T) {
+    let spawned = std::thread::Builder::new()
+        .name("discard".into())
+        .spawn(move || drop(conn));
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start a thread to close a connection: {e}");
     }
 }
 
@@ -273,7 +421,9 @@ impl<C: Connector> Remote for Pool<C> {
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
         let generation = self.changed();
-        self.run(Lane::Bulk, false, |c| c.write(path, offset, data, generation))
+        self.run(Lane::Bulk, false, |c| {
+            c.write(path, offset, data, generation)
+        })
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
         self.changed();

@@ -1,0 +1,240 @@
+//! FTP replies and suppaftp errors turned into `Error`, and the few pure
+//! formatting helpers the connection needs (reply text, `MFMT` times).
+//!
+//! The mapping here is context-free. Replies that only say "no" (`550`,
+//! `553`) come out as [`Error::Failure`] carrying the code, and the connection
+//! narrows them down with a follow-up look at the path (see
+//! `FtpConnection::explain`). Anything that leaves the control connection in
+//! an unknown state — I/O errors, garbage, a positive reply where none was
+//! expected — is [`Error::Transport`], so the pool drops the connection.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use suppaftp::types::Response;
+use suppaftp::FtpError;
+
+use super::tls::tls_failure;
+use crate::remote::Error;
+
+/// The three-digit code of a reply. suppaftp's `Status` knows only the codes
+/// of RFC 959 (a `522` becomes `Unknown`), so read the digits themselves.
+pub fn code(resp: &Response) -> u32 {
+    match resp.body.get(..3) {
+        Some(d) if d.iter().all(u8::is_ascii_digit) => {
+            d.iter().fold(0, |n, b| n * 10 + u32::from(b - b'0'))
+        }
+        _ => resp.status.code(),
+    }
+}
+
+/// The human part of a reply, on one line: `530 Login incorrect.`
+pub fn text(resp: &Response) -> String {
+    let body = String::from_utf8_lossy(&resp.body);
+    let joined: Vec<&str> = body
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    joined.join(" ")
+}
+
+/// The reply code inside a suppaftp error, if the server answered at all.
+pub fn error_code(e: &FtpError) -> Option<u32> {
+    match e {
+        FtpError::UnexpectedResponse(resp) => Some(code(resp)),
+        _ => None,
+    }
+}
+
+/// Whether a reply code says the command itself is unknown or not allowed
+/// with these arguments (as opposed to failing on the path).
+pub fn is_not_implemented(code: u32) -> bool {
+    matches!(code, 500 | 501 | 502 | 504)
+}
+
+/// A suppaftp error as an `Error`; `what` names the operation for messages.
+pub fn map_err(e: FtpError, what: &str) -> Error {
+    match e {
+        FtpError::ConnectionError(io) => map_io(io, what),
+        FtpError::SecureError(msg) => Error::Transport(format!("{what}: TLS: {msg}")),
+        FtpError::UnexpectedResponse(resp) => map_reply(&resp, what),
+        FtpError::BadResponse => {
+            Error::Transport(format!("{what}: malformed reply from the server"))
+        }
+        FtpError::InvalidAddress(e) => {
+            Error::Transport(format!("{what}: bad address from the server: {e}"))
+        }
+        FtpError::DataConnectionAlreadyOpen => {
+            Error::Transport(format!("{what}: a data transfer is still open"))
+        }
+    }
+}
+
+/// An I/O error on the control or a data connection.
+pub fn map_io(e: std::io::Error, what: &str) -> Error {
+    use std::io::ErrorKind as K;
+    match e.kind() {
+        // Sockets with a read timeout report it as WouldBlock on Linux.
+        K::TimedOut | K::WouldBlock => Error::TimedOut,
+        // suppaftp refuses a command line with CR/LF before sending anything.
+        K::InvalidInput => Error::Invalid,
+        _ => match tls_failure(&e) {
+            Some(tls) => Error::Transport(format!("{what}: TLS: {tls}")),
+            None => Error::Transport(format!("{what}: {e}")),
+        },
+    }
+}
+
+/// A negative (or unexpected) reply.
+pub fn map_reply(resp: &Response, what: &str) -> Error {
+    let code = code(resp);
+    let msg = format!("{what}: {}", text(resp));
+    match code {
+        // The server is closing the control connection, or the data
+        // connection broke: either way the session is not usable.
+        421 | 425 | 426 => Error::Transport(msg),
+        452 | 552 => Error::NoSpace,
+        530 | 532 => Error::PermissionDenied,
+        c if is_not_implemented(c) => Error::Unsupported(msg),
+        // Explained from context by the caller.
+        550 | 553 => Error::Failure(msg),
+        400..=599 => Error::Failure(msg),
+        // A positive or garbled reply where another was expected: the
+        // dialogue is out of step.
+        _ => Error::Transport(format!("{msg} (unexpected reply)")),
+    }
+}
+
+/// Whether an error is a bare "no" that a follow-up look may explain.
+pub fn is_refusal(e: &Error) -> bool {
+    matches!(e, Error::Failure(_))
+}
+
+/// `YYYYMMDDhhmmss` in UTC, as `MFMT` and `SITE UTIME` take it. Times before
+/// 1970 are sent as 1970-01-01 (FTP servers take no negative times).
+pub fn ftp_time(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
+/// `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use suppaftp::Status;
+
+    use super::*;
+
+    fn reply(line: &str) -> Response {
+        let code: u32 = line[..3].parse().unwrap_or(0);
+        Response::new(Status::from(code), format!("{line}\r\n").into_bytes())
+    }
+
+    #[test]
+    fn codes_outside_rfc959_are_read_from_the_text() {
+        let r = reply("522 SSL connection failed: session reuse required");
+        assert_eq!(r.status, Status::Unknown);
+        assert_eq!(code(&r), 522);
+        assert_eq!(code(&reply("550 Failed to open file.")), 550);
+    }
+
+    #[test]
+    fn reply_text_is_one_line() {
+        let r = Response::new(
+            Status::NotLoggedIn,
+            b"530-Login incorrect.\r\n530 Bye.\r\n".to_vec(),
+        );
+        assert_eq!(text(&r), "530-Login incorrect. 530 Bye.");
+    }
+
+    #[test]
+    fn replies_map_to_errors() {
+        let m = |line| map_reply(&reply(line), "op");
+        assert!(matches!(m("421 Timeout."), Error::Transport(_)));
+        assert!(matches!(
+            m("426 Failure writing network stream."),
+            Error::Transport(_)
+        ));
+        assert!(matches!(m("452 Insufficient storage."), Error::NoSpace));
+        assert!(matches!(m("552 Quota exceeded."), Error::NoSpace));
+        assert!(matches!(m("530 Not logged in."), Error::PermissionDenied));
+        assert!(matches!(m("500 Unknown command."), Error::Unsupported(_)));
+        assert!(matches!(m("502 Not implemented."), Error::Unsupported(_)));
+        assert!(matches!(m("550 Permission denied."), Error::Failure(_)));
+        assert!(matches!(m("553 Could not create file."), Error::Failure(_)));
+        assert!(matches!(m("451 Local error."), Error::Failure(_)));
+        // A positive reply where a refusal or another code was expected.
+        assert!(matches!(m("226 Transfer complete."), Error::Transport(_)));
+        assert!(matches!(m("150 Here it comes."), Error::Transport(_)));
+    }
+
+    #[test]
+    fn io_errors_map_to_timeouts_and_transport() {
+        use std::io::{Error as IoError, ErrorKind};
+        assert!(matches!(
+            map_io(IoError::from(ErrorKind::WouldBlock), "x"),
+            Error::TimedOut
+        ));
+        assert!(matches!(
+            map_io(IoError::from(ErrorKind::TimedOut), "x"),
+            Error::TimedOut
+        ));
+        assert!(matches!(
+            map_io(IoError::from(ErrorKind::ConnectionReset), "x"),
+            Error::Transport(_)
+        ));
+        assert!(matches!(
+            map_io(IoError::from(ErrorKind::InvalidInput), "x"),
+            Error::Invalid
+        ));
+        assert!(matches!(
+            map_err(FtpError::BadResponse, "x"),
+            Error::Transport(_)
+        ));
+    }
+
+    #[test]
+    fn ftp_time_formats_utc() {
+        assert_eq!(ftp_time(UNIX_EPOCH), "19700101000000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
+        assert_eq!(ftp_time(t), "20231114221320");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
+        assert_eq!(ftp_time(leap), "20000229010101");
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(ftp_time(before), "19700101000000");
+    }
+
+    #[test]
+    fn ftp_time_round_trips_through_the_mdtm_parser() {
+        for secs in [0u64, 86_399, 86_400, 1_234_567_890, 4_102_444_800] {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(super::super::listing::parse_mdtm(&ftp_time(t)), Some(t));
+        }
+    }
+}
