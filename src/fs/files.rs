@@ -494,6 +494,32 @@ fn upload_local(
     uploaded.map_err(Error::from)
 }
 
+const STAGING_PREFIX: &str = "rmount-staging-";
+
+/// This process's private staging directory (mode 0700) under the system
+/// temp directory. Directories left by rmount processes that no longer run
+/// are removed first.
+pub fn staging_dir() -> std::io::Result<tempfile::TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = std::env::temp_dir();
+    if let Ok(entries) = std::fs::read_dir(&tmp) {
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else {
+                continue;
+            };
+            let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
+            if pid.is_some_and(|pid| !process_alive(pid)) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
+    tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(tmp)
+}
+
 /// A private staging file on local disk: mode 0600 in a 0700 directory.
 pub fn staging_file(dir: &Path) -> Result<File> {
     let file = tempfile::tempfile_in(dir).map_err(Error::Io)?;
