@@ -495,29 +495,67 @@ fn upload_local(
 }
 
 const STAGING_PREFIX: &str = "rmount-staging-";
+const STAGING_LOCK: &str = "lock";
 
-/// This process's private staging directory (mode 0700) under the system
-/// temp directory. Directories left by rmount processes that no longer run
-/// are removed first.
-pub fn staging_dir() -> std::io::Result<tempfile::TempDir> {
+/// The private staging directory of this mount (mode 0700) under the system
+/// temp directory. It holds a lock file locked for the life of the process
+/// (the lock survives the fork into the background), so a directory whose
+/// lock can be taken was left by an rmount that no longer runs.
+pub struct Staging {
+    dir: tempfile::TempDir,
+    _lock: File,
+}
+
+impl Staging {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+/// Creates this process's staging directory, first removing those left
+/// by dead rmount processes.
+pub fn staging_dir() -> std::io::Result<Staging> {
     use std::os::unix::fs::PermissionsExt;
     let tmp = std::env::temp_dir();
-    if let Ok(entries) = std::fs::read_dir(&tmp) {
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(STAGING_PREFIX)) else {
-                continue;
-            };
-            let pid = rest.split('-').next().and_then(|p| p.parse::<i32>().ok());
-            if pid.is_some_and(|pid| !process_alive(pid)) {
-                let _ = std::fs::remove_dir_all(entry.path());
-            }
+    remove_dead_staging(&tmp);
+    let dir = tempfile::Builder::new()
+        .prefix(STAGING_PREFIX)
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir_in(tmp)?;
+    let lock = File::create(dir.path().join(STAGING_LOCK))?;
+    if !try_lock(&lock) {
+        return Err(std::io::Error::other("cannot lock the staging directory"));
+    }
+    Ok(Staging { dir, _lock: lock })
+}
+
+fn remove_dead_staging(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let is_staging = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
+        // A directory made a moment ago may not be locked yet.
+        let settled = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(10)));
+        if !is_staging || !settled {
+            continue;
+        }
+        let dead = File::open(entry.path().join(STAGING_LOCK)).is_ok_and(|f| try_lock(&f));
+        if dead {
+            let _ = std::fs::remove_dir_all(entry.path());
         }
     }
-    tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(tmp)
+}
+
+/// Takes an exclusive lock without waiting.
+fn try_lock(file: &File) -> bool {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own.
+    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
 }
 
 /// A private staging file on local disk: mode 0600 in a 0700 directory.
