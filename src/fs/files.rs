@@ -530,7 +530,9 @@ pub fn staging_dir() -> std::io::Result<Staging> {
 }
 
 fn remove_dead_staging(tmp: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
     for entry in entries.flatten() {
         let is_staging = entry
             .file_name()

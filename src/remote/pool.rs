@@ -114,7 +114,10 @@ impl<C: Connector> Pool<C> {
         Pool {
             connector,
             opts,
-            meta: Mutex::new(Some(Pooled { conn: first, epoch: 0 })),
+            meta: Mutex::new(Some(Pooled {
+                conn: first,
+                epoch: 0,
+            })),
             bulk: Mutex::new(Bulk {
                 idle: Vec::new(),
                 open: 0,
@@ -369,7 +372,9 @@ impl<C: Connector> Pool<C> {
         let idle: Vec<Pooled<C::Conn>> = std::mem::take(&mut lock(&self.bulk).idle);
         let mut failed = false;
         for pooled in idle {
-            failed |= self.run_bulk(pooled, &mut |c: &mut C::Conn| c.keepalive()).is_err();
+            failed |= self
+                .run_bulk(pooled, &mut |c: &mut C::Conn| c.keepalive())
+                .is_err();
         }
         if let Ok(mut slot) = self.meta.try_lock() {
             if let Some(pooled) = slot.as_mut() {
@@ -384,7 +389,9 @@ impl<C: Connector> Pool<C> {
         }
         if !failed {
             self.keepalive_failures.store(0, Ordering::SeqCst);
-        } else if self.keepalive_failures.fetch_add(1, Ordering::SeqCst) + 1 >= self.opts.alive_count_max {
+        } else if self.keepalive_failures.fetch_add(1, Ordering::SeqCst) + 1
+            >= self.opts.alive_count_max
+        {
             self.mark_down("no answer to keepalives");
         }
     }
