@@ -11,9 +11,9 @@
 //! (see support/fixture.rs); every test mounts its own subdirectory.
 //! Run: `cargo test --test fs_ops -- --test-threads=2`.
 
-mod support;
 #[path = "support/fixture.rs"]
 mod fixture;
+mod support;
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -86,7 +86,10 @@ per_protocol! {
 const MIB: usize = 1 << 20;
 
 fn now_secs() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 fn meta(p: &Path) -> fs::Metadata {
@@ -102,11 +105,16 @@ fn mode(p: &Path) -> u32 {
 }
 
 fn set_mode(p: &Path, m: u32) {
-    fs::set_permissions(p, Permissions::from_mode(m)).unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
+    fs::set_permissions(p, Permissions::from_mode(m))
+        .unwrap_or_else(|e| panic!("chmod {}: {e}", p.display()));
 }
 
 fn open_rw(p: &Path) -> File {
-    OpenOptions::new().read(true).write(true).open(p).unwrap_or_else(|e| panic!("open rw {}: {e}", p.display()))
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(p)
+        .unwrap_or_else(|e| panic!("open rw {}: {e}", p.display()))
 }
 
 // ---------------------------------------------------------------------------
@@ -143,7 +151,11 @@ fn stat_matches_server(p: Proto) {
     if p == Proto::Sftp {
         assert_eq!(dm.mtime(), dir_mtime, "dir mtime through the mount");
     } else {
-        assert!((dm.mtime() - dir_mtime).abs() < 60, "dir mtime {} vs {dir_mtime}", dm.mtime());
+        assert!(
+            (dm.mtime() - dir_mtime).abs() < 60,
+            "dir mtime {} vs {dir_mtime}",
+            dm.mtime()
+        );
     }
     assert!(meta(&fx.m("")).is_dir(), "mount root is a directory");
 }
@@ -168,16 +180,29 @@ fn readdir_names_and_types(p: Proto) {
         .map(|e| {
             let e = e.unwrap();
             let t = e.file_type().unwrap();
-            let k = if t.is_symlink() { 'l' } else if t.is_dir() { 'd' } else { 'f' };
+            let k = if t.is_symlink() {
+                'l'
+            } else if t.is_dir() {
+                'd'
+            } else {
+                'f'
+            };
             (e.file_name().into_string().unwrap(), k)
         })
         .collect();
     got.sort();
     let want_owned: Vec<(String, char)> = want.iter().map(|(n, k)| (n.to_string(), *k)).collect();
     assert_eq!(got, want_owned, "read_dir names and types");
-    assert_eq!(names(&fx.m("sub")), vec![OsStr::new("inner.txt").to_os_string()]);
+    assert_eq!(
+        names(&fx.m("sub")),
+        vec![OsStr::new("inner.txt").to_os_string()]
+    );
 
-    let out = run_cmd(Command::new("ls").arg("-la").arg(fx.m("")), Duration::from_secs(30), None);
+    let out = run_cmd(
+        Command::new("ls").arg("-la").arg(fx.m("")),
+        Duration::from_secs(30),
+        None,
+    );
     assert!(out.status.success(), "ls -la\n{}", describe_output(&out));
     let text = String::from_utf8_lossy(&out.stdout);
     for (name, kind) in &want {
@@ -214,19 +239,39 @@ fn readdir_2000_entries(p: Proto) {
 // O_CREAT|O_EXCL creates once; a second create (or one racing the server) is EEXIST.
 fn create_exclusive(p: Proto) {
     let fx = Fixture::new(p, "excl", &[]);
-    let excl = || OpenOptions::new().write(true).create_new(true).open(fx.m("new.txt"));
+    let excl = || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(fx.m("new.txt"))
+    };
     let mut f = excl().expect("first O_EXCL create");
     f.write_all(b"first").unwrap();
     drop(f);
     assert_eq!(read(&fx.s("new.txt")), b"first");
     assert_errno(excl(), &[libc::EEXIST], "second O_EXCL create");
-    assert_eq!(read(&fx.s("new.txt")), b"first", "a failed O_EXCL must not touch the file");
+    assert_eq!(
+        read(&fx.s("new.txt")),
+        b"first",
+        "a failed O_EXCL must not touch the file"
+    );
 
     // The mount saw "behind.txt" missing; then the server created it.
-    assert_errno(fs::metadata(fx.m("behind.txt")), &[libc::ENOENT], "stat before");
+    assert_errno(
+        fs::metadata(fx.m("behind.txt")),
+        &[libc::ENOENT],
+        "stat before",
+    );
     fx.put("behind.txt", b"server's");
-    let r = OpenOptions::new().write(true).create_new(true).open(fx.m("behind.txt"));
-    assert_errno(r, &[libc::EEXIST], "O_EXCL over a file the server just created");
+    let r = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(fx.m("behind.txt"));
+    assert_errno(
+        r,
+        &[libc::EEXIST],
+        "O_EXCL over a file the server just created",
+    );
     assert_eq!(read(&fx.s("behind.txt")), b"server's");
 }
 
@@ -235,14 +280,28 @@ fn open_truncate(p: Proto) {
     let fx = Fixture::new(p, "trunc", &[]);
     fx.put("t.txt", &pseudo_random_bytes(1000, 2));
     fx.put("e.txt", b"something");
-    let mut f = OpenOptions::new().write(true).truncate(true).open(fx.m("t.txt")).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(fx.m("t.txt"))
+        .unwrap();
     f.write_all(b"new").unwrap();
     drop(f);
     assert_eq!(read(&fx.s("t.txt")), b"new");
     assert_eq!(read(&fx.m("t.txt")), b"new");
 
-    drop(OpenOptions::new().write(true).truncate(true).open(fx.m("e.txt")).unwrap());
-    assert_eq!(meta(&fx.s("e.txt")).len(), 0, "O_TRUNC without a write empties the file");
+    drop(
+        OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(fx.m("e.txt"))
+            .unwrap(),
+    );
+    assert_eq!(
+        meta(&fx.s("e.txt")).len(),
+        0,
+        "O_TRUNC without a write empties the file"
+    );
     assert_eq!(meta(&fx.m("e.txt")).len(), 0);
 }
 
@@ -277,7 +336,12 @@ fn write_past_eof_is_sparse(p: Proto) {
     want.extend_from_slice(b"xyz");
     let got = read(&fx.s("s"));
     assert_eq!(got.len(), 10_003);
-    assert!(got == want, "server bytes: head {:?}, tail {:?}", &got[..3], &got[9_998..]);
+    assert!(
+        got == want,
+        "server bytes: head {:?}, tail {:?}",
+        &got[..3],
+        &got[9_998..]
+    );
     assert!(read(&fx.m("s")) == want, "read back through the mount");
 }
 
@@ -290,8 +354,16 @@ fn overwrite_middle_in_place(p: Proto) {
     f.write_all_at(&[0xAA; 1000], 500_000).unwrap();
     drop(f);
     want[500_000..501_000].fill(0xAA);
-    assert_eq!(sha256_file(&fx.s("m.bin")), sha256_bytes(&want), "server content");
-    assert_eq!(sha256_file(&fx.m("m.bin")), sha256_bytes(&want), "mount content");
+    assert_eq!(
+        sha256_file(&fx.s("m.bin")),
+        sha256_bytes(&want),
+        "server content"
+    );
+    assert_eq!(
+        sha256_file(&fx.m("m.bin")),
+        sha256_bytes(&want),
+        "mount content"
+    );
 }
 
 // Reads at random offsets of a 20 MiB file return the server's bytes.
@@ -307,7 +379,11 @@ fn random_reads_20mib(p: Proto) {
         x ^= x << 17;
         let len = (x % (300 * 1024) as u64) as usize + 1;
         // A few reads straddle or pass the end of the file.
-        let off = if i % 20 == 0 { data.len() as u64 - 100 + (x % 200) } else { (x >> 20) % data.len() as u64 };
+        let off = if i % 20 == 0 {
+            data.len() as u64 - 100 + (x % 200)
+        } else {
+            (x >> 20) % data.len() as u64
+        };
         let mut buf = vec![0u8; len];
         let mut n = 0;
         while n < len {
@@ -320,7 +396,10 @@ fn random_reads_20mib(p: Proto) {
         let start = (off as usize).min(data.len());
         let want = &data[start..(start + len).min(data.len())];
         assert_eq!(n, want.len(), "read length at offset {off}");
-        assert!(&buf[..n] == want, "bytes at offset {off} (len {len}) differ");
+        assert!(
+            &buf[..n] == want,
+            "bytes at offset {off} (len {len}) differ"
+        );
     }
     assert_eq!(sha256_file(&fx.m("r.bin")), sha256_bytes(&data));
 }
@@ -328,7 +407,10 @@ fn random_reads_20mib(p: Proto) {
 // A 5 GiB sparse file: its last bytes read right, a byte written at 4.5 GiB lands there.
 fn huge_sparse_file(p: Proto) {
     if p.is_ftp() {
-        return skip(p, "FTP writes stage the whole file locally; a 5 GiB rewrite is not a quick test");
+        return skip(
+            p,
+            "FTP writes stage the whole file locally; a 5 GiB rewrite is not a quick test",
+        );
     }
     let fx = Fixture::new(p, "huge", &[]);
     const SIZE: u64 = 5 << 30;
@@ -399,7 +481,14 @@ fn chmod(p: Proto) {
     assert_eq!(mode(&fx.s("d")), 0o700);
     assert_eq!(mode(&fx.m("d")), 0o700);
     // A file created through the mount gets the mode it was created with.
-    drop(OpenOptions::new().write(true).create_new(true).mode(0o600).open(fx.m("new")).unwrap());
+    drop(
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(fx.m("new"))
+            .unwrap(),
+    );
     assert_eq!(mode(&fx.s("new")), 0o600);
 }
 
@@ -408,14 +497,27 @@ fn chmod(p: Proto) {
 fn chmod_while_open_for_writing(p: Proto) {
     let fx = Fixture::new(p, "chmodopen", &[]);
     fx.put("old", b"old content");
-    let mut f = OpenOptions::new().write(true).create_new(true).mode(0o600).open(fx.m("new")).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(fx.m("new"))
+        .unwrap();
     f.write_all(b"data").unwrap();
     f.set_permissions(Permissions::from_mode(0o644)).unwrap();
     drop(f);
-    assert_eq!(mode(&fx.s("new")), 0o644, "server mode after fchmod + close");
+    assert_eq!(
+        mode(&fx.s("new")),
+        0o644,
+        "server mode after fchmod + close"
+    );
     assert_eq!(mode(&fx.m("new")), 0o644, "mount mode after close");
 
-    let mut f = OpenOptions::new().write(true).truncate(true).open(fx.m("old")).unwrap();
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(fx.m("old"))
+        .unwrap();
     f.write_all(b"rewritten").unwrap();
     set_mode(&fx.m("old"), 0o600);
     if p == Proto::Sftp {
@@ -423,11 +525,19 @@ fn chmod_while_open_for_writing(p: Proto) {
     }
     drop(f);
     assert_eq!(read(&fx.s("old")), b"rewritten");
-    assert_eq!(mode(&fx.s("old")), 0o600, "server mode after chmod during a rewrite");
+    assert_eq!(
+        mode(&fx.s("old")),
+        0o600,
+        "server mode after chmod during a rewrite"
+    );
     assert_eq!(mode(&fx.m("old")), 0o600, "mount mode after close");
     if p == Proto::Sftp {
         let md = meta(&fx.s("old"));
-        assert_eq!((md.uid(), md.gid()), (1234, 2345), "server owner after fchown during a rewrite");
+        assert_eq!(
+            (md.uid(), md.gid()),
+            (1234, 2345),
+            "server owner after fchown during a rewrite"
+        );
     }
 }
 
@@ -436,7 +546,10 @@ fn utimens_explicit_now_omit(p: Proto) {
     let fx = Fixture::new(p, "utimens", &[]);
     let sftp = p == Proto::Sftp;
     if !sftp {
-        skip(p, "atime checks: FTP cannot set or report atime (MDTM is mtime only)");
+        skip(
+            p,
+            "atime checks: FTP cannot set or report atime (MDTM is mtime only)",
+        );
     }
     fx.put("f", b"x");
     let (m, s) = (fx.m("f"), fx.s("f"));
@@ -469,9 +582,16 @@ fn utimens_explicit_now_omit(p: Proto) {
     utimens(&m, T::Omit, T::Now, false).unwrap();
     let after = now_secs();
     let mt = times(&s).1;
-    assert!(mt >= before - 2 && mt <= after + 2, "UTIME_NOW mtime {mt} not in [{before}, {after}]");
+    assert!(
+        mt >= before - 2 && mt <= after + 2,
+        "UTIME_NOW mtime {mt} not in [{before}, {after}]"
+    );
     if sftp {
-        assert_eq!(times(&s).0, 1_300_000_000, "atime kept by UTIME_NOW on mtime only");
+        assert_eq!(
+            times(&s).0,
+            1_300_000_000,
+            "atime kept by UTIME_NOW on mtime only"
+        );
     }
 }
 
@@ -488,8 +608,16 @@ fn chown(p: Proto) {
         return;
     }
     std::os::unix::fs::chown(&m, Some(1234), Some(2345)).unwrap();
-    assert_eq!((meta(&s).uid(), meta(&s).gid()), (1234, 2345), "server owner");
-    assert_eq!((meta(&m).uid(), meta(&m).gid()), (1234, 2345), "mount owner");
+    assert_eq!(
+        (meta(&s).uid(), meta(&s).gid()),
+        (1234, 2345),
+        "server owner"
+    );
+    assert_eq!(
+        (meta(&m).uid(), meta(&m).gid()),
+        (1234, 2345),
+        "mount owner"
+    );
     std::os::unix::fs::chown(&m, None, Some(0)).unwrap();
     assert_eq!((meta(&s).uid(), meta(&s).gid()), (1234, 0), "gid only");
     std::os::unix::fs::chown(&m, Some(0), Some(0)).unwrap();
@@ -511,27 +639,55 @@ fn symlink_readlink_lstat(p: Proto) {
     if p.is_ftp() {
         let r = std::os::unix::fs::symlink("target.txt", fx.m("ln"));
         assert_errno(r, &[libc::EPERM], "symlink over FTP");
-        assert!(fs::symlink_metadata(fx.s("ln")).is_err(), "no link on the server");
+        assert!(
+            fs::symlink_metadata(fx.s("ln")).is_err(),
+            "no link on the server"
+        );
         return;
     }
     std::os::unix::fs::symlink("target.txt", fx.m("ln")).unwrap();
-    assert_eq!(fs::read_link(fx.s("ln")).unwrap(), Path::new("target.txt"), "server link target");
-    assert!(fs::symlink_metadata(fx.s("ln")).unwrap().file_type().is_symlink());
+    assert_eq!(
+        fs::read_link(fx.s("ln")).unwrap(),
+        Path::new("target.txt"),
+        "server link target"
+    );
+    assert!(fs::symlink_metadata(fx.s("ln"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
     assert_eq!(fs::read_link(fx.m("ln")).unwrap(), Path::new("target.txt"));
     let lm = fs::symlink_metadata(fx.m("ln")).unwrap();
     assert!(lm.file_type().is_symlink(), "lstat sees a link");
-    assert_eq!(lm.len(), "target.txt".len() as u64, "a link's size is its target's length");
+    assert_eq!(
+        lm.len(),
+        "target.txt".len() as u64,
+        "a link's size is its target's length"
+    );
     assert_eq!(read(&fx.m("ln")), b"pointed-to");
     assert_eq!(meta(&fx.m("ln")).len(), 10, "stat follows the link");
 
     std::os::unix::fs::symlink("nowhere", fx.m("dangling")).unwrap();
-    assert_eq!(fs::read_link(fx.m("dangling")).unwrap(), Path::new("nowhere"));
-    assert_errno(fs::read(fx.m("dangling")), &[libc::ENOENT], "following a dangling link");
+    assert_eq!(
+        fs::read_link(fx.m("dangling")).unwrap(),
+        Path::new("nowhere")
+    );
+    assert_errno(
+        fs::read(fx.m("dangling")),
+        &[libc::ENOENT],
+        "following a dangling link",
+    );
 
     std::os::unix::fs::symlink("sub", fx.m("dirlink")).unwrap();
-    assert_eq!(read(&fx.m("dirlink/inner")), b"in", "path through a dir link");
+    assert_eq!(
+        read(&fx.m("dirlink/inner")),
+        b"in",
+        "path through a dir link"
+    );
 
-    assert_eq!(fs::read_link(fx.m("server-made")).unwrap(), Path::new("target.txt"));
+    assert_eq!(
+        fs::read_link(fx.m("server-made")).unwrap(),
+        Path::new("target.txt")
+    );
 
     fs::remove_file(fx.m("ln")).unwrap();
     assert!(fs::symlink_metadata(fx.s("ln")).is_err(), "link removed");
@@ -550,18 +706,41 @@ fn setattr_on_symlink_spares_target(p: Proto) {
     std::os::unix::fs::symlink("target", fx.m("ln")).unwrap();
     let before = meta(&t);
 
-    utimens(&fx.m("ln"), T::At(1_500_000_000), T::At(1_600_000_000), true)
-        .expect("utimensat(AT_SYMLINK_NOFOLLOW) on a link");
-    let out = run_cmd(Command::new("touch").arg("-h").arg(fx.m("ln")), Duration::from_secs(30), None);
+    utimens(
+        &fx.m("ln"),
+        T::At(1_500_000_000),
+        T::At(1_600_000_000),
+        true,
+    )
+    .expect("utimensat(AT_SYMLINK_NOFOLLOW) on a link");
+    let out = run_cmd(
+        Command::new("touch").arg("-h").arg(fx.m("ln")),
+        Duration::from_secs(30),
+        None,
+    );
     assert!(out.status.success(), "touch -h\n{}", describe_output(&out));
     std::os::unix::fs::lchown(fx.m("ln"), Some(0), Some(0)).expect("lchown on a link");
 
     let after = meta(&t);
     assert_eq!(after.mtime(), 1_100_000_000, "target mtime unchanged");
     assert_eq!(after.atime(), 1_000_000_000, "target atime unchanged");
-    assert_eq!(after.permissions().mode() & 0o7777, 0o640, "target mode unchanged");
-    assert_eq!((after.uid(), after.gid()), (before.uid(), before.gid()), "target owner unchanged");
-    assert!(fs::symlink_metadata(fx.s("ln")).unwrap().file_type().is_symlink(), "still a link");
+    assert_eq!(
+        after.permissions().mode() & 0o7777,
+        0o640,
+        "target mode unchanged"
+    );
+    assert_eq!(
+        (after.uid(), after.gid()),
+        (before.uid(), before.gid()),
+        "target owner unchanged"
+    );
+    assert!(
+        fs::symlink_metadata(fx.s("ln"))
+            .unwrap()
+            .file_type()
+            .is_symlink(),
+        "still a link"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -575,15 +754,38 @@ fn mkdir_rmdir(p: Proto) {
     fs::DirBuilder::new().mode(0o750).create(fx.m("d")).unwrap();
     assert!(meta(&fx.s("d")).is_dir(), "dir on the server");
     assert_eq!(mode(&fx.s("d")), 0o750);
-    assert!(names(&fx.m("")).contains(&"d".into()), "new dir listed at once");
-    assert_errno(fs::create_dir(fx.m("d")), &[libc::EEXIST], "mkdir of an existing dir");
-    assert_errno(fs::create_dir(fx.m("no/such")), &[libc::ENOENT], "mkdir in a missing dir");
+    assert!(
+        names(&fx.m("")).contains(&"d".into()),
+        "new dir listed at once"
+    );
+    assert_errno(
+        fs::create_dir(fx.m("d")),
+        &[libc::EEXIST],
+        "mkdir of an existing dir",
+    );
+    assert_errno(
+        fs::create_dir(fx.m("no/such")),
+        &[libc::ENOENT],
+        "mkdir in a missing dir",
+    );
 
     fx.put("d/file", b"x");
-    assert_errno(fs::remove_dir(fx.m("d")), &[libc::ENOTEMPTY], "rmdir of a non-empty dir");
+    assert_errno(
+        fs::remove_dir(fx.m("d")),
+        &[libc::ENOTEMPTY],
+        "rmdir of a non-empty dir",
+    );
     assert!(fx.s("d/file").exists(), "contents kept");
-    assert_errno(fs::remove_dir(fx.m("d/file")), &[libc::ENOTDIR], "rmdir of a file");
-    assert_errno(fs::remove_dir(fx.m("missing")), &[libc::ENOENT], "rmdir of a missing dir");
+    assert_errno(
+        fs::remove_dir(fx.m("d/file")),
+        &[libc::ENOTDIR],
+        "rmdir of a file",
+    );
+    assert_errno(
+        fs::remove_dir(fx.m("missing")),
+        &[libc::ENOENT],
+        "rmdir of a missing dir",
+    );
 
     fs::remove_file(fx.m("d/file")).unwrap();
     fs::remove_dir(fx.m("d")).unwrap();
@@ -599,10 +801,22 @@ fn unlink(p: Proto) {
     fx.put_dir("d");
     fs::remove_file(fx.m("f")).unwrap();
     assert!(!fx.s("f").exists(), "removed on the server");
-    assert_errno(fs::metadata(fx.m("f")), &[libc::ENOENT], "stat after unlink");
-    assert_errno(fs::remove_file(fx.m("d")), &[libc::EISDIR], "unlink of a dir");
+    assert_errno(
+        fs::metadata(fx.m("f")),
+        &[libc::ENOENT],
+        "stat after unlink",
+    );
+    assert_errno(
+        fs::remove_file(fx.m("d")),
+        &[libc::EISDIR],
+        "unlink of a dir",
+    );
     assert!(fx.s("d").is_dir());
-    assert_errno(fs::remove_file(fx.m("missing")), &[libc::ENOENT], "unlink of a missing file");
+    assert_errno(
+        fs::remove_file(fx.m("missing")),
+        &[libc::ENOENT],
+        "unlink of a missing file",
+    );
 }
 
 // rename moves a file within and across directories.
@@ -618,7 +832,11 @@ fn rename_file(p: Proto) {
     fs::rename(fx.m("b"), fx.m("sub/c")).unwrap();
     assert_eq!(read(&fx.s("sub/c")), b"AAA");
     assert_eq!(read(&fx.m("sub/c")), b"AAA");
-    assert_errno(fs::rename(fx.m("nope"), fx.m("x")), &[libc::ENOENT], "rename of a missing file");
+    assert_errno(
+        fs::rename(fx.m("nope"), fx.m("x")),
+        &[libc::ENOENT],
+        "rename of a missing file",
+    );
 }
 
 // rename over an existing file replaces it atomically; NOREPLACE refuses.
@@ -637,8 +855,15 @@ fn rename_replaces_file(p: Proto) {
     let want: Vec<std::ffi::OsString> = ["old", "x", "y"].iter().map(|n| n.into()).collect();
     assert_eq!(names(&fx.s("")), want, "no leftovers on the server");
 
-    assert_errno(rename_noreplace(&fx.m("x"), &fx.m("y")), &[libc::EEXIST], "RENAME_NOREPLACE");
-    assert_eq!((read(&fx.s("x")), read(&fx.s("y"))), (b"x".to_vec(), b"y".to_vec()));
+    assert_errno(
+        rename_noreplace(&fx.m("x"), &fx.m("y")),
+        &[libc::EEXIST],
+        "RENAME_NOREPLACE",
+    );
+    assert_eq!(
+        (read(&fx.s("x")), read(&fx.s("y"))),
+        (b"x".to_vec(), b"y".to_vec())
+    );
 }
 
 // A file renamed while open for writing gets every byte under its new name.
@@ -652,13 +877,22 @@ fn rename_while_open_for_writing(p: Proto) {
     f.write_all(&data[MIB..]).unwrap();
     drop(f);
     assert_file_is(&fx.s("done"), &data, "server content under the new name");
-    assert_eq!(sha256_file(&fx.m("done")), sha256_bytes(&data), "mount content");
-    wait_until("only `done` and `inplace` on the server", Duration::from_secs(10), || {
-        names(&fx.s("")) == vec![std::ffi::OsString::from("done"), "inplace".into()]
-    });
+    assert_eq!(
+        sha256_file(&fx.m("done")),
+        sha256_bytes(&data),
+        "mount content"
+    );
+    wait_until(
+        "only `done` and `inplace` on the server",
+        Duration::from_secs(10),
+        || names(&fx.s("")) == vec![std::ffi::OsString::from("done"), "inplace".into()],
+    );
 
     // The same for an existing file rewritten in place (no O_TRUNC).
-    let f = OpenOptions::new().write(true).open(fx.m("inplace")).unwrap();
+    let f = OpenOptions::new()
+        .write(true)
+        .open(fx.m("inplace"))
+        .unwrap();
     f.write_all_at(b"HEAD", 0).unwrap();
     fs::rename(fx.m("inplace"), fx.m("moved")).unwrap();
     f.write_all_at(b"TAIL", data.len() as u64 - 4).unwrap();
@@ -713,7 +947,12 @@ fn rename_racing_a_flush_keeps_data(p: Proto) {
             ));
         }
     }
-    assert!(bad.is_empty(), "{} of 40 rename-during-write rounds went wrong:\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} of 40 rename-during-write rounds went wrong:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 // A directory renamed over an empty directory replaces it.
@@ -734,11 +973,23 @@ fn rename_dir_over_nonempty_dir(p: Proto) {
     fx.put("d1/f", b"one");
     fx.put("d3/g", b"three");
     fx.put("file", b"f");
-    assert_errno(fs::rename(fx.m("d1"), fx.m("d3")), &[libc::ENOTEMPTY], "dir over a non-empty dir");
+    assert_errno(
+        fs::rename(fx.m("d1"), fx.m("d3")),
+        &[libc::ENOTEMPTY],
+        "dir over a non-empty dir",
+    );
     assert_eq!(read(&fx.s("d1/f")), b"one");
     assert_eq!(read(&fx.s("d3/g")), b"three");
-    assert_errno(fs::rename(fx.m("file"), fx.m("d3")), &[libc::EISDIR], "file over a dir");
-    assert_errno(fs::rename(fx.m("d1"), fx.m("file")), &[libc::ENOTDIR], "dir over a file");
+    assert_errno(
+        fs::rename(fx.m("file"), fx.m("d3")),
+        &[libc::EISDIR],
+        "file over a dir",
+    );
+    assert_errno(
+        fs::rename(fx.m("d1"), fx.m("file")),
+        &[libc::ENOTDIR],
+        "dir over a file",
+    );
     assert_eq!(read(&fx.s("file")), b"f");
     assert_eq!(read(&fx.m("d1/f")), b"one");
 }
@@ -747,7 +998,11 @@ fn rename_dir_over_nonempty_dir(p: Proto) {
 fn hard_link_is_eperm(p: Proto) {
     let fx = Fixture::new(p, "link", &[]);
     fx.put("f", b"x");
-    assert_errno(fs::hard_link(fx.m("f"), fx.m("g")), &[libc::EPERM], "link()");
+    assert_errno(
+        fs::hard_link(fx.m("f"), fx.m("g")),
+        &[libc::EPERM],
+        "link()",
+    );
     assert!(!fx.s("g").exists());
 }
 
@@ -755,17 +1010,30 @@ fn hard_link_is_eperm(p: Proto) {
 fn statfs(p: Proto) {
     let fx = Fixture::new(p, "statfs", &[]);
     let mv = statvfs(&fx.m("")).expect("statvfs through the mount");
-    assert!(mv.f_blocks > 0 && mv.f_bsize > 0 && mv.f_frsize > 0, "{mv:?}");
-    assert!(mv.f_bfree <= mv.f_blocks && mv.f_bavail <= mv.f_bfree, "free <= total: {mv:?}");
+    assert!(
+        mv.f_blocks > 0 && mv.f_bsize > 0 && mv.f_frsize > 0,
+        "{mv:?}"
+    );
+    assert!(
+        mv.f_bfree <= mv.f_blocks && mv.f_bavail <= mv.f_bfree,
+        "free <= total: {mv:?}"
+    );
     assert!(mv.f_namemax > 0);
     if p.is_ftp() {
         return skip(p, "exact figures: FTP has no statvfs; only sanity checked");
     }
     let sv = statvfs(&fx.s("")).unwrap();
     let bytes = |blocks: libc::fsblkcnt_t, st: &libc::statvfs| blocks as u128 * st.f_frsize as u128;
-    assert_eq!(bytes(mv.f_blocks, &mv), bytes(sv.f_blocks, &sv), "total size");
+    assert_eq!(
+        bytes(mv.f_blocks, &mv),
+        bytes(sv.f_blocks, &sv),
+        "total size"
+    );
     let avail_diff = bytes(mv.f_bavail, &mv).abs_diff(bytes(sv.f_bavail, &sv));
-    assert!(avail_diff < 1 << 30, "available differs by {avail_diff} bytes");
+    assert!(
+        avail_diff < 1 << 30,
+        "available differs by {avail_diff} bytes"
+    );
     assert_eq!(mv.f_files, sv.f_files, "inodes");
     assert!(mv.f_ffree.abs_diff(sv.f_ffree) < 100_000, "free inodes");
     assert_eq!(mv.f_namemax, sv.f_namemax, "name length limit");
@@ -778,16 +1046,33 @@ fn statfs(p: Proto) {
 // Names that are not UTF-8 round-trip byte for byte (SFTP).
 fn names_non_utf8(p: Proto) {
     if p.is_ftp() {
-        return skip(p, "the FTP server speaks UTF-8 names (utf8_filesystem); no byte-exact names");
+        return skip(
+            p,
+            "the FTP server speaks UTF-8 names (utf8_filesystem); no byte-exact names",
+        );
     }
     let fx = Fixture::new(p, "nonutf8", &[]);
     let name = OsStr::from_bytes(b"caf\xe9-\xff.bin");
-    fs::write(fx.s("").join(OsStr::from_bytes(b"srv-\x80\x81")), b"from server").unwrap();
+    fs::write(
+        fx.s("").join(OsStr::from_bytes(b"srv-\x80\x81")),
+        b"from server",
+    )
+    .unwrap();
     fs::write(fx.m("").join(name), b"bytes").unwrap();
-    assert_eq!(read(&fx.s("").join(name)), b"bytes", "server has the exact name");
+    assert_eq!(
+        read(&fx.s("").join(name)),
+        b"bytes",
+        "server has the exact name"
+    );
     let listed = names(&fx.m(""));
-    assert!(listed.iter().any(|n| n == name), "listing has the name: {listed:?}");
-    assert_eq!(read(&fx.m("").join(OsStr::from_bytes(b"srv-\x80\x81"))), b"from server");
+    assert!(
+        listed.iter().any(|n| n == name),
+        "listing has the name: {listed:?}"
+    );
+    assert_eq!(
+        read(&fx.m("").join(OsStr::from_bytes(b"srv-\x80\x81"))),
+        b"from server"
+    );
     let renamed = OsStr::from_bytes(b"\xfe\xfd");
     fs::rename(fx.m("").join(name), fx.m("").join(renamed)).unwrap();
     assert_eq!(read(&fx.s("").join(renamed)), b"bytes");
@@ -796,7 +1081,14 @@ fn names_non_utf8(p: Proto) {
 // Names with spaces, punctuation and Unicode round-trip both ways.
 fn names_spaces_unicode(p: Proto) {
     let fx = Fixture::new(p, "names", &[]);
-    let list = ["with space.txt", "two  spaces", "ünïcödé-日本語.txt", "emoji-😀", "#%&()[]{}'=+,;@!~$.txt", "-dash"];
+    let list = [
+        "with space.txt",
+        "two  spaces",
+        "ünïcödé-日本語.txt",
+        "emoji-😀",
+        "#%&()[]{}'=+,;@!~$.txt",
+        "-dash",
+    ];
     for n in list {
         fx.put(&format!("srv {n}"), n.as_bytes());
     }
@@ -806,9 +1098,15 @@ fn names_spaces_unicode(p: Proto) {
     }
     let listed = names(&fx.m(""));
     for n in list {
-        assert!(listed.iter().any(|l| l == n), "{n:?} not listed: {listed:?}");
+        assert!(
+            listed.iter().any(|l| l == n),
+            "{n:?} not listed: {listed:?}"
+        );
         let srv = format!("srv {n}");
-        assert!(listed.iter().any(|l| *l == *srv), "{srv:?} not listed: {listed:?}");
+        assert!(
+            listed.iter().any(|l| *l == *srv),
+            "{srv:?} not listed: {listed:?}"
+        );
         assert_eq!(read(&fx.m(&srv)), n.as_bytes());
     }
     assert_eq!(listed.len(), 2 * list.len(), "nothing extra: {listed:?}");
@@ -840,10 +1138,22 @@ fn unlinked_file_stays_usable(p: Proto) {
     let ro = File::open(fx.m("r")).unwrap();
     fs::remove_file(fx.m("u")).unwrap();
     fs::remove_file(fx.m("r")).unwrap();
-    assert_errno(fs::metadata(fx.m("u")), &[libc::ENOENT], "stat after unlink");
+    assert_errno(
+        fs::metadata(fx.m("u")),
+        &[libc::ENOENT],
+        "stat after unlink",
+    );
     let srv = names(&fx.s(""));
-    assert!(!srv.iter().any(|n| n == "u" || n == "r"), "names gone on the server: {srv:?}");
-    assert!(!names(&fx.m("")).iter().any(|n| n.as_bytes().starts_with(b".rmount")), "hidden names not listed");
+    assert!(
+        !srv.iter().any(|n| n == "u" || n == "r"),
+        "names gone on the server: {srv:?}"
+    );
+    assert!(
+        !names(&fx.m(""))
+            .iter()
+            .any(|n| n.as_bytes().starts_with(b".rmount")),
+        "hidden names not listed"
+    );
 
     let mut buf = [0u8; 9];
     ro.read_exact_at(&mut buf, 0).unwrap();
@@ -858,10 +1168,16 @@ fn unlinked_file_stays_usable(p: Proto) {
     assert_eq!(f.metadata().unwrap().len(), 12, "fstat after unlink");
     drop(f);
     drop(ro);
-    wait_until("no .rmount-* leftovers on the server", Duration::from_secs(10), || {
-        private_leftovers(&fx.s("")).is_empty()
-    });
-    assert!(names(&fx.s("")).is_empty(), "server dir empty: {:?}", names(&fx.s("")));
+    wait_until(
+        "no .rmount-* leftovers on the server",
+        Duration::from_secs(10),
+        || private_leftovers(&fx.s("")).is_empty(),
+    );
+    assert!(
+        names(&fx.s("")).is_empty(),
+        "server dir empty: {:?}",
+        names(&fx.s(""))
+    );
 }
 
 // Missing names give ENOENT for every kind of access.
@@ -872,7 +1188,11 @@ fn missing_is_enoent(p: Proto) {
     assert_errno(File::open(fx.m("nope")), e, "open");
     assert_errno(fs::read_dir(fx.m("nope")), e, "opendir");
     assert_errno(File::create(fx.m("nodir/f")), e, "create in a missing dir");
-    assert_errno(fs::set_permissions(fx.m("nope"), Permissions::from_mode(0o600)), e, "chmod");
+    assert_errno(
+        fs::set_permissions(fx.m("nope"), Permissions::from_mode(0o600)),
+        e,
+        "chmod",
+    );
     assert_errno(fs::read_link(fx.m("nope")), e, "readlink");
 }
 
@@ -901,25 +1221,39 @@ fn server_changes_become_visible(p: Proto) {
     fx.put("c", b"v1");
     let m = fx.m("c");
     assert_eq!(read(&m), b"v1");
-    assert_errno(fs::metadata(fx.m("late")), &[libc::ENOENT], "before the server creates it");
+    assert_errno(
+        fs::metadata(fx.m("late")),
+        &[libc::ENOENT],
+        "before the server creates it",
+    );
     names(&fx.m(""));
 
     fs::write(fx.s("c"), b"version two").unwrap();
-    wait_until("the new content (new size)", COHERENCE_DEADLINE, || fs::read(&m).ok().as_deref() == Some(b"version two"));
+    wait_until("the new content (new size)", COHERENCE_DEADLINE, || {
+        fs::read(&m).ok().as_deref() == Some(b"version two")
+    });
     assert_eq!(meta(&m).len(), 11);
 
     // Same size, later mtime: only the version (size + mtime) tells.
     fs::write(fx.s("c"), b"version TWO").unwrap();
     set_server_times(&fx.s("c"), now_secs() + 5, now_secs() + 5);
-    wait_until("the new content (same size)", COHERENCE_DEADLINE, || fs::read(&m).ok().as_deref() == Some(b"version TWO"));
+    wait_until("the new content (same size)", COHERENCE_DEADLINE, || {
+        fs::read(&m).ok().as_deref() == Some(b"version TWO")
+    });
 
     fx.put("late", b"here");
-    wait_until("a new server file to appear", COHERENCE_DEADLINE, || fs::read(fx.m("late")).is_ok());
-    wait_until("the listing to show it", COHERENCE_DEADLINE, || names(&fx.m("")).contains(&"late".into()));
-    fs::remove_file(fx.s("late")).unwrap();
-    wait_until("a removed server file to vanish", COHERENCE_DEADLINE, || {
-        fs::metadata(fx.m("late")).is_err() && !names(&fx.m("")).contains(&"late".into())
+    wait_until("a new server file to appear", COHERENCE_DEADLINE, || {
+        fs::read(fx.m("late")).is_ok()
     });
+    wait_until("the listing to show it", COHERENCE_DEADLINE, || {
+        names(&fx.m("")).contains(&"late".into())
+    });
+    fs::remove_file(fx.s("late")).unwrap();
+    wait_until(
+        "a removed server file to vanish",
+        COHERENCE_DEADLINE,
+        || fs::metadata(fx.m("late")).is_err() && !names(&fx.m("")).contains(&"late".into()),
+    );
 }
 
 // What is written through the mount is visible through it at once, and on the server at close.
@@ -930,8 +1264,14 @@ fn own_writes_visible_at_once(p: Proto) {
     let mut f = File::create(fx.m("w")).unwrap();
     f.write_all(&data).unwrap();
     assert_eq!(meta(&fx.m("w")).len(), 100_000, "size before close");
-    assert!(read(&fx.m("w")) == data, "content through another fd before close");
-    assert!(names(&fx.m("")).contains(&"w".into()), "listed before close");
+    assert!(
+        read(&fx.m("w")) == data,
+        "content through another fd before close"
+    );
+    assert!(
+        names(&fx.m("")).contains(&"w".into()),
+        "listed before close"
+    );
     drop(f);
     assert!(read(&fx.s("w")) == data, "on the server when close returns");
 
@@ -940,9 +1280,15 @@ fn own_writes_visible_at_once(p: Proto) {
     assert_eq!(read(&fx.m("w")), b"short");
     assert_eq!(read(&fx.s("w")), b"short");
     fs::remove_file(fx.m("w")).unwrap();
-    assert!(!names(&fx.m("")).contains(&"w".into()), "unlisted after unlink");
+    assert!(
+        !names(&fx.m("")).contains(&"w".into()),
+        "unlisted after unlink"
+    );
     fs::create_dir(fx.m("newdir")).unwrap();
-    assert!(names(&fx.m("")).contains(&"newdir".into()), "new dir listed");
+    assert!(
+        names(&fx.m("")).contains(&"newdir".into()),
+        "new dir listed"
+    );
 }
 
 // A directory's mtime seen through the mount follows entry changes made
@@ -955,23 +1301,34 @@ fn dir_mtime_follows_changes_through_mount(p: Proto) {
     fx.put_dir("d/olddir");
     fx.put("outside", b"o");
     // FTP shows directory times from LIST: to the minute, for recent dates.
-    let (old, slack) = if p.is_ftp() { ((now_secs() - 3600) / 60 * 60, 60) } else { (1_400_000_000, 0) };
+    let (old, slack) = if p.is_ftp() {
+        ((now_secs() - 3600) / 60 * 60, 60)
+    } else {
+        (1_400_000_000, 0)
+    };
     let ops: [(&str, &dyn Fn()); 5] = [
         ("create", &|| fs::write(fx.m("d/new"), b"n").unwrap()),
         ("mkdir", &|| fs::create_dir(fx.m("d/sub")).unwrap()),
-        ("rename into", &|| fs::rename(fx.m("outside"), fx.m("d/moved")).unwrap()),
+        ("rename into", &|| {
+            fs::rename(fx.m("outside"), fx.m("d/moved")).unwrap()
+        }),
         ("unlink", &|| fs::remove_file(fx.m("d/victim")).unwrap()),
         ("rmdir", &|| fs::remove_dir(fx.m("d/olddir")).unwrap()),
     ];
     for (what, op) in ops {
         set_server_times(&d, old, old);
         // Let the mount see the old time (it may cache it).
-        wait_until("the mount to see the reset dir time", COHERENCE_DEADLINE, || {
-            meta(&fx.m("d")).mtime().abs_diff(old) <= slack
-        });
+        wait_until(
+            "the mount to see the reset dir time",
+            COHERENCE_DEADLINE,
+            || meta(&fx.m("d")).mtime().abs_diff(old) <= slack,
+        );
         op();
         let server = meta(&d).mtime();
-        assert!(server.abs_diff(old) > 600, "{what}: the server changed the dir's mtime");
+        assert!(
+            server.abs_diff(old) > 600,
+            "{what}: the server changed the dir's mtime"
+        );
         let seen = meta(&fx.m("d")).mtime();
         assert!(
             seen.abs_diff(server) <= slack,
@@ -987,10 +1344,18 @@ fn fsync_reaches_server(p: Proto) {
     let mut f = File::create(fx.m("f")).unwrap();
     f.write_all(&data[..3 * MIB]).unwrap();
     f.sync_all().unwrap();
-    assert_eq!(sha256_file(&fx.s("f")), sha256_bytes(&data[..3 * MIB]), "after the first fsync");
+    assert_eq!(
+        sha256_file(&fx.s("f")),
+        sha256_bytes(&data[..3 * MIB]),
+        "after the first fsync"
+    );
     f.write_all(&data[3 * MIB..]).unwrap();
     f.sync_data().unwrap();
-    assert_eq!(sha256_file(&fx.s("f")), sha256_bytes(&data), "after the second fsync");
+    assert_eq!(
+        sha256_file(&fx.s("f")),
+        sha256_bytes(&data),
+        "after the second fsync"
+    );
     drop(f);
     assert_eq!(sha256_file(&fx.s("f")), sha256_bytes(&data), "after close");
     assert!(private_leftovers(&fx.s("")).is_empty());
@@ -1016,7 +1381,10 @@ fn parallel_writers_and_readers(p: Proto) {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().expect("writer thread")).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("writer thread"))
+            .collect()
     });
     for (i, want) in hashes.iter().enumerate() {
         assert_eq!(&sha256_file(&fx.s(&format!("p{i}"))), want, "server p{i}");
@@ -1046,7 +1414,10 @@ fn stat_answers_during_big_read(p: Proto) {
             let mut b = vec![0u8; MIB];
             for i in 0..200u64 {
                 f.read_exact(&mut b).unwrap();
-                assert!(b[..8] == i.to_le_bytes() && b[8..] == block[8..], "block {i} content");
+                assert!(
+                    b[..8] == i.to_le_bytes() && b[8..] == block[8..],
+                    "block {i} content"
+                );
                 progress.store(i + 1, Ordering::SeqCst);
             }
             let mut rest = Vec::new();
@@ -1063,13 +1434,19 @@ fn stat_answers_during_big_read(p: Proto) {
             let md = fs::metadata(fx.m("small")).unwrap();
             let took = t.elapsed();
             assert_eq!(md.len(), 1);
-            assert!(took < Duration::from_secs(2), "stat {k} took {took:?} during the big read");
+            assert!(
+                took < Duration::from_secs(2),
+                "stat {k} took {took:?} during the big read"
+            );
             if !done.load(Ordering::SeqCst) {
                 overlapping += 1;
             }
         }
         eprintln!("{overlapping} of 20 stats ran while the big read was going on");
-        assert!(overlapping >= 1, "the read finished before any stat ran; the test proved nothing");
+        assert!(
+            overlapping >= 1,
+            "the read finished before any stat ran; the test proved nothing"
+        );
         reader.join().expect("reader thread");
     });
 }
@@ -1081,15 +1458,27 @@ fn read_only_mount(p: Proto) {
     fx.put_dir("d");
     assert_eq!(read(&fx.m("f")), b"keep");
     let entry = mount_entry(&fx.mount().dir).expect("mountinfo entry");
-    assert!(entry.options.split(',').any(|o| o == "ro"), "mounted ro: {}", entry.options);
+    assert!(
+        entry.options.split(',').any(|o| o == "ro"),
+        "mounted ro: {}",
+        entry.options
+    );
     let e = &[libc::EROFS];
     assert_errno(File::create(fx.m("new")), e, "create");
-    assert_errno(OpenOptions::new().write(true).open(fx.m("f")), e, "open for writing");
+    assert_errno(
+        OpenOptions::new().write(true).open(fx.m("f")),
+        e,
+        "open for writing",
+    );
     assert_errno(fs::create_dir(fx.m("nd")), e, "mkdir");
     assert_errno(fs::remove_file(fx.m("f")), e, "unlink");
     assert_errno(fs::remove_dir(fx.m("d")), e, "rmdir");
     assert_errno(fs::rename(fx.m("f"), fx.m("g")), e, "rename");
-    assert_errno(fs::set_permissions(fx.m("f"), Permissions::from_mode(0o600)), e, "chmod");
+    assert_errno(
+        fs::set_permissions(fx.m("f"), Permissions::from_mode(0o600)),
+        e,
+        "chmod",
+    );
     assert_errno(utimens(&fx.m("f"), T::Now, T::Now, false), e, "utimens");
     assert_errno(truncate_path(&fx.m("f"), 0), e, "truncate");
     assert_errno(std::os::unix::fs::symlink("f", fx.m("ln")), e, "symlink");

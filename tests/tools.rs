@@ -8,9 +8,9 @@
 //! not to, and says so.
 //! Run: `cargo test --test tools -- --test-threads=2`.
 
-mod support;
 #[path = "support/fixture.rs"]
 mod fixture;
+mod support;
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -53,7 +53,11 @@ const TOOL_TIMEOUT: Duration = Duration::from_secs(180);
 fn ok(cmd: &mut Command) -> String {
     let what = format!("{cmd:?}");
     let out = run_cmd(cmd, TOOL_TIMEOUT, None);
-    assert!(out.status.success(), "{what} failed\n{}", describe_output(&out));
+    assert!(
+        out.status.success(),
+        "{what} failed\n{}",
+        describe_output(&out)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -71,7 +75,10 @@ fn mode(p: &Path) -> u32 {
 
 /// Whole-second mtime of `p` from `date -d SPEC` in the local time zone, as touch reads it.
 fn date_secs(spec: &str) -> i64 {
-    ok(cmd("date").args(["-d", spec, "+%s"])).trim().parse().unwrap()
+    ok(cmd("date").args(["-d", spec, "+%s"]))
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 /// A small source tree with files of several sizes, subdirectories, modes
@@ -94,7 +101,11 @@ fn make_tree(root: &Path, with_symlinks: bool) {
         fs::create_dir_all(p.parent().unwrap()).unwrap();
         fs::write(&p, pseudo_random_bytes(*len, 40 + i as u64)).unwrap();
         fs::set_permissions(&p, fs::Permissions::from_mode(*m)).unwrap();
-        set_times(&p, 1_500_000_000 + i as i64, 1_600_000_000 + i as i64 * 3600);
+        set_times(
+            &p,
+            1_500_000_000 + i as i64,
+            1_600_000_000 + i as i64 * 3600,
+        );
     }
     fs::create_dir_all(root.join("emptydir")).unwrap();
     fs::set_permissions(root.join("emptydir"), fs::Permissions::from_mode(0o700)).unwrap();
@@ -102,7 +113,10 @@ fn make_tree(root: &Path, with_symlinks: bool) {
         symlink("README", root.join("link-to-readme")).unwrap();
         symlink("../../README", root.join("src/a/up")).unwrap();
     }
-    for (i, d) in ["src/a/b", "src/a", "src", "data", "bin", "emptydir"].iter().enumerate() {
+    for (i, d) in ["src/a/b", "src/a", "src", "data", "bin", "emptydir"]
+        .iter()
+        .enumerate()
+    {
         set_times(&root.join(d), 1_400_000_000, 1_400_000_000 + i as i64 * 60);
     }
 }
@@ -113,7 +127,10 @@ fn set_times(p: &Path, atime: i64, mtime: i64) {
 }
 
 fn local_dir() -> tempfile::TempDir {
-    tempfile::Builder::new().prefix("rmount-test-local-").tempdir().unwrap()
+    tempfile::Builder::new()
+        .prefix("rmount-test-local-")
+        .tempdir()
+        .unwrap()
 }
 
 fn diff_r(a: &Path, b: &Path) {
@@ -129,7 +146,10 @@ fn cp_a_round_trip(p: Proto) {
     let mut cp = cmd("cp");
     // What FTP cannot keep is left out of the comparison.
     let strip: &[char] = if p.is_ftp() {
-        skip(p, "symlinks, owners and times (vsftpd sets no directory times): cp -R --preserve=mode");
+        skip(
+            p,
+            "symlinks, owners and times (vsftpd sets no directory times): cp -R --preserve=mode",
+        );
         cp.args(["-R", "--preserve=mode"]);
         &['f', 'd']
     } else {
@@ -138,15 +158,30 @@ fn cp_a_round_trip(p: Proto) {
     };
     ok(cp.arg(&src).arg(fx.m("")));
     let want = without_mtimes(&tree(&src), strip);
-    assert_same_tree(&want, &without_mtimes(&tree(&fx.s("tree")), strip), "server copy");
+    assert_same_tree(
+        &want,
+        &without_mtimes(&tree(&fx.s("tree")), strip),
+        "server copy",
+    );
     diff_r(&src, &fx.s("tree"));
-    assert_same_tree(&want, &without_mtimes(&tree(&fx.m("tree")), strip), "seen through the mount");
+    assert_same_tree(
+        &want,
+        &without_mtimes(&tree(&fx.m("tree")), strip),
+        "seen through the mount",
+    );
 
     let back = local.path().join("back");
     ok(cmd("cp").arg("-a").arg(fx.m("tree")).arg(&back));
     diff_r(&src, &back);
-    assert_same_tree(&want, &without_mtimes(&tree(&back), strip), "copied back out");
-    assert!(private_leftovers(&fx.s("")).is_empty(), "no .rmount-* leftovers");
+    assert_same_tree(
+        &want,
+        &without_mtimes(&tree(&back), strip),
+        "copied back out",
+    );
+    assert!(
+        private_leftovers(&fx.s("")).is_empty(),
+        "no .rmount-* leftovers"
+    );
 }
 
 // `tar x` of a source tree into the mount reproduces it exactly.
@@ -158,21 +193,37 @@ fn tar_extract(p: Proto) {
     for i in 0..150 {
         let f = src.join(format!("src/gen/m{:03}/f{i}.c", i % 10));
         fs::create_dir_all(f.parent().unwrap()).unwrap();
-        fs::write(&f, format!("int f{i}(void) {{ return {i}; }}\n").repeat(i + 1)).unwrap();
+        fs::write(
+            &f,
+            format!("int f{i}(void) {{ return {i}; }}\n").repeat(i + 1),
+        )
+        .unwrap();
         set_times(&f, 1_600_000_000, 1_600_000_000 + i as i64);
     }
     for i in 0..10 {
-        set_times(&src.join(format!("src/gen/m{i:03}")), 1_600_000_000, 1_600_000_000);
+        set_times(
+            &src.join(format!("src/gen/m{i:03}")),
+            1_600_000_000,
+            1_600_000_000,
+        );
     }
     set_times(&src.join("src/gen"), 1_600_000_000, 1_600_000_000);
     set_times(&src.join("src"), 1_600_000_000, 1_600_000_000);
     let archive = local.path().join("proj.tar");
-    ok(cmd("tar").arg("-cf").arg(&archive).arg("-C").arg(local.path()).arg("proj"));
+    ok(cmd("tar")
+        .arg("-cf")
+        .arg(&archive)
+        .arg("-C")
+        .arg(local.path())
+        .arg("proj"));
 
     let mut tar = cmd("tar");
     tar.arg("-xf").arg(&archive).arg("-C").arg(fx.m(""));
     let strip: &[char] = if p.is_ftp() {
-        skip(p, "owners, symlinks and times (vsftpd sets no directory times): tar --no-same-owner -m");
+        skip(
+            p,
+            "owners, symlinks and times (vsftpd sets no directory times): tar --no-same-owner -m",
+        );
         tar.args(["--no-same-owner", "-m"]);
         &['f', 'd']
     } else {
@@ -180,19 +231,41 @@ fn tar_extract(p: Proto) {
     };
     ok(&mut tar);
     let want = without_mtimes(&tree(&src), strip);
-    assert_same_tree(&want, &without_mtimes(&tree(&fx.s("proj")), strip), "server tree after tar x");
+    assert_same_tree(
+        &want,
+        &without_mtimes(&tree(&fx.s("proj")), strip),
+        "server tree after tar x",
+    );
     diff_r(&src, &fx.s("proj"));
     diff_r(&src, &fx.m("proj"));
-    let count = ok(cmd("find").arg(fx.m("proj")).args(["-type", "f"])).lines().count();
-    assert_eq!(count, want.values().filter(|n| n.kind == 'f').count(), "find through the mount");
+    let count = ok(cmd("find").arg(fx.m("proj")).args(["-type", "f"]))
+        .lines()
+        .count();
+    assert_eq!(
+        count,
+        want.values().filter(|n| n.kind == 'f').count(),
+        "find through the mount"
+    );
 }
 
 fn git(dir: &Path) -> Command {
     let mut c = cmd("git");
     c.arg("-C")
         .arg(dir)
-        .args(["-c", "user.name=rmount test", "-c", "user.email=test@rmount.invalid"])
-        .args(["-c", "safe.directory=*", "-c", "gc.auto=0", "-c", "init.defaultBranch=main"])
+        .args([
+            "-c",
+            "user.name=rmount test",
+            "-c",
+            "user.email=test@rmount.invalid",
+        ])
+        .args([
+            "-c",
+            "safe.directory=*",
+            "-c",
+            "gc.auto=0",
+            "-c",
+            "init.defaultBranch=main",
+        ])
         .env("GIT_CONFIG_NOSYSTEM", "1")
         .env("HOME", "/nonexistent");
     c
@@ -211,14 +284,22 @@ fn git_workflow(p: Proto) {
     fs::write(repo.join("README.md"), "# test\n").unwrap();
     ok(git(&repo).args(["add", "-A"]));
     ok(git(&repo).args(["commit", "-q", "-m", "first"]));
-    assert_eq!(ok(git(&repo).args(["status", "--porcelain"])), "", "clean after commit");
+    assert_eq!(
+        ok(git(&repo).args(["status", "--porcelain"])),
+        "",
+        "clean after commit"
+    );
 
     fs::write(repo.join("README.md"), "# test\n\nmore\n").unwrap();
     fs::remove_file(repo.join("src/mod0/file0.txt")).unwrap();
     fs::write(repo.join("new.txt"), "new\n").unwrap();
     ok(git(&repo).args(["add", "-A"]));
     ok(git(&repo).args(["commit", "-q", "-m", "second"]));
-    assert_eq!(ok(git(&repo).args(["status", "--porcelain"])), "", "clean after second commit");
+    assert_eq!(
+        ok(git(&repo).args(["status", "--porcelain"])),
+        "",
+        "clean after second commit"
+    );
     let log = ok(git(&repo).args(["log", "--oneline"]));
     assert_eq!(log.lines().count(), 2, "log: {log}");
     ok(git(&repo).args(["fsck", "--full", "--strict"]));
@@ -226,14 +307,30 @@ fn git_workflow(p: Proto) {
     // The server's copy is a valid repository with the same history.
     let srv = fx.s("repo");
     assert!(srv.join(".git/HEAD").is_file());
-    assert_eq!(ok(git(&srv).args(["log", "--oneline"])), log, "history on the server");
+    assert_eq!(
+        ok(git(&srv).args(["log", "--oneline"])),
+        log,
+        "history on the server"
+    );
     ok(git(&srv).args(["fsck", "--full"]));
-    assert_eq!(ok(git(&srv).args(["status", "--porcelain"])), "", "server work tree matches HEAD");
+    assert_eq!(
+        ok(git(&srv).args(["status", "--porcelain"])),
+        "",
+        "server work tree matches HEAD"
+    );
 
     let local = local_dir();
     let clone = local.path().join("clone");
-    ok(cmd("git").arg("clone").arg("-q").arg(&repo).arg(&clone).env("HOME", "/nonexistent"));
-    ok(cmd("diff").args(["-r", "--exclude=.git"]).arg(&clone).arg(&srv));
+    ok(cmd("git")
+        .arg("clone")
+        .arg("-q")
+        .arg(&repo)
+        .arg(&clone)
+        .env("HOME", "/nonexistent"));
+    ok(cmd("diff")
+        .args(["-r", "--exclude=.git"])
+        .arg(&clone)
+        .arg(&srv));
     assert!(private_leftovers(&srv).is_empty(), "no .rmount-* leftovers");
 }
 
@@ -255,23 +352,39 @@ fn rsync_archive(p: Proto) {
         ok(&mut c)
     };
     let strip: &[char] = if p.is_ftp() {
-        skip(p, "owners, symlinks, dir times: FTP can do none (rsync --no-o --no-g --omit-dir-times)");
+        skip(
+            p,
+            "owners, symlinks, dir times: FTP can do none (rsync --no-o --no-g --omit-dir-times)",
+        );
         &['d']
     } else {
         &[]
     };
     rsync(&[], &src, &fx.m("dst"));
     let want = without_mtimes(&tree(&src), strip);
-    assert_same_tree(&want, &without_mtimes(&tree(&fx.s("dst")), strip), "server tree after rsync -a");
+    assert_same_tree(
+        &want,
+        &without_mtimes(&tree(&fx.s("dst")), strip),
+        "server tree after rsync -a",
+    );
     diff_r(&src, &fx.s("dst"));
 
     let again = rsync(&["-i"], &src, &fx.m("dst"));
-    assert!(again.trim().is_empty(), "a second rsync -ai found differences:\n{again}");
+    assert!(
+        again.trim().is_empty(),
+        "a second rsync -ai found differences:\n{again}"
+    );
 
     let back = local.path().join("back");
     rsync(&[], &fx.m("dst"), &back);
-    assert_same_tree(&want, &without_mtimes(&tree(&back), strip), "rsync back out");
-    wait_until("no .rmount-* leftovers", Duration::from_secs(10), || private_leftovers(&fx.s("")).is_empty());
+    assert_same_tree(
+        &want,
+        &without_mtimes(&tree(&back), strip),
+        "rsync back out",
+    );
+    wait_until("no .rmount-* leftovers", Duration::from_secs(10), || {
+        private_leftovers(&fx.s("")).is_empty()
+    });
 }
 
 // Editor-style save (write a swap file, fsync, rename over) replaces the target; nothing left over.
@@ -291,9 +404,11 @@ fn editor_style_save(p: Proto) {
     assert_eq!(fs::read(fx.s("doc.txt")).unwrap(), b"new text\n");
     assert_eq!(fs::read(fx.m("doc.txt")).unwrap(), b"new text\n");
     assert_eq!(mode(&fx.s("doc.txt")), 0o640);
-    wait_until("only doc.txt on the server (ls -A)", Duration::from_secs(10), || {
-        ok(cmd("ls").arg("-A").arg(fx.s(""))) == "doc.txt\n"
-    });
+    wait_until(
+        "only doc.txt on the server (ls -A)",
+        Duration::from_secs(10),
+        || ok(cmd("ls").arg("-A").arg(fx.s(""))) == "doc.txt\n",
+    );
 }
 
 // vim edits and saves a file in the mount (backup, swap and 4913 probe files come and go).
@@ -301,25 +416,52 @@ fn vim_edit_and_save(p: Proto) {
     let fx = Fixture::new(p, "vim", &[]);
     fx.put("notes.txt", b"alpha\nbeta\n");
     let out = run(cmd("vim")
-        .args(["-Nu", "NONE", "-i", "NONE", "-es", "-c", "%s/beta/gamma/", "-c", "wq"])
+        .args([
+            "-Nu",
+            "NONE",
+            "-i",
+            "NONE",
+            "-es",
+            "-c",
+            "%s/beta/gamma/",
+            "-c",
+            "wq",
+        ])
         .arg(fx.m("notes.txt"))
         .env("HOME", "/nonexistent"));
     assert!(out.status.success(), "vim\n{}", describe_output(&out));
-    assert_eq!(fs::read(fx.s("notes.txt")).unwrap(), b"alpha\ngamma\n", "server content");
-    assert_eq!(fs::read(fx.m("notes.txt")).unwrap(), b"alpha\ngamma\n", "mount content");
-    wait_until("only notes.txt on the server (ls -A)", Duration::from_secs(10), || {
-        ok(cmd("ls").arg("-A").arg(fx.s(""))) == "notes.txt\n"
-    });
+    assert_eq!(
+        fs::read(fx.s("notes.txt")).unwrap(),
+        b"alpha\ngamma\n",
+        "server content"
+    );
+    assert_eq!(
+        fs::read(fx.m("notes.txt")).unwrap(),
+        b"alpha\ngamma\n",
+        "mount content"
+    );
+    wait_until(
+        "only notes.txt on the server (ls -A)",
+        Duration::from_secs(10),
+        || ok(cmd("ls").arg("-A").arg(fx.s(""))) == "notes.txt\n",
+    );
 }
 
 // `>>` from a shell appends; `>` truncates and rewrites.
 fn shell_append_and_redirect(p: Proto) {
     let fx = Fixture::new(p, "shell", &[]);
     fx.put("log.txt", b"zero\n");
-    ok(cmd("sh").args(["-c", "echo one >> log.txt && echo two >> log.txt && echo fresh > new.txt"]).current_dir(fx.m("")));
+    ok(cmd("sh")
+        .args([
+            "-c",
+            "echo one >> log.txt && echo two >> log.txt && echo fresh > new.txt",
+        ])
+        .current_dir(fx.m("")));
     assert_eq!(fs::read(fx.s("log.txt")).unwrap(), b"zero\none\ntwo\n");
     assert_eq!(fs::read(fx.s("new.txt")).unwrap(), b"fresh\n");
-    ok(cmd("sh").args(["-c", "echo over > log.txt; cat log.txt new.txt > both.txt"]).current_dir(fx.m("")));
+    ok(cmd("sh")
+        .args(["-c", "echo over > log.txt; cat log.txt new.txt > both.txt"])
+        .current_dir(fx.m("")));
     assert_eq!(fs::read(fx.s("log.txt")).unwrap(), b"over\n");
     assert_eq!(fs::read(fx.s("both.txt")).unwrap(), b"over\nfresh\n");
 }
@@ -334,7 +476,10 @@ fn truncate_command(p: Proto) {
     ok(cmd("truncate").args(["-s", "1M"]).arg(fx.m("t.bin")));
     let got = fs::read(fx.s("t.bin")).unwrap();
     assert_eq!(got.len(), 1 << 20);
-    assert!(got[..10] == data[..10] && got[10..].iter().all(|&b| b == 0), "grown with zeros");
+    assert!(
+        got[..10] == data[..10] && got[10..].iter().all(|&b| b == 0),
+        "grown with zeros"
+    );
     ok(cmd("truncate").args(["-s", "5"]).arg(fx.m("fresh")));
     assert_eq!(fs::read(fx.s("fresh")).unwrap(), vec![0u8; 5]);
     ok(cmd("truncate").args(["-s", "0"]).arg(fx.m("t.bin")));
@@ -360,15 +505,23 @@ fn chmod_command(p: Proto) {
 fn touch_with_date(p: Proto) {
     let fx = Fixture::new(p, "touch", &[]);
     fx.put("f", b"x");
-    ok(cmd("touch").args(["-d", "2020-01-02 03:04:05"]).arg(fx.m("f")));
+    ok(cmd("touch")
+        .args(["-d", "2020-01-02 03:04:05"])
+        .arg(fx.m("f")));
     let want = date_secs("2020-01-02 03:04:05");
     let md = fs::metadata(fx.s("f")).unwrap();
     assert_eq!(md.mtime(), want, "server mtime");
-    assert_eq!(fs::metadata(fx.m("f")).unwrap().mtime(), want, "mount mtime");
+    assert_eq!(
+        fs::metadata(fx.m("f")).unwrap().mtime(),
+        want,
+        "mount mtime"
+    );
     if p == Proto::Sftp {
         assert_eq!(md.atime(), want, "server atime");
     }
-    ok(cmd("touch").args(["-m", "-d", "2021-06-07 08:09:10"]).arg(fx.m("f")));
+    ok(cmd("touch")
+        .args(["-m", "-d", "2021-06-07 08:09:10"])
+        .arg(fx.m("f")));
     let md = fs::metadata(fx.s("f")).unwrap();
     assert_eq!(md.mtime(), date_secs("2021-06-07 08:09:10"), "touch -m");
     if p == Proto::Sftp {
@@ -378,7 +531,11 @@ fn touch_with_date(p: Proto) {
     let md = fs::metadata(fx.s("created")).unwrap();
     assert_eq!(md.len(), 0);
     let now = date_secs("now");
-    assert!((md.mtime() - now).abs() <= 5, "new file mtime {} vs now {now}", md.mtime());
+    assert!(
+        (md.mtime() - now).abs() <= 5,
+        "new file mtime {} vs now {now}",
+        md.mtime()
+    );
 }
 
 // `ln -s` makes symlinks on the server (SFTP); FTP refuses with EPERM.
@@ -389,19 +546,37 @@ fn ln_s(p: Proto) {
     if p.is_ftp() {
         let out = run(cmd("ln").args(["-s", "target.txt"]).arg(fx.m("link")));
         assert!(!out.status.success(), "ln -s succeeded over FTP");
-        assert!(stderr_text(&out).contains("Operation not permitted"), "{}", describe_output(&out));
+        assert!(
+            stderr_text(&out).contains("Operation not permitted"),
+            "{}",
+            describe_output(&out)
+        );
         assert!(fs::symlink_metadata(fx.s("link")).is_err());
         return;
     }
-    ok(cmd("ln").args(["-s", "target.txt", "link"]).current_dir(fx.m("")));
-    assert_eq!(fs::read_link(fx.s("link")).unwrap(), Path::new("target.txt"));
+    ok(cmd("ln")
+        .args(["-s", "target.txt", "link"])
+        .current_dir(fx.m("")));
+    assert_eq!(
+        fs::read_link(fx.s("link")).unwrap(),
+        Path::new("target.txt")
+    );
     assert_eq!(ok(cmd("cat").arg(fx.m("link"))), "target\n");
     assert_eq!(ok(cmd("readlink").arg(fx.m("link"))), "target.txt\n");
-    ok(cmd("ln").args(["-sfn", "other.txt", "link"]).current_dir(fx.m("")));
-    assert_eq!(fs::read_link(fx.s("link")).unwrap(), Path::new("other.txt"), "ln -sf replaced it");
+    ok(cmd("ln")
+        .args(["-sfn", "other.txt", "link"])
+        .current_dir(fx.m("")));
+    assert_eq!(
+        fs::read_link(fx.s("link")).unwrap(),
+        Path::new("other.txt"),
+        "ln -sf replaced it"
+    );
     assert_eq!(ok(cmd("cat").arg(fx.m("link"))), "other\n");
     let ls = ok(cmd("ls").arg("-l").arg(fx.m("link")));
-    assert!(ls.starts_with('l') && ls.trim_end().ends_with("link -> other.txt"), "{ls}");
+    assert!(
+        ls.starts_with('l') && ls.trim_end().ends_with("link -> other.txt"),
+        "{ls}"
+    );
 }
 
 // `df` and `stat -f` on the mount show the server filesystem's size (SFTP).
@@ -409,22 +584,41 @@ fn df_shows_server_figures(p: Proto) {
     let fx = Fixture::new(p, "df", &[]);
     let df = |path: &Path| -> (u128, u128) {
         let out = ok(cmd("df").args(["-B1", "--output=size,avail"]).arg(path));
-        let line = out.lines().nth(1).unwrap_or_else(|| panic!("df output: {out}"));
-        let v: Vec<u128> = line.split_whitespace().map(|x| x.parse().unwrap()).collect();
+        let line = out
+            .lines()
+            .nth(1)
+            .unwrap_or_else(|| panic!("df output: {out}"));
+        let v: Vec<u128> = line
+            .split_whitespace()
+            .map(|x| x.parse().unwrap())
+            .collect();
         (v[0], v[1])
     };
     let (size, avail) = df(&fx.m(""));
-    assert!(size > 0 && avail <= size, "df on the mount: size {size}, avail {avail}");
+    assert!(
+        size > 0 && avail <= size,
+        "df on the mount: size {size}, avail {avail}"
+    );
     if p.is_ftp() {
-        return skip(p, "exact figures: FTP has no statvfs; df only sanity checked");
+        return skip(
+            p,
+            "exact figures: FTP has no statvfs; df only sanity checked",
+        );
     }
     let (ssize, savail) = df(&fx.s(""));
     assert_eq!(size, ssize, "df size: mount vs server");
-    assert!(avail.abs_diff(savail) < 1 << 30, "df avail: {avail} vs {savail}");
+    assert!(
+        avail.abs_diff(savail) < 1 << 30,
+        "df avail: {avail} vs {savail}"
+    );
     let statf = |path: &Path| -> u128 {
         let out = ok(cmd("stat").args(["-f", "-c", "%b %S"]).arg(path));
         let v: Vec<u128> = out.split_whitespace().map(|x| x.parse().unwrap()).collect();
         v[0] * v[1]
     };
-    assert_eq!(statf(&fx.m("")), statf(&fx.s("")), "stat -f blocks * fundamental block size");
+    assert_eq!(
+        statf(&fx.m("")),
+        statf(&fx.s("")),
+        "stat -f blocks * fundamental block size"
+    );
 }

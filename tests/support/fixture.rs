@@ -149,7 +149,11 @@ pub fn assert_errno<T: std::fmt::Debug>(r: io::Result<T>, codes: &[i32], what: &
     assert!(
         codes.contains(&got),
         "{what}: expected errno {}, got {} ({})",
-        codes.iter().map(|c| errno_name(*c)).collect::<Vec<_>>().join(" or "),
+        codes
+            .iter()
+            .map(|c| errno_name(*c))
+            .collect::<Vec<_>>()
+            .join(" or "),
         errno_name(got),
         io::Error::from_raw_os_error(got)
     );
@@ -193,16 +197,29 @@ pub enum T {
 
 fn timespec(t: T) -> libc::timespec {
     match t {
-        T::At(s) => libc::timespec { tv_sec: s as libc::time_t, tv_nsec: 0 },
-        T::Now => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_NOW },
-        T::Omit => libc::timespec { tv_sec: 0, tv_nsec: libc::UTIME_OMIT },
+        T::At(s) => libc::timespec {
+            tv_sec: s as libc::time_t,
+            tv_nsec: 0,
+        },
+        T::Now => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        T::Omit => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
     }
 }
 
 /// utimensat(AT_FDCWD, p, [atime, mtime], nofollow ? AT_SYMLINK_NOFOLLOW : 0).
 pub fn utimens(p: &Path, atime: T, mtime: T, nofollow: bool) -> io::Result<()> {
     let times = [timespec(atime), timespec(mtime)];
-    let flags = if nofollow { libc::AT_SYMLINK_NOFOLLOW } else { 0 };
+    let flags = if nofollow {
+        libc::AT_SYMLINK_NOFOLLOW
+    } else {
+        0
+    };
     // SAFETY: valid C string and a two-element timespec array.
     let rc = unsafe { libc::utimensat(libc::AT_FDCWD, cpath(p).as_ptr(), times.as_ptr(), flags) };
     if rc == 0 {
@@ -307,11 +324,18 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
         for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
             let e = e.expect("dir entry");
             let p = e.path();
-            let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
+            let md =
+                fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
             let rel = p.strip_prefix(root).expect("under root").to_path_buf();
             let ft = md.file_type();
             let node = if ft.is_symlink() {
-                Node { kind: 'l', mode: 0, mtime: 0, size: 0, target: Some(fs::read_link(&p).expect("readlink")) }
+                Node {
+                    kind: 'l',
+                    mode: 0,
+                    mtime: 0,
+                    size: 0,
+                    target: Some(fs::read_link(&p).expect("readlink")),
+                }
             } else {
                 Node {
                     kind: if ft.is_dir() { 'd' } else { 'f' },
@@ -362,8 +386,14 @@ pub fn assert_file_is(p: &Path, want: &[u8], what: &str) {
     if got == want {
         return;
     }
-    let first = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
-    let entries = p.parent().map(|d| fs::read_dir(d).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>()));
+    let first = got
+        .iter()
+        .zip(want)
+        .position(|(a, b)| a != b)
+        .unwrap_or(got.len().min(want.len()));
+    let entries = p
+        .parent()
+        .map(|d| fs::read_dir(d).map(|r| r.flatten().map(|e| e.file_name()).collect::<Vec<_>>()));
     panic!(
         "{what}: {} has {} bytes, want {}; first difference at offset {first}; dir entries: {entries:?}",
         p.display(),
