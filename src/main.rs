@@ -129,28 +129,14 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
         RemotePath::Home(rel) if rel.as_os_str().is_empty() => home.clone(),
         RemotePath::Home(rel) => home.join(rel),
     };
-    use remote::pool::Connection;
-    let attr = first
-        .stat(&root)
-        .with_context(|| format!("remote path {}", root.display()))?;
-    if attr.kind != Kind::Dir {
-        bail!("remote path {} is not a directory", root.display());
-    }
-    let login_ids = first.stat(&home).ok().map(|a| (a.uid, a.gid));
-    let pool = Arc::new(Pool::new(connector, first, pool_options(cfg)));
-    let keepalive_pool = pool.clone();
-    Ok(Connected {
-        remote: pool,
-        root,
-        keepalive: Box::new(move || keepalive_pool.keepalive_idle()),
-        login_ids,
-    })
+    let login_ids = remote::pool::Connection::stat(&mut first, &home)
+        .ok()
+        .map(|a| (a.uid, a.gid));
+    into_pool(cfg, connector, first, root, login_ids)
 }
 
-// --- FTP start-up (ftp engineer) ---
 fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     use remote::ftp::{FtpConnector, FtpSettings, Login, Security};
-    use remote::pool::Connection;
     let target = &cfg.target;
     let security = match target.protocol {
         Protocol::Ftps if cfg.ftps_implicit => Security::ImplicitTls,
@@ -187,6 +173,20 @@ fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
             }
         }
     };
+    // FTP tells no numeric owners; files show as the local user's.
+    into_pool(cfg, connector, first, root, None)
+}
+
+/// Checks that the remote root is a directory and puts the first
+/// connection into a pool.
+fn into_pool<C: Connector>(
+    cfg: &MountConfig,
+    connector: C,
+    mut first: C::Conn,
+    root: PathBuf,
+    login_ids: Option<(u32, u32)>,
+) -> anyhow::Result<Connected> {
+    use remote::pool::Connection;
     let attr = first
         .stat(&root)
         .with_context(|| format!("remote path {}", root.display()))?;
@@ -199,8 +199,7 @@ fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
         remote: pool,
         root,
         keepalive: Box::new(move || keepalive_pool.keepalive_idle()),
-        // FTP tells no numeric owners; files show as the local user's.
-        login_ids: None,
+        login_ids,
     })
 }
 
@@ -311,7 +310,10 @@ fn scrub_secret_env() {
     extern "C" {
         static mut environ: *mut *mut libc::c_char;
     }
-    for name in [remote::ssh::PASSWORD_ENV, remote::ssh::PASSPHRASE_ENV] {
+    for name in [
+        remote::secrets::PASSWORD_ENV,
+        remote::secrets::PASSPHRASE_ENV,
+    ] {
         let prefix = format!("{name}=");
         // SAFETY: single-threaded start-up; environ is a NULL-terminated
         // array of NUL-terminated strings that this process may write.

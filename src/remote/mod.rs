@@ -7,6 +7,7 @@
 pub mod ftp; // FTP/FTPS (ftp engineer)
 pub mod netrc; // ~/.netrc for FTP logins (ftp engineer)
 pub mod pool;
+pub mod secrets;
 pub mod sftp;
 pub mod sftp_ext;
 pub mod ssh;

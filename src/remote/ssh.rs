@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use std::ffi::{CStr, OsString};
 use std::fmt;
 use std::fs;
-use std::io::{self, BufRead, Write};
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -41,13 +41,11 @@ use sha1::Sha1;
 use sha2::{Digest, Sha256};
 use ssh2::{ErrorCode, KeyboardInteractivePrompt, MethodType, Prompt, Session};
 
+use super::secrets::{
+    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, PASSPHRASE_ENV, PASSWORD_ENV,
+};
 use super::Error;
 use crate::config::HostKeyPolicy;
-
-/// Environment variable holding the login password (read, never set).
-pub const PASSWORD_ENV: &str = "RMOUNT_PASSWORD";
-/// Environment variable holding the passphrase of encrypted private keys.
-pub const PASSPHRASE_ENV: &str = "RMOUNT_KEY_PASSPHRASE";
 
 /// Key files tried when no identity file is given, in this order (in `~/.ssh`).
 const DEFAULT_KEY_FILES: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
@@ -180,51 +178,6 @@ impl Credentials {
     fn wrong_passphrase(&self, key: &Path) {
         self.lock().passphrases.remove(key);
     }
-}
-
-fn env_secret(name: &str) -> Option<String> {
-    std::env::var_os(name).map(|v| String::from_utf8_lossy(&v.into_vec()).into_owned())
-}
-
-fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
-}
-
-fn prompt_secret(prompt: &str) -> Option<String> {
-    match rpassword::prompt_password(prompt) {
-        Ok(p) => Some(p),
-        Err(e) => {
-            tracing::debug!("cannot read a secret from the terminal: {e}");
-            None
-        }
-    }
-}
-
-/// One line of standard input without its line ending; `None` at end of input.
-fn read_stdin_line() -> Option<String> {
-    let mut line = String::new();
-    match io::stdin().lock().read_line(&mut line) {
-        Ok(0) => {
-            tracing::warn!("password_stdin: standard input is empty");
-            None
-        }
-        Ok(_) => Some(strip_line_ending(line)),
-        Err(e) => {
-            tracing::warn!("password_stdin: cannot read standard input: {e}");
-            None
-        }
-    }
-}
-
-fn strip_line_ending(mut line: String) -> String {
-    if line.ends_with('\n') {
-        line.pop();
-        if line.ends_with('\r') {
-            line.pop();
-        }
-    }
-    line
 }
 
 /// Opens a TCP connection, performs the SSH handshake, verifies the host key
@@ -1380,14 +1333,6 @@ mod tests {
             b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"
         ));
         assert!(!private_key_is_encrypted(b"garbage"));
-    }
-
-    #[test]
-    fn line_endings_stripped() {
-        assert_eq!(strip_line_ending("pw\n".into()), "pw");
-        assert_eq!(strip_line_ending("pw\r\n".into()), "pw");
-        assert_eq!(strip_line_ending("pw".into()), "pw");
-        assert_eq!(strip_line_ending(" pw \n".into()), " pw ");
     }
 
     #[test]

@@ -10,12 +10,10 @@
 //! output or logs.
 
 use std::fmt;
-use std::io::{self, BufRead};
-use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
 
 use crate::remote::netrc;
-use crate::remote::ssh::PASSWORD_ENV;
+use crate::remote::secrets::{env_secret, read_stdin_line, stdin_is_tty, PASSWORD_ENV};
 
 /// What anonymous logins send as password (by convention an e-mail address).
 const ANONYMOUS_PASSWORD: &str = "rmount@";
@@ -125,31 +123,7 @@ impl Login {
 }
 
 fn env_password() -> Option<String> {
-    std::env::var_os(PASSWORD_ENV).map(|v| String::from_utf8_lossy(&v.into_vec()).into_owned())
-}
-
-fn stdin_is_tty() -> bool {
-    // SAFETY: isatty only inspects the descriptor.
-    unsafe { libc::isatty(libc::STDIN_FILENO) == 1 }
-}
-
-/// One line of standard input without its line ending; `None` at its end.
-fn read_stdin_line() -> Option<String> {
-    let mut line = String::new();
-    match io::stdin().lock().read_line(&mut line) {
-        Ok(0) => {
-            tracing::warn!("password_stdin: standard input is empty");
-            None
-        }
-        Ok(_) => {
-            let trimmed = line.strip_suffix('\n').unwrap_or(&line);
-            Some(trimmed.strip_suffix('\r').unwrap_or(trimmed).to_string())
-        }
-        Err(e) => {
-            tracing::warn!("password_stdin: cannot read standard input: {e}");
-            None
-        }
-    }
+    env_secret(PASSWORD_ENV)
 }
 
 #[cfg(test)]
