@@ -164,6 +164,14 @@ pub struct FileState {
     /// A failed background write, reported by the next flush/fsync/close.
     pub error: Option<String>,
     pub unlinked: bool,
+    /// The file is being rewritten whole (opened with O_TRUNC or created).
+    /// After a commit made part of it durable, later writes go to a fresh
+    /// temporary copy, so a failure never leaves that part plus a partial
+    /// tail under the real name.
+    pub rewriting: bool,
+    /// Only O_APPEND writers have it open: a commit of locally staged
+    /// content may append the new tail (FTP APPE) instead of replacing.
+    pub append_only: bool,
 }
 
 impl FileState {
@@ -178,6 +186,8 @@ impl FileState {
             version,
             error: None,
             unlinked: false,
+            rewriting: false,
+            append_only: false,
         }
     }
 
@@ -214,11 +224,7 @@ impl FileState {
                 file.write_all_at(data, offset).map_err(Error::Io)?;
             }
         } else {
-            if matches!(self.content, Content::Truncated) {
-                let temp = private_sibling(path, TEMP_PREFIX);
-                remote.create(&temp, self.perm, true)?;
-                self.content = Content::Temp(temp);
-            }
+            self.start_temp(remote, path)?;
             let contiguous =
                 matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
             if !contiguous {
@@ -238,6 +244,25 @@ impl FileState {
         }
         self.size = self.size.max(end);
         self.dirty = true;
+        Ok(())
+    }
+
+    /// Before the first write of a rewrite: the content goes to a new
+    /// temporary file, empty after a truncation, or a copy of what an
+    /// earlier commit of this rewrite made durable.
+    fn start_temp(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        let copy = match self.content {
+            Content::Truncated => 0,
+            Content::InPlace if self.rewriting => self.size,
+            _ => return Ok(()),
+        };
+        let temp = private_sibling(path, TEMP_PREFIX);
+        remote.create(&temp, self.perm, true)?;
+        if let Err(e) = copy_remote(remote, path, &temp, copy) {
+            let _ = remote.unlink(&temp);
+            return Err(e);
+        }
+        self.content = Content::Temp(temp);
         Ok(())
     }
 
@@ -351,11 +376,7 @@ impl FileState {
             }
             Content::Truncated if size == 0 => {}
             _ => {
-                if matches!(self.content, Content::Truncated) {
-                    let temp = private_sibling(path, TEMP_PREFIX);
-                    remote.create(&temp, self.perm, true)?;
-                    self.content = Content::Temp(temp);
-                }
+                self.start_temp(remote, path)?;
                 self.send_pending(remote, path)?;
                 remote.setattr(self.data_path(path), SetAttr::Size(size))?;
             }
@@ -379,6 +400,12 @@ impl FileState {
         }
         if self.unlinked {
             return Ok(false);
+        }
+        if !self.append_only && matches!(self.content, Content::Local { synced: Some(_), .. }) {
+            // Only appends may extend the server's copy in place; anything
+            // else replaces it whole, atomically.
+            self.load_head(remote, path)?;
+            self.set_unsynced();
         }
         let changed = self.dirty;
         let content = std::mem::replace(&mut self.content, Content::InPlace);
@@ -558,6 +585,21 @@ fn try_lock(file: &File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor we own.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Copies the first `len` bytes of one remote file into another.
+fn copy_remote(remote: &dyn Remote, from: &Path, to: &Path, len: u64) -> Result<()> {
+    let mut offset = 0;
+    while offset < len {
+        let want = WRITE_CHUNK.min((len - offset) as usize);
+        let data = remote.read(from, offset, want)?;
+        if data.is_empty() {
+            break;
+        }
+        remote.write(to, offset, &data)?;
+        offset += data.len() as u64;
+    }
+    Ok(())
 }
 
 /// A private staging file on local disk: mode 0600 in a 0700 directory.

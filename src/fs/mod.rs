@@ -707,6 +707,11 @@ impl Fs {
                 st.size = attr.size;
                 st.stage_locally(&self.cfg.staging_dir, flags.truncate)?;
             }
+            if flags.write {
+                // One writer without O_APPEND ends the append-only state.
+                let first = st.handles == 1;
+                st.append_only = flags.append && !flags.truncate && (first || st.append_only);
+            }
             if flags.truncate && flags.write {
                 self.truncate_on_open(&mut st, &path)?;
                 self.blocks.forget_file(ino);
@@ -734,6 +739,7 @@ impl Fs {
             state.send_pending(&*self.remote, path)?;
             state.discard_temp(&*self.remote);
             state.content = Content::Truncated;
+            state.rewriting = true;
             state.size = 0;
             state.dirty = true;
         }
@@ -805,6 +811,7 @@ impl Fs {
                 // New content goes to a temporary name first, so a crash
                 // never leaves a half-written file under the real name.
                 st.content = Content::Truncated;
+                st.rewriting = true;
                 st.dirty = false;
             }
         }

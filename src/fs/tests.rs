@@ -217,3 +217,21 @@ fn errors_for_names_and_directories() {
         Err(Error::IsADirectory)
     ));
 }
+
+#[test]
+fn failure_after_a_mid_rewrite_flush_keeps_the_flushed_version() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        let (_, opened) = fs.create(inodes::ROOT, OsStr::new("f"), 0o644, rw()).expect("create");
+        fs.write(opened.fh, 0, b"AAAA").expect("write");
+        fs.flush(opened.fh).expect("flush of a dup");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"AAAA"[..]));
+        fs.write(opened.fh, 4, b"BBBB").expect("buffered write");
+        mem.fail_writes.store(true, Ordering::SeqCst);
+        assert!(fs.flush(opened.fh).is_err(), "random_write={random_write}");
+        mem.fail_writes.store(false, Ordering::SeqCst);
+        let _ = fs.release(opened.fh);
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"AAAA"[..]), "random_write={random_write}");
+        assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
+    }
+}
