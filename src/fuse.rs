@@ -28,6 +28,8 @@ const MAX_WRITE: u32 = 1 << 20;
 const META_THREADS: usize = 8;
 const DATA_THREADS: usize = 16;
 const QUEUE: usize = 4096;
+/// More directory entries than one kernel readdir buffer holds.
+const READDIR_PAGE: usize = 512;
 
 pub struct FuseAdapter {
     fs: Arc<Fs>,
@@ -430,7 +432,7 @@ impl fuser::Filesystem for FuseAdapter {
             if offset <= 1 && reply.add(INodeNo(1), 2, FileType::Directory, "..") {
                 return reply.ok();
             }
-            let items = match fs.readdir(fh.0, offset.saturating_sub(2)) {
+            let items = match fs.readdir(fh.0, offset.saturating_sub(2), READDIR_PAGE) {
                 Ok(items) => items,
                 Err(e) => return reply.error(fail("readdir", &e)),
             };
@@ -467,7 +469,7 @@ impl fuser::Filesystem for FuseAdapter {
             if offset <= 1 && reply.add(INodeNo(1), 2, "..", &ttl, &here, Generation(0)) {
                 return reply.ok();
             }
-            let items = match fs.readdir(fh.0, offset.saturating_sub(2)) {
+            let items = match fs.readdir(fh.0, offset.saturating_sub(2), READDIR_PAGE) {
                 Ok(items) => items,
                 Err(e) => return reply.error(fail("readdirplus", &e)),
             };

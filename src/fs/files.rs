@@ -259,7 +259,7 @@ impl FileState {
         let temp = private_sibling(path, TEMP_PREFIX);
         remote.create(&temp, self.perm, true)?;
         if let Err(e) = copy_remote(remote, path, &temp, copy) {
-            let _ = remote.unlink(&temp);
+            remove_quietly(remote, &temp);
             return Err(e);
         }
         self.content = Content::Temp(temp);
@@ -401,7 +401,15 @@ impl FileState {
         if self.unlinked {
             return Ok(false);
         }
-        if !self.append_only && matches!(self.content, Content::Local { synced: Some(_), .. }) {
+        if !self.append_only
+            && matches!(
+                self.content,
+                Content::Local {
+                    synced: Some(_),
+                    ..
+                }
+            )
+        {
             // Only appends may extend the server's copy in place; anything
             // else replaces it whole, atomically.
             self.load_head(remote, path)?;
@@ -415,7 +423,7 @@ impl FileState {
             Content::Temp(temp) => {
                 let renamed = remote.rename(&temp, path).map_err(Error::from);
                 if renamed.is_err() {
-                    let _ = remote.unlink(&temp);
+                    remove_quietly(remote, &temp);
                 }
                 renamed
             }
@@ -457,7 +465,7 @@ impl FileState {
     /// Removes a temporary file after a failure, so none is left behind.
     pub fn discard_temp(&mut self, remote: &dyn Remote) {
         if let Content::Temp(temp) = &self.content {
-            let _ = remote.unlink(temp);
+            remove_quietly(remote, temp);
             self.content = Content::InPlace;
         }
         self.pending = None;
@@ -468,7 +476,7 @@ impl FileState {
     pub fn cleanup(&mut self, remote: &dyn Remote) {
         match &self.content {
             Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
-                let _ = remote.unlink(p);
+                remove_quietly(remote, p);
             }
             _ => {}
         }
@@ -516,7 +524,7 @@ fn upload_local(
         .upload(&temp, &mut whole, false)
         .and_then(|()| remote.rename(&temp, path));
     if uploaded.is_err() {
-        let _ = remote.unlink(&temp);
+        remove_quietly(remote, &temp);
     }
     uploaded.map_err(Error::from)
 }
@@ -585,6 +593,22 @@ fn try_lock(file: &File) -> bool {
     use std::os::fd::AsRawFd;
     // SAFETY: flock on a descriptor we own.
     unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
+}
+
+/// Removes a temporary file after a failure. The failure often broke the
+/// connection the first attempt goes over, so a second one (on a fresh
+/// connection) is made; what still fails is logged and left for the
+/// leftover sweep.
+fn remove_quietly(remote: &dyn Remote, path: &Path) {
+    for attempt in 1..=2 {
+        match remote.unlink(path) {
+            Ok(()) | Err(RemoteError::NotFound) => return,
+            Err(e) if attempt == 2 => {
+                tracing::warn!("cannot remove temporary file {}: {e}", path.display())
+            }
+            Err(_) => {}
+        }
+    }
 }
 
 /// Copies the first `len` bytes of one remote file into another.

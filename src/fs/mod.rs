@@ -501,6 +501,10 @@ impl Fs {
     /// being rewritten under a temporary name, the old file just goes).
     fn unlink_open(&self, path: &Path, state: &Mutex<FileState>) -> Result<()> {
         let mut state = lock(state);
+        if state.handles == 0 {
+            // The last release got here first: nothing keeps it open.
+            return Ok(self.remote.unlink(path)?);
+        }
         match &state.content {
             Content::Temp(_) => self.remote.unlink(path)?,
             Content::Local { .. } => {
@@ -665,10 +669,18 @@ impl Fs {
     }
 
     /// Entries of an open directory from `offset` on (offsets count entries).
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Vec<DirItem>> {
+    /// Up to `max` entries of an open directory from `offset` on (offsets
+    /// count entries). The kernel reads a large directory in many small
+    /// calls, so each returns a page, not the whole remainder.
+    pub fn readdir(&self, fh: u64, offset: u64, max: usize) -> Result<Vec<DirItem>> {
         let dirs = lock(&self.dirs);
         let items = dirs.get(&fh).ok_or(Error::BadHandle)?;
-        Ok(items.iter().skip(offset as usize).cloned().collect())
+        Ok(items
+            .iter()
+            .skip(offset as usize)
+            .take(max)
+            .cloned()
+            .collect())
     }
 
     pub fn releasedir(&self, fh: u64) {
@@ -732,8 +744,7 @@ impl Fs {
     fn truncate_on_open(&self, state: &mut FileState, path: &Path) -> Result<()> {
         if let Content::Local { .. } = state.content {
             state.stage_locally(&self.cfg.staging_dir, true)?;
-        } else if state.handles > 1 || !self.cfg.atomic_writes {
-            // Others have it open: they must see the truncation now.
+        } else if !self.cfg.atomic_writes {
             state.set_size(&*self.remote, path, 0)?;
         } else {
             state.send_pending(&*self.remote, path)?;
@@ -1026,7 +1037,10 @@ impl Fs {
             st.handles -= 1;
             st.handles == 0
         };
-        let result = if handle.write {
+        // close() already committed through flush. Only the last release
+        // commits what is left: an earlier one arriving late must not
+        // commit another handle's rewrite half-way.
+        let result = if handle.write && last {
             self.commit(handle.ino, &handle.file)
         } else {
             Ok(())

@@ -125,7 +125,7 @@ fn unlinked_open_file_stays_readable_then_vanishes() {
     ));
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
     assert!(
-        fs.readdir(dir, 0).expect("readdir").is_empty(),
+        fs.readdir(dir, 0, 100).expect("readdir").is_empty(),
         "hidden name must not be listed"
     );
     assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
@@ -138,7 +138,7 @@ fn caches_answer_repeated_lookups_and_follow_changes() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"1");
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
-    assert_eq!(fs.readdir(dir, 0).expect("readdir").len(), 1);
+    assert_eq!(fs.readdir(dir, 0, 100).expect("readdir").len(), 1);
     let before = mem.stats.load(Ordering::SeqCst);
     fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
     assert!(matches!(
@@ -222,7 +222,9 @@ fn errors_for_names_and_directories() {
 fn failure_after_a_mid_rewrite_flush_keeps_the_flushed_version() {
     for random_write in [true, false] {
         let (mem, fs, _s) = setup(random_write);
-        let (_, opened) = fs.create(inodes::ROOT, OsStr::new("f"), 0o644, rw()).expect("create");
+        let (_, opened) = fs
+            .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+            .expect("create");
         fs.write(opened.fh, 0, b"AAAA").expect("write");
         fs.flush(opened.fh).expect("flush of a dup");
         assert_eq!(mem.content("/f").as_deref(), Some(&b"AAAA"[..]));
@@ -231,7 +233,11 @@ fn failure_after_a_mid_rewrite_flush_keeps_the_flushed_version() {
         assert!(fs.flush(opened.fh).is_err(), "random_write={random_write}");
         mem.fail_writes.store(false, Ordering::SeqCst);
         let _ = fs.release(opened.fh);
-        assert_eq!(mem.content("/f").as_deref(), Some(&b"AAAA"[..]), "random_write={random_write}");
+        assert_eq!(
+            mem.content("/f").as_deref(),
+            Some(&b"AAAA"[..]),
+            "random_write={random_write}"
+        );
         assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
     }
 }

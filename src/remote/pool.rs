@@ -141,9 +141,13 @@ impl<C: Connector> Pool<C> {
         retry: bool,
         mut op: impl FnMut(&mut C::Conn) -> Result<R>,
     ) -> Result<R> {
+        let started = Instant::now();
         let result = self.run_once(&lane, &mut op);
+        // A broken link usually fails at once; a failure that took long
+        // means the retry would likely wait as long again.
+        let quick = started.elapsed() < self.opts.timeout / 4;
         match result {
-            Err(Error::Transport(ref e)) if retry => {
+            Err(Error::Transport(ref e)) if retry && quick => {
                 tracing::debug!("retrying on a new connection after: {e}");
                 self.run_once(&lane, &mut op)
             }

@@ -65,7 +65,9 @@ pub fn map_sftp_code(code: i32, what: &str) -> Error {
 }
 
 pub fn map_session_code(code: i32) -> Error {
-    if code == libssh2_sys::LIBSSH2_ERROR_TIMEOUT {
+    if code == libssh2_sys::LIBSSH2_ERROR_TIMEOUT
+        || code == libssh2_sys::LIBSSH2_ERROR_SOCKET_TIMEOUT
+    {
         Error::TimedOut
     } else if code == libssh2_sys::LIBSSH2_ERROR_INVAL {
         // Refused before anything was sent (e.g. a NUL in a path).
