@@ -39,7 +39,9 @@ pub use mount::{
     Mount, MountEntry,
 };
 pub use process::{free_port, run_cmd, run_cmd_timeout, run_rmount, RMOUNT_TIMEOUT};
-pub use proxy::{established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy};
+pub use proxy::{
+    established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy, ProxyControl,
+};
 pub use server::{ssh_keygen_ed25519, Proto, Server};
 pub use users::{FTP_PASSWORD, FTP_USER, SFTP_PW_PASSWORD, SFTP_PW_USER};
 

@@ -6,22 +6,22 @@
 //! connection to `upstream`. Its controls may be called at any time, also
 //! while traffic flows:
 //!
-//! - [`FaultProxy::set_delay`]: a pause before each forwarded chunk;
-//! - [`FaultProxy::set_bandwidth`]: a byte rate per direction and connection;
-//! - [`FaultProxy::cut_after`] / [`FaultProxy::cut_now`]: close every current
+//! - [`ProxyControl::set_delay`]: a pause before each forwarded chunk;
+//! - [`ProxyControl::set_bandwidth`]: a byte rate per direction and connection;
+//! - [`ProxyControl::cut_after`] / [`ProxyControl::cut_now`]: close every current
 //!   connection (both sides see a FIN) after so many more forwarded bytes;
 //!   connections made afterwards work, so a client can reconnect;
-//! - [`FaultProxy::freeze`]: forward nothing, close nothing — a hung server
+//! - [`ProxyControl::freeze`]: forward nothing, close nothing — a hung server
 //!   or a black-holed link. New connections are still accepted (and frozen);
-//! - [`FaultProxy::refuse_new`]: accept new connections and close them at
+//! - [`ProxyControl::refuse_new`]: accept new connections and close them at
 //!   once (the server is unreachable); current ones are left alone;
-//! - [`FaultProxy::restore`]: back to a healthy link.
+//! - [`ProxyControl::restore`]: back to a healthy link.
 //!
 //! FTP: the proxy notices an FTP control connection by its `220` greeting and
 //! rewrites the server's `227` (PASV) and `229` (EPSV) replies to point at a
 //! one-shot listener of its own, which forwards that data connection to the
 //! port the server named. Data connections therefore go through the proxy
-//! too and get the same faults (and count in [`FaultProxy::connections`]).
+//! too and get the same faults (and count in [`ProxyControl::connections`]).
 //! After `234` (AUTH TLS accepted) the control channel is encrypted and
 //! passes through untouched: for FTPS only the control connection is
 //! proxied, data connections go straight to the server. Active mode
@@ -329,7 +329,11 @@ impl Shared {
             closed: AtomicBool::new(false),
             pumps: AtomicUsize::new(2),
         });
-        lock(&self.links).push(link.clone());
+        {
+            let mut links = lock(&self.links);
+            links.retain(|l| l.is_live());
+            links.push(link.clone());
+        }
         if self.stopped() {
             link.close();
         }

@@ -1,0 +1,1414 @@
+//! Reliability: what the mount does when the network or the server fails,
+//! or when the daemon itself dies (DESIGN invariants 2, 3 and 6).
+//!
+//! Faults come from a real outage (`Server::stop`/`restart`) or from the
+//! in-process [`FaultProxy`] between rmount and the server (cut, frozen or
+//! refused connections). Every test bounds every call it makes: a call that
+//! does not return in time fails the test instead of hanging it.
+//!
+//! Each behaviour is a function `fn xxx(p: Proto)`; `per_protocol!` makes
+//! `sftp::xxx` and `ftp::xxx`. FTPS is left out: through the proxy only its
+//! control connection could be faulted (TLS hides the PASV replies).
+//!
+//! The soak test runs `RMOUNT_SOAK_SECS` seconds (default 60) with 16 worker
+//! processes: the test binary itself, re-run in helper mode (see
+//! [`soak_worker`]). Rewrites whose outcome is checked byte for byte also
+//! run in a helper process ([`rewrite_helper`]): a file open in this
+//! multi-threaded test process gets an extra FUSE flush whenever another
+//! test thread forks. `soak_worker` and `rewrite_helper` pass at once when
+//! run as ordinary tests.
+
+#[path = "support/fixture.rs"]
+mod fixture;
+mod support;
+
+use std::collections::BTreeMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::fd::IntoRawFd;
+use std::os::unix::fs::{FileExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use fixture::private_leftovers;
+use support::*;
+
+/// `per_protocol!(a, b)` makes `sftp::a`, `sftp::b`, `ftp::a`, `ftp::b`.
+macro_rules! per_protocol {
+    ($($case:ident),* $(,)?) => {
+        mod sftp {
+            $( #[test] fn $case() { super::$case(super::Proto::Sftp) } )*
+        }
+        mod ftp {
+            $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
+        }
+    };
+}
+
+per_protocol! {
+    cut_during_sequential_read,
+    cut_during_upload_keeps_old_version,
+    flush_mid_rewrite_then_cut,
+    outage_and_restart_keep_open_fd_working,
+    frozen_link_calls_return_and_recover,
+    unreachable_server_fails_fast,
+    kill_9_during_write_leaves_usable_mount_point,
+    soak_16_processes,
+    password_never_visible,
+}
+
+const MIB: u64 = 1 << 20;
+/// Grace on top of the mount's `-o timeout` for any single call (DESIGN 2).
+const GRACE: Duration = Duration::from_secs(5);
+
+// ----- helpers -----------------------------------------------------------------
+
+/// The bytes of MiB number `index` of a pseudo-random file made from `seed`.
+fn mib_chunk(seed: u64, index: u64) -> Vec<u8> {
+    pseudo_random_bytes(MIB as usize, seed.wrapping_mul(1_000_003) ^ (index + 1))
+}
+
+/// The whole content of a `mib` MiB pseudo-random file made from `seed`.
+fn random_content(mib: u64, seed: u64) -> Vec<u8> {
+    (0..mib).flat_map(|i| mib_chunk(seed, i)).collect()
+}
+
+/// Writes a `mib` MiB pseudo-random file at `export/rel`, owned by the login.
+fn put_random_file(server: &Server, rel: &str, mib: u64, seed: u64) -> PathBuf {
+    let p = server.export_path(rel);
+    let mut f = File::create(&p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+    for i in 0..mib {
+        f.write_all(&mib_chunk(seed, i)).expect("write server file");
+    }
+    drop(f);
+    server.chown_tree(rel);
+    p
+}
+
+/// Runs `f` on its own thread and returns its result with the time it took,
+/// or panics if it has not returned within `limit` (the thread is left
+/// blocked; unmounting in the test's Drop guards releases it).
+fn within<R: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> (R, Duration) {
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => (r, start.elapsed()),
+        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked (see above)"),
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?} (a hang: DESIGN invariant 2)")
+        }
+    }
+}
+
+/// One call to make through the mount, on another thread (see [`within`]).
+type Check<E> = Box<dyn FnOnce() -> Result<(), E> + Send>;
+
+/// How reading a file through the mount compared with the server's copy.
+#[derive(Debug)]
+enum Compared {
+    Same,
+    Differs { offset: u64 },
+    ReadFailed { offset: u64, error: io::Error },
+}
+
+/// Reads `mounted` sequentially in 1 MiB calls and compares it with
+/// `reference` (a local file); `progress` follows the bytes read.
+fn compare_files(mounted: &Path, reference: &Path, progress: &AtomicU64) -> Compared {
+    let mut want = File::open(reference).expect("open reference file");
+    let mut got = match File::open(mounted) {
+        Ok(f) => f,
+        Err(error) => return Compared::ReadFailed { offset: 0, error },
+    };
+    let mut a = vec![0u8; MIB as usize];
+    let mut b = vec![0u8; MIB as usize];
+    let mut offset = 0u64;
+    loop {
+        let n = read_full(&mut want, &mut a).expect("read reference file");
+        let m = match read_full(&mut got, &mut b[..n.max(1)]) {
+            Ok(m) => m,
+            Err(error) => return Compared::ReadFailed { offset, error },
+        };
+        if n != m || a[..n] != b[..n] {
+            let first = a[..n.min(m)]
+                .iter()
+                .zip(&b[..n.min(m)])
+                .position(|(x, y)| x != y)
+                .unwrap_or(n.min(m));
+            return Compared::Differs {
+                offset: offset + first as u64,
+            };
+        }
+        if n == 0 {
+            return Compared::Same;
+        }
+        offset += n as u64;
+        progress.store(offset, Ordering::SeqCst);
+    }
+}
+
+/// Reads until `buf` is full or EOF.
+fn read_full(f: &mut File, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Drops the kernel's cached pages of a file, so the next read goes to
+/// rmount (and, unless rmount caches it, to the server).
+fn drop_page_cache(p: &Path) {
+    if let Ok(f) = File::open(p) {
+        use std::os::fd::AsRawFd;
+        // SAFETY: posix_fadvise on a descriptor we own; advisory only.
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+    }
+}
+
+/// close(2) with its result (Rust's `File` drops close errors).
+fn close_checked(f: File) -> io::Result<()> {
+    let fd = f.into_raw_fd();
+    // SAFETY: we own fd (into_raw_fd) and close it exactly once.
+    if unsafe { libc::close(fd) } == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Waits until the server side of `dir` holds no `.rmount-*` names (removing
+/// a temporary file after a failure may take a reconnect).
+fn assert_no_leftovers(dir: &Path, within: Duration) {
+    let clean = poll_until(within, || private_leftovers(dir).is_empty());
+    assert!(
+        clean,
+        "temporary files left on the server after {within:?}: {:?}",
+        private_leftovers(dir)
+    );
+}
+
+/// Waits until `ok()` holds through the mount again after an outage.
+fn wait_recovered(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    wait_until(&format!("the mount to work again ({what})"), limit, &mut ok);
+}
+
+/// `name (size)` of every entry of a server-side directory, for messages.
+fn listing_with_sizes(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| {
+                    let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                    format!("{} ({len})", e.file_name().to_string_lossy())
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(0)
+}
+
+/// True for the errors a dead link may give (DESIGN 2 and 5).
+fn is_link_error(e: &io::Error) -> bool {
+    is_link_errno(errno(e))
+}
+
+fn is_link_errno(errno: i32) -> bool {
+    matches!(errno, libc::EIO | libc::ETIMEDOUT | libc::ENOTCONN)
+}
+
+// ----- the fault proxy itself -------------------------------------------------------
+
+/// An echo server on loopback (one thread per connection); stops on drop.
+struct Echo {
+    addr: std::net::SocketAddr,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Echo {
+    fn start() -> Echo {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind echo");
+        listener.set_nonblocking(true).expect("non-blocking");
+        let addr = listener.local_addr().expect("addr");
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let s = stop.clone();
+        std::thread::spawn(move || {
+            while !s.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((mut c, _)) => {
+                        let s = s.clone();
+                        std::thread::spawn(move || {
+                            let _ = c.set_nonblocking(false);
+                            let _ = c.set_read_timeout(Some(Duration::from_millis(50)));
+                            let mut buf = [0u8; 4096];
+                            while !s.load(Ordering::SeqCst) {
+                                match c.read(&mut buf) {
+                                    Ok(0) => return,
+                                    Ok(n) => {
+                                        if c.write_all(&buf[..n]).is_err() {
+                                            return;
+                                        }
+                                    }
+                                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                                    Err(e) if e.kind() == io::ErrorKind::TimedOut => {}
+                                    Err(_) => return,
+                                }
+                            }
+                        });
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        Echo { addr, stop }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A client connection through `proxy`, with a read timeout.
+fn dial(proxy: &FaultProxy) -> std::net::TcpStream {
+    let c = std::net::TcpStream::connect(("127.0.0.1", proxy.port())).expect("connect to proxy");
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    c
+}
+
+/// Sends `data` and reads back as much, with the time the round trip took.
+fn echo_round_trip(c: &mut std::net::TcpStream, data: &[u8]) -> io::Result<Duration> {
+    let start = Instant::now();
+    c.write_all(data)?;
+    let mut back = vec![0u8; data.len()];
+    c.read_exact(&mut back)?;
+    assert_eq!(back, data, "the proxy changed the bytes");
+    Ok(start.elapsed())
+}
+
+/// The test support's fault proxy does what the tests rely on: forwards
+/// bytes unchanged, delays, limits bandwidth, freezes without closing,
+/// cuts after a byte budget or at once, refuses new connections, and
+/// counts live connections.
+#[test]
+fn fault_proxy_controls() {
+    let echo = Echo::start();
+    let proxy = FaultProxy::start(echo.addr);
+    let mut c = dial(&proxy);
+    echo_round_trip(&mut c, b"hello").expect("plain forwarding");
+    assert_eq!(proxy.connections(), 1);
+
+    proxy.set_delay(Duration::from_millis(150));
+    let took = echo_round_trip(&mut c, b"slow").expect("delayed forwarding");
+    assert!(
+        took >= Duration::from_millis(300),
+        "delay not applied: {took:?}"
+    );
+    proxy.set_delay(Duration::ZERO);
+
+    proxy.set_bandwidth(100_000);
+    let took = echo_round_trip(&mut c, &[7u8; 40_000]).expect("limited forwarding");
+    assert!(
+        took >= Duration::from_millis(350),
+        "bandwidth not limited: {took:?}"
+    );
+    proxy.restore();
+
+    proxy.freeze();
+    c.write_all(b"held").expect("write while frozen");
+    c.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let mut buf = [0u8; 4];
+    assert!(c.read(&mut buf).is_err(), "data passed a frozen proxy");
+    assert_eq!(proxy.connections(), 1, "freeze closed the connection");
+    proxy.restore();
+    c.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    c.read_exact(&mut buf).expect("held data after restore");
+    assert_eq!(&buf, b"held");
+
+    proxy.cut_after(10);
+    let _ = c.write_all(&[1u8; 100]);
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert!(got.len() <= 10, "{} bytes passed a cut after 10", got.len());
+    wait_until(
+        "the cut connection to be gone",
+        Duration::from_secs(5),
+        || proxy.connections() == 0,
+    );
+
+    proxy.refuse_new(true);
+    let mut r = dial(&proxy);
+    let mut one = [0u8; 1];
+    assert!(
+        matches!(r.read(&mut one), Ok(0) | Err(_)),
+        "a refused connection got data"
+    );
+    proxy.refuse_new(false);
+    let mut c = dial(&proxy);
+    echo_round_trip(&mut c, b"again").expect("forwarding after refuse_new(false)");
+
+    proxy.cut_now();
+    assert!(
+        matches!(c.read(&mut one), Ok(0) | Err(_)),
+        "cut_now left the connection open"
+    );
+    let mut c = dial(&proxy);
+    echo_round_trip(&mut c, b"after the cut").expect("new connections work after a cut");
+}
+
+// ----- cut connections -----------------------------------------------------------
+
+/// A connection cut in the middle of reading a 256 MiB file: the read
+/// either completes with the right bytes (transparent reconnect) or fails
+/// with EIO/ETIMEDOUT — never wrong bytes, never a hang — and a second full
+/// read afterwards is complete and correct.
+fn cut_during_sequential_read(p: Proto) {
+    let server = Server::start(p);
+    let reference = put_random_file(&server, "big.bin", 256, 1);
+    let proxy = FaultProxy::for_server(&server);
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=5"]);
+
+    let progress = Arc::new(AtomicU64::new(0));
+    let (mounted, reference2, prog) = (mount.path("big.bin"), reference.clone(), progress.clone());
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(compare_files(&mounted, &reference2, &prog));
+    });
+    wait_until("the read to pass 64 MiB", Duration::from_secs(120), || {
+        progress.load(Ordering::SeqCst) >= 64 * MIB
+    });
+    proxy.cut_now();
+    let first = rx
+        .recv_timeout(Duration::from_secs(180))
+        .expect("the interrupted read did not finish within 180 s");
+    match &first {
+        Compared::Same => eprintln!("read survived the cut (transparent reconnect)"),
+        Compared::ReadFailed { offset, error } => assert!(
+            is_link_error(error),
+            "read failed at {offset} with {error} (want EIO or ETIMEDOUT)"
+        ),
+        Compared::Differs { offset } => {
+            panic!("read through the cut returned wrong bytes at offset {offset}")
+        }
+    }
+
+    drop_page_cache(&mount.path("big.bin"));
+    let (second, took) = within("a second full read", Duration::from_secs(180), {
+        let (m, r) = (mount.path("big.bin"), reference.clone());
+        move || compare_files(&m, &r, &AtomicU64::new(0))
+    });
+    assert!(
+        matches!(second, Compared::Same),
+        "second read after the cut: {second:?} (first read: {first:?})"
+    );
+    eprintln!(
+        "second full read took {took:?}; proxy accepted {} connections",
+        proxy.accepted()
+    );
+    assert!(mount.is_mounted());
+}
+
+/// A connection cut while a 64 MiB rewrite of an existing file is being
+/// uploaded: fsync or close reports the failure, the server keeps the old
+/// version byte for byte, and no temporary file stays behind.
+fn cut_during_upload_keeps_old_version(p: Proto) {
+    let server = Server::start(p);
+    let target = put_random_file(&server, "target.bin", 8, 2);
+    let old = random_content(8, 2);
+    let proxy = FaultProxy::for_server(&server);
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=5"]);
+
+    // The cut comes after 16 MiB of traffic from now on: in the middle of
+    // the upload, whether it happens during write() (SFTP) or at close (FTP
+    // uploads a staged file).
+    proxy.cut_after(16 * MIB);
+    let rounds =
+        Rewriter::spawn(&mount.path("target.bin"), 64, 3, 1).finish(Duration::from_secs(240));
+    let round = rounds.first().expect("the rewrite reported nothing");
+    eprintln!("after {} proxied bytes: {round:?}", proxy.forwarded());
+    let now = fs::read(&target).expect("read the target on the server");
+    assert!(
+        now == old,
+        "the server's file changed after a failed upload ({} bytes now, {} before); \
+         server dir: {:?}",
+        now.len(),
+        old.len(),
+        listing_with_sizes(&server.export)
+    );
+    assert!(
+        round.fsync != 0 || round.close != 0,
+        "the upload was cut, yet fsync and close both succeeded ({round:?}) — DESIGN invariant 3"
+    );
+    for errno in [round.fsync, round.close] {
+        assert!(
+            errno == 0 || is_link_errno(errno),
+            "fsync/close failed with errno {errno}; want EIO or ETIMEDOUT"
+        );
+    }
+    assert_no_leftovers(&server.export, Duration::from_secs(10));
+
+    // The mount is still usable: a small rewrite works once reconnected.
+    let path = mount.path("after.txt");
+    wait_recovered("small write", Duration::from_secs(20), || {
+        fs::write(&path, b"after the cut").is_ok()
+    });
+    assert_eq!(server.read_file("after.txt"), b"after the cut");
+}
+
+/// close() of a second descriptor (here a dup) flushes in the middle of a
+/// rewrite — as happens whenever another thread of the writer forks and
+/// execs while the file is open. The flush makes the first 16 MiB durable;
+/// a cut later in the rewrite must still leave the server with a complete
+/// version (the old file or the flushed 16 MiB), never the flushed part
+/// with a partial tail written in place.
+fn flush_mid_rewrite_then_cut(p: Proto) {
+    let server = Server::start(p);
+    let target = put_random_file(&server, "target.bin", 8, 7);
+    let old = random_content(8, 7);
+    let flushed = random_content(16, 8);
+    let proxy = FaultProxy::for_server(&server);
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=5"]);
+
+    let path = mount.path("target.bin");
+    let (outcome, _) = within("the rewrite", Duration::from_secs(240), {
+        let control = proxy.control();
+        move || -> io::Result<(io::Result<()>, io::Result<()>)> {
+            let mut f = File::create(&path)?;
+            for i in 0..16 {
+                f.write_all(&mib_chunk(8, i))?;
+            }
+            let dup = f.try_clone()?;
+            close_checked(dup)?;
+            // From now on, 8 MiB of traffic and then the link is cut.
+            control.cut_after(8 * MIB);
+            let mut write = Ok(());
+            for i in 16..64 {
+                if let Err(e) = f.write_all(&mib_chunk(8, i)) {
+                    write = Err(e);
+                    break;
+                }
+            }
+            let fsync = f.sync_all();
+            let _ = close_checked(f);
+            Ok((write, fsync))
+        }
+    });
+    let (write, fsync) = outcome.expect("rewrite up to the flush");
+    eprintln!("after the cut: write {write:?}, fsync {fsync:?}");
+    let now = fs::read(&target).expect("read the target on the server");
+    if write.is_ok() && fsync.is_ok() {
+        // Success reported: then all 64 MiB must be there.
+        assert!(
+            now == random_content(64, 8),
+            "write and fsync succeeded but the server's file is not the 64 MiB written \
+             ({} bytes) — DESIGN invariant 3",
+            now.len()
+        );
+    } else {
+        assert!(
+            now == old || now == flushed,
+            "after a flush and a failed upload the server has neither the old file nor the \
+             flushed 16 MiB version ({} bytes) — DESIGN invariant 3",
+            now.len()
+        );
+    }
+}
+
+// ----- server outage ----------------------------------------------------------------
+
+/// The server is stopped and started again on the same port. While it is
+/// down, every call returns (an error) within timeout + 5 s and the mount
+/// stays mounted; afterwards a file descriptor opened before the outage
+/// still reads the right bytes and its writes land on the server at close.
+fn outage_and_restart_keep_open_fd_working(p: Proto) {
+    let mut server = Server::start(p);
+    put_random_file(&server, "keep.bin", 64, 4);
+    server.make_dir("dir");
+    let expected = random_content(64, 4);
+    let timeout = Duration::from_secs(3);
+    // cache_timeout=0: every call below goes to the server.
+    let mount = Mount::new(&server, &["-o", "timeout=3,cache_timeout=0"]);
+
+    let f = Arc::new(
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(mount.path("keep.bin"))
+            .expect("open keep.bin read-write"),
+    );
+    let mut head = vec![0u8; 4096];
+    f.read_exact_at(&mut head, 0)
+        .expect("read before the outage");
+    assert_eq!(head, expected[..4096]);
+
+    server.stop();
+    let limit = timeout + GRACE;
+    let checks: Vec<(&str, Check<io::Error>)> = vec![
+        ("stat of a new name", {
+            let p = mount.path("never-seen");
+            Box::new(move || fs::metadata(p).map(drop))
+        }),
+        ("read_dir", {
+            let p = mount.path("dir");
+            Box::new(move || fs::read_dir(p).map(|d| d.for_each(drop)))
+        }),
+        ("pread at 40 MiB on the open fd", {
+            let (f, want) = (f.clone(), expected[40 << 20..(40 << 20) + 65536].to_vec());
+            Box::new(move || {
+                let mut buf = vec![0u8; 65536];
+                f.read_exact_at(&mut buf, 40 * MIB)?;
+                assert_eq!(buf, want, "pread during the outage returned wrong bytes");
+                Ok(())
+            })
+        }),
+    ];
+    for (what, check) in checks {
+        let (result, took) = within(what, limit, check);
+        eprintln!("during the outage, {what}: {result:?} after {took:?}");
+        assert!(took < limit, "{what} took {took:?}");
+        if let Err(e) = &result {
+            // Not ENOENT: an unreachable server says nothing about the name.
+            assert!(is_link_error(e), "{what} during the outage failed with {e}");
+        }
+        assert!(mount.is_mounted(), "the mount went away during the outage");
+    }
+
+    server.restart();
+    let mut buf = vec![0u8; 65536];
+    wait_recovered("pread on the old fd", Duration::from_secs(30), || {
+        f.read_exact_at(&mut buf, 48 * MIB).is_ok()
+    });
+    assert!(
+        buf == expected[48 << 20..(48 << 20) + 65536],
+        "pread after the restart returned wrong bytes"
+    );
+    let patch = b"written after the restart";
+    f.write_all_at(patch, MIB)
+        .expect("pwrite after the restart");
+    let f = Arc::try_unwrap(f).expect("no other user of the fd");
+    close_checked(f).expect("close after the restart");
+    let mut want = expected;
+    want[MIB as usize..MIB as usize + patch.len()].copy_from_slice(patch);
+    assert!(
+        server.read_file("keep.bin") == want,
+        "the server's keep.bin is not the old content with the patch"
+    );
+    assert!(mount.is_mounted());
+}
+
+/// A frozen link (connections open, nothing forwarded): stat, read_dir and
+/// read of uncached paths each return (an error is fine) within
+/// timeout + 5 s; after the link is restored the same mount works again.
+fn frozen_link_calls_return_and_recover(p: Proto) {
+    let server = Server::start(p);
+    server.put_file("f.txt", b"frozen content");
+    server.put_file("d/x", b"x");
+    let proxy = FaultProxy::for_server(&server);
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=5,cache_timeout=0"]);
+    let limit = Duration::from_secs(5) + GRACE;
+
+    proxy.freeze();
+    let checks: Vec<(&str, Check<String>)> = vec![
+        ("stat", {
+            let p = mount.path("f.txt");
+            Box::new(move || fs::metadata(p).map(drop).map_err(|e| e.to_string()))
+        }),
+        ("read_dir", {
+            let p = mount.path("d");
+            Box::new(move || {
+                let names: Vec<_> = fs::read_dir(p)
+                    .and_then(|d| d.map(|e| e.map(|e| e.file_name())).collect())
+                    .map_err(|e| e.to_string())?;
+                assert_eq!(names, ["x"], "read_dir while frozen gave wrong names");
+                Ok(())
+            })
+        }),
+        ("cat", {
+            let p = mount.path("f.txt");
+            Box::new(move || {
+                let data = fs::read(p).map_err(|e| e.to_string())?;
+                assert_eq!(
+                    data, b"frozen content",
+                    "read while frozen gave wrong bytes"
+                );
+                Ok(())
+            })
+        }),
+    ];
+    for (what, check) in checks {
+        let (result, took) = within(what, limit, check);
+        eprintln!("frozen link, {what}: {result:?} after {took:?}");
+        assert!(took < limit, "{what} on a frozen link took {took:?}");
+    }
+    assert!(mount.is_mounted());
+
+    proxy.restore();
+    wait_recovered("read after restore", Duration::from_secs(30), || {
+        fs::read(mount.path("f.txt")).is_ok_and(|d| d == b"frozen content")
+    });
+    let names: Vec<_> = fs::read_dir(mount.path("d"))
+        .expect("read_dir after restore")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    assert_eq!(names, ["x"]);
+}
+
+/// While the server cannot be reached (connections refused), calls fail
+/// fast: after the first failure, ten more stats of new names together take
+/// less than timeout + 5 s, and none takes as long as the timeout.
+fn unreachable_server_fails_fast(p: Proto) {
+    let server = Server::start(p);
+    server.put_file("f.txt", b"x");
+    let proxy = FaultProxy::for_server(&server);
+    let timeout = Duration::from_secs(5);
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=5,cache_timeout=0"]);
+    assert!(mount.path("f.txt").exists());
+
+    proxy.refuse_new(true);
+    proxy.cut_now();
+    let (first, took) = within("the first stat", timeout + GRACE, {
+        let p = mount.path("first");
+        move || fs::metadata(p).map(drop)
+    });
+    eprintln!("first stat while unreachable: {first:?} after {took:?}");
+    assert!(
+        first.is_err(),
+        "stat of a new name succeeded while unreachable"
+    );
+
+    let start = Instant::now();
+    for i in 0..10 {
+        let (r, took) = within("a stat while unreachable", timeout + GRACE, {
+            let p = mount.path(&format!("new-{i}"));
+            move || fs::metadata(p).map(drop)
+        });
+        assert!(r.is_err(), "stat {i} succeeded while unreachable");
+        assert!(
+            took < timeout,
+            "stat {i} while unreachable took {took:?}: not failing fast"
+        );
+    }
+    let total = start.elapsed();
+    eprintln!("10 stats while unreachable took {total:?}");
+    assert!(
+        total < timeout + GRACE,
+        "10 stats while unreachable took {total:?}"
+    );
+
+    proxy.restore();
+    wait_recovered("stat after restore", Duration::from_secs(30), || {
+        fs::metadata(mount.path("f.txt")).is_ok()
+    });
+}
+
+// ----- daemon crash ---------------------------------------------------------------------
+
+/// `kill -9` of the rmount daemon in the middle of rewriting an 8 MiB file:
+/// the mount point is usable again (auto_unmount removes the dead mount, no
+/// "Transport endpoint is not connected"), and the file on the server is the
+/// old or the new content, never a mix or a prefix.
+fn kill_9_during_write_leaves_usable_mount_point(p: Proto) {
+    let server = Server::start(p);
+    let target = put_random_file(&server, "target.bin", 8, 5);
+    let old = sha256_bytes(&random_content(8, 5));
+    let new = sha256_bytes(&random_content(8, 6));
+    let mount = Mount::new(&server, &[]);
+    let daemon = mount.daemon_pid().expect("the rmount daemon's pid");
+
+    let writer = Rewriter::spawn(&mount.path("target.bin"), 8, 6, 100);
+    // Into the second rewrite: one complete rewrite has been committed.
+    wait_until("12 MiB written", Duration::from_secs(120), || {
+        writer.written() >= 12 * MIB
+    });
+    // SAFETY: kill(2) on the daemon's pid, which we just looked up.
+    assert_eq!(unsafe { libc::kill(daemon as i32, libc::SIGKILL) }, 0);
+    let rounds = writer.finish(Duration::from_secs(30));
+    eprintln!("writer after the kill: {:?}", rounds.last());
+    wait_until(
+        "the dead mount to disappear (auto_unmount)",
+        Duration::from_secs(15),
+        || !mount.is_mounted(),
+    );
+    let meta = fs::metadata(&mount.dir).expect("stat the mount point after the crash");
+    assert!(meta.is_dir());
+    assert!(
+        fs::read_dir(&mount.dir).is_ok(),
+        "ls of the mount point failed"
+    );
+
+    let got = sha256_file(&target);
+    assert!(
+        got == old || got == new,
+        "after kill -9 the server's file is neither the old nor the new content ({} bytes)",
+        fs::metadata(&target).map(|m| m.len()).unwrap_or(0)
+    );
+    eprintln!(
+        "server file is the {} content",
+        if got == new { "new" } else { "old" }
+    );
+}
+
+// ----- a writer in its own process -------------------------------------------------------
+
+/// What one rewrite round in a [`Rewriter`] got: the errno of the first
+/// failed open or write, of fsync and of close (0: success, -1: not done).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Round {
+    write: i32,
+    fsync: i32,
+    close: i32,
+}
+
+/// Rewrites a file through the mount from a separate, single-threaded
+/// process (this test binary in helper mode, see [`rewrite_helper`]), like
+/// `cp` would. A file written from the test process itself gets a FUSE
+/// flush whenever another test thread forks a child while it is open, which
+/// changes what is being tested. Dropping it kills the process (by PID).
+struct Rewriter {
+    child: Child,
+    files: tempfile::TempDir,
+}
+
+impl Rewriter {
+    /// `rounds` times: open `path` with O_TRUNC (never O_CREAT), write `mib`
+    /// MiB made from `seed`, fsync, close; stops after the first error.
+    fn spawn(path: &Path, mib: u64, seed: u64, rounds: u32) -> Rewriter {
+        let files = tempfile::Builder::new()
+            .prefix("rmount-test-rewriter-")
+            .tempdir()
+            .expect("rewriter temp dir");
+        let child = Command::new(std::env::current_exe().expect("test binary"))
+            .args([
+                "--exact",
+                "rewrite_helper",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("RMOUNT_REWRITE_PATH", path)
+            .env("RMOUNT_REWRITE_MIB", mib.to_string())
+            .env("RMOUNT_REWRITE_SEED", seed.to_string())
+            .env("RMOUNT_REWRITE_ROUNDS", rounds.to_string())
+            .env("RMOUNT_REWRITE_OUT", files.path())
+            .stdin(Stdio::null())
+            .stdout(File::create(files.path().join("log")).expect("log"))
+            .stderr(File::create(files.path().join("err")).expect("log"))
+            .process_group(0)
+            .spawn()
+            .expect("start the rewrite helper");
+        Rewriter { child, files }
+    }
+
+    /// Bytes written so far (all rounds).
+    fn written(&self) -> u64 {
+        fs::read_to_string(self.files.path().join("progress"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Waits for the process to end; its rounds. Panics after `limit`.
+    fn finish(mut self, limit: Duration) -> Vec<Round> {
+        let done = poll_until(limit, || self.child.try_wait().ok().flatten().is_some());
+        let err = fs::read_to_string(self.files.path().join("err")).unwrap_or_default();
+        assert!(
+            done,
+            "the rewrite did not finish within {limit:?} (a hang)\n{err}"
+        );
+        let text = fs::read_to_string(self.files.path().join("rounds")).unwrap_or_default();
+        let rounds: Vec<Round> = text
+            .lines()
+            .filter_map(|l| {
+                let v: Vec<i32> = l.split(' ').filter_map(|x| x.parse().ok()).collect();
+                (v.len() == 3).then(|| Round {
+                    write: v[0],
+                    fsync: v[1],
+                    close: v[2],
+                })
+            })
+            .collect();
+        assert!(
+            !rounds.is_empty(),
+            "the rewrite helper reported nothing\n{err}"
+        );
+        rounds
+    }
+}
+
+impl Drop for Rewriter {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// Helper mode of [`Rewriter`]: does nothing unless `RMOUNT_REWRITE_PATH`
+/// is set. Appends one `write fsync close` errno line per round to
+/// `$RMOUNT_REWRITE_OUT/rounds` and the bytes written to `.../progress`.
+#[test]
+fn rewrite_helper() {
+    let Some(path) = std::env::var_os("RMOUNT_REWRITE_PATH").map(PathBuf::from) else {
+        return;
+    };
+    let var = |k: &str| -> u64 {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} not set"))
+    };
+    let (mib, seed, rounds) = (
+        var("RMOUNT_REWRITE_MIB"),
+        var("RMOUNT_REWRITE_SEED"),
+        var("RMOUNT_REWRITE_ROUNDS"),
+    );
+    let out = PathBuf::from(std::env::var_os("RMOUNT_REWRITE_OUT").expect("out dir"));
+    let mut report = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(out.join("rounds"))
+        .expect("rounds file");
+    let code = |r: &io::Result<()>| r.as_ref().err().map_or(0, errno);
+    let mut written = 0u64;
+    for _ in 0..rounds {
+        let mut f = match OpenOptions::new().write(true).truncate(true).open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                writeln!(report, "{} -1 -1", errno(&e)).expect("report");
+                return;
+            }
+        };
+        let mut write = Ok(());
+        'chunks: for i in 0..mib {
+            for piece in mib_chunk(seed, i).chunks(256 * 1024) {
+                if let Err(e) = f.write_all(piece) {
+                    write = Err(e);
+                    break 'chunks;
+                }
+                written += piece.len() as u64;
+                let _ = fs::write(out.join("progress"), written.to_string());
+            }
+        }
+        let fsync = f.sync_all();
+        let close = close_checked(f);
+        let line = format!("{} {} {}", code(&write), code(&fsync), code(&close));
+        writeln!(report, "{line}").expect("report");
+        if line != "0 0 0" {
+            return;
+        }
+    }
+}
+
+// ----- soak ---------------------------------------------------------------------------------
+
+const SOAK_WORKERS: usize = 16;
+const SOAK_MAX_CONNS: usize = 4;
+
+fn soak_secs() -> u64 {
+    std::env::var("RMOUNT_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60)
+        .clamp(1, 3600)
+}
+
+/// Kills the soak workers (by PID) if the test ends early.
+struct Workers(Vec<Child>);
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            if c.try_wait().ok().flatten().is_none() {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+}
+
+/// 16 processes create, write, read, rename and delete files in their own
+/// directories for `RMOUNT_SOAK_SECS` seconds: everything finishes by a
+/// deadline (no deadlock), every read saw what was written, every file on
+/// the server has the content its worker recorded, no temporary files are
+/// left, and rmount holds at most max_conns (+1) connections at the end.
+fn soak_16_processes(p: Proto) {
+    let server = Server::start(p);
+    let secs = soak_secs();
+    let opts = format!("max_conns={SOAK_MAX_CONNS}");
+    let mount = Mount::new(&server, &["-o", &opts]);
+    let out = tempfile::Builder::new()
+        .prefix("rmount-test-soak-")
+        .tempdir()
+        .expect("soak output dir");
+
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut workers = Workers(Vec::new());
+    for w in 0..SOAK_WORKERS {
+        let dir = mount.path(&format!("w{w}"));
+        fs::create_dir(&dir).expect("mkdir worker dir through the mount");
+        let log = File::create(out.path().join(format!("w{w}.log"))).expect("worker log");
+        let child = Command::new(&exe)
+            .args(["--exact", "soak_worker", "--nocapture", "--test-threads=1"])
+            .env("RMOUNT_SOAK_DIR", &dir)
+            .env("RMOUNT_SOAK_STATE", out.path().join(format!("w{w}.state")))
+            .env("RMOUNT_SOAK_SEED", (w as u64 + 1).to_string())
+            .env("RMOUNT_SOAK_SECS", secs.to_string())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .expect("start a soak worker");
+        workers.0.push(child);
+    }
+
+    let deadline = Instant::now() + Duration::from_secs(secs + 120);
+    let mut statuses = [None; SOAK_WORKERS];
+    while statuses.iter().any(Option::is_none) && Instant::now() < deadline {
+        for (i, c) in workers.0.iter_mut().enumerate() {
+            if statuses[i].is_none() {
+                statuses[i] = c.try_wait().expect("try_wait");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let log =
+        |w: usize| fs::read_to_string(out.path().join(format!("w{w}.log"))).unwrap_or_default();
+    for (w, s) in statuses.iter().enumerate() {
+        match s {
+            None => panic!(
+                "soak worker {w} still running {}s after its end: deadlock?\n{}",
+                secs + 120,
+                log(w)
+            ),
+            Some(s) if !s.success() => panic!("soak worker {w} failed ({s}):\n{}", log(w)),
+            Some(_) => {}
+        }
+    }
+
+    let mut files = 0;
+    for w in 0..SOAK_WORKERS {
+        let state = fs::read_to_string(out.path().join(format!("w{w}.state")))
+            .unwrap_or_else(|e| panic!("worker {w} left no state: {e}\n{}", log(w)));
+        // name -> "sha256 size"
+        let want: BTreeMap<String, String> = state
+            .lines()
+            .filter_map(|l| l.split_once('\t'))
+            .map(|(n, h)| (n.to_string(), h.to_string()))
+            .collect();
+        let dir = server.export_path(&format!("w{w}"));
+        let mut got = BTreeMap::new();
+        for e in fs::read_dir(&dir).expect("list a worker dir on the server") {
+            let e = e.expect("entry");
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with(".rmount-") {
+                continue; // rmount's own: checked below, with time to go
+            }
+            let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+            got.insert(name, format!("{} {size}", sha256_file(&e.path())));
+        }
+        if got != want {
+            let journal =
+                fs::read_to_string(out.path().join(format!("w{w}.journal"))).unwrap_or_default();
+            let mut report = String::new();
+            for name in want
+                .keys()
+                .chain(got.keys())
+                .collect::<std::collections::BTreeSet<_>>()
+            {
+                if want.get(name) != got.get(name) {
+                    report += &format!(
+                        "{name}: recorded {:?}, server {:?}\n  history: {}\n",
+                        want.get(name),
+                        got.get(name),
+                        journal
+                            .lines()
+                            .filter(|l| l.split(' ').any(|t| t == name))
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    );
+                }
+            }
+            panic!("worker {w}: server content differs from the record:\n{report}");
+        }
+        files += want.len();
+    }
+    assert_no_leftovers(&server.export, Duration::from_secs(10));
+
+    let conns = established_connections_to(server.port);
+    eprintln!("soak: {files} files verified; {conns} connections to the server at the end");
+    assert!(
+        conns <= SOAK_MAX_CONNS + 1,
+        "{conns} connections to the server with max_conns={SOAK_MAX_CONNS}: leaked connections"
+    );
+}
+
+/// Helper mode of the soak test: does nothing unless started by
+/// [`soak_16_processes`] with `RMOUNT_SOAK_DIR` set. Then it works in that
+/// directory for `RMOUNT_SOAK_SECS` seconds, checks every read against what
+/// it wrote, and records the final name → sha256 map in `RMOUNT_SOAK_STATE`.
+/// Any failed call ends it with a non-zero status.
+#[test]
+fn soak_worker() {
+    let Some(dir) = std::env::var_os("RMOUNT_SOAK_DIR").map(PathBuf::from) else {
+        return;
+    };
+    let state_file = PathBuf::from(std::env::var_os("RMOUNT_SOAK_STATE").expect("state path"));
+    let seed: u64 = std::env::var("RMOUNT_SOAK_SEED")
+        .expect("seed")
+        .parse()
+        .expect("seed");
+    let end = Instant::now() + Duration::from_secs(soak_secs());
+    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut counter = 0u64;
+    let mut ops = 0u64;
+    let save = |files: &BTreeMap<String, Vec<u8>>| {
+        let text: String = files
+            .iter()
+            .map(|(n, d)| format!("{n}\t{} {}\n", sha256_bytes(d), d.len()))
+            .collect();
+        fs::write(&state_file, text).expect("write soak state");
+    };
+    // One line per change, for diagnosing a mismatch: "op name [name] size".
+    let mut journal = File::create(state_file.with_extension("journal")).expect("journal");
+    let mut note = |line: String| {
+        let _ = writeln!(journal, "{line}");
+    };
+    let fail = |files: &BTreeMap<String, Vec<u8>>, what: String| -> ! {
+        save(files);
+        eprintln!("soak worker {seed}: {what}");
+        std::process::exit(1);
+    };
+    while Instant::now() < end {
+        ops += 1;
+        let names: Vec<String> = files.keys().cloned().collect();
+        let pick = |r: u64| names.get((r % names.len().max(1) as u64) as usize).cloned();
+        let roll = next() % 100;
+        let size = if next() % 10 == 0 {
+            (next() % (2 * MIB)) as usize
+        } else {
+            (next() % (64 * 1024)) as usize
+        };
+        match roll {
+            // create a new file
+            0..=24 if files.len() < 24 => {
+                counter += 1;
+                let name = format!("f{counter}");
+                let data = pseudo_random_bytes(size, next());
+                if let Err(e) = fs::write(dir.join(&name), &data) {
+                    fail(&files, format!("create {name}: {e}"));
+                }
+                note(format!("create {name} {}", data.len()));
+                files.insert(name, data);
+            }
+            // rewrite a whole file
+            0..=44 => {
+                let Some(name) = pick(next()) else { continue };
+                let data = pseudo_random_bytes(size, next());
+                if let Err(e) = fs::write(dir.join(&name), &data) {
+                    fail(&files, format!("rewrite {name}: {e}"));
+                }
+                note(format!("rewrite {name} {}", data.len()));
+                files.insert(name, data);
+            }
+            // write into the middle (or past the end) in place
+            45..=54 => {
+                let Some(name) = pick(next()) else { continue };
+                let old = files[&name].clone();
+                let at = next() % (old.len() as u64 + 1);
+                let patch = pseudo_random_bytes((next() % 8192) as usize + 1, next());
+                let r = OpenOptions::new()
+                    .write(true)
+                    .open(dir.join(&name))
+                    .and_then(|f| f.write_all_at(&patch, at).map(|()| f))
+                    .and_then(close_checked);
+                if let Err(e) = r {
+                    fail(&files, format!("pwrite {name} at {at}: {e}"));
+                }
+                let mut data = old;
+                let end = at as usize + patch.len();
+                if data.len() < end {
+                    data.resize(end, 0);
+                }
+                data[at as usize..end].copy_from_slice(&patch);
+                note(format!(
+                    "pwrite {name} {} at {at} -> {}",
+                    patch.len(),
+                    data.len()
+                ));
+                files.insert(name, data);
+            }
+            // read and check
+            55..=79 => {
+                let Some(name) = pick(next()) else { continue };
+                match fs::read(dir.join(&name)) {
+                    Ok(d) if d == files[&name] => {}
+                    Ok(d) => fail(
+                        &files,
+                        format!(
+                            "read {name}: {} bytes, not the {} written",
+                            d.len(),
+                            files[&name].len()
+                        ),
+                    ),
+                    Err(e) => fail(&files, format!("read {name}: {e}")),
+                }
+            }
+            // rename (sometimes over another file)
+            80..=89 => {
+                let Some(from) = pick(next()) else { continue };
+                let to = if next() % 3 == 0 {
+                    pick(next()).unwrap_or_default()
+                } else {
+                    counter += 1;
+                    format!("f{counter}")
+                };
+                if to == from {
+                    continue;
+                }
+                if let Err(e) = fs::rename(dir.join(&from), dir.join(&to)) {
+                    fail(&files, format!("rename {from} -> {to}: {e}"));
+                }
+                let data = files.remove(&from).expect("known file");
+                note(format!("rename {from} {to} {}", data.len()));
+                files.insert(to, data);
+            }
+            // delete
+            _ => {
+                let Some(name) = pick(next()) else { continue };
+                if let Err(e) = fs::remove_file(dir.join(&name)) {
+                    fail(&files, format!("delete {name}: {e}"));
+                }
+                note(format!("delete {name}"));
+                files.remove(&name);
+            }
+        }
+    }
+    // The directory as the mount shows it must match too.
+    let mut listed: Vec<String> = match fs::read_dir(&dir) {
+        Ok(d) => d
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<_>>()
+            .unwrap_or_else(|e| fail(&files, format!("read_dir: {e}"))),
+        Err(e) => fail(&files, format!("read_dir: {e}")),
+    };
+    listed.sort();
+    let want: Vec<String> = files.keys().cloned().collect();
+    if listed != want {
+        fail(&files, format!("listing {listed:?} != recorded {want:?}"));
+    }
+    save(&files);
+    eprintln!(
+        "soak worker {seed}: {ops} operations, {} files",
+        files.len()
+    );
+}
+
+// ----- secrets ---------------------------------------------------------------------------------
+
+/// rmount started in the foreground with `-d` (a debug log on stderr).
+/// Dropping it unmounts and then kills the process by PID if it has not
+/// exited.
+struct Foreground {
+    child: Child,
+    dir: PathBuf,
+    base: PathBuf,
+    log: PathBuf,
+}
+
+impl Foreground {
+    fn start(args: &[String], password: &str, log_dir: &Path) -> Foreground {
+        let base = unique_dir("rmount-test-mnt-");
+        let dir = base.join("mnt");
+        fs::create_dir(&dir).expect("create mount point");
+        let log = log_dir.join("rmount-debug.log");
+        let mut cmd = Command::new(rmount_bin());
+        cmd.args(args)
+            .arg(&dir)
+            .env_remove("RMOUNT_PASSWORD")
+            .env_remove("SSH_AUTH_SOCK")
+            .stdin(Stdio::piped())
+            .stdout(File::create(log_dir.join("stdout")).expect("stdout file"))
+            .stderr(File::create(&log).expect("log file"))
+            .process_group(0);
+        let mut child = cmd.spawn().expect("start rmount");
+        let mut stdin = child.stdin.take().expect("stdin");
+        let _ = stdin.write_all(format!("{password}\n").as_bytes());
+        drop(stdin);
+        let mut fg = Foreground {
+            child,
+            dir,
+            base,
+            log,
+        };
+        let up = poll_until(Duration::from_secs(30), || {
+            is_mounted(&fg.dir) || fg.child.try_wait().ok().flatten().is_some()
+        });
+        assert!(
+            up && is_mounted(&fg.dir),
+            "rmount -d did not mount: {:?}\n{}",
+            fg.child.try_wait(),
+            fs::read_to_string(&fg.log).unwrap_or_default()
+        );
+        fg
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Unmounts and waits for the process to exit; returns its log.
+    fn stop(&mut self) -> String {
+        let _ = unmount_path(&self.dir);
+        let exited = poll_until(Duration::from_secs(20), || {
+            self.child.try_wait().ok().flatten().is_some()
+        });
+        if !exited {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = fs::remove_dir(&self.dir);
+        let _ = fs::remove_dir(&self.base);
+    }
+}
+
+/// rmount's private staging directories (`rmount-XXXXXX` in the temp dir,
+/// not the tests' own `rmount-test-*`), with their permission bits.
+fn staging_dirs() -> Vec<(PathBuf, u32)> {
+    let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with("rmount-") && !n.starts_with("rmount-test")
+        })
+        .filter_map(|e| {
+            let m = fs::symlink_metadata(e.path()).ok()?;
+            m.is_dir()
+                .then(|| (e.path(), m.permissions().mode() & 0o7777))
+        })
+        .collect()
+}
+
+/// A password given with `-o password_stdin` appears neither in the
+/// daemon's command line or environment nor in its debug log (also across a
+/// reconnect, which logs in again), and staging directories are 0700.
+fn password_never_visible(p: Proto) {
+    let server = Server::start(p);
+    server.put_file("hello.txt", b"hello");
+    let proxy = FaultProxy::for_server(&server);
+    let (url, mut args, password) = match p {
+        Proto::Sftp => {
+            let url = server.url_for_user(SFTP_PW_USER).replacen(
+                &format!(":{}/", server.port),
+                &format!(":{}/", proxy.port()),
+                1,
+            );
+            // No -i: the password is the only way in.
+            let (_, args) = proxy_url_and_args(&server, &proxy);
+            (url, args, SFTP_PW_PASSWORD)
+        }
+        _ => {
+            let (url, args) = proxy_url_and_args(&server, &proxy);
+            (url, args, FTP_PASSWORD)
+        }
+    };
+    args.splice(
+        0..0,
+        ["-d".to_string(), "-o".into(), "password_stdin".into()],
+    );
+    args.push(url);
+    let logs = tempfile::tempdir().expect("log dir");
+    let staging_before = staging_dirs();
+    let mut fg = Foreground::start(&args, password, logs.path());
+    let pid = fg.pid();
+
+    let work = |tag: &str| {
+        let names: Vec<_> = fs::read_dir(&fg.dir)
+            .expect("read_dir")
+            .map(|e| e.expect("entry").file_name())
+            .collect();
+        assert!(names.iter().any(|n| n == "hello.txt"), "listing: {names:?}");
+        assert_eq!(fs::read(fg.dir.join("hello.txt")).expect("read"), b"hello");
+        let _ = fs::write(fg.dir.join(format!("{tag}.txt")), tag);
+    };
+    work("before");
+    // Force a new login with the same password.
+    proxy.cut_now();
+    wait_recovered("after a cut", Duration::from_secs(30), || {
+        fs::read(fg.dir.join("hello.txt")).is_ok()
+    });
+    work("after");
+
+    let pw = password.as_bytes();
+    let contains = |hay: &[u8]| hay.windows(pw.len()).any(|w| w == pw);
+    let cmdline = fs::read(format!("/proc/{pid}/cmdline")).expect("read cmdline");
+    let environ = fs::read(format!("/proc/{pid}/environ")).expect("read environ");
+    assert!(
+        !contains(&cmdline),
+        "the password is in /proc/{pid}/cmdline"
+    );
+    assert!(
+        !contains(&environ),
+        "the password is in /proc/{pid}/environ"
+    );
+    // Only the ones made meanwhile: killed daemons leave theirs behind.
+    let new_staging = staging_dirs()
+        .into_iter()
+        .filter(|d| !staging_before.contains(d));
+    for (dir, mode) in new_staging {
+        assert_eq!(
+            mode,
+            0o700,
+            "staging dir {} has mode {mode:o}",
+            dir.display()
+        );
+    }
+
+    let log = fg.stop();
+    assert!(!log.is_empty(), "rmount -d logged nothing");
+    assert!(
+        !log.contains(password),
+        "the password is in rmount's debug log:\n{log}"
+    );
+}
