@@ -11,6 +11,7 @@
 //! (see support/fixture.rs); every test mounts its own subdirectory.
 //! Run: `cargo test --test fs_ops -- --test-threads=2`.
 
+#[macro_use]
 #[path = "support/fixture.rs"]
 mod fixture;
 mod support;
@@ -27,18 +28,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fixture::*;
 use support::*;
-
-/// `per_protocol!(a, b)` makes `sftp::a`, `sftp::b`, `ftp::a`, `ftp::b`.
-macro_rules! per_protocol {
-    ($($case:ident),* $(,)?) => {
-        mod sftp {
-            $( #[test] fn $case() { super::$case(super::Proto::Sftp) } )*
-        }
-        mod ftp {
-            $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
-        }
-    };
-}
 
 per_protocol! {
     stat_matches_server,

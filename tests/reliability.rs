@@ -18,6 +18,7 @@
 //! test thread forks. `soak_worker` and `rewrite_helper` pass at once when
 //! run as ordinary tests.
 
+#[macro_use]
 #[path = "support/fixture.rs"]
 mod fixture;
 mod support;
@@ -36,18 +37,6 @@ use std::time::{Duration, Instant};
 
 use fixture::private_leftovers;
 use support::*;
-
-/// `per_protocol!(a, b)` makes `sftp::a`, `sftp::b`, `ftp::a`, `ftp::b`.
-macro_rules! per_protocol {
-    ($($case:ident),* $(,)?) => {
-        mod sftp {
-            $( #[test] fn $case() { super::$case(super::Proto::Sftp) } )*
-        }
-        mod ftp {
-            $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
-        }
-    };
-}
 
 per_protocol! {
     cut_during_sequential_read,

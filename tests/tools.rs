@@ -8,6 +8,7 @@
 //! not to, and says so.
 //! Run: `cargo test --test tools -- --test-threads=2`.
 
+#[macro_use]
 #[path = "support/fixture.rs"]
 mod fixture;
 mod support;
@@ -20,17 +21,6 @@ use std::time::Duration;
 
 use fixture::*;
 use support::*;
-
-macro_rules! per_protocol {
-    ($($case:ident),* $(,)?) => {
-        mod sftp {
-            $( #[test] fn $case() { super::$case(super::Proto::Sftp) } )*
-        }
-        mod ftp {
-            $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
-        }
-    };
-}
 
 per_protocol! {
     cp_a_round_trip,

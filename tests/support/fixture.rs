@@ -11,6 +11,20 @@
 
 #![allow(dead_code)]
 
+/// `per_protocol!(a, b)` makes the tests `sftp::a`, `sftp::b`, `ftp::a` and
+/// `ftp::b`, each calling `a(Proto::…)` or `b(Proto::…)` of the test file.
+/// Available to files that declare `#[macro_use] mod fixture;`.
+macro_rules! per_protocol {
+    ($($case:ident),* $(,)?) => {
+        mod sftp {
+            $( #[test] fn $case() { super::$case(super::Proto::Sftp) } )*
+        }
+        mod ftp {
+            $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
+        }
+    };
+}
+
 use std::collections::BTreeMap;
 use std::ffi::{CString, OsString};
 use std::fs;
