@@ -463,7 +463,11 @@ fn cut_during_upload_keeps_old_version(p: Proto) {
     // The mount is still usable: a small rewrite works once reconnected.
     let path = mount.path("after.txt");
     wait_recovered("small write", Duration::from_secs(20), || {
-        fs::write(&path, b"after the cut").is_ok()
+        // fs::write would ignore an error from close(): check it.
+        File::create(&path)
+            .and_then(|mut f| f.write_all(b"after the cut").map(|()| f))
+            .and_then(close_checked)
+            .is_ok()
     });
     assert_eq!(server.read_file("after.txt"), b"after the cut");
 }

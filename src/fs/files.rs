@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use super::write_behind::WriteBehind;
 use super::{Error, Result};
 use crate::remote::{Error as RemoteError, Remote, SetAttr};
 
@@ -172,6 +173,8 @@ pub struct FileState {
     /// Only O_APPEND writers have it open: a commit of locally staged
     /// content may append the new tail (FTP APPE) instead of replacing.
     pub append_only: bool,
+    /// Sends full chunks in the background (protocols with random writes).
+    pub write_behind: Option<WriteBehind>,
 }
 
 impl FileState {
@@ -188,6 +191,7 @@ impl FileState {
             unlinked: false,
             rewriting: false,
             append_only: false,
+            write_behind: None,
         }
     }
 
@@ -228,7 +232,7 @@ impl FileState {
             let contiguous =
                 matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
             if !contiguous {
-                self.send_pending(remote, path)?;
+                self.queue_pending(remote, path)?;
             }
             match &mut self.pending {
                 Some((_, buf)) => buf.extend_from_slice(data),
@@ -239,7 +243,7 @@ impl FileState {
                 .as_ref()
                 .is_some_and(|(_, b)| b.len() >= WRITE_CHUNK)
             {
-                self.send_pending(remote, path)?;
+                self.queue_pending(remote, path)?;
             }
         }
         self.size = self.size.max(end);
@@ -317,15 +321,33 @@ impl FileState {
     }
 
     /// Sends buffered writes to the server.
+    /// Sends buffered writes and waits until everything written is on the
+    /// server.
     pub fn send_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.queue_pending(remote, path)?;
+        if let Some(result) = self.write_behind.as_ref().map(WriteBehind::drain) {
+            result.map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+
+    /// Hands buffered writes to the write-behind (or sends them now).
+    fn queue_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
         let Some((offset, buf)) = self.pending.take() else {
             return Ok(());
         };
         let target = self.data_path(path).to_path_buf();
-        remote.write(&target, offset, &buf).inspect_err(|e| {
-            self.error = Some(e.to_string());
-        })?;
-        Ok(())
+        let result = match self.write_behind.as_mut() {
+            Some(wb) => wb.push(target, offset, buf),
+            None => remote.write(&target, offset, &buf),
+        };
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Remembers a failed write for the next flush/fsync/close.
+    fn failed(&mut self, e: RemoteError) -> Error {
+        self.error = Some(e.to_string());
+        Error::Remote(e)
     }
 
     /// Reads through the open state (dirty files, temp names, local staging).

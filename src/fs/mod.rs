@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod inodes;
+mod write_behind;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -23,6 +24,7 @@ use crate::remote::{self, Attr, Kind, Remote, SetAttr, StatFs};
 use crate::workers::Workers;
 use files::{Content, FileState};
 use inodes::Inodes;
+use write_behind::WriteBehind;
 
 /// Errors of the filesystem layer; `fuse.rs` maps them to errno.
 #[derive(Debug, thiserror::Error)]
@@ -765,6 +767,12 @@ impl Fs {
             return Ok(state.clone());
         }
         let mut state = FileState::new(attr.size, u32::from(attr.perm), attr.version());
+        if self.remote.caps().random_write {
+            state.write_behind = Some(WriteBehind::new(
+                self.remote.clone(),
+                self.cfg.prefetch_threads,
+            ));
+        }
         state.handles = 1;
         let state = Arc::new(Mutex::new(state));
         open.insert(ino, state.clone());
