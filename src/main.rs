@@ -221,6 +221,31 @@ fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Unmounts (lazily, as libfuse does on a signal); the FUSE session then
+/// ends and `run` returns. fuser's own unmounter does not unmount when
+/// auto_unmount is on, so this asks fusermount3, or the kernel directly.
+fn unmount(mountpoint: &Path) {
+    let done = std::process::Command::new("fusermount3")
+        .args(["-u", "-q", "-z", "--"])
+        .arg(mountpoint)
+        .status()
+        .is_ok_and(|status| status.success());
+    if done {
+        return;
+    }
+    let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) else {
+        return;
+    };
+    // SAFETY: a valid NUL-terminated path.
+    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+        tracing::warn!(
+            "cannot unmount {}: {}",
+            mountpoint.display(),
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
 fn pool_options(cfg: &MountConfig) -> PoolOptions {
     PoolOptions {
         max_conns: cfg.max_conns,
@@ -264,7 +289,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     scrub_secret_env();
     let adapter = fuse::FuseAdapter::new(fs);
     let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
-    let mut session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
+    let session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
         .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
     tracing::info!("mounted {}", cfg.mountpoint.display());
     raise_kernel_read_ahead(&cfg.mountpoint);
@@ -272,17 +297,15 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     if !cfg.foreground {
         daemonize()?;
     }
-    let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
         .context("cannot install signal handlers")?;
+    let mountpoint = cfg.mountpoint.clone();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
             if signals.forever().next().is_some() {
                 tracing::info!("signal received, unmounting");
-                if let Err(e) = unmounter.unmount() {
-                    tracing::warn!("unmount failed: {e}");
-                }
+                unmount(&mountpoint);
             }
         })
         .context("cannot start the signal thread")?;
