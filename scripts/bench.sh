@@ -62,16 +62,9 @@ tree_dirs=50
 tree_files=100
 ftp_user=rmount-bench
 
-bash scripts/setup.sh
-echo "Building rmount (release)..."
-build_log=$(mktemp)
-if ! cargo build --release >"$build_log" 2>&1; then
-    cat "$build_log" >&2
-    rm -f "$build_log"
-    exit 1
-fi
-rm -f "$build_log"
-rmount=$PWD/target/release/rmount
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+build_release
 out_dir=$PWD/target/bench
 logs=$out_dir/logs
 mkdir -p "$out_dir"

@@ -22,16 +22,9 @@ if [[ -t 1 ]]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
 say() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 run() { say "$*"; "$@"; }
 
-bash scripts/setup.sh
-echo "Building rmount (release)..."
-build_log=$(mktemp)
-if ! cargo build --release >"$build_log" 2>&1; then
-    cat "$build_log" >&2
-    rm -f "$build_log"
-    exit 1
-fi
-rm -f "$build_log"
-rmount=$PWD/target/release/rmount
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+build_release
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rmount-demo.XXXXXX")
 chmod 755 "$work"
