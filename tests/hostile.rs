@@ -25,7 +25,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -131,28 +131,6 @@ impl Drop for RawMount {
         }
         let _ = fs::remove_dir(&self.dir);
         let _ = fs::remove_dir(&self.base);
-    }
-}
-
-/// Runs `f` on its own thread; its result and duration, or a panic if it
-/// has not returned within `limit` (the thread stays blocked until the
-/// mount is taken down by the Drop guards).
-fn within<R: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> (R, Duration) {
-    let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => (r, start.elapsed()),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked (see above)"),
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not return within {limit:?} (a hang: DESIGN invariant 2)")
-        }
     }
 }
 

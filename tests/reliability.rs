@@ -78,28 +78,6 @@ fn put_random_file(server: &Server, rel: &str, mib: u64, seed: u64) -> PathBuf {
     p
 }
 
-/// Runs `f` on its own thread and returns its result with the time it took,
-/// or panics if it has not returned within `limit` (the thread is left
-/// blocked; unmounting in the test's Drop guards releases it).
-fn within<R: Send + 'static>(
-    what: &str,
-    limit: Duration,
-    f: impl FnOnce() -> R + Send + 'static,
-) -> (R, Duration) {
-    let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
-    std::thread::spawn(move || {
-        let _ = tx.send(f());
-    });
-    match rx.recv_timeout(limit) {
-        Ok(r) => (r, start.elapsed()),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what} panicked (see above)"),
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not return within {limit:?} (a hang: DESIGN invariant 2)")
-        }
-    }
-}
-
 /// One call to make through the mount, on another thread (see [`within`]).
 type Check<E> = Box<dyn FnOnce() -> Result<(), E> + Send>;
 

@@ -68,6 +68,31 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Runs `f` on its own thread and returns its result with the time it took,
+/// or panics if it has not returned within `limit` (a hang: DESIGN
+/// invariant 2). The thread is left blocked; unmounting in the test's Drop
+/// guards releases it.
+pub fn within<R: Send + 'static>(
+    what: &str,
+    limit: Duration,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> (R, Duration) {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    match rx.recv_timeout(limit) {
+        Ok(r) => (r, start.elapsed()),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            panic!("{what} panicked (see above)")
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("{what} did not return within {limit:?} (a hang: DESIGN invariant 2)")
+        }
+    }
+}
+
 /// Like [`wait_until`] but returns false instead of panicking on the deadline.
 pub fn poll_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
