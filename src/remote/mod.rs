@@ -4,8 +4,8 @@
 //! Nothing here knows about FUSE or the caches. Paths are absolute paths on the
 //! server, as bytes (`Path` on Unix), so non-UTF-8 names round-trip.
 
-pub mod ftp; // FTP/FTPS (ftp engineer)
-pub mod netrc; // ~/.netrc for FTP logins (ftp engineer)
+pub mod ftp;
+pub mod netrc;
 pub mod pool;
 pub mod secrets;
 pub mod sftp;
@@ -134,7 +134,7 @@ pub enum Error {
     Setup(String),
     /// The server refused a new connection because it has too many (FTP
     /// `421` at connect). The pool waits for one of its own connections
-    /// instead of failing (ftp engineer).
+    /// instead of failing.
     #[error("server busy: {0}")]
     Busy(String),
     #[error("local I/O error: {0}")]

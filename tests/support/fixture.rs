@@ -3,9 +3,9 @@
 //! tests of a test binary, one mount per test on its own subdirectory of the
 //! export, and small helpers for errno, times and statvfs.
 //!
-//! Not declared in `support/mod.rs` (owned by the test-support engineer):
-//! test files include it with
-//! `#[path = "support/fixture.rs"] mod fixture;` after `mod support;`.
+//! Not declared in `support/mod.rs` (not every test binary uses it): test
+//! files include it with `#[macro_use] #[path = "support/fixture.rs"] mod
+//! fixture;` after `mod support;`.
 //! It only names `crate::support::...`, so it also works if it is later
 //! declared as `support::fixture`.
 

@@ -16,8 +16,7 @@
 //! leaves no server, daemon or mount behind. Tests run as root (FUSE and the
 //! servers need it here).
 //!
-//! Owned by the test-support engineer; keep the public API stable, because
-//! every test file is written against it.
+//! Keep the public API stable: every test file is written against it.
 
 // Each test binary uses a different part of this module.
 #![allow(dead_code, unused_imports)]
