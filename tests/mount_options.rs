@@ -816,3 +816,62 @@ fn help_and_version() {
         "--version printed {text:?}"
     );
 }
+
+// A rewrite (O_TRUNC, then writes) is staged under a temporary name and the
+// server keeps the old content until close; -o atomic_writes=no truncates
+// and writes in place, so fsync puts the new bytes under the real name.
+#[test]
+fn atomic_writes_on_and_off() {
+    use std::io::Write;
+    let server = Server::sftp();
+    for atomic in [true, false] {
+        let (name, extra): (&str, &[&str]) = if atomic {
+            ("atomic.txt", &[])
+        } else {
+            ("in-place.txt", &["-o", "atomic_writes=no"])
+        };
+        let on_server = server.export.join(name);
+        fs::write(&on_server, b"old content").expect("put the old file");
+        let m = Mount::new(&server, extra);
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(m.path(name))
+            .expect("open with O_TRUNC");
+        f.write_all(b"new").expect("write");
+        if !atomic {
+            f.sync_all().expect("fsync");
+        }
+        let before_close = fs::read(&on_server).expect("read on the server");
+        let temps = temporaries(&server.export);
+        drop(f);
+        if atomic {
+            assert_eq!(
+                before_close, b"old content",
+                "atomic: old content until close"
+            );
+            assert_eq!(temps.len(), 1, "atomic: one temporary file ({temps:?})");
+        } else {
+            assert_eq!(before_close, b"new", "in place: new bytes after fsync");
+            assert!(temps.is_empty(), "in place: no temporary file ({temps:?})");
+        }
+        assert_eq!(
+            fs::read(&on_server).expect("read"),
+            b"new",
+            "after close ({name})"
+        );
+        assert!(
+            temporaries(&server.export).is_empty(),
+            "no temporary file left ({name})"
+        );
+    }
+}
+
+/// rmount's temporary files in a server directory.
+fn temporaries(dir: &Path) -> Vec<OsString> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.expect("dir entry").file_name())
+        .filter(|n| n.as_encoded_bytes().starts_with(b".rmount-tmp-"))
+        .collect()
+}
