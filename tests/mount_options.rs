@@ -843,7 +843,7 @@ fn atomic_writes_on_and_off() {
             f.sync_all().expect("fsync");
         }
         let before_close = fs::read(&on_server).expect("read on the server");
-        let temps = temporaries(&server.export);
+        let temps = private_names(&server.export, b".rmount-tmp-");
         drop(f);
         if atomic {
             assert_eq!(
@@ -861,17 +861,84 @@ fn atomic_writes_on_and_off() {
             "after close ({name})"
         );
         assert!(
-            temporaries(&server.export).is_empty(),
+            private_names(&server.export, b".rmount-tmp-").is_empty(),
             "no temporary file left ({name})"
         );
     }
 }
 
-/// rmount's temporary files in a server directory.
-fn temporaries(dir: &Path) -> Vec<OsString> {
+/// Names in a server directory that start with `prefix` (rmount's own).
+fn private_names(dir: &Path, prefix: &[u8]) -> Vec<OsString> {
     fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").file_name())
-        .filter(|n| n.as_encoded_bytes().starts_with(b".rmount-tmp-"))
+        .filter(|n| n.as_encoded_bytes().starts_with(prefix))
         .collect()
+}
+
+// Leftovers of a crashed rmount are recognised by name and removed by the
+// next mount: at once when their maker (this host, a pid that no longer
+// runs) is gone, otherwise only once they are a day old.
+#[test]
+fn crash_leftovers_are_removed_at_the_next_mount() {
+    let server = Server::sftp();
+    let dead = format!(".rmount-tmp-{}-{}-0-0", host_tag(), i32::MAX);
+    let elsewhere_new = ".rmount-tmp-otherhost-1-0-0";
+    let elsewhere_old = ".rmount-hidden-otherhost-2-0-0";
+    for name in [dead.as_str(), elsewhere_new, elsewhere_old] {
+        fs::write(server.export.join(name), b"partial").expect("put a leftover");
+    }
+    set_mtime(&server.export.join(elsewhere_old), now_secs() - 2 * 86400);
+
+    let m = Mount::new(&server, &[]);
+    let listed = names(&m.path(""));
+    assert!(listed.is_empty(), "leftovers are never listed: {listed:?}");
+    wait_until(
+        "the leftovers of gone makers to go",
+        Duration::from_secs(10),
+        || {
+            let left = private_names(&server.export, b".rmount-");
+            !left.contains(&OsString::from(&dead)) && !left.contains(&OsString::from(elsewhere_old))
+        },
+    );
+    assert!(
+        server.export.join(elsewhere_new).exists(),
+        "a recent leftover of another machine may still be in use: kept"
+    );
+}
+
+/// The machine name as rmount puts it into its temporary names.
+fn host_tag() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes.
+    unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    let raw = &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)];
+    raw.iter()
+        .map(|&b| {
+            if b.is_ascii_alphanumeric() || b == b'.' {
+                b as char
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect()
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn set_mtime(path: &Path, secs: i64) {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).expect("path");
+    let t = libc::timespec {
+        tv_sec: secs,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid path and two timespecs.
+    let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
+    assert_eq!(rc, 0, "utimensat {}", path.display());
 }
