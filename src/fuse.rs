@@ -28,6 +28,16 @@ const MAX_WRITE: u32 = 1 << 20;
 const META_THREADS: usize = 8;
 const DATA_THREADS: usize = 16;
 const QUEUE: usize = 4096;
+/// Attributes shown for "." and ".." in readdirplus (the kernel ignores them).
+const DOT_ATTR: Attr = Attr {
+    kind: Kind::Dir,
+    size: 4096,
+    perm: 0o755,
+    uid: 0,
+    gid: 0,
+    atime: std::time::UNIX_EPOCH,
+    mtime: std::time::UNIX_EPOCH,
+};
 /// More directory entries than one kernel readdir buffer holds.
 const READDIR_PAGE: usize = 512;
 
@@ -424,7 +434,10 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.meta(move |fs| {
+        // Served from the listing taken at opendir: no network, so right
+        // here on the dispatcher rather than through a worker.
+        let fs = &*self.fs;
+        {
             // Offsets 0 and 1 are "." and ".."; entry i has offset i + 3.
             if offset == 0 && reply.add(ino, 1, FileType::Directory, ".") {
                 return reply.ok();
@@ -445,7 +458,7 @@ impl fuser::Filesystem for FuseAdapter {
                 }
             }
             reply.ok()
-        });
+        }
     }
 
     fn readdirplus(
@@ -456,13 +469,13 @@ impl fuser::Filesystem for FuseAdapter {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.meta(move |fs| {
+        // As readdir: served from the opendir listing, on the dispatcher.
+        let fs = &*self.fs;
+        {
             let ttl = fs.ttl();
-            let here = match fs.getattr(ino.0) {
-                Ok(attr) => file_attr(ino.0, &attr),
-                Err(e) => return reply.error(fail("readdirplus", &e)),
-            };
-            // "." and ".." are not looked up by the kernel.
+            // The kernel neither looks up "." and ".." nor uses their
+            // attributes, so they get a plain directory's.
+            let here = file_attr(ino.0, &DOT_ATTR);
             if offset == 0 && reply.add(ino, 1, ".", &ttl, &here, Generation(0)) {
                 return reply.ok();
             }
@@ -491,7 +504,7 @@ impl fuser::Filesystem for FuseAdapter {
                 }
             }
             reply.ok()
-        });
+        }
     }
 
     fn releasedir(

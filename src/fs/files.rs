@@ -175,6 +175,9 @@ pub struct FileState {
     pub append_only: bool,
     /// Sends full chunks in the background (protocols with random writes).
     pub write_behind: Option<WriteBehind>,
+    /// Temporary files that could not be removed after a failure (the link
+    /// was down); the caller retries later (`Fs::reap`).
+    pub orphans: Vec<PathBuf>,
 }
 
 impl FileState {
@@ -192,6 +195,7 @@ impl FileState {
             rewriting: false,
             append_only: false,
             write_behind: None,
+            orphans: Vec::new(),
         }
     }
 
@@ -263,7 +267,7 @@ impl FileState {
         let temp = private_sibling(path, TEMP_PREFIX);
         remote.create(&temp, self.perm, true)?;
         if let Err(e) = copy_remote(remote, path, &temp, copy) {
-            remove_quietly(remote, &temp);
+            remove_quietly(remote, &temp, &mut self.orphans);
             return Err(e);
         }
         self.content = Content::Temp(temp);
@@ -445,7 +449,7 @@ impl FileState {
             Content::Temp(temp) => {
                 let renamed = remote.rename(&temp, path).map_err(Error::from);
                 if renamed.is_err() {
-                    remove_quietly(remote, &temp);
+                    remove_quietly(remote, &temp, &mut self.orphans);
                 }
                 renamed
             }
@@ -458,7 +462,14 @@ impl FileState {
                 synced,
                 head_loaded,
             } => {
-                let mut result = upload_local(remote, path, &mut file, synced, self.size);
+                let mut result = upload_local(
+                    remote,
+                    path,
+                    &mut file,
+                    synced,
+                    self.size,
+                    &mut self.orphans,
+                );
                 if result.is_ok() && synced.is_none() {
                     // A whole upload replaced the file: restore its mode
                     // where the protocol can set one.
@@ -487,7 +498,7 @@ impl FileState {
     /// Removes a temporary file after a failure, so none is left behind.
     pub fn discard_temp(&mut self, remote: &dyn Remote) {
         if let Content::Temp(temp) = &self.content {
-            remove_quietly(remote, temp);
+            remove_quietly(remote, temp, &mut self.orphans);
             self.content = Content::InPlace;
         }
         self.pending = None;
@@ -498,7 +509,7 @@ impl FileState {
     pub fn cleanup(&mut self, remote: &dyn Remote) {
         match &self.content {
             Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
-                remove_quietly(remote, p);
+                remove_quietly(remote, p, &mut self.orphans);
             }
             _ => {}
         }
@@ -527,6 +538,7 @@ fn upload_local(
     file: &mut File,
     synced: Option<u64>,
     size: u64,
+    orphans: &mut Vec<PathBuf>,
 ) -> Result<()> {
     if let Some(from) = synced {
         if from == size {
@@ -546,7 +558,7 @@ fn upload_local(
         .upload(&temp, &mut whole, false)
         .and_then(|()| remote.rename(&temp, path));
     if uploaded.is_err() {
-        remove_quietly(remote, &temp);
+        remove_quietly(remote, &temp, orphans);
     }
     uploaded.map_err(Error::from)
 }
@@ -619,18 +631,20 @@ fn try_lock(file: &File) -> bool {
 
 /// Removes a temporary file after a failure. The failure often broke the
 /// connection the first attempt goes over, so a second one (on a fresh
-/// connection) is made; what still fails is logged and left for the
-/// leftover sweep.
-fn remove_quietly(remote: &dyn Remote, path: &Path) {
-    for attempt in 1..=2 {
-        match remote.unlink(path) {
-            Ok(()) | Err(RemoteError::NotFound) => return,
-            Err(e) if attempt == 2 => {
-                tracing::warn!("cannot remove temporary file {}: {e}", path.display())
-            }
-            Err(_) => {}
+/// connection) is made; if that fails too, the path goes to `orphans` for
+/// a later retry.
+fn remove_quietly(remote: &dyn Remote, path: &Path, orphans: &mut Vec<PathBuf>) {
+    for _ in 0..2 {
+        if remove(remote, path) {
+            return;
         }
     }
+    orphans.push(path.to_path_buf());
+}
+
+/// Whether `path` is gone (removed now, or already).
+pub fn remove(remote: &dyn Remote, path: &Path) -> bool {
+    matches!(remote.unlink(path), Ok(()) | Err(RemoteError::NotFound))
 }
 
 /// Copies the first `len` bytes of one remote file into another.

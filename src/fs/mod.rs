@@ -224,7 +224,12 @@ impl Fs {
     }
 
     /// Attributes as the mount shows them: ids mapped, open files' sizes.
-    fn present(&self, ino: Option<u64>, mut attr: Attr) -> Attr {
+    fn present(&self, ino: Option<u64>, attr: Attr) -> Attr {
+        let state = ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
+        self.present_with(attr, state.as_deref())
+    }
+
+    fn present_with(&self, mut attr: Attr, open: Option<&Mutex<FileState>>) -> Attr {
         if let Some(map) = self.cfg.idmap {
             if attr.uid == map.remote_uid {
                 attr.uid = map.local_uid;
@@ -233,8 +238,8 @@ impl Fs {
                 attr.gid = map.local_gid;
             }
         }
-        if let Some(state) = ino.and_then(|ino| lock(&self.open).get(&ino).cloned()) {
-            let state = lock(&state);
+        if let Some(state) = open {
+            let state = lock(state);
             if state.reads_bypass_cache() {
                 attr.size = state.size;
             }
@@ -585,26 +590,35 @@ impl Fs {
     pub fn opendir(&self, ino: u64) -> Result<u64> {
         let path = self.path_of(ino)?;
         let items = self.list(&path)?;
+        Ok(self.add_dir_handle(items))
+    }
+
+    fn add_dir_handle(&self, items: Vec<DirItem>) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, items);
-        Ok(fh)
+        fh
+    }
+
+    /// A listing from the caches: a fresh listing whose every entry still
+    /// has fresh attributes.
+    fn cached_list(&self, dir: &Path) -> Option<Vec<DirItem>> {
+        let names = self.meta.listing(dir)?;
+        let items: Option<Vec<DirItem>> = names
+            .into_iter()
+            .map(|name| {
+                let path = dir.join(&name);
+                match self.meta.get(&path) {
+                    Some(Lookup::Found(attr)) => Some(DirItem { name, attr, path }),
+                    _ => None,
+                }
+            })
+            .collect();
+        items.map(|items| self.present_items(items))
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<DirItem>> {
-        if let Some(names) = self.meta.listing(dir) {
-            let cached: Option<Vec<DirItem>> = names
-                .into_iter()
-                .map(|name| {
-                    let path = dir.join(&name);
-                    match self.meta.get(&path) {
-                        Some(Lookup::Found(attr)) => Some(DirItem { name, attr, path }),
-                        _ => None,
-                    }
-                })
-                .collect();
-            if let Some(items) = cached {
-                return Ok(self.present_items(items));
-            }
+        if let Some(items) = self.cached_list(dir) {
+            return Ok(items);
         }
         let entries = self.remote.list(dir)?;
         let entries: Vec<(OsString, Attr)> = entries
@@ -655,22 +669,29 @@ impl Fs {
     }
 
     fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
-        let inodes = lock(&self.inodes);
-        let with_ino: Vec<(Option<u64>, DirItem)> = items
+        // One look at the open files for the whole listing (usually none).
+        let open: Vec<Option<Arc<Mutex<FileState>>>> = {
+            let open = lock(&self.open);
+            if open.is_empty() {
+                vec![None; items.len()]
+            } else {
+                let inodes = lock(&self.inodes);
+                items
+                    .iter()
+                    .map(|i| inodes.ino(&i.path).and_then(|ino| open.get(&ino).cloned()))
+                    .collect()
+            }
+        };
+        items
             .into_iter()
-            .map(|i| (inodes.ino(&i.path), i))
-            .collect();
-        drop(inodes);
-        with_ino
-            .into_iter()
-            .map(|(ino, mut item)| {
-                item.attr = self.present(ino, item.attr);
+            .zip(open)
+            .map(|(mut item, state)| {
+                item.attr = self.present_with(item.attr, state.as_deref());
                 item
             })
             .collect()
     }
 
-    /// Entries of an open directory from `offset` on (offsets count entries).
     /// Up to `max` entries of an open directory from `offset` on (offsets
     /// count entries). The kernel reads a large directory in many small
     /// calls, so each returns a page, not the whole remainder.
@@ -852,6 +873,34 @@ impl Fs {
         ))
     }
 
+    /// Keeps trying, in the background, to remove temporary files that a
+    /// failure left behind while the server was unreachable (bounded:
+    /// about two minutes; after that the next mount's sweep removes them).
+    fn reap(&self, st: &mut FileState) {
+        if st.orphans.is_empty() {
+            return;
+        }
+        let mut orphans = std::mem::take(&mut st.orphans);
+        let remote = self.remote.clone();
+        let spawned = std::thread::Builder::new()
+            .name("reaper".into())
+            .spawn(move || {
+                for attempt in 0..24u32 {
+                    std::thread::sleep(Duration::from_millis(500 * u64::from(attempt.min(10) + 1)));
+                    orphans.retain(|p| !files::remove(&*remote, p));
+                    if orphans.is_empty() {
+                        return;
+                    }
+                }
+                for p in orphans {
+                    tracing::warn!("cannot remove temporary file {}", p.display());
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("cannot start a thread to remove temporary files: {e}");
+        }
+    }
+
     fn handle(&self, fh: u64) -> Result<(u64, Arc<Mutex<FileState>>)> {
         let handles = lock(&self.handles);
         let h = handles.get(&fh).ok_or(Error::BadHandle)?;
@@ -986,7 +1035,9 @@ impl Fs {
         let mut st = lock(&state);
         let path = self.any_path_of(ino)?;
         let offset = if append { st.size } else { offset };
-        st.write(&*self.remote, &path, offset, data)?;
+        let written = st.write(&*self.remote, &path, offset, data);
+        self.reap(&mut st);
+        written?;
         let size = st.size;
         drop(st);
         self.blocks.forget_file(ino);
@@ -1023,6 +1074,7 @@ impl Fs {
             return Ok(());
         }
         let result = st.commit(&*self.remote, &path);
+        self.reap(&mut st);
         self.blocks.forget_file(ino);
         self.meta.forget(&path);
         self.dir_changed(&path);
@@ -1059,7 +1111,9 @@ impl Fs {
             if lock(&handle.file).handles == 0 {
                 open.remove(&handle.ino);
                 drop(open);
-                lock(&handle.file).cleanup(&*self.remote);
+                let mut st = lock(&handle.file);
+                st.cleanup(&*self.remote);
+                self.reap(&mut st);
             }
         }
         if let Err(e) = &result {
