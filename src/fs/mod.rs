@@ -340,10 +340,22 @@ impl Fs {
         self.writable()?;
         let path = self.path_of(ino)?;
         let current = self.stat_fresh(&path)?;
+        let resolve = |t: Option<TimeSet>, old: SystemTime| match t {
+            Some(TimeSet::Now) => SystemTime::now(),
+            Some(TimeSet::At(t)) => t,
+            None => old,
+        };
         if current.kind == Kind::Symlink {
             // SFTP setstat follows symlinks; changing a link must never
-            // change its target, and Linux ignores a link's own mode.
-            return Ok(self.present(Some(ino), current));
+            // change its target, and Linux ignores a link's own mode. The
+            // server cannot take a link's own times, so the mount shows the
+            // ones asked for until the cache expires (rsync -a then sees
+            // its links as up to date).
+            let mut shown = current;
+            shown.atime = resolve(changes.atime, shown.atime);
+            shown.mtime = resolve(changes.mtime, shown.mtime);
+            self.meta.put(&path, shown.clone());
+            return Ok(self.present(Some(ino), shown));
         }
         let state = lock(&self.open).get(&ino).cloned();
         if let Some(mode) = changes.mode {
@@ -377,11 +389,6 @@ impl Fs {
             self.blocks.forget_file(ino);
         }
         if changes.atime.is_some() || changes.mtime.is_some() {
-            let resolve = |t: Option<TimeSet>, old: SystemTime| match t {
-                Some(TimeSet::Now) => SystemTime::now(),
-                Some(TimeSet::At(t)) => t,
-                None => old,
-            };
             let atime = resolve(changes.atime, current.atime);
             let mtime = resolve(changes.mtime, current.mtime);
             let target = match &state {
