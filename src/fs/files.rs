@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+use super::streaming::Streamer;
 use super::write_behind::WriteBehind;
 use super::{Error, Result};
 use crate::remote::{Error as RemoteError, Remote, SetAttr};
@@ -178,6 +179,8 @@ pub struct FileState {
     /// Temporary files that could not be removed after a failure (the link
     /// was down); the caller retries later (`Fs::reap`).
     pub orphans: Vec<PathBuf>,
+    /// Uploads a new locally staged file while it is written (FTP).
+    pub streamer: Option<Streamer>,
 }
 
 impl FileState {
@@ -196,6 +199,7 @@ impl FileState {
             append_only: false,
             write_behind: None,
             orphans: Vec::new(),
+            streamer: None,
         }
     }
 
@@ -230,6 +234,12 @@ impl FileState {
             }
             if let Content::Local { file, .. } = &self.content {
                 file.write_all_at(data, offset).map_err(Error::Io)?;
+            }
+            if let Some(stream) = &self.streamer {
+                if !stream.wrote(offset, data.len() as u64) {
+                    // Out of order: upload the staged file whole at commit.
+                    self.streamer = None;
+                }
             }
         } else {
             self.start_temp(remote, path)?;
@@ -305,6 +315,7 @@ impl FileState {
     /// Starts staging locally (protocols without random writes). With
     /// `truncate`, the staged content starts empty and nothing is downloaded.
     pub fn stage_locally(&mut self, dir: &Path, truncate: bool) -> Result<()> {
+        self.streamer = None;
         let file = staging_file(dir)?;
         if truncate {
             self.content = Content::Local {
@@ -392,6 +403,7 @@ impl FileState {
     pub fn set_size(&mut self, remote: &dyn Remote, path: &Path, size: u64) -> Result<()> {
         match &mut self.content {
             Content::Local { synced, .. } => {
+                self.streamer = None;
                 if synced.is_some_and(|n| size < n) {
                     self.load_head(remote, path)?;
                     self.set_unsynced();
@@ -462,14 +474,28 @@ impl FileState {
                 synced,
                 head_loaded,
             } => {
-                let mut result = upload_local(
-                    remote,
-                    path,
-                    &mut file,
-                    synced,
-                    self.size,
-                    &mut self.orphans,
-                );
+                let streamed = self.streamer.take().and_then(|s| {
+                    s.finish(self.size)
+                        .inspect_err(|e| tracing::debug!("streaming upload failed: {e}"))
+                        .ok()
+                });
+                let mut result = match streamed {
+                    Some(temp) => {
+                        let renamed = remote.rename(&temp, path).map_err(Error::from);
+                        if renamed.is_err() {
+                            remove_quietly(remote, &temp, &mut self.orphans);
+                        }
+                        renamed
+                    }
+                    None => upload_local(
+                        remote,
+                        path,
+                        &mut file,
+                        synced,
+                        self.size,
+                        &mut self.orphans,
+                    ),
+                };
                 if result.is_ok() && synced.is_none() {
                     // A whole upload replaced the file: restore its mode
                     // where the protocol can set one.
@@ -497,6 +523,7 @@ impl FileState {
 
     /// Removes a temporary file after a failure, so none is left behind.
     pub fn discard_temp(&mut self, remote: &dyn Remote) {
+        self.streamer = None;
         if let Content::Temp(temp) = &self.content {
             remove_quietly(remote, temp, &mut self.orphans);
             self.content = Content::InPlace;
@@ -507,6 +534,7 @@ impl FileState {
 
     /// After the last release: removes what only the open file kept alive.
     pub fn cleanup(&mut self, remote: &dyn Remote) {
+        self.streamer = None;
         match &self.content {
             Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
                 remove_quietly(remote, p, &mut self.orphans);

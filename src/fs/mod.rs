@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod inodes;
+mod streaming;
 mod write_behind;
 
 use std::collections::HashMap;
@@ -771,9 +772,22 @@ impl Fs {
         })
     }
 
+    /// Starts uploading a freshly staged (empty) file while it is written,
+    /// where atomic writes allow a temporary name.
+    fn start_stream(&self, st: &mut FileState, path: &Path) {
+        if !self.cfg.atomic_writes || !self.remote.caps().atomic_rename || st.streamer.is_some() {
+            return;
+        }
+        if let Content::Local { file, .. } = &st.content {
+            let temp = files::private_sibling(path, files::TEMP_PREFIX);
+            st.streamer = streaming::Streamer::start(self.remote.clone(), file, temp);
+        }
+    }
+
     fn truncate_on_open(&self, state: &mut FileState, path: &Path) -> Result<()> {
         if let Content::Local { .. } = state.content {
             state.stage_locally(&self.cfg.staging_dir, true)?;
+            self.start_stream(state, path);
         } else if !self.cfg.atomic_writes {
             state.set_size(&*self.remote, path, 0)?;
         } else {
@@ -851,6 +865,7 @@ impl Fs {
             if !self.remote.caps().random_write {
                 st.stage_locally(&self.cfg.staging_dir, true)?;
                 st.dirty = false;
+                self.start_stream(&mut st, &path);
             } else if self.cfg.atomic_writes
                 && st.handles == 1
                 && matches!(st.content, Content::InPlace)
