@@ -339,6 +339,11 @@ impl Fs {
 
     pub fn setattr(&self, ino: u64, changes: SetAttrs) -> Result<Attr> {
         self.writable()?;
+        // An open file stays locked throughout, so a commit (which renames
+        // a temporary file over the target and gives it the recorded mode)
+        // cannot slip between the change on the server and its record here.
+        let state = lock(&self.open).get(&ino).cloned();
+        let mut open = state.as_deref().map(lock);
         let path = self.path_of(ino)?;
         let current = self.stat_fresh(&path)?;
         let resolve = |t: Option<TimeSet>, old: SystemTime| match t {
@@ -352,22 +357,21 @@ impl Fs {
             // server cannot take a link's own times, so the mount shows the
             // ones asked for until the cache expires (rsync -a then sees
             // its links as up to date).
+            drop(open);
             let mut shown = current;
             shown.atime = resolve(changes.atime, shown.atime);
             shown.mtime = resolve(changes.mtime, shown.mtime);
             self.meta.put(&path, shown.clone());
             return Ok(self.present(Some(ino), shown));
         }
-        let state = lock(&self.open).get(&ino).cloned();
         if let Some(mode) = changes.mode {
             let mode = mode & 0o7777;
             self.remote.setattr(&path, SetAttr::Mode(mode))?;
-            if let Some(state) = &state {
+            if let Some(st) = open.as_mut() {
                 // A temporary file renamed over the target at close carries
                 // its own mode: give it the new one too.
-                let mut state = lock(state);
-                state.perm = mode;
-                if let Some(temp) = state.content.temp() {
+                st.perm = mode;
+                if let Some(temp) = st.content.temp() {
                     self.remote.setattr(temp, SetAttr::Mode(mode))?;
                 }
             }
@@ -375,16 +379,13 @@ impl Fs {
         if changes.uid.is_some() || changes.gid.is_some() {
             let (uid, gid) = self.unmap_ids(changes.uid, changes.gid);
             self.remote.setattr(&path, SetAttr::Owner(uid, gid))?;
-            if let Some(state) = &state {
-                let state = lock(state);
-                if let Some(temp) = state.content.temp() {
-                    self.remote.setattr(temp, SetAttr::Owner(uid, gid))?;
-                }
+            if let Some(temp) = open.as_ref().and_then(|st| st.content.temp()) {
+                self.remote.setattr(temp, SetAttr::Owner(uid, gid))?;
             }
         }
         if let Some(size) = changes.size {
-            match &state {
-                Some(state) => lock(state).set_size(&*self.remote, &path, size)?,
+            match open.as_mut() {
+                Some(st) => st.set_size(&*self.remote, &path, size)?,
                 None => self.remote.setattr(&path, SetAttr::Size(size))?,
             }
             self.blocks.forget_file(ino);
@@ -392,17 +393,17 @@ impl Fs {
         if changes.atime.is_some() || changes.mtime.is_some() {
             let atime = resolve(changes.atime, current.atime);
             let mtime = resolve(changes.mtime, current.mtime);
-            let target = match &state {
-                Some(state) => {
-                    let mut state = lock(state);
-                    state.send_pending(&*self.remote, &path)?;
-                    state.data_path(&path).to_path_buf()
+            let target = match open.as_mut() {
+                Some(st) => {
+                    st.send_pending(&*self.remote, &path)?;
+                    st.data_path(&path).to_path_buf()
                 }
                 None => path.clone(),
             };
             self.remote
                 .setattr(&target, SetAttr::Times { atime, mtime })?;
         }
+        drop(open);
         self.meta.forget(&path);
         let attr = self.stat_fresh(&path)?;
         Ok(self.present(Some(ino), attr))
