@@ -16,7 +16,7 @@ packages=(
     # test servers and clients
     openssh-server openssh-client vsftpd openssl python3
     # tools the tests and benchmarks drive through a mount, and comparisons
-    rsync git tar sshfs rclone
+    rsync git tar sshfs rclone vim diffutils findutils
     # process / mount / user helpers: ps, fuser, mountpoint, useradd, chpasswd
     procps psmisc util-linux passwd coreutils
 )
