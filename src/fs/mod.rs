@@ -138,6 +138,8 @@ struct Handle {
     next_read: u64,
     /// Read-ahead depth, grown while reading stays sequential.
     streak: usize,
+    /// First block not yet handed to read-ahead, so no block is queued twice.
+    ahead_from: u64,
 }
 
 pub struct Fs {
@@ -831,6 +833,7 @@ impl Fs {
             append: flags.append,
             next_read: 0,
             streak: 0,
+            ahead_from: 0,
         };
         lock(&self.handles).insert(fh, handle);
         fh
@@ -1001,39 +1004,40 @@ impl Fs {
         offset: u64,
         len: usize,
     ) {
-        let depth = {
+        let bs = self.cfg.block_size;
+        let blocks_wanted = {
             let mut handles = lock(&self.handles);
             let Some(h) = handles.get_mut(&fh) else {
                 return;
             };
             let sequential = offset == h.next_read;
             h.next_read = offset + len as u64;
-            h.streak = if sequential {
-                (h.streak * 2).clamp(1, self.cfg.read_ahead_blocks)
-            } else {
-                0
-            };
-            h.streak
+            if !sequential || len == 0 {
+                h.streak = 0;
+                h.ahead_from = 0;
+                return;
+            }
+            h.streak = (h.streak * 2).clamp(1, self.cfg.read_ahead_blocks);
+            let last = (offset + len as u64 - 1) / bs;
+            let end = (last + 1 + h.streak as u64).min(version.0.div_ceil(bs));
+            let from = h.ahead_from.max(last + 1);
+            h.ahead_from = h.ahead_from.max(end);
+            from..end
         };
-        if depth == 0 || len == 0 {
+        if blocks_wanted.is_empty() {
             return;
         }
-        let bs = self.cfg.block_size;
-        let last = (offset + len as u64 - 1) / bs;
         let workers = self
             .prefetch
             .get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
-        for index in last + 1..=last + depth as u64 {
-            let start = index * bs;
-            if start >= version.0 {
-                break;
-            }
+        for index in blocks_wanted {
             let key = Self::block_key(ino, version, index);
             if self.blocks.contains(&key) {
                 continue;
             }
             let (blocks, remote, path) =
                 (self.blocks.clone(), self.remote.clone(), path.to_path_buf());
+            let start = index * bs;
             let queued = workers.try_spawn(Box::new(move || {
                 let fetched = blocks.get_or_fetch(&key, || remote.read(&path, start, bs as usize));
                 if let Err(e) = fetched {
@@ -1041,6 +1045,10 @@ impl Fs {
                 }
             }));
             if !queued {
+                // The queue is full: leave the rest to a later read.
+                if let Some(h) = lock(&self.handles).get_mut(&fh) {
+                    h.ahead_from = h.ahead_from.min(index);
+                }
                 break;
             }
         }
@@ -1063,7 +1071,8 @@ impl Fs {
         written?;
         let size = st.size;
         drop(st);
-        self.blocks.forget_file(ino);
+        // No need to drop cached blocks here: reads of a written file
+        // bypass them until the commit, which drops them.
         self.meta.update(&path, |a| {
             a.size = size;
             a.mtime = SystemTime::now();
