@@ -8,7 +8,7 @@
 //! not own caches or the inode table (the caller updates those).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -677,14 +677,27 @@ pub fn remove(remote: &dyn Remote, path: &Path) -> bool {
 
 /// Copies the first `len` bytes of one remote file into another.
 fn copy_remote(remote: &dyn Remote, from: &Path, to: &Path, len: u64) -> Result<()> {
+    read_remote(remote, from, len, WRITE_CHUNK, |offset, data| {
+        Ok(remote.write(to, offset, data)?)
+    })
+}
+
+/// Reads the first `len` bytes of a remote file in `chunk`-sized calls,
+/// handing each piece and its offset to `sink`.
+fn read_remote(
+    remote: &dyn Remote,
+    path: &Path,
+    len: u64,
+    chunk: usize,
+    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
+) -> Result<()> {
     let mut offset = 0;
     while offset < len {
-        let want = WRITE_CHUNK.min((len - offset) as usize);
-        let data = remote.read(from, offset, want)?;
+        let data = remote.read(path, offset, chunk.min((len - offset) as usize))?;
         if data.is_empty() {
             break;
         }
-        remote.write(to, offset, &data)?;
+        sink(offset, &data)?;
         offset += data.len() as u64;
     }
     Ok(())
@@ -698,24 +711,16 @@ pub fn staging_file(dir: &Path) -> Result<File> {
 
 /// Copies `len` bytes of the remote file into a staging file, for random
 /// writes into an existing file over protocols without random writes.
-pub fn download_into(
+fn download_into(
     remote: &dyn Remote,
     path: &Path,
     len: u64,
     file: &mut File,
     chunk: usize,
 ) -> Result<()> {
-    let mut offset = 0;
-    while offset < len {
-        let data = remote.read(path, offset, chunk.min((len - offset) as usize))?;
-        if data.is_empty() {
-            break;
-        }
-        file.write_all_at(&data, offset).map_err(Error::Io)?;
-        offset += data.len() as u64;
-    }
-    file.flush().map_err(Error::Io)?;
-    Ok(())
+    read_remote(remote, path, len, chunk, |offset, data| {
+        file.write_all_at(data, offset).map_err(Error::Io)
+    })
 }
 
 #[cfg(test)]

@@ -222,6 +222,17 @@ impl SftpConnection {
         self.writer = None;
     }
 
+    /// The result of a call on `path`, with a bare "failure" explained.
+    fn explained<T>(
+        &self,
+        result: std::result::Result<T, ssh2::Error>,
+        what: &str,
+        path: &Path,
+        expect: Expect,
+    ) -> Result<T> {
+        result.map_err(|e| self.explain_failure(map_err(e, what), path, expect))
+    }
+
     /// SFTP v3 often answers only "failure"; look at the path to say why.
     fn explain_failure(&self, err: Error, path: &Path, expect: Expect) -> Error {
         if !matches!(err, Error::Failure(_)) {
@@ -467,34 +478,25 @@ impl Connection for SftpConnection {
                 st.mtime = Some(to_secs(mtime));
             }
         }
-        let result = self
-            .sftp()?
-            .setstat(path, st)
-            .map_err(|e| map_err(e, "setstat"));
-        result.map_err(|e| self.explain_failure(e, path, Expect::Exists))
+        let result = self.sftp()?.setstat(path, st);
+        self.explained(result, "setstat", path, Expect::Exists)
     }
 
     fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()> {
         let result = self.sftp()?.mkdir(path, (mode & 0o7777) as i32);
-        result
-            .map_err(|e| map_err(e, "mkdir"))
-            .map_err(|e| self.explain_failure(e, path, Expect::Absent))
+        self.explained(result, "mkdir", path, Expect::Absent)
     }
 
     fn rmdir(&mut self, path: &Path) -> Result<()> {
         self.drop_handles();
         let result = self.sftp()?.rmdir(path);
-        result
-            .map_err(|e| map_err(e, "rmdir"))
-            .map_err(|e| self.explain_failure(e, path, Expect::EmptyDir))
+        self.explained(result, "rmdir", path, Expect::EmptyDir)
     }
 
     fn unlink(&mut self, path: &Path) -> Result<()> {
         self.drop_handles();
         let result = self.sftp()?.unlink(path);
-        result
-            .map_err(|e| map_err(e, "unlink"))
-            .map_err(|e| self.explain_failure(e, path, Expect::NotDir))
+        self.explained(result, "unlink", path, Expect::NotDir)
     }
 
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
@@ -516,9 +518,7 @@ impl Connection for SftpConnection {
         // draft; ssh2's `symlink(path, target)` makes a link at `target`
         // pointing at `path` on OpenSSH.
         let result = self.sftp()?.symlink(target, link);
-        result
-            .map_err(|e| map_err(e, "symlink"))
-            .map_err(|e| self.explain_failure(e, link, Expect::Absent))
+        self.explained(result, "symlink", link, Expect::Absent)
     }
 
     fn readlink(&mut self, path: &Path) -> Result<PathBuf> {
