@@ -785,6 +785,7 @@ impl Rewriter {
             .args([
                 "--exact",
                 "rewrite_helper",
+                "--ignored",
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -851,6 +852,7 @@ impl Drop for Rewriter {
 /// is set. Appends one `write fsync close` errno line per round to
 /// `$RMOUNT_REWRITE_OUT/rounds` and the bytes written to `.../progress`.
 #[test]
+#[ignore = "helper process entry point: run by the rewrite tests, not on its own"]
 fn rewrite_helper() {
     let Some(path) = std::env::var_os("RMOUNT_REWRITE_PATH").map(PathBuf::from) else {
         return;
@@ -952,7 +954,13 @@ fn soak_16_processes(p: Proto) {
         fs::create_dir(&dir).expect("mkdir worker dir through the mount");
         let log = File::create(out.path().join(format!("w{w}.log"))).expect("worker log");
         let child = Command::new(&exe)
-            .args(["--exact", "soak_worker", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "soak_worker",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env("RMOUNT_SOAK_DIR", &dir)
             .env("RMOUNT_SOAK_STATE", out.path().join(format!("w{w}.state")))
             .env("RMOUNT_SOAK_SEED", (w as u64 + 1).to_string())
@@ -1053,6 +1061,7 @@ fn soak_16_processes(p: Proto) {
 /// it wrote, and records the final name → sha256 map in `RMOUNT_SOAK_STATE`.
 /// Any failed call ends it with a non-zero status.
 #[test]
+#[ignore = "helper process entry point: run by the soak test, not on its own"]
 fn soak_worker() {
     let Some(dir) = std::env::var_os("RMOUNT_SOAK_DIR").map(PathBuf::from) else {
         return;
