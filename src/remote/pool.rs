@@ -16,8 +16,10 @@ use std::time::{Duration, Instant};
 use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
 
 /// One connection to the server, used by one thread at a time. The methods
-/// mirror `Remote`; `generation` is the pool's count of changes made through
-/// the mount, so a connection can tell when cached handles may be stale.
+/// mirror `Remote`. The `generation` given to `read` counts every change
+/// made through the mount, the one given to `write` only changes to which
+/// file a path names (create, rename, unlink…), so a connection can tell
+/// when a cached read or write handle may be stale.
 pub trait Connection: Send + 'static {
     fn stat(&mut self, path: &Path) -> Result<Attr>;
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
@@ -80,6 +82,8 @@ pub struct Pool<C: Connector> {
     bulk_freed: Condvar,
     bulk_max: usize,
     generation: AtomicU64,
+    /// Changes to which file a path names (see `Connection`).
+    names: AtomicU64,
     /// Bumped when an operation timed out: the link is suspect, so every
     /// connection made before is dropped instead of reused (each would
     /// likely cost another full timeout).
@@ -126,6 +130,7 @@ impl<C: Connector> Pool<C> {
             bulk_freed: Condvar::new(),
             bulk_max: opts.max_conns.saturating_sub(1).max(1),
             generation: AtomicU64::new(0),
+            names: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
             keepalive_failures: AtomicU32::new(0),
@@ -360,9 +365,15 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Records a change made through the mount (see `Connection`).
-    fn changed(&self) -> u64 {
-        self.generation.fetch_add(1, Ordering::SeqCst) + 1
+    /// Records a change of content made through the mount.
+    fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Records a change of what a path names (it also changes content).
+    fn renamed(&self) {
+        self.names.fetch_add(1, Ordering::SeqCst);
+        self.changed();
     }
 
     fn generation(&self) -> u64 {
@@ -431,17 +442,16 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-        let generation = self.changed();
-        self.run(Lane::Bulk, false, |c| {
-            c.write(path, offset, data, generation)
-        })
+        self.changed();
+        let names = self.names.load(Ordering::SeqCst);
+        self.run(Lane::Bulk, false, |c| c.write(path, offset, data, names))
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
-        self.changed();
+        self.renamed();
         self.run(Lane::Bulk, false, |c| c.upload(path, src, append))
     }
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
-        self.changed();
+        self.renamed();
         self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive))
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
@@ -452,15 +462,15 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Meta, false, |c| c.mkdir(path, mode))
     }
     fn rmdir(&self, path: &Path) -> Result<()> {
-        self.changed();
+        self.renamed();
         self.run(Lane::Meta, false, |c| c.rmdir(path))
     }
     fn unlink(&self, path: &Path) -> Result<()> {
-        self.changed();
+        self.renamed();
         self.run(Lane::Meta, false, |c| c.unlink(path))
     }
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.changed();
+        self.renamed();
         self.run(Lane::Meta, false, |c| c.rename(from, to))
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {

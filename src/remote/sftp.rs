@@ -179,10 +179,8 @@ struct CachedHandle {
 }
 
 impl CachedHandle {
-    fn fresh_for(&self, path: &Path, generation: u64, own_writes: bool) -> bool {
-        self.path == path
-            && (own_writes || self.generation == generation)
-            && self.opened.elapsed() < HANDLE_MAX_AGE
+    fn fresh_for(&self, path: &Path, generation: u64) -> bool {
+        self.path == path && self.generation == generation && self.opened.elapsed() < HANDLE_MAX_AGE
     }
 }
 
@@ -253,7 +251,7 @@ impl SftpConnection {
     }
 
     fn open_read(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
-        let reuse = matches!(&self.reader, Some(h) if h.fresh_for(path, generation, false));
+        let reuse = matches!(&self.reader, Some(h) if h.fresh_for(path, generation));
         if !reuse {
             self.reader = None;
             let file = self.sftp()?.open(path).map_err(|e| map_err(e, "open"))?;
@@ -268,11 +266,11 @@ impl SftpConnection {
         self.reader.as_mut().ok_or(Error::Invalid)
     }
 
+    /// `generation` counts changes of what paths name: a handle stays valid
+    /// across any number of writes while no file was created, renamed or
+    /// removed through the mount.
     fn open_write(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
-        // Writes bump the generation themselves; a handle stays valid across
-        // the writes of one file as long as nothing else changed in between.
-        let reuse =
-            matches!(&self.writer, Some(h) if h.path == path && h.generation + 1 == generation);
+        let reuse = matches!(&self.writer, Some(h) if h.fresh_for(path, generation));
         if !reuse {
             self.writer = None;
             let file = self
@@ -287,9 +285,7 @@ impl SftpConnection {
                 opened: Instant::now(),
             });
         }
-        let handle = self.writer.as_mut().ok_or(Error::Invalid)?;
-        handle.generation = generation;
-        Ok(handle)
+        self.writer.as_mut().ok_or(Error::Invalid)
     }
 }
 
