@@ -28,9 +28,9 @@
         (p)[3] = (uint8_t)((v) >> 24); \
     } while(0)
 
-void poly1305_auth(unsigned char out[POLY1305_TAGLEN],
-                   const unsigned char *m, size_t inlen,
-                   const unsigned char key[POLY1305_KEYLEN])
+static void poly1305_auth_portable(unsigned char out[POLY1305_TAGLEN],
+                                   const unsigned char *m, size_t inlen,
+                                   const unsigned char key[POLY1305_KEYLEN])
 {
     uint32_t t0;
     uint32_t t1;
@@ -204,4 +204,23 @@ poly1305_donna_finish:
     U32TO8_LE(&out[ 4], f1); f2 += (f1 >> 32);
     U32TO8_LE(&out[ 8], f2); f3 += (f2 >> 32);
     U32TO8_LE(&out[12], f3);
+}
+
+/* rmount: as in chacha.c, OpenSSL's Poly1305 (3.0 and later) replaces the
+ * portable 32-bit code when it is available; the portable code remains the
+ * fallback. */
+void poly1305_auth(unsigned char out[POLY1305_TAGLEN],
+                   const unsigned char *m, size_t inlen,
+                   const unsigned char key[POLY1305_KEYLEN])
+{
+#if defined(LIBSSH2_OPENSSL) && !defined(LIBSSH2_WOLFSSL) && \
+    OPENSSL_VERSION_NUMBER >= 0x30000000L
+    size_t outlen = 0;
+
+    if(EVP_Q_mac(NULL, "POLY1305", NULL, NULL, NULL, key, POLY1305_KEYLEN,
+                 m, inlen, out, POLY1305_TAGLEN, &outlen) &&
+       outlen == POLY1305_TAGLEN)
+        return;
+#endif
+    poly1305_auth_portable(out, m, inlen, key);
 }
