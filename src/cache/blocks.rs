@@ -40,6 +40,29 @@ struct Stored {
     bytes: u64,
 }
 
+/// A block someone has promised to fetch (see `BlockCache::reserve`).
+/// Dropping it unfilled, as a failed fetch does, wakes the waiting readers,
+/// which then fetch the block themselves.
+pub struct Reservation {
+    cache: Arc<BlockCache>,
+    key: BlockKey,
+    flight: Arc<InFlight>,
+}
+
+impl Reservation {
+    pub fn fill(self, block: Block) {
+        self.cache.insert(self.key.clone(), block);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        lock(&self.cache.in_flight).remove(&self.key);
+        *lock(&self.flight.done) = true;
+        self.flight.cond.notify_all();
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
@@ -60,10 +83,6 @@ impl BlockCache {
         lock(&self.stored).lru.get(key).cloned()
     }
 
-    pub fn contains(&self, key: &BlockKey) -> bool {
-        lock(&self.stored).lru.contains(key) || lock(&self.in_flight).contains_key(key)
-    }
-
     pub fn insert(&self, key: BlockKey, block: Block) {
         let len = block.len() as u64;
         if len > self.budget {
@@ -82,10 +101,30 @@ impl BlockCache {
         }
     }
 
-    /// The block for `key`, from the cache, from a fetch already under way,
-    /// or by calling `fetch`. Errors are not cached.
+    /// Promises that the caller will fetch `key`: until the reservation is
+    /// filled or dropped, readers of the block wait for it instead of
+    /// fetching it themselves. None if the block is cached or promised.
+    pub fn reserve(self: &Arc<Self>, key: &BlockKey) -> Option<Reservation> {
+        if lock(&self.stored).lru.contains(key) {
+            return None;
+        }
+        let mut table = lock(&self.in_flight);
+        if table.contains_key(key) {
+            return None;
+        }
+        let flight = Arc::new(InFlight::default());
+        table.insert(key.clone(), flight.clone());
+        Some(Reservation {
+            cache: self.clone(),
+            key: key.clone(),
+            flight,
+        })
+    }
+
+    /// The block for `key`, from the cache, from a fetch already under way
+    /// or promised, or by calling `fetch`. Errors are not cached.
     pub fn get_or_fetch<E>(
-        &self,
+        self: &Arc<Self>,
         key: &BlockKey,
         fetch: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Block, E> {
@@ -93,32 +132,19 @@ impl BlockCache {
             if let Some(block) = self.get(key) {
                 return Ok(block);
             }
-            let (flight, leader) = {
-                let mut table = lock(&self.in_flight);
-                match table.get(key) {
-                    Some(f) => (f.clone(), false),
-                    None => {
-                        let f = Arc::new(InFlight::default());
-                        table.insert(key.clone(), f.clone());
-                        (f, true)
-                    }
-                }
-            };
-            if leader {
-                let result = fetch().map(Arc::new);
-                if let Ok(block) = &result {
-                    self.insert(key.clone(), block.clone());
-                }
-                lock(&self.in_flight).remove(key);
-                *lock(&flight.done) = true;
-                flight.cond.notify_all();
-                return result;
+            if let Some(reservation) = self.reserve(key) {
+                let block = Arc::new(fetch()?);
+                reservation.fill(block.clone());
+                return Ok(block);
             }
             // Someone else is fetching: wait, then look again (if their fetch
-            // failed, this loop makes us the next leader).
-            let mut done = lock(&flight.done);
-            while !*done {
-                done = flight.cond.wait(done).unwrap_or_else(|p| p.into_inner());
+            // failed, this loop makes us the next to try).
+            let flight = lock(&self.in_flight).get(key).cloned();
+            if let Some(flight) = flight {
+                let mut done = lock(&flight.done);
+                while !*done {
+                    done = flight.cond.wait(done).unwrap_or_else(|p| p.into_inner());
+                }
             }
         }
     }
@@ -211,8 +237,41 @@ mod tests {
     }
 
     #[test]
+    fn readers_wait_for_a_reserved_block_instead_of_fetching_it() {
+        let cache = Arc::new(BlockCache::new(100));
+        let reservation = cache.reserve(&key(1, 0));
+        assert!(reservation.is_some());
+        assert!(cache.reserve(&key(1, 0)).is_none(), "promised once");
+        let reader = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![0])))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        if let Some(r) = reservation {
+            r.fill(Arc::new(vec![9, 9]));
+        }
+        let got = reader.join().ok().and_then(|r| r.ok()).map(|b| b.to_vec());
+        assert_eq!(got, Some(vec![9, 9]), "the reader got the promised block");
+        assert!(cache.reserve(&key(1, 0)).is_none(), "cached now");
+    }
+
+    #[test]
+    fn a_dropped_reservation_lets_the_reader_fetch() {
+        let cache = Arc::new(BlockCache::new(100));
+        let reservation = cache.reserve(&key(1, 0));
+        let reader = {
+            let cache = cache.clone();
+            std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![5])))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        drop(reservation);
+        let got = reader.join().ok().and_then(|r| r.ok()).map(|b| b.to_vec());
+        assert_eq!(got, Some(vec![5]));
+    }
+
+    #[test]
     fn failed_fetch_is_not_cached() {
-        let cache = BlockCache::new(100);
+        let cache = Arc::new(BlockCache::new(100));
         assert!(cache.get_or_fetch(&key(1, 0), || Err("down")).is_err());
         let block = cache.get_or_fetch::<&str>(&key(1, 0), || Ok(vec![1, 2]));
         assert_eq!(block.map(|b| b.len()), Ok(2));

@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod inodes;
+mod read_ahead;
 mod streaming;
 mod write_behind;
 
@@ -19,12 +20,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
-use crate::cache::blocks::{BlockCache, BlockKey};
+use crate::cache::blocks::{BlockCache, BlockKey, Reservation};
 use crate::cache::meta::{Lookup, MetaCache};
 use crate::remote::{self, Attr, Kind, Remote, SetAttr, StatFs};
 use crate::workers::Workers;
 use files::{Content, FileState};
 use inodes::Inodes;
+use read_ahead::ReadAhead;
 use write_behind::WriteBehind;
 
 /// Errors of the filesystem layer; `fuse.rs` maps them to errno.
@@ -134,12 +136,8 @@ struct Handle {
     file: Arc<Mutex<FileState>>,
     write: bool,
     append: bool,
-    /// End of the last read, to detect sequential reading.
-    next_read: u64,
-    /// Read-ahead depth, grown while reading stays sequential.
-    streak: usize,
-    /// First block not yet handed to read-ahead, so no block is queued twice.
-    ahead_from: u64,
+    /// Shared with this handle's read-ahead chain while one runs.
+    ahead: Arc<Mutex<ReadAhead<Reservation>>>,
 }
 
 pub struct Fs {
@@ -831,9 +829,7 @@ impl Fs {
             file,
             write: flags.write,
             append: flags.append,
-            next_read: 0,
-            streak: 0,
-            ahead_from: 0,
+            ahead: Arc::default(),
         };
         lock(&self.handles).insert(fh, handle);
         fh
@@ -993,8 +989,9 @@ impl Fs {
         Ok(out)
     }
 
-    /// Starts fetching the blocks after a sequential read, on several
-    /// connections at once, so the reader finds them in the cache.
+    /// After a sequential read, promises the blocks wanted ahead of it and
+    /// makes sure this handle's read-ahead chain runs: one task that fetches
+    /// them in order (see read_ahead.rs), so the reader finds them cached.
     fn read_ahead(
         &self,
         fh: u64,
@@ -1005,52 +1002,47 @@ impl Fs {
         len: usize,
     ) {
         let bs = self.cfg.block_size;
-        let blocks_wanted = {
-            let mut handles = lock(&self.handles);
-            let Some(h) = handles.get_mut(&fh) else {
-                return;
-            };
-            let sequential = offset == h.next_read;
-            h.next_read = offset + len as u64;
-            if !sequential || len == 0 {
-                h.streak = 0;
-                h.ahead_from = 0;
+        let Some(ahead) = lock(&self.handles).get(&fh).map(|h| h.ahead.clone()) else {
+            return;
+        };
+        {
+            let mut ra = lock(&ahead);
+            let wanted = ra.after_read(
+                offset,
+                len,
+                bs,
+                version.0.div_ceil(bs),
+                self.cfg.read_ahead_blocks as u64,
+            );
+            for index in wanted {
+                if let Some(promise) = self.blocks.reserve(&Self::block_key(ino, version, index)) {
+                    ra.queue(index, promise);
+                }
+            }
+            if !ra.start() {
                 return;
             }
-            h.streak = (h.streak * 2).clamp(1, self.cfg.read_ahead_blocks);
-            let last = (offset + len as u64 - 1) / bs;
-            let end = (last + 1 + h.streak as u64).min(version.0.div_ceil(bs));
-            let from = h.ahead_from.max(last + 1);
-            h.ahead_from = h.ahead_from.max(end);
-            from..end
-        };
-        if blocks_wanted.is_empty() {
-            return;
         }
         let workers = self
             .prefetch
             .get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
-        for index in blocks_wanted {
-            let key = Self::block_key(ino, version, index);
-            if self.blocks.contains(&key) {
-                continue;
-            }
-            let (blocks, remote, path) =
-                (self.blocks.clone(), self.remote.clone(), path.to_path_buf());
-            let start = index * bs;
-            let queued = workers.try_spawn(Box::new(move || {
-                let fetched = blocks.get_or_fetch(&key, || remote.read(&path, start, bs as usize));
-                if let Err(e) = fetched {
+        let (remote, path, chain) = (self.remote.clone(), path.to_path_buf(), ahead.clone());
+        let queued = workers.try_spawn(Box::new(move || loop {
+            let Some((index, promise)) = lock(&chain).next_block() else {
+                return;
+            };
+            match remote.read(&path, index * bs, bs as usize) {
+                Ok(data) => promise.fill(Arc::new(data)),
+                Err(e) => {
                     tracing::debug!("read-ahead of {} failed: {e}", path.display());
+                    lock(&chain).stop();
+                    return;
                 }
-            }));
-            if !queued {
-                // The queue is full: leave the rest to a later read.
-                if let Some(h) = lock(&self.handles).get_mut(&fh) {
-                    h.ahead_from = h.ahead_from.min(index);
-                }
-                break;
             }
+        }));
+        if !queued {
+            // Every prefetch worker is busy: a later read tries again.
+            lock(&ahead).stop();
         }
     }
 
