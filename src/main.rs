@@ -132,7 +132,9 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     let login_ids = remote::pool::Connection::stat(&mut first, &home)
         .ok()
         .map(|a| (a.uid, a.gid));
-    into_pool(cfg, connector, first, root, login_ids)
+    // SSH handshakes cost noticeable CPU (key exchange): have them done
+    // before the mount is ready rather than during its first transfer.
+    into_pool(cfg, connector, first, root, login_ids, true)
 }
 
 fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
@@ -173,18 +175,21 @@ fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
             }
         }
     };
-    // FTP tells no numeric owners; files show as the local user's.
-    into_pool(cfg, connector, first, root, None)
+    // FTP tells no numeric owners; files show as the local user's. Its
+    // data connections open on demand: logins are cheap, and FTP servers
+    // often cap connections per address.
+    into_pool(cfg, connector, first, root, None, false)
 }
 
 /// Checks that the remote root is a directory and puts the first
-/// connection into a pool.
+/// connection into a pool; with `open_all`, opens the others too.
 fn into_pool<C: Connector>(
     cfg: &MountConfig,
     connector: C,
     mut first: C::Conn,
     root: PathBuf,
     login_ids: Option<(u32, u32)>,
+    open_all: bool,
 ) -> anyhow::Result<Connected> {
     use remote::pool::Connection;
     let attr = first
@@ -194,6 +199,9 @@ fn into_pool<C: Connector>(
         bail!("remote path {} is not a directory", root.display());
     }
     let pool = Arc::new(Pool::new(connector, first, pool_options(cfg)));
+    if open_all {
+        pool.open_all();
+    }
     let keepalive_pool = pool.clone();
     Ok(Connected {
         remote: pool,

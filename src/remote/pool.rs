@@ -380,6 +380,43 @@ impl<C: Connector> Pool<C> {
         self.generation.load(Ordering::SeqCst)
     }
 
+    /// Opens the missing data connections now, in parallel, so that the
+    /// first large transfer does not pay for their handshakes while it
+    /// runs. A connection that cannot be opened is left to be opened on
+    /// demand, as usual.
+    pub fn open_all(&self) {
+        let missing = {
+            let mut bulk = lock(&self.bulk);
+            let missing = self.bulk_max.saturating_sub(bulk.open);
+            bulk.open += missing;
+            missing
+        };
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let opened: Vec<Result<C::Conn>> = std::thread::scope(|s| {
+            let started: Vec<_> = (0..missing)
+                .map(|_| s.spawn(|| self.connector.connect()))
+                .collect();
+            started
+                .into_iter()
+                .map(|t| {
+                    t.join()
+                        .unwrap_or_else(|_| Err(Error::Transport("connect panicked".into())))
+                })
+                .collect()
+        });
+        let mut bulk = lock(&self.bulk);
+        for result in opened {
+            match result {
+                Ok(conn) => bulk.idle.push(Pooled { conn, epoch }),
+                Err(e) => {
+                    tracing::debug!("cannot open a data connection yet: {e}");
+                    bulk.open -= 1;
+                }
+            }
+        }
+        self.bulk_freed.notify_all();
+    }
+
     /// Probes every idle connection (SSH keepalive, FTP NOOP) and drops the
     /// dead ones. After `alive_count_max` rounds in a row with failures the
     /// server counts as down, so calls fail fast until a reconnect works.
