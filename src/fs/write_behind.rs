@@ -1,7 +1,6 @@
 //! Write-behind for one open file: coalesced chunks are sent to the server
 //! by background threads, each on its own connection, while the writer goes
-//! on filling the next chunk. SSH encryption costs CPU per byte, so several
-//! senders use several cores.
+//! on filling the next chunk.
 //!
 //! Chunks that overlap are never in flight together (the later one waits),
 //! so the server ends with the bytes in write order. It only sends and
@@ -15,6 +14,12 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crossbeam_channel::{bounded, Sender};
 
 use crate::remote::{self, Remote};
+
+/// Two senders keep one connection sending while the other waits for the
+/// server's last acknowledgements of its chunk. A third made sequential
+/// writes slower: its server process contends with the others for the
+/// file's lock, and the server's CPU is what limits a loopback or LAN link.
+const MAX_SENDERS: usize = 2;
 
 struct Chunk {
     path: PathBuf,
@@ -48,12 +53,12 @@ fn lock(m: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
 }
 
 impl WriteBehind {
-    /// `senders` threads (at most one chunk in flight each, and as many
-    /// waiting: memory stays bounded).
+    /// `senders` threads, at most `MAX_SENDERS` (at most one chunk in
+    /// flight each, and as many waiting: memory stays bounded).
     pub fn new(remote: Arc<dyn Remote>, senders: usize) -> WriteBehind {
         WriteBehind {
             remote,
-            senders: senders.max(1),
+            senders: senders.clamp(1, MAX_SENDERS),
             queue: None,
             shared: Arc::default(),
         }
