@@ -421,7 +421,15 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.meta(move |fs| match fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel caches the entries it reads (CACHE_DIR), so that a
+            // listing that did not change costs no request at all.
+            Ok(o) => {
+                let mut flags = FopenFlags::FOPEN_CACHE_DIR;
+                if o.keep_cache {
+                    flags |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                reply.opened(FileHandle(o.fh), flags)
+            }
             Err(e) => reply.error(fail("opendir", &e)),
         });
     }

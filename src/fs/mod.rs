@@ -14,6 +14,7 @@ mod write_behind;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
+use std::hash::{Hash, Hasher};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -149,9 +150,12 @@ pub struct Fs {
     /// Open-file state per inode, while any handle is open.
     open: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
     handles: Mutex<HashMap<u64, Handle>>,
-    dirs: Mutex<HashMap<u64, Vec<DirItem>>>,
+    /// Open directories: their inode and listing snapshot.
+    dirs: Mutex<HashMap<u64, (u64, Vec<DirItem>)>>,
     /// The content version each inode had when last opened (keep_cache).
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
+    /// What each directory listed when last opened (its keep_cache).
+    listed: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
     prefetch: OnceLock<Workers>,
 }
@@ -181,6 +185,7 @@ impl Fs {
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
+            listed: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
             remote,
@@ -304,6 +309,7 @@ impl Fs {
         let gone = lock(&self.inodes).forget(ino, n);
         if gone {
             lock(&self.seen).remove(&ino);
+            lock(&self.listed).remove(&ino);
             self.blocks.forget_file(ino);
         }
     }
@@ -596,16 +602,29 @@ impl Fs {
 
     // ----- directories -----
 
-    pub fn opendir(&self, ino: u64) -> Result<u64> {
+    /// Opens a directory on a snapshot of its listing. The kernel may keep
+    /// the entries it cached when the directory was last closed if they
+    /// are exactly these: the same names, kinds and inode numbers.
+    pub fn opendir(&self, ino: u64) -> Result<Opened> {
         let path = self.path_of(ino)?;
         let items = self.list(&path)?;
-        Ok(self.add_dir_handle(items))
+        let digest = self.listing_digest(&items);
+        let keep_cache = lock(&self.listed).insert(ino, digest) == Some(digest);
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.dirs).insert(fh, (ino, items));
+        Ok(Opened { fh, keep_cache })
     }
 
-    fn add_dir_handle(&self, items: Vec<DirItem>) -> u64 {
-        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(fh, items);
-        fh
+    /// Identifies what the kernel caches of a listing. Entries get their
+    /// inode numbers as they are read, so this is taken again when the
+    /// directory is closed.
+    fn listing_digest(&self, items: &[DirItem]) -> u64 {
+        let inodes = lock(&self.inodes);
+        let mut h = std::hash::DefaultHasher::new();
+        for item in items {
+            (&item.name, item.attr.kind, inodes.ino(&item.path)).hash(&mut h);
+        }
+        h.finish()
     }
 
     /// A listing from the caches: a fresh listing whose every entry still
@@ -706,7 +725,7 @@ impl Fs {
     /// calls, so each returns a page, not the whole remainder.
     pub fn readdir(&self, fh: u64, offset: u64, max: usize) -> Result<Vec<DirItem>> {
         let dirs = lock(&self.dirs);
-        let items = dirs.get(&fh).ok_or(Error::BadHandle)?;
+        let (_, items) = dirs.get(&fh).ok_or(Error::BadHandle)?;
         Ok(items
             .iter()
             .skip(offset as usize)
@@ -716,7 +735,13 @@ impl Fs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        lock(&self.dirs).remove(&fh);
+        let Some((ino, items)) = lock(&self.dirs).remove(&fh) else {
+            return;
+        };
+        let digest = self.listing_digest(&items);
+        if let Some(listed) = lock(&self.listed).get_mut(&ino) {
+            *listed = digest;
+        }
     }
 
     /// The inode number a directory entry has, if the kernel knows it.

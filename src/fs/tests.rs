@@ -125,7 +125,7 @@ fn unlinked_open_file_stays_readable_then_vanishes() {
     ));
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
     assert!(
-        fs.readdir(dir, 0, 100).expect("readdir").is_empty(),
+        fs.readdir(dir.fh, 0, 100).expect("readdir").is_empty(),
         "hidden name must not be listed"
     );
     assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
@@ -134,11 +134,39 @@ fn unlinked_open_file_stays_readable_then_vanishes() {
 }
 
 #[test]
+fn kernel_keeps_a_directory_listing_only_while_it_is_unchanged() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/a", b"1");
+    let reopen = |fs: &Fs| {
+        let dir = fs.opendir(inodes::ROOT).expect("opendir");
+        // What readdirplus does: each entry gets its inode number.
+        for item in fs.readdir(dir.fh, 0, 100).expect("readdir") {
+            fs.remember(&item);
+        }
+        fs.releasedir(dir.fh);
+        dir.keep_cache
+    };
+    assert!(!reopen(&fs), "first opening: nothing cached yet");
+    assert!(reopen(&fs), "same entries: the kernel's copy is right");
+    let (_, created) = fs
+        .create(inodes::ROOT, OsStr::new("b"), 0o644, rw())
+        .expect("create");
+    fs.release(created.fh).expect("release");
+    assert!(!reopen(&fs), "a new entry: the kernel must read again");
+    assert!(reopen(&fs));
+    let b = fs.lookup(inodes::ROOT, OsStr::new("b")).expect("lookup");
+    // The kernel forgets an entry's inode: its cached copy names a number
+    // that a new lookup would not give back.
+    fs.forget(b.ino, 1000);
+    assert!(!reopen(&fs), "an entry without its inode: read again");
+}
+
+#[test]
 fn caches_answer_repeated_lookups_and_follow_changes() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"1");
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
-    assert_eq!(fs.readdir(dir, 0, 100).expect("readdir").len(), 1);
+    assert_eq!(fs.readdir(dir.fh, 0, 100).expect("readdir").len(), 1);
     let before = mem.stats.load(Ordering::SeqCst);
     fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
     assert!(matches!(

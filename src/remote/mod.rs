@@ -21,7 +21,7 @@ use std::path::Path;
 use std::time::SystemTime;
 
 /// What kind of object a path names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
     File,
     Dir,
