@@ -3,6 +3,8 @@
 //! Each request is handed, with its `Reply`, to a worker thread so the
 //! dispatcher never waits on the network (DESIGN invariant 1); metadata and
 //! data requests have separate workers so a slow read never delays a `stat`.
+//! What the caches alone can answer without waiting (readdir pages, a cached
+//! directory's opendir and getattr) is answered on the dispatcher itself.
 //! This is the one place where errors become errno. It owns kernel options
 //! (READDIRPLUS, max_write, TTLs) and must not contain filesystem logic.
 
@@ -19,7 +21,7 @@ use fuser::{
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{self, Fs, SetAttrs, TimeSet};
+use crate::fs::{self, Fs, Opened, SetAttrs, TimeSet};
 use crate::remote::{self, Attr, Kind};
 use crate::workers::{Job, Workers};
 
@@ -204,6 +206,10 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        // A directory's cached attributes are answered right here.
+        if let Some(attr) = self.fs.getattr_cached_dir(ino.0) {
+            return reply.attr(&self.fs.ttl(), &file_attr(ino.0, &attr));
+        }
         self.meta(move |fs| match fs.getattr(ino.0) {
             Ok(attr) => reply.attr(&fs.ttl(), &file_attr(ino.0, &attr)),
             Err(e) => reply.error(fail("getattr", &e)),
@@ -420,16 +426,21 @@ impl fuser::Filesystem for FuseAdapter {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.meta(move |fs| match fs.opendir(ino.0) {
-            // The kernel caches the entries it reads (CACHE_DIR), so that a
-            // listing that did not change costs no request at all.
-            Ok(o) => {
-                let mut flags = FopenFlags::FOPEN_CACHE_DIR;
-                if o.keep_cache {
-                    flags |= FopenFlags::FOPEN_KEEP_CACHE;
-                }
-                reply.opened(FileHandle(o.fh), flags)
+        // The kernel caches the entries it reads (CACHE_DIR), so that a
+        // listing that did not change costs no readdir at all.
+        let reply_opened = |reply: ReplyOpen, o: Opened| {
+            let mut flags = FopenFlags::FOPEN_CACHE_DIR;
+            if o.keep_cache {
+                flags |= FopenFlags::FOPEN_KEEP_CACHE;
             }
+            reply.opened(FileHandle(o.fh), flags)
+        };
+        // A cached listing is answered right here, without a worker hop.
+        if let Some(o) = self.fs.opendir_cached(ino.0) {
+            return reply_opened(reply, o);
+        }
+        self.meta(move |fs| match fs.opendir(ino.0) {
+            Ok(o) => reply_opened(reply, o),
             Err(e) => reply.error(fail("opendir", &e)),
         });
     }

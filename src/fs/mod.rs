@@ -608,11 +608,37 @@ impl Fs {
     pub fn opendir(&self, ino: u64) -> Result<Opened> {
         let path = self.path_of(ino)?;
         let items = self.list(&path)?;
+        Ok(self.open_dir_on(ino, items))
+    }
+
+    /// `opendir` from the caches alone, for the FUSE dispatcher: None when
+    /// that would need the server or a lock that network I/O may hold (an
+    /// open file's state); the caller then goes through a worker.
+    pub fn opendir_cached(&self, ino: u64) -> Option<Opened> {
+        let path = lock(&self.inodes).path(ino)?.to_path_buf();
+        let items = self.cached_items(&path)?;
+        let items = self.present_items_nowait(items)?;
+        Some(self.open_dir_on(ino, items))
+    }
+
+    /// A directory's attributes from the cache alone, for the dispatcher
+    /// (directories have no open-file state to consult).
+    pub fn getattr_cached_dir(&self, ino: u64) -> Option<Attr> {
+        let path = lock(&self.inodes).path(ino)?.to_path_buf();
+        match self.meta.get(&path) {
+            Some(Lookup::Found(attr)) if attr.kind == Kind::Dir => {
+                Some(self.present_with(attr, None))
+            }
+            _ => None,
+        }
+    }
+
+    fn open_dir_on(&self, ino: u64, items: Vec<DirItem>) -> Opened {
         let digest = self.listing_digest(&items);
         let keep_cache = lock(&self.listed).insert(ino, digest) == Some(digest);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, (ino, items));
-        Ok(Opened { fh, keep_cache })
+        Opened { fh, keep_cache }
     }
 
     /// Identifies what the kernel caches of a listing. Entries get their
@@ -628,8 +654,8 @@ impl Fs {
     }
 
     /// A listing from the caches: a fresh listing whose every entry still
-    /// has fresh attributes.
-    fn cached_list(&self, dir: &Path) -> Option<Vec<DirItem>> {
+    /// has fresh attributes (as the server gave them).
+    fn cached_items(&self, dir: &Path) -> Option<Vec<DirItem>> {
         let names = self.meta.listing(dir)?;
         let items: Option<Vec<DirItem>> = names
             .into_iter()
@@ -641,12 +667,12 @@ impl Fs {
                 }
             })
             .collect();
-        items.map(|items| self.present_items(items))
+        items
     }
 
     fn list(&self, dir: &Path) -> Result<Vec<DirItem>> {
-        if let Some(items) = self.cached_list(dir) {
-            return Ok(items);
+        if let Some(items) = self.cached_items(dir) {
+            return Ok(self.present_items(items));
         }
         let entries = self.remote.list(dir)?;
         let entries: Vec<(OsString, Attr)> = entries
@@ -718,6 +744,34 @@ impl Fs {
                 item
             })
             .collect()
+    }
+
+    /// `present_items` without waiting: None if the open files' table is
+    /// busy or a listed file is open (its state may be locked for a while).
+    fn present_items_nowait(&self, items: Vec<DirItem>) -> Option<Vec<DirItem>> {
+        {
+            let open = self.open.try_lock().ok()?;
+            if !open.is_empty() {
+                let inodes = lock(&self.inodes);
+                let listed_open = items.iter().any(|i| {
+                    inodes
+                        .ino(&i.path)
+                        .is_some_and(|ino| open.contains_key(&ino))
+                });
+                if listed_open {
+                    return None;
+                }
+            }
+        }
+        Some(
+            items
+                .into_iter()
+                .map(|mut item| {
+                    item.attr = self.present_with(item.attr, None);
+                    item
+                })
+                .collect(),
+        )
     }
 
     /// Up to `max` entries of an open directory from `offset` on (offsets

@@ -162,6 +162,35 @@ fn kernel_keeps_a_directory_listing_only_while_it_is_unchanged() {
 }
 
 #[test]
+fn dispatcher_answers_only_from_caches_and_never_for_open_files() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/a", b"1");
+    assert!(fs.opendir_cached(inodes::ROOT).is_none(), "not listed yet");
+    fs.mkdir(inodes::ROOT, OsStr::new("d"), 0o755)
+        .expect("mkdir");
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    fs.releasedir(dir.fh);
+    let before = mem.stats.load(Ordering::SeqCst);
+    let cached = fs.opendir_cached(inodes::ROOT).expect("from the caches");
+    assert_eq!(fs.readdir(cached.fh, 0, 100).expect("readdir").len(), 2);
+    fs.releasedir(cached.fh);
+    let d = fs.lookup(inodes::ROOT, OsStr::new("d")).expect("lookup");
+    assert!(fs.getattr_cached_dir(d.ino).is_some());
+    let a = fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
+    assert!(
+        fs.getattr_cached_dir(a.ino).is_none(),
+        "files go to a worker"
+    );
+    assert_eq!(mem.stats.load(Ordering::SeqCst), before, "no remote call");
+    // An open file's state may be locked across network I/O: a listing
+    // that shows it goes to a worker.
+    let opened = fs.open(a.ino, OpenFlags::default()).expect("open");
+    assert!(fs.opendir_cached(inodes::ROOT).is_none());
+    fs.release(opened.fh).expect("release");
+    assert!(fs.opendir_cached(inodes::ROOT).is_some());
+}
+
+#[test]
 fn caches_answer_repeated_lookups_and_follow_changes() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"1");
