@@ -694,6 +694,29 @@ fn max_conns_is_honoured() {
     );
 }
 
+// SFTP opens all max_conns connections before the mount is ready (the first
+// transfer then pays no SSH handshake); FTP opens only its first one.
+#[test]
+fn sftp_connects_fully_while_mounting_ftp_on_demand() {
+    let sftp = Server::sftp();
+    let m = Mount::new(&sftp, &["-o", "max_conns=3"]);
+    assert_eq!(
+        established_connections_to(sftp.port),
+        3,
+        "SFTP connections right after the mount returned"
+    );
+    drop(m);
+
+    let ftp = Server::ftp();
+    let m = Mount::new(&ftp, &["-o", "max_conns=3"]);
+    assert_eq!(
+        established_connections_to(ftp.port),
+        1,
+        "FTP control connections right after the mount returned"
+    );
+    drop(m);
+}
+
 // -o ro shows `ro` in mountinfo and refuses writes; -d logs DEBUG lines to stderr without the password.
 #[test]
 fn read_only_and_debug() {
