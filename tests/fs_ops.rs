@@ -24,6 +24,7 @@ use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt, Per
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use fixture::*;
@@ -68,6 +69,7 @@ per_protocol! {
     dir_mtime_follows_changes_through_mount,
     fsync_reaches_server,
     parallel_writers_and_readers,
+    sequential_readers_progress_together,
     stat_answers_during_big_read,
     read_only_mount,
 }
@@ -1378,6 +1380,50 @@ fn parallel_writers_and_readers(p: Proto) {
     for (i, want) in hashes.iter().enumerate() {
         assert_eq!(&sha256_file(&fx.s(&format!("p{i}"))), want, "server p{i}");
     }
+}
+
+// Three sequential readers of three files progress together even when only
+// one read-ahead worker exists (max_conns=2): no reader waits for another's
+// read-ahead to finish.
+fn sequential_readers_progress_together(p: Proto) {
+    const SIZE: u64 = 32;
+    let fx = Fixture::new(p, "seqtogether", &["-o", "max_conns=2"]);
+    for i in 0..3u8 {
+        let mut f = File::create(fx.put(&format!("r{i}"), b"")).unwrap();
+        for b in 0..SIZE {
+            f.write_all(&vec![i.wrapping_mul(64).wrapping_add(b as u8); MIB])
+                .unwrap();
+        }
+    }
+    let progress: Vec<AtomicU64> = (0..3).map(|_| AtomicU64::new(0)).collect();
+    // How far the others had come when the first reader finished.
+    let others_at_first_end = Mutex::new(None::<Vec<u64>>);
+    std::thread::scope(|scope| {
+        for i in 0..3u8 {
+            let (m, progress, at_end) = (fx.m(&format!("r{i}")), &progress, &others_at_first_end);
+            scope.spawn(move || {
+                let mut f = File::open(&m).unwrap();
+                let mut buf = vec![0u8; MIB];
+                for b in 0..SIZE {
+                    f.read_exact(&mut buf).unwrap();
+                    let want = i.wrapping_mul(64).wrapping_add(b as u8);
+                    assert!(buf.iter().all(|&x| x == want), "r{i} block {b}");
+                    progress[i as usize].store(b + 1, Ordering::SeqCst);
+                }
+                let snapshot: Vec<u64> =
+                    progress.iter().map(|p| p.load(Ordering::SeqCst)).collect();
+                at_end.lock().unwrap().get_or_insert(snapshot);
+            });
+        }
+    });
+    let at_end = others_at_first_end
+        .into_inner()
+        .unwrap()
+        .expect("a reader finished");
+    assert!(
+        at_end.iter().all(|&blocks| blocks >= SIZE / 4),
+        "when the first reader finished, the others had read {at_end:?} of {SIZE} MiB"
+    );
 }
 
 // While a 200 MiB read is going on, stats of another file still answer quickly.

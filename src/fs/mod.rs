@@ -1094,9 +1094,17 @@ impl Fs {
                 self.cfg.read_ahead_blocks as u64,
             );
             for index in wanted {
-                if let Some(promise) = self.blocks.reserve(&Self::block_key(ino, version, index)) {
-                    ra.queue(index, promise);
-                }
+                // A running chain promises the block now; a starting one
+                // when it begins (see read_ahead.rs).
+                let promise = if ra.running() {
+                    match self.blocks.reserve(&Self::block_key(ino, version, index)) {
+                        Some(promise) => Some(promise),
+                        None => continue, // cached, or being fetched
+                    }
+                } else {
+                    None
+                };
+                ra.queue(index, promise);
             }
             if !ra.start() {
                 return;
@@ -1105,23 +1113,27 @@ impl Fs {
         let workers = self
             .prefetch
             .get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
-        let (remote, path, chain) = (self.remote.clone(), path.to_path_buf(), ahead.clone());
-        let queued = workers.try_spawn(Box::new(move || loop {
-            let Some((index, promise)) = lock(&chain).next_block() else {
-                return;
-            };
-            match remote.read(&path, index * bs, bs as usize) {
-                Ok(data) => promise.fill(Arc::new(data)),
-                Err(e) => {
-                    tracing::debug!("read-ahead of {} failed: {e}", path.display());
-                    lock(&chain).stop();
+        let (blocks, remote) = (self.blocks.clone(), self.remote.clone());
+        let (path, chain) = (path.to_path_buf(), ahead.clone());
+        let queued = workers.try_spawn(Box::new(move || {
+            lock(&chain).begin(|index| blocks.reserve(&Self::block_key(ino, version, index)));
+            loop {
+                let Some((index, promise)) = lock(&chain).next_block() else {
                     return;
+                };
+                match remote.read(&path, index * bs, bs as usize) {
+                    Ok(data) => promise.fill(Arc::new(data)),
+                    Err(e) => {
+                        tracing::debug!("read-ahead of {} failed: {e}", path.display());
+                        lock(&chain).fail();
+                        return;
+                    }
                 }
             }
         }));
         if !queued {
             // Every prefetch worker is busy: a later read tries again.
-            lock(&ahead).stop();
+            lock(&ahead).not_started();
         }
     }
 

@@ -7,13 +7,25 @@
 //! connection's pipelined reads continue from block to block instead of
 //! being dropped by a seek (several connections each serving every n-th
 //! block were measurably slower). Several files still read in parallel, on
-//! several connections. Each queued block carries a `T`, the caller's
-//! promise to fetch it (a block-cache reservation), so that the kernel's
-//! parallel reads wait for the chain instead of fetching the same stream
-//! out of order. It does no I/O itself; `Fs` runs the chain.
+//! several connections.
+//!
+//! A running chain holds a `T` for each queued block, the caller's promise
+//! to fetch it (a block-cache reservation), so that the kernel's parallel
+//! reads wait for the chain instead of fetching the same stream out of
+//! order. A chain that waits for a worker holds no promise: nobody waits
+//! for a chain that has not started. It does no I/O itself; `Fs` runs the
+//! chain.
 
 use std::collections::VecDeque;
 use std::ops::Range;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chain {
+    Idle,
+    /// Handed to a worker, not running yet.
+    Starting,
+    Running,
+}
 
 #[derive(Debug)]
 pub struct ReadAhead<T> {
@@ -23,10 +35,10 @@ pub struct ReadAhead<T> {
     streak: u64,
     /// Block after the last one queued.
     to: u64,
-    /// Blocks the chain has still to fetch, in order.
-    queue: VecDeque<(u64, T)>,
-    /// A chain is running for this handle.
-    running: bool,
+    /// Blocks the chain has still to fetch, in order, with their promises
+    /// once the chain runs.
+    queue: VecDeque<(u64, Option<T>)>,
+    chain: Chain,
 }
 
 impl<T> Default for ReadAhead<T> {
@@ -36,7 +48,7 @@ impl<T> Default for ReadAhead<T> {
             streak: 0,
             to: 0,
             queue: VecDeque::new(),
-            running: false,
+            chain: Chain::Idle,
         }
     }
 }
@@ -68,34 +80,66 @@ impl<T> ReadAhead<T> {
         from..self.to.max(from)
     }
 
-    pub fn queue(&mut self, index: u64, promise: T) {
+    /// True while a chain runs: blocks queued now need their promise.
+    pub fn running(&self) -> bool {
+        self.chain == Chain::Running
+    }
+
+    pub fn queue(&mut self, index: u64, promise: Option<T>) {
         self.queue.push_back((index, promise));
     }
 
-    /// True when a chain has to be started for the queued blocks (and
-    /// counts it as running from now on).
+    /// True when a chain has to be handed to a worker for the queued
+    /// blocks (it counts as starting from now on).
     pub fn start(&mut self) -> bool {
-        if self.running || self.queue.is_empty() {
+        if self.chain != Chain::Idle || self.queue.is_empty() {
             return false;
         }
-        self.running = true;
+        self.chain = Chain::Starting;
         true
+    }
+
+    /// The chain could not be handed to a worker.
+    pub fn not_started(&mut self) {
+        self.stop();
+        self.chain = Chain::Idle;
+    }
+
+    /// Called by the chain when it starts running: takes a promise for
+    /// every queued block (`promise` gives None for a block already cached
+    /// or being fetched, which is then dropped from the queue).
+    pub fn begin(&mut self, mut promise: impl FnMut(u64) -> Option<T>) {
+        self.chain = Chain::Running;
+        let queued = std::mem::take(&mut self.queue);
+        self.queue = queued
+            .into_iter()
+            .filter_map(|(index, p)| p.or_else(|| promise(index)).map(|p| (index, Some(p))))
+            .collect();
     }
 
     /// The next block for the running chain; None ends the chain.
     pub fn next_block(&mut self) -> Option<(u64, T)> {
-        let next = self.queue.pop_front();
-        self.running = next.is_some();
-        next
+        while let Some((index, promise)) = self.queue.pop_front() {
+            if let Some(promise) = promise {
+                return Some((index, promise));
+            }
+        }
+        self.chain = Chain::Idle;
+        None
     }
 
-    /// Drops what is queued (a fetch failed, a chain could not start, or
-    /// reading stopped being sequential): the next sequential read queues
-    /// afresh from where it is.
-    pub fn stop(&mut self) {
+    /// The chain ends early, after a failed fetch.
+    pub fn fail(&mut self) {
+        self.stop();
+        self.chain = Chain::Idle;
+    }
+
+    /// Drops what is queued (and so its promises): the next sequential
+    /// read queues afresh from where it is. A chain that is running or
+    /// starting ends when it finds the queue empty.
+    fn stop(&mut self) {
         self.queue.clear();
         self.to = 0;
-        self.running = false;
     }
 }
 
@@ -105,14 +149,16 @@ mod tests {
 
     const MIB: u64 = 1 << 20;
 
-    fn queue_all(ra: &mut ReadAhead<()>, wanted: Range<u64>) {
+    /// Queues as `Fs` does: with a promise only while the chain runs.
+    fn queue_all(ra: &mut ReadAhead<u64>, wanted: Range<u64>) {
         for index in wanted {
-            ra.queue(index, ());
+            let promise = ra.running().then_some(index);
+            ra.queue(index, promise);
         }
     }
 
-    fn drain(ra: &mut ReadAhead<()>) -> Vec<u64> {
-        std::iter::from_fn(|| ra.next_block().map(|(i, ())| i)).collect()
+    fn drain(ra: &mut ReadAhead<u64>) -> Vec<u64> {
+        std::iter::from_fn(|| ra.next_block().map(|(i, _)| i)).collect()
     }
 
     #[test]
@@ -122,6 +168,8 @@ mod tests {
         assert_eq!(wanted, 1..2, "a window of one block at first");
         queue_all(&mut ra, wanted);
         assert!(ra.start());
+        assert!(!ra.start(), "one chain at a time");
+        ra.begin(Some);
         assert_eq!(ra.next_block().map(|b| b.0), Some(1));
         let wanted = ra.after_read(MIB, MIB as usize, MIB, 100, 8);
         assert_eq!(wanted, 2..4);
@@ -135,7 +183,21 @@ mod tests {
             vec![2, 3, 4, 5, 6],
             "each block once, in order"
         );
-        assert!(!ra.running);
+        assert!(!ra.running());
+    }
+
+    #[test]
+    fn promises_are_taken_only_once_the_chain_runs() {
+        let mut ra: ReadAhead<u64> = ReadAhead::default();
+        queue_all(&mut ra, 1..4);
+        assert!(ra.start());
+        assert!(
+            ra.queue.iter().all(|(_, p)| p.is_none()),
+            "a chain waiting for a worker holds no promise"
+        );
+        // Block 2 got cached meanwhile: no promise for it, so it is skipped.
+        ra.begin(|i| (i != 2).then_some(i));
+        assert_eq!(drain(&mut ra), vec![1, 3]);
     }
 
     #[test]
@@ -157,6 +219,7 @@ mod tests {
         let wanted = ra.after_read(0, 4096, MIB, 100, 8);
         queue_all(&mut ra, wanted);
         assert!(ra.start());
+        ra.begin(Some);
         assert_eq!(ra.after_read(50 * MIB, 4096, MIB, 100, 8), 0..0);
         assert_eq!(ra.next_block().map(|b| b.0), None, "the chain ends");
         // Sequential again: a new window from the new position.
@@ -164,15 +227,19 @@ mod tests {
     }
 
     #[test]
-    fn after_a_stop_the_next_read_queues_from_where_it_is() {
+    fn after_a_failure_the_next_read_starts_a_new_chain_from_where_it_is() {
         let mut ra = ReadAhead::default();
         for i in 0..4 {
             let wanted = ra.after_read(i * MIB, MIB as usize, MIB, 100, 8);
             queue_all(&mut ra, wanted);
         }
-        ra.stop();
+        assert!(ra.start());
+        ra.begin(Some);
+        ra.fail();
         assert_eq!(ra.next_block().map(|b| b.0), None);
         let wanted = ra.after_read(4 * MIB, MIB as usize, MIB, 100, 8);
         assert_eq!(wanted.start, 5);
+        queue_all(&mut ra, wanted);
+        assert!(ra.start(), "a new chain");
     }
 }
