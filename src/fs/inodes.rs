@@ -26,6 +26,9 @@ pub struct Inodes {
     nodes: HashMap<u64, Node>,
     by_path: HashMap<PathBuf, u64>,
     next: u64,
+    /// How many inodes were dropped so far: a path looked up again after
+    /// that gets a new number.
+    removals: u64,
 }
 
 impl Inodes {
@@ -34,6 +37,7 @@ impl Inodes {
             nodes: HashMap::new(),
             by_path: HashMap::new(),
             next: ROOT + 1,
+            removals: 0,
         };
         inodes.nodes.insert(
             ROOT,
@@ -88,11 +92,16 @@ impl Inodes {
             return false;
         }
         if let Some(node) = self.nodes.remove(&ino) {
+            self.removals += 1;
             if self.by_path.get(&node.path) == Some(&ino) {
                 self.by_path.remove(&node.path);
             }
         }
         true
+    }
+
+    pub fn removals(&self) -> u64 {
+        self.removals
     }
 
     /// `from` now lives at `to`: moves it and everything below it. An inode

@@ -150,8 +150,8 @@ pub struct Fs {
     /// Open-file state per inode, while any handle is open.
     open: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
     handles: Mutex<HashMap<u64, Handle>>,
-    /// Open directories: their inode and listing snapshot.
-    dirs: Mutex<HashMap<u64, (u64, Vec<DirItem>)>>,
+    /// Open directories' listing snapshots.
+    dirs: Mutex<HashMap<u64, Vec<DirItem>>>,
     /// The content version each inode had when last opened (keep_cache).
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// What each directory listed when last opened (its keep_cache).
@@ -603,8 +603,8 @@ impl Fs {
     // ----- directories -----
 
     /// Opens a directory on a snapshot of its listing. The kernel may keep
-    /// the entries it cached when the directory was last closed if they
-    /// are exactly these: the same names, kinds and inode numbers.
+    /// the entries it cached from the last opening if they are exactly
+    /// these: the same names, kinds and inode numbers.
     pub fn opendir(&self, ino: u64) -> Result<Opened> {
         let path = self.path_of(ino)?;
         let items = self.list(&path)?;
@@ -637,18 +637,19 @@ impl Fs {
         let digest = self.listing_digest(&items);
         let keep_cache = lock(&self.listed).insert(ino, digest) == Some(digest);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        lock(&self.dirs).insert(fh, (ino, items));
+        lock(&self.dirs).insert(fh, items);
         Opened { fh, keep_cache }
     }
 
-    /// Identifies what the kernel caches of a listing. Entries get their
-    /// inode numbers as they are read, so this is taken again when the
-    /// directory is closed.
+    /// Identifies what the kernel caches of a listing: its names and kinds,
+    /// and the inode numbers it was given, which stay the same as long as
+    /// no inode was dropped (a cheap test: an `ls -lR` opens every
+    /// directory, and this runs on the dispatcher).
     fn listing_digest(&self, items: &[DirItem]) -> u64 {
-        let inodes = lock(&self.inodes);
         let mut h = std::hash::DefaultHasher::new();
+        lock(&self.inodes).removals().hash(&mut h);
         for item in items {
-            (&item.name, item.attr.kind, inodes.ino(&item.path)).hash(&mut h);
+            (&item.name, item.attr.kind).hash(&mut h);
         }
         h.finish()
     }
@@ -779,7 +780,7 @@ impl Fs {
     /// calls, so each returns a page, not the whole remainder.
     pub fn readdir(&self, fh: u64, offset: u64, max: usize) -> Result<Vec<DirItem>> {
         let dirs = lock(&self.dirs);
-        let (_, items) = dirs.get(&fh).ok_or(Error::BadHandle)?;
+        let items = dirs.get(&fh).ok_or(Error::BadHandle)?;
         Ok(items
             .iter()
             .skip(offset as usize)
@@ -789,13 +790,7 @@ impl Fs {
     }
 
     pub fn releasedir(&self, fh: u64) {
-        let Some((ino, items)) = lock(&self.dirs).remove(&fh) else {
-            return;
-        };
-        let digest = self.listing_digest(&items);
-        if let Some(listed) = lock(&self.listed).get_mut(&ino) {
-            *listed = digest;
-        }
+        lock(&self.dirs).remove(&fh);
     }
 
     /// The inode number a directory entry has, if the kernel knows it.
