@@ -7,6 +7,7 @@
 use std::ffi::{OsStr, OsString};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -35,6 +36,9 @@ pub struct MetaCache {
     attrs: Mutex<LruCache<PathBuf, Timed<Lookup>>>,
     /// Names in a directory, in server order. Their attributes live in `attrs`.
     dirs: Mutex<LruCache<PathBuf, Timed<Vec<OsString>>>>,
+    /// Counts stores, updates and removals, so that what was built from the
+    /// cache can tell it is still what the cache says.
+    changes: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -51,7 +55,18 @@ impl MetaCache {
             ttl,
             attrs: Mutex::new(LruCache::new(cap(MAX_ATTRS))),
             dirs: Mutex::new(LruCache::new(cap(MAX_DIRS))),
+            changes: AtomicU64::new(0),
         }
+    }
+
+    /// Changes so far: equal counts mean nothing was stored, updated or
+    /// removed in between (entries may only have grown older).
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::SeqCst)
+    }
+
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::SeqCst);
     }
 
     pub fn ttl(&self) -> Duration {
@@ -91,6 +106,7 @@ impl MetaCache {
             at: Instant::now(),
         };
         lock(&self.attrs).put(path.to_path_buf(), timed);
+        self.changed();
     }
 
     /// Updates a cached attribute in place (keeping its age), if present.
@@ -102,10 +118,20 @@ impl MetaCache {
         {
             f(attr);
         }
+        self.changed();
     }
 
     pub fn forget(&self, path: &Path) {
         lock(&self.attrs).pop(path);
+        self.changed();
+    }
+
+    /// When the cached listing of `dir` was taken, if it is fresh.
+    pub fn listing_at(&self, dir: &Path) -> Option<Instant> {
+        lock(&self.dirs)
+            .peek(dir)
+            .filter(|t| self.fresh(t))
+            .map(|t| t.at)
     }
 
     /// Names in `dir`, if a fresh listing is cached.
@@ -145,6 +171,7 @@ impl MetaCache {
                 at: now,
             },
         );
+        self.changed();
     }
 
     /// Records that `name` now exists in `dir` (keeps a cached listing right).
@@ -154,6 +181,7 @@ impl MetaCache {
                 t.value.push(name.to_os_string());
             }
         }
+        self.changed();
     }
 
     /// Records that `name` is gone from `dir`.
@@ -161,6 +189,7 @@ impl MetaCache {
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
             t.value.retain(|n| n != name);
         }
+        self.changed();
     }
 
     /// Forgets `path` and everything below it (after a rename or rmdir).
@@ -184,6 +213,7 @@ impl MetaCache {
         for p in doomed {
             dirs.pop(&p);
         }
+        self.changed();
     }
 }
 

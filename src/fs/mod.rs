@@ -15,11 +15,14 @@ mod write_behind;
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
 use std::hash::{Hash, Hasher};
+use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
+
+use lru::LruCache;
 
 use crate::cache::blocks::{BlockCache, BlockKey, Reservation};
 use crate::cache::meta::{Lookup, MetaCache};
@@ -141,6 +144,31 @@ struct Handle {
     ahead: Arc<Mutex<ReadAhead<Reservation>>>,
 }
 
+/// A directory listing built from the caches, valid while the caches show
+/// no change and the listing is the same one.
+struct Snapshot {
+    changes: u64,
+    listed_at: Instant,
+    items: Arc<[DirItem]>,
+    names: u64,
+}
+
+/// Directories whose last cached listing is kept ready.
+const SNAPSHOTS: NonZeroUsize = match NonZeroUsize::new(256) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
+
+/// Digest of a listing's names and kinds, what the kernel caches of it
+/// besides inode numbers.
+fn names_digest(items: &[DirItem]) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    for item in items {
+        (&item.name, item.attr.kind).hash(&mut h);
+    }
+    h.finish()
+}
+
 pub struct Fs {
     remote: Arc<dyn Remote>,
     cfg: FsConfig,
@@ -151,7 +179,9 @@ pub struct Fs {
     open: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Open directories' listing snapshots.
-    dirs: Mutex<HashMap<u64, Vec<DirItem>>>,
+    dirs: Mutex<HashMap<u64, Arc<[DirItem]>>>,
+    /// The last listing built from the caches, per directory inode.
+    snapshots: Mutex<LruCache<u64, Snapshot>>,
     /// The content version each inode had when last opened (keep_cache).
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// What each directory listed when last opened (its keep_cache).
@@ -186,6 +216,7 @@ impl Fs {
             dirs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            snapshots: Mutex::new(LruCache::new(SNAPSHOTS)),
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
             remote,
@@ -310,6 +341,7 @@ impl Fs {
         if gone {
             lock(&self.seen).remove(&ino);
             lock(&self.listed).remove(&ino);
+            lock(&self.snapshots).pop(&ino);
             self.blocks.forget_file(ino);
         }
     }
@@ -602,13 +634,12 @@ impl Fs {
 
     // ----- directories -----
 
-    /// Opens a directory on a snapshot of its listing. The kernel may keep
-    /// the entries it cached from the last opening if they are exactly
-    /// these: the same names, kinds and inode numbers.
+    /// Opens a directory on a snapshot of its listing.
     pub fn opendir(&self, ino: u64) -> Result<Opened> {
         let path = self.path_of(ino)?;
-        let items = self.list(&path)?;
-        Ok(self.open_dir_on(ino, items))
+        let items: Arc<[DirItem]> = self.list(&path)?.into();
+        let names = names_digest(&items);
+        Ok(self.open_dir_on(ino, items, names))
     }
 
     /// `opendir` from the caches alone, for the FUSE dispatcher: None when
@@ -616,9 +647,11 @@ impl Fs {
     /// open file's state); the caller then goes through a worker.
     pub fn opendir_cached(&self, ino: u64) -> Option<Opened> {
         let path = lock(&self.inodes).path(ino)?.to_path_buf();
-        let items = self.cached_items(&path)?;
-        let items = self.present_items_nowait(items)?;
-        Some(self.open_dir_on(ino, items))
+        let (items, names) = self.cached_snapshot(ino, &path)?;
+        if self.lists_open_file(&items)? {
+            return None;
+        }
+        Some(self.open_dir_on(ino, items, names))
     }
 
     /// A directory's attributes from the cache alone, for the dispatcher
@@ -633,25 +666,65 @@ impl Fs {
         }
     }
 
-    fn open_dir_on(&self, ino: u64, items: Vec<DirItem>) -> Opened {
-        let digest = self.listing_digest(&items);
+    /// The listing of `dir` built from the caches (with the digest of its
+    /// names), reusing the last one built while the caches did not change:
+    /// an `ls -lR` opens every directory, and this runs on the dispatcher.
+    fn cached_snapshot(&self, ino: u64, dir: &Path) -> Option<(Arc<[DirItem]>, u64)> {
+        let changes = self.meta.changes();
+        let listed_at = self.meta.listing_at(dir)?;
+        if let Some(s) = lock(&self.snapshots).get(&ino) {
+            if s.changes == changes && s.listed_at == listed_at {
+                return Some((s.items.clone(), s.names));
+            }
+        }
+        let items: Arc<[DirItem]> = self
+            .cached_items(dir)?
+            .into_iter()
+            .map(|mut item| {
+                item.attr = self.present_with(item.attr, None);
+                item
+            })
+            .collect();
+        let names = names_digest(&items);
+        let snapshot = Snapshot {
+            changes,
+            listed_at,
+            items: items.clone(),
+            names,
+        };
+        lock(&self.snapshots).put(ino, snapshot);
+        Some((items, names))
+    }
+
+    /// Whether a listed file is open (its state then has to be consulted,
+    /// and may be locked for a while); None if the open files' table is busy.
+    fn lists_open_file(&self, items: &[DirItem]) -> Option<bool> {
+        let open = self.open.try_lock().ok()?;
+        if open.is_empty() {
+            return Some(false);
+        }
+        let inodes = lock(&self.inodes);
+        Some(items.iter().any(|i| {
+            inodes
+                .ino(&i.path)
+                .is_some_and(|ino| open.contains_key(&ino))
+        }))
+    }
+
+    /// Registers an open directory. The kernel may keep the entries it
+    /// cached from the last opening if they are exactly these: the same
+    /// names and kinds (`names`), and the same inode numbers, which hold as
+    /// long as no inode was dropped.
+    fn open_dir_on(&self, ino: u64, items: Arc<[DirItem]>, names: u64) -> Opened {
+        let digest = {
+            let mut h = std::hash::DefaultHasher::new();
+            (names, lock(&self.inodes).removals()).hash(&mut h);
+            h.finish()
+        };
         let keep_cache = lock(&self.listed).insert(ino, digest) == Some(digest);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, items);
         Opened { fh, keep_cache }
-    }
-
-    /// Identifies what the kernel caches of a listing: its names and kinds,
-    /// and the inode numbers it was given, which stay the same as long as
-    /// no inode was dropped (a cheap test: an `ls -lR` opens every
-    /// directory, and this runs on the dispatcher).
-    fn listing_digest(&self, items: &[DirItem]) -> u64 {
-        let mut h = std::hash::DefaultHasher::new();
-        lock(&self.inodes).removals().hash(&mut h);
-        for item in items {
-            (&item.name, item.attr.kind).hash(&mut h);
-        }
-        h.finish()
     }
 
     /// A listing from the caches: a fresh listing whose every entry still
@@ -745,34 +818,6 @@ impl Fs {
                 item
             })
             .collect()
-    }
-
-    /// `present_items` without waiting: None if the open files' table is
-    /// busy or a listed file is open (its state may be locked for a while).
-    fn present_items_nowait(&self, items: Vec<DirItem>) -> Option<Vec<DirItem>> {
-        {
-            let open = self.open.try_lock().ok()?;
-            if !open.is_empty() {
-                let inodes = lock(&self.inodes);
-                let listed_open = items.iter().any(|i| {
-                    inodes
-                        .ino(&i.path)
-                        .is_some_and(|ino| open.contains_key(&ino))
-                });
-                if listed_open {
-                    return None;
-                }
-            }
-        }
-        Some(
-            items
-                .into_iter()
-                .map(|mut item| {
-                    item.attr = self.present_with(item.attr, None);
-                    item
-                })
-                .collect(),
-        )
     }
 
     /// Up to `max` entries of an open directory from `offset` on (offsets

@@ -188,6 +188,23 @@ fn dispatcher_answers_only_from_caches_and_never_for_open_files() {
     assert!(fs.opendir_cached(inodes::ROOT).is_none());
     fs.release(opened.fh).expect("release");
     assert!(fs.opendir_cached(inodes::ROOT).is_some());
+
+    // What is answered from the caches follows changes made through the
+    // mount at once (the dispatcher reuses its last listing only while
+    // the caches did not change).
+    let perm_of_a = |fs: &Fs| {
+        let dir = fs.opendir_cached(inodes::ROOT).expect("from the caches");
+        let items = fs.readdir(dir.fh, 0, 100).expect("readdir");
+        fs.releasedir(dir.fh);
+        items.iter().find(|i| i.name == "a").map(|i| i.attr.perm)
+    };
+    assert_eq!(perm_of_a(&fs), Some(0o644));
+    let chmod = SetAttrs {
+        mode: Some(0o600),
+        ..Default::default()
+    };
+    fs.setattr(a.ino, chmod).expect("chmod");
+    assert_eq!(perm_of_a(&fs), Some(0o600));
 }
 
 #[test]
