@@ -380,41 +380,54 @@ impl<C: Connector> Pool<C> {
         self.generation.load(Ordering::SeqCst)
     }
 
-    /// Opens the missing data connections now, in parallel, so that the
-    /// first large transfer does not pay for their handshakes while it
-    /// runs. A connection that cannot be opened is left to be opened on
-    /// demand, as usual.
+    /// Opens the missing data connections now, a few at a time in parallel
+    /// (servers drop bursts of unauthenticated connections: OpenSSH's
+    /// MaxStartups begins at 10), so that the first large transfer does not
+    /// pay for their handshakes while it runs. Once one cannot be opened,
+    /// the rest are left to be opened on demand, as usual.
     pub fn open_all(&self) {
-        let missing = {
-            let mut bulk = lock(&self.bulk);
-            let missing = self.bulk_max.saturating_sub(bulk.open);
-            bulk.open += missing;
-            missing
-        };
+        const AT_ONCE: usize = 8;
         let epoch = self.epoch.load(Ordering::SeqCst);
-        let opened: Vec<Result<C::Conn>> = std::thread::scope(|s| {
-            let started: Vec<_> = (0..missing)
-                .map(|_| s.spawn(|| self.connector.connect()))
-                .collect();
-            started
-                .into_iter()
-                .map(|t| {
-                    t.join()
-                        .unwrap_or_else(|_| Err(Error::Transport("connect panicked".into())))
-                })
-                .collect()
-        });
-        let mut bulk = lock(&self.bulk);
-        for result in opened {
-            match result {
-                Ok(conn) => bulk.idle.push(Pooled { conn, epoch }),
-                Err(e) => {
-                    tracing::debug!("cannot open a data connection yet: {e}");
-                    bulk.open -= 1;
+        loop {
+            let batch = {
+                let mut bulk = lock(&self.bulk);
+                let batch = self.bulk_max.saturating_sub(bulk.open).min(AT_ONCE);
+                bulk.open += batch;
+                batch
+            };
+            if batch == 0 {
+                return;
+            }
+            let opened: Vec<Result<C::Conn>> = std::thread::scope(|s| {
+                let started: Vec<_> = (0..batch)
+                    .map(|_| s.spawn(|| self.connector.connect()))
+                    .collect();
+                started
+                    .into_iter()
+                    .map(|t| {
+                        t.join()
+                            .unwrap_or_else(|_| Err(Error::Transport("connect panicked".into())))
+                    })
+                    .collect()
+            });
+            let mut failed = false;
+            let mut bulk = lock(&self.bulk);
+            for result in opened {
+                match result {
+                    Ok(conn) => bulk.idle.push(Pooled { conn, epoch }),
+                    Err(e) => {
+                        tracing::debug!("cannot open a data connection yet: {e}");
+                        bulk.open -= 1;
+                        failed = true;
+                    }
                 }
             }
+            drop(bulk);
+            self.bulk_freed.notify_all();
+            if failed {
+                return;
+            }
         }
-        self.bulk_freed.notify_all();
     }
 
     /// Probes every idle connection (SSH keepalive, FTP NOOP) and drops the
@@ -521,5 +534,144 @@ impl<C: Connector> Remote for Pool<C> {
     }
     fn fsync(&self, path: &Path) -> Result<()> {
         self.run(Lane::Bulk, false, |c| c.fsync(path))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+
+    /// Counts connections; refuses those after `limit`.
+    #[derive(Default)]
+    struct Counting {
+        made: AtomicUsize,
+        now: AtomicUsize,
+        most_at_once: AtomicUsize,
+        limit: usize,
+    }
+
+    struct Fake(Arc<Counting>);
+    struct Nothing;
+
+    impl Connector for Fake {
+        type Conn = Nothing;
+        fn connect(&self) -> Result<Nothing> {
+            let c = &self.0;
+            let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
+            c.most_at_once.fetch_max(now, Ordering::SeqCst);
+            // A handshake takes a while: the threads of one batch overlap.
+            std::thread::sleep(Duration::from_millis(20));
+            c.now.fetch_sub(1, Ordering::SeqCst);
+            if c.made.fetch_add(1, Ordering::SeqCst) < c.limit {
+                Ok(Nothing)
+            } else {
+                Err(Error::Transport("refused".into()))
+            }
+        }
+        fn caps(&self) -> Caps {
+            Caps {
+                random_write: true,
+                symlinks: true,
+                atomic_rename: true,
+            }
+        }
+    }
+
+    fn no<T>() -> Result<T> {
+        Err(Error::Invalid)
+    }
+
+    impl Connection for Nothing {
+        fn stat(&mut self, _: &Path) -> Result<Attr> {
+            no()
+        }
+        fn list(&mut self, _: &Path) -> Result<Vec<DirEntry>> {
+            no()
+        }
+        fn read(&mut self, _: &Path, _: u64, _: usize, _: u64) -> Result<Vec<u8>> {
+            no()
+        }
+        fn write(&mut self, _: &Path, _: u64, _: &[u8], _: u64) -> Result<()> {
+            no()
+        }
+        fn upload(&mut self, _: &Path, _: &mut dyn io::Read, _: bool) -> Result<()> {
+            no()
+        }
+        fn create(&mut self, _: &Path, _: u32, _: bool) -> Result<()> {
+            no()
+        }
+        fn setattr(&mut self, _: &Path, _: SetAttr) -> Result<()> {
+            no()
+        }
+        fn mkdir(&mut self, _: &Path, _: u32) -> Result<()> {
+            no()
+        }
+        fn rmdir(&mut self, _: &Path) -> Result<()> {
+            no()
+        }
+        fn unlink(&mut self, _: &Path) -> Result<()> {
+            no()
+        }
+        fn rename(&mut self, _: &Path, _: &Path) -> Result<()> {
+            no()
+        }
+        fn symlink(&mut self, _: &Path, _: &Path) -> Result<()> {
+            no()
+        }
+        fn readlink(&mut self, _: &Path) -> Result<PathBuf> {
+            no()
+        }
+        fn statfs(&mut self, _: &Path) -> Result<StatFs> {
+            no()
+        }
+        fn fsync(&mut self, _: &Path) -> Result<()> {
+            no()
+        }
+        fn keepalive(&mut self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn pool(max_conns: usize, limit: usize) -> (Pool<Fake>, Arc<Counting>) {
+        let counting = Arc::new(Counting {
+            limit,
+            ..Default::default()
+        });
+        let opts = PoolOptions {
+            max_conns,
+            timeout: Duration::from_secs(5),
+            alive_count_max: 3,
+        };
+        (Pool::new(Fake(counting.clone()), Nothing, opts), counting)
+    }
+
+    #[test]
+    fn open_all_opens_every_data_connection_a_few_at_a_time() {
+        let (pool, counting) = pool(21, usize::MAX);
+        pool.open_all();
+        assert_eq!(
+            counting.made.load(Ordering::SeqCst),
+            20,
+            "all but the first"
+        );
+        assert_eq!(lock(&pool.bulk).idle.len(), 20);
+        assert_eq!(lock(&pool.bulk).open, 20);
+        let most = counting.most_at_once.load(Ordering::SeqCst);
+        assert!((1..=8).contains(&most), "{most} handshakes at once");
+        pool.open_all();
+        assert_eq!(counting.made.load(Ordering::SeqCst), 20, "nothing missing");
+    }
+
+    #[test]
+    fn open_all_stops_at_the_first_refusal_and_leaves_the_rest_on_demand() {
+        let (pool, counting) = pool(21, 10);
+        pool.open_all();
+        // The first batch of 8 worked; the second met the limit and ended it.
+        assert_eq!(counting.made.load(Ordering::SeqCst), 16);
+        let bulk = lock(&pool.bulk);
+        assert_eq!(bulk.idle.len(), 10);
+        assert_eq!(bulk.open, 10, "refused connections are not counted");
     }
 }
