@@ -1247,6 +1247,8 @@ impl Fs {
         let Some(handle) = lock(&self.handles).remove(&fh) else {
             return Err(Error::BadHandle);
         };
+        // Nobody reads ahead of a closed handle: its chain ends.
+        lock(&handle.ahead).stop();
         let last = {
             let mut st = lock(&handle.file);
             st.handles -= 1;

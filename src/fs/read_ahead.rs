@@ -134,10 +134,10 @@ impl<T> ReadAhead<T> {
         self.chain = Chain::Idle;
     }
 
-    /// Drops what is queued (and so its promises): the next sequential
-    /// read queues afresh from where it is. A chain that is running or
-    /// starting ends when it finds the queue empty.
-    fn stop(&mut self) {
+    /// Drops what is queued (and so its promises), as when the handle is
+    /// closed: the next sequential read queues afresh from where it is. A
+    /// chain that is running or starting ends when it finds the queue empty.
+    pub fn stop(&mut self) {
         self.queue.clear();
         self.to = 0;
     }
