@@ -246,6 +246,8 @@ mod tests {
             let cache = cache.clone();
             std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![0])))
         };
+        // Most likely the reader waits by now; if not, it finds the block
+        // cached: either way it must not fetch it (its fetch gives [0]).
         std::thread::sleep(std::time::Duration::from_millis(50));
         if let Some(r) = reservation {
             r.fill(Arc::new(vec![9, 9]));
@@ -263,6 +265,7 @@ mod tests {
             let cache = cache.clone();
             std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![5])))
         };
+        // Whether the reader waited or not, it ends up fetching the block.
         std::thread::sleep(std::time::Duration::from_millis(50));
         drop(reservation);
         let got = reader.join().ok().and_then(|r| r.ok()).map(|b| b.to_vec());

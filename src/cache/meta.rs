@@ -257,6 +257,38 @@ mod tests {
     }
 
     #[test]
+    fn every_store_update_and_removal_counts_as_a_change() {
+        let cache = MetaCache::new(Duration::from_secs(60));
+        let d = Path::new("/d");
+        let mut last = cache.changes();
+        let mut changed = |what: &str, cache: &MetaCache| {
+            let now = cache.changes();
+            assert!(now > last, "{what} is a change");
+            last = now;
+        };
+        cache.put_listing(d, &[("x".into(), attr(1))]);
+        changed("put_listing", &cache);
+        let at = cache.listing_at(d);
+        assert!(at.is_some());
+        cache.put(Path::new("/d/x"), attr(2));
+        changed("put", &cache);
+        cache.update(Path::new("/d/x"), |a| a.size = 3);
+        changed("update", &cache);
+        cache.dir_added(d, OsStr::new("y"));
+        changed("dir_added", &cache);
+        cache.dir_removed(d, OsStr::new("y"));
+        changed("dir_removed", &cache);
+        cache.forget(Path::new("/d/x"));
+        changed("forget", &cache);
+        cache.forget_tree(d);
+        changed("forget_tree", &cache);
+        assert_eq!(cache.listing_at(d), None);
+        let before = cache.changes();
+        cache.get(Path::new("/d/x"));
+        assert_eq!(cache.changes(), before, "reading is not a change");
+    }
+
+    #[test]
     fn listing_updates_and_tree_forget() {
         let cache = MetaCache::new(Duration::from_secs(60));
         cache.put_listing(Path::new("/d"), &[("x".into(), attr(1))]);
