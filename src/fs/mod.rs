@@ -1205,8 +1205,18 @@ impl Fs {
 
     /// close(): commits what was written, so a successful close means the
     /// bytes are on the server.
+    /// close(): a writer's close puts the file on the server and reports
+    /// what failed. A reader's close does nothing: it must neither commit
+    /// another handle's rewrite half-way nor take that writer's error.
     pub fn flush(&self, fh: u64) -> Result<()> {
-        let (ino, state) = self.handle(fh)?;
+        let (ino, state, write) = {
+            let handles = lock(&self.handles);
+            let h = handles.get(&fh).ok_or(Error::BadHandle)?;
+            (h.ino, h.file.clone(), h.write)
+        };
+        if !write {
+            return Ok(());
+        }
         self.commit(ino, &state)
     }
 
@@ -1255,9 +1265,10 @@ impl Fs {
             st.handles == 0
         };
         // close() already committed through flush. Only the last release
-        // commits what is left: an earlier one arriving late must not
-        // commit another handle's rewrite half-way.
-        let result = if handle.write && last {
+        // commits what is left (writes that came after that close, as from
+        // a shared mapping), whatever its own mode: an earlier one arriving
+        // late must not commit another handle's rewrite half-way.
+        let result = if last {
             self.commit(handle.ino, &handle.file)
         } else {
             Ok(())

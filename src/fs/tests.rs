@@ -83,6 +83,56 @@ fn failed_rewrite_keeps_old_version_and_no_temp() {
 }
 
 #[test]
+fn a_readers_close_neither_commits_nor_takes_the_writers_error() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"old content");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let flags = OpenFlags {
+        write: true,
+        truncate: true,
+        ..Default::default()
+    };
+    let writer = fs.open(entry.ino, flags).expect("open to write");
+    let reader = fs
+        .open(entry.ino, OpenFlags::default())
+        .expect("open to read");
+    fs.write(writer.fh, 0, b"new").expect("buffered write");
+    mem.fail_writes.store(true, Ordering::SeqCst);
+    fs.flush(reader.fh).expect("the reader's close");
+    fs.release(reader.fh).expect("the reader's release");
+    assert_eq!(
+        mem.content("/f").as_deref(),
+        Some(&b"old content"[..]),
+        "no half-way commit"
+    );
+    assert!(
+        fs.flush(writer.fh).is_err(),
+        "the writer's close reports its own failure"
+    );
+    mem.fail_writes.store(false, Ordering::SeqCst);
+    let _ = fs.release(writer.fh);
+    assert_eq!(mem.content("/f").as_deref(), Some(&b"old content"[..]));
+}
+
+#[test]
+fn writes_after_the_writers_close_are_committed_by_the_last_release() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"abc");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let writer = fs.open(entry.ino, rw()).expect("open to write");
+    let reader = fs
+        .open(entry.ino, OpenFlags::default())
+        .expect("open to read");
+    fs.flush(writer.fh).expect("close");
+    // A write that arrives after close (as from a shared mapping).
+    fs.write(writer.fh, 0, b"X").expect("late write");
+    fs.release(writer.fh)
+        .expect("the writer's release, not the last");
+    fs.release(reader.fh).expect("the last release, read-only");
+    assert_eq!(mem.content("/f").as_deref(), Some(&b"Xbc"[..]));
+}
+
+#[test]
 fn in_place_edit_and_sparse_extension() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/f", b"abcdef");
