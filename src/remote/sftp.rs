@@ -93,14 +93,30 @@ fn map_err(e: ssh2::Error, what: &str) -> Error {
 }
 
 fn map_io(e: io::Error, what: &str) -> Error {
-    // ssh2's Read/Write impls wrap its error in io::Error.
-    match e
-        .get_ref()
-        .and_then(|inner| inner.downcast_ref::<ssh2::Error>())
-    {
-        Some(inner) => map_err(ssh2::Error::from_errno(inner.code()), what),
+    // ssh2's Read/Write impls turn its error into an io::Error that keeps
+    // only the message. A server status (no space, permission denied...)
+    // still has ssh2's fixed message for its code: recover the code from it,
+    // so that it is not taken for a broken connection.
+    let msg = e.to_string();
+    let status = (1..=21).find(|&code| {
+        let known = ssh2::Error::from_errno(ErrorCode::SFTP(code));
+        known.message() != "unknown error" && known.message() == msg
+    });
+    match status {
+        Some(code) => map_sftp_code(code, what),
         None if e.kind() == io::ErrorKind::TimedOut => Error::TimedOut,
         None => Error::Transport(format!("{what}: {e}")),
+    }
+}
+
+/// The error to report when the stat that was to explain `err` failed too:
+/// ENOENT if the path is missing, the stat's own error if it broke the
+/// connection (the pool must see that), else `err` as it was.
+fn failed_look(stat: ssh2::Error, err: Error) -> Error {
+    match map_err(stat, "stat") {
+        Error::NotFound => Error::NotFound,
+        broken if broken.breaks_connection() => broken,
+        _ => err,
     }
 }
 
@@ -245,7 +261,7 @@ impl SftpConnection {
                 _ => err,
             },
             (Expect::NotDir, Ok(st)) if st.is_dir() => Error::IsADirectory,
-            (_, Err(_)) if expect != Expect::Absent => Error::NotFound,
+            (_, Err(e)) if expect != Expect::Absent => failed_look(e, err),
             _ => err,
         }
     }
@@ -567,8 +583,9 @@ impl SftpConnection {
             return err;
         }
         let Ok(sftp) = self.sftp() else { return err };
-        let Ok(src) = sftp.lstat(from) else {
-            return Error::NotFound;
+        let src = match sftp.lstat(from) {
+            Ok(src) => src,
+            Err(e) => return failed_look(e, err),
         };
         match sftp.lstat(to) {
             Ok(dst) if dst.is_dir() && !src.is_dir() => Error::IsADirectory,
@@ -586,5 +603,44 @@ impl SftpConnection {
         self.sftp()?
             .realpath(Path::new("."))
             .map_err(|e| map_err(e, "realpath"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn via_io(code: ErrorCode) -> io::Error {
+        ssh2::Error::from_errno(code).into()
+    }
+
+    #[test]
+    fn server_statuses_survive_ssh2s_io_errors() {
+        let e = via_io(ErrorCode::SFTP(FX_NO_SPACE));
+        assert!(matches!(map_io(e, "write"), Error::NoSpace));
+        let e = via_io(ErrorCode::SFTP(FX_PERMISSION_DENIED));
+        assert!(matches!(map_io(e, "write"), Error::PermissionDenied));
+        let e = via_io(ErrorCode::SFTP(FX_QUOTA_EXCEEDED));
+        assert!(matches!(map_io(e, "write"), Error::NoSpace));
+    }
+
+    #[test]
+    fn session_failures_still_break_the_connection() {
+        let e = via_io(ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_TIMEOUT));
+        assert!(matches!(map_io(e, "read"), Error::TimedOut));
+        let e = via_io(ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_SOCKET_SEND));
+        assert!(map_io(e, "read").breaks_connection());
+    }
+
+    #[test]
+    fn a_failed_explaining_stat_keeps_a_broken_connection_visible() {
+        let failure = || Error::Failure("rename".into());
+        let gone = ssh2::Error::from_errno(ErrorCode::SFTP(FX_NO_SUCH_FILE));
+        assert!(matches!(failed_look(gone, failure()), Error::NotFound));
+        let cut =
+            ssh2::Error::from_errno(ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_SOCKET_RECV));
+        assert!(failed_look(cut, failure()).breaks_connection());
+        let denied = ssh2::Error::from_errno(ErrorCode::SFTP(FX_PERMISSION_DENIED));
+        assert!(matches!(failed_look(denied, failure()), Error::Failure(_)));
     }
 }
