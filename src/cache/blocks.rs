@@ -105,11 +105,10 @@ impl BlockCache {
     /// filled or dropped, readers of the block wait for it instead of
     /// fetching it themselves. None if the block is cached or promised.
     pub fn reserve(self: &Arc<Self>, key: &BlockKey) -> Option<Reservation> {
-        if lock(&self.stored).lru.contains(key) {
-            return None;
-        }
+        // In-flight table first: a fill stores the block before its
+        // reservation leaves the table, so no finished fetch is missed.
         let mut table = lock(&self.in_flight);
-        if table.contains_key(key) {
+        if table.contains_key(key) || lock(&self.stored).lru.contains(key) {
             return None;
         }
         let flight = Arc::new(InFlight::default());

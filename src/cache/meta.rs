@@ -117,13 +117,14 @@ impl MetaCache {
         }) = lock(&self.attrs).get_mut(path)
         {
             f(attr);
+            self.changed();
         }
-        self.changed();
     }
 
     pub fn forget(&self, path: &Path) {
-        lock(&self.attrs).pop(path);
-        self.changed();
+        if lock(&self.attrs).pop(path).is_some() {
+            self.changed();
+        }
     }
 
     /// When the cached listing of `dir` was taken, if it is fresh.
@@ -285,7 +286,13 @@ mod tests {
         assert_eq!(cache.listing_at(d), None);
         let before = cache.changes();
         cache.get(Path::new("/d/x"));
-        assert_eq!(cache.changes(), before, "reading is not a change");
+        cache.update(Path::new("/d/x"), |a| a.size = 4);
+        cache.forget(Path::new("/d/x"));
+        assert_eq!(
+            cache.changes(),
+            before,
+            "reading, or touching what is not cached, is not a change"
+        );
     }
 
     #[test]

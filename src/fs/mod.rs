@@ -1165,7 +1165,7 @@ impl Fs {
                     Ok(data) => promise.fill(Arc::new(data)),
                     Err(e) => {
                         tracing::debug!("read-ahead of {} failed: {e}", path.display());
-                        lock(&chain).fail();
+                        lock(&chain).end();
                         return;
                     }
                 }
@@ -1173,7 +1173,7 @@ impl Fs {
         }));
         if !queued {
             // Every prefetch worker is busy: a later read tries again.
-            lock(&ahead).not_started();
+            lock(&ahead).end();
         }
     }
 

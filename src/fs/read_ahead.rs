@@ -35,9 +35,10 @@ pub struct ReadAhead<T> {
     streak: u64,
     /// Block after the last one queued.
     to: u64,
-    /// Blocks the chain has still to fetch, in order, with their promises
-    /// once the chain runs.
-    queue: VecDeque<(u64, Option<T>)>,
+    /// Blocks queued before the chain runs, not promised yet.
+    waiting: Vec<u64>,
+    /// Blocks the chain has still to fetch, in order, with their promises.
+    promised: VecDeque<(u64, T)>,
     chain: Chain,
 }
 
@@ -47,7 +48,8 @@ impl<T> Default for ReadAhead<T> {
             next_read: 0,
             streak: 0,
             to: 0,
-            queue: VecDeque::new(),
+            waiting: Vec::new(),
+            promised: VecDeque::new(),
             chain: Chain::Idle,
         }
     }
@@ -85,51 +87,49 @@ impl<T> ReadAhead<T> {
         self.chain == Chain::Running
     }
 
+    /// Queues a block: with its promise while the chain runs, without
+    /// one before (`begin` takes it then).
     pub fn queue(&mut self, index: u64, promise: Option<T>) {
-        self.queue.push_back((index, promise));
+        match promise {
+            Some(promise) => self.promised.push_back((index, promise)),
+            None => self.waiting.push(index),
+        }
     }
 
     /// True when a chain has to be handed to a worker for the queued
     /// blocks (it counts as starting from now on).
     pub fn start(&mut self) -> bool {
-        if self.chain != Chain::Idle || self.queue.is_empty() {
+        if self.chain != Chain::Idle || (self.waiting.is_empty() && self.promised.is_empty()) {
             return false;
         }
         self.chain = Chain::Starting;
         true
     }
 
-    /// The chain could not be handed to a worker.
-    pub fn not_started(&mut self) {
-        self.stop();
-        self.chain = Chain::Idle;
-    }
-
     /// Called by the chain when it starts running: takes a promise for
-    /// every queued block (`promise` gives None for a block already cached
-    /// or being fetched, which is then dropped from the queue).
+    /// every waiting block (`promise` gives None for a block already
+    /// cached or being fetched, which is then left out).
     pub fn begin(&mut self, mut promise: impl FnMut(u64) -> Option<T>) {
         self.chain = Chain::Running;
-        let queued = std::mem::take(&mut self.queue);
-        self.queue = queued
-            .into_iter()
-            .filter_map(|(index, p)| p.or_else(|| promise(index)).map(|p| (index, Some(p))))
-            .collect();
+        let waiting = std::mem::take(&mut self.waiting);
+        self.promised.extend(
+            waiting
+                .into_iter()
+                .filter_map(|i| promise(i).map(|p| (i, p))),
+        );
     }
 
     /// The next block for the running chain; None ends the chain.
     pub fn next_block(&mut self) -> Option<(u64, T)> {
-        while let Some((index, promise)) = self.queue.pop_front() {
-            if let Some(promise) = promise {
-                return Some((index, promise));
-            }
+        let next = self.promised.pop_front();
+        if next.is_none() {
+            self.chain = Chain::Idle;
         }
-        self.chain = Chain::Idle;
-        None
+        next
     }
 
-    /// The chain ends early, after a failed fetch.
-    pub fn fail(&mut self) {
+    /// Ends the chain early: a fetch failed, or no worker would take it.
+    pub fn end(&mut self) {
         self.stop();
         self.chain = Chain::Idle;
     }
@@ -138,7 +138,8 @@ impl<T> ReadAhead<T> {
     /// closed: the next sequential read queues afresh from where it is. A
     /// chain that is running or starting ends when it finds the queue empty.
     pub fn stop(&mut self) {
-        self.queue.clear();
+        self.waiting.clear();
+        self.promised.clear();
         self.to = 0;
     }
 }
@@ -192,7 +193,7 @@ mod tests {
         queue_all(&mut ra, 1..4);
         assert!(ra.start());
         assert!(
-            ra.queue.iter().all(|(_, p)| p.is_none()),
+            ra.promised.is_empty(),
             "a chain waiting for a worker holds no promise"
         );
         // Block 2 got cached meanwhile: no promise for it, so it is skipped.
@@ -235,7 +236,7 @@ mod tests {
         }
         assert!(ra.start());
         ra.begin(Some);
-        ra.fail();
+        ra.end();
         assert_eq!(ra.next_block().map(|b| b.0), None);
         let wanted = ra.after_read(4 * MIB, MIB as usize, MIB, 100, 8);
         assert_eq!(wanted.start, 5);
