@@ -10,6 +10,7 @@ mod config;
 mod fs;
 mod fuse;
 mod remote;
+mod sync;
 mod workers;
 
 use std::path::{Path, PathBuf};

@@ -7,9 +7,10 @@
 //! what to fetch; the caller passes the fetch function.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
+use crate::sync::{lock, wait};
 use lru::LruCache;
 
 /// Which block of which version of which file.
@@ -61,10 +62,6 @@ impl Drop for Reservation {
         *lock(&self.flight.done) = true;
         self.flight.cond.notify_all();
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl BlockCache {
@@ -142,7 +139,7 @@ impl BlockCache {
             if let Some(flight) = flight {
                 let mut done = lock(&flight.done);
                 while !*done {
-                    done = flight.cond.wait(done).unwrap_or_else(|p| p.into_inner());
+                    done = wait(&flight.cond, done);
                 }
             }
         }

@@ -8,12 +8,13 @@ use std::ffi::{OsStr, OsString};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
 use crate::remote::Attr;
+use crate::sync::lock;
 
 const MAX_ATTRS: usize = 200_000;
 const MAX_DIRS: usize = 2_000;
@@ -39,10 +40,6 @@ pub struct MetaCache {
     /// Counts stores, updates and removals, so that what was built from the
     /// cache can tell it is still what the cache says.
     changes: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn cap(n: usize) -> NonZeroUsize {

@@ -19,7 +19,7 @@ use std::num::NonZeroUsize;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use lru::LruCache;
@@ -27,6 +27,7 @@ use lru::LruCache;
 use crate::cache::blocks::{BlockCache, BlockKey, Reservation};
 use crate::cache::meta::{Lookup, MetaCache};
 use crate::remote::{self, Attr, Kind, Remote, SetAttr, StatFs};
+use crate::sync::lock;
 use crate::workers::Workers;
 use files::{Content, FileState};
 use inodes::Inodes;
@@ -188,10 +189,6 @@ pub struct Fs {
     listed: Mutex<HashMap<u64, u64>>,
     next_fh: AtomicU64,
     prefetch: OnceLock<Workers>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 fn check_name(name: &OsStr) -> Result<()> {

@@ -12,10 +12,11 @@ use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
 use crate::remote::{self, Remote};
+use crate::sync::{lock, wait};
 
 /// Streams at once per process: each holds a data connection for as long
 /// as its file is open, which must not starve other transfers.
@@ -34,10 +35,6 @@ struct Tail {
 struct Shared {
     tail: Mutex<Tail>,
     grew: Condvar,
-}
-
-fn lock(m: &Mutex<Tail>) -> MutexGuard<'_, Tail> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 pub struct Streamer {
@@ -154,11 +151,7 @@ impl Read for TailReader {
             if tail.complete {
                 return Ok(0);
             }
-            tail = self
-                .shared
-                .grew
-                .wait(tail)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            tail = wait(&self.shared.grew, tail);
         }
     }
 }

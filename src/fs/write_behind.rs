@@ -14,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crossbeam_channel::{bounded, Sender};
 
 use crate::remote::{self, Remote};
+use crate::sync::{lock, wait};
 
 /// Two senders keep one connection sending while the other waits for the
 /// server's last acknowledgements of its chunk. A third made sequential
@@ -46,10 +47,6 @@ pub struct WriteBehind {
     senders: usize,
     queue: Option<Sender<Chunk>>,
     shared: Arc<Shared>,
-}
-
-fn lock(m: &Mutex<Progress>) -> MutexGuard<'_, Progress> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl WriteBehind {
@@ -124,10 +121,7 @@ impl WriteBehind {
     }
 
     fn wait<'a>(&self, progress: MutexGuard<'a, Progress>) -> MutexGuard<'a, Progress> {
-        self.shared
-            .idle
-            .wait(progress)
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        wait(&self.shared.idle, progress)
     }
 
     /// Waits until everything queued is on the server; reports a failure.

@@ -63,7 +63,7 @@ impl Memory {
     }
 
     fn nodes(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Node>> {
-        self.nodes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.nodes)
     }
 
     pub fn put_file(&self, path: &str, data: &[u8]) {

@@ -7,6 +7,7 @@
 //! and idempotent calls are retried once on a fresh one. The pool knows no
 //! protocol details and nothing of FUSE.
 
+use crate::sync::{lock, wait_timeout};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -304,11 +305,7 @@ impl<C: Connector> Pool<C> {
             if now >= deadline {
                 return Err(Error::TimedOut);
             }
-            bulk = self
-                .bulk_freed
-                .wait_timeout(bulk, deadline - now)
-                .map(|(guard, _)| guard)
-                .unwrap_or_else(|poisoned| poisoned.into_inner().0);
+            bulk = wait_timeout(&self.bulk_freed, bulk, deadline - now);
         }
     }
 
@@ -481,10 +478,6 @@ fn discard<T: Send + 'static>(conn: T) {
     if let Err(e) = spawned {
         tracing::warn!("cannot start a thread to close a connection: {e}");
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl<C: Connector> Remote for Pool<C> {

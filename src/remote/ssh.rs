@@ -118,7 +118,7 @@ impl Credentials {
     }
 
     fn lock(&self) -> MutexGuard<'_, Secrets> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::sync::lock(&self.state)
     }
 
     /// The password to try: cached, else from its source. The lock is held

@@ -141,7 +141,7 @@ impl Learned {
     fn mtimes(
         &self,
     ) -> std::sync::MutexGuard<'_, LruCache<PathBuf, (u64, SystemTime, SystemTime)>> {
-        self.exact_mtimes.lock().unwrap_or_else(|p| p.into_inner())
+        crate::sync::lock(&self.exact_mtimes)
     }
 
     fn exact_mtime(&self, path: &Path, size: u64, listed: SystemTime) -> Option<SystemTime> {
