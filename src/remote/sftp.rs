@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ssh2::{ErrorCode, FileStat, OpenFlags, OpenType, Sftp};
+use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 
 use super::pool::{Connection, Connector};
 use super::sftp_ext::SftpExt;
@@ -169,9 +169,9 @@ impl Connector for SftpConnector {
         let sftp = session.sftp().map_err(|e| map_err(e, "starting SFTP"))?;
         let ext = SftpExt::open(&session)?;
         Ok(SftpConnection {
-            ext: Some(ext),
-            sftp: Some(sftp),
-            session,
+            ext,
+            sftp,
+            _session: session,
             reader: None,
             writer: None,
         })
@@ -198,39 +198,28 @@ impl CachedHandle {
     fn fresh_for(&self, path: &Path, generation: u64) -> bool {
         self.path == path && self.generation == generation && self.opened.elapsed() < HANDLE_MAX_AGE
     }
+
+    fn seek_to(&mut self, offset: u64) -> Result<()> {
+        if self.pos != offset {
+            self.file
+                .seek(SeekFrom::Start(offset))
+                .map_err(|e| map_io(e, "seek"))?;
+            self.pos = offset;
+        }
+        Ok(())
+    }
 }
 
 pub struct SftpConnection {
-    // Field order matters for drop: handles and channels before the session.
+    // Fields drop in this order: handles and channels before the session.
     reader: Option<CachedHandle>,
     writer: Option<CachedHandle>,
-    ext: Option<SftpExt>,
-    sftp: Option<Sftp>,
-    session: ssh2::Session,
-}
-
-impl Drop for SftpConnection {
-    fn drop(&mut self) {
-        self.reader = None;
-        self.writer = None;
-        self.ext = None;
-        self.sftp = None;
-    }
+    ext: SftpExt,
+    sftp: Sftp,
+    _session: ssh2::Session,
 }
 
 impl SftpConnection {
-    fn sftp(&self) -> Result<&Sftp> {
-        self.sftp
-            .as_ref()
-            .ok_or(Error::Transport("SFTP channel closed".into()))
-    }
-
-    fn ext(&self) -> Result<&SftpExt> {
-        self.ext
-            .as_ref()
-            .ok_or(Error::Transport("SFTP channel closed".into()))
-    }
-
     fn drop_handles(&mut self) {
         self.reader = None;
         self.writer = None;
@@ -252,7 +241,7 @@ impl SftpConnection {
         if !matches!(err, Error::Failure(_)) {
             return err;
         }
-        let Ok(sftp) = self.sftp() else { return err };
+        let sftp = &self.sftp;
         match (expect, sftp.lstat(path)) {
             (Expect::Absent, Ok(_)) => Error::Exists,
             (Expect::EmptyDir, Ok(st)) if !st.is_dir() => Error::NotADirectory,
@@ -267,42 +256,43 @@ impl SftpConnection {
     }
 
     fn open_read(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
-        let reuse = matches!(&self.reader, Some(h) if h.fresh_for(path, generation));
-        if !reuse {
-            self.reader = None;
-            let file = self.sftp()?.open(path).map_err(|e| map_err(e, "open"))?;
-            self.reader = Some(CachedHandle {
-                path: path.to_path_buf(),
-                file,
-                pos: 0,
-                generation,
-                opened: Instant::now(),
-            });
-        }
-        self.reader.as_mut().ok_or(Error::Invalid)
+        let sftp = &self.sftp;
+        reuse_or_open(&mut self.reader, path, generation, || {
+            sftp.open(path).map_err(|e| map_err(e, "open"))
+        })
     }
 
     /// `generation` counts changes of what paths name: a handle stays valid
     /// across any number of writes while no file was created, renamed or
     /// removed through the mount.
     fn open_write(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
-        let reuse = matches!(&self.writer, Some(h) if h.fresh_for(path, generation));
-        if !reuse {
-            self.writer = None;
-            let file = self
-                .sftp()?
-                .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
-                .map_err(|e| map_err(e, "open for writing"))?;
-            self.writer = Some(CachedHandle {
-                path: path.to_path_buf(),
-                file,
-                pos: 0,
-                generation,
-                opened: Instant::now(),
-            });
-        }
-        self.writer.as_mut().ok_or(Error::Invalid)
+        let sftp = &self.sftp;
+        reuse_or_open(&mut self.writer, path, generation, || {
+            sftp.open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
+                .map_err(|e| map_err(e, "open for writing"))
+        })
     }
+}
+
+/// The cached handle in `slot` if it is still good for `path`, else a new
+/// one from `open` (the stale one is closed first).
+fn reuse_or_open<'a>(
+    slot: &'a mut Option<CachedHandle>,
+    path: &Path,
+    generation: u64,
+    open: impl FnOnce() -> Result<File>,
+) -> Result<&'a mut CachedHandle> {
+    if !slot.as_ref().is_some_and(|h| h.fresh_for(path, generation)) {
+        *slot = None;
+        *slot = Some(CachedHandle {
+            path: path.to_path_buf(),
+            file: open()?,
+            pos: 0,
+            generation,
+            opened: Instant::now(),
+        });
+    }
+    slot.as_mut().ok_or(Error::Invalid)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -319,15 +309,12 @@ enum Expect {
 
 impl Connection for SftpConnection {
     fn stat(&mut self, path: &Path) -> Result<Attr> {
-        let st = self.sftp()?.lstat(path).map_err(|e| map_err(e, "stat"))?;
+        let st = self.sftp.lstat(path).map_err(|e| map_err(e, "stat"))?;
         Ok(attr_from_stat(&st))
     }
 
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
-        let mut dir = self
-            .sftp()?
-            .opendir(path)
-            .map_err(|e| map_err(e, "opendir"))?;
+        let mut dir = self.sftp.opendir(path).map_err(|e| map_err(e, "opendir"))?;
         let mut entries = Vec::new();
         loop {
             match dir.readdir() {
@@ -358,13 +345,7 @@ impl Connection for SftpConnection {
 
     fn read(&mut self, path: &Path, offset: u64, len: usize, generation: u64) -> Result<Vec<u8>> {
         let handle = self.open_read(path, generation)?;
-        if handle.pos != offset {
-            handle
-                .file
-                .seek(SeekFrom::Start(offset))
-                .map_err(|e| map_io(e, "seek"))?;
-            handle.pos = offset;
-        }
+        handle.seek_to(offset)?;
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
@@ -385,22 +366,14 @@ impl Connection for SftpConnection {
             }
         }
         buf.truncate(filled);
-        if let Some(h) = self.reader.as_mut() {
-            h.pos = offset + filled as u64;
-        }
+        handle.pos = offset + filled as u64;
         Ok(buf)
     }
 
     fn write(&mut self, path: &Path, offset: u64, data: &[u8], generation: u64) -> Result<()> {
         self.reader = None;
         let handle = self.open_write(path, generation)?;
-        if handle.pos != offset {
-            handle
-                .file
-                .seek(SeekFrom::Start(offset))
-                .map_err(|e| map_io(e, "seek"))?;
-            handle.pos = offset;
-        }
+        handle.seek_to(offset)?;
         let result = handle.file.write_all(data);
         match result {
             Ok(()) => {
@@ -423,7 +396,7 @@ impl Connection for SftpConnection {
             OpenFlags::TRUNCATE
         };
         let mut file = self
-            .sftp()?
+            .sftp
             .open_mode(path, flags, 0o644, OpenType::File)
             .map_err(|e| map_err(e, "open for upload"))?;
         let mut buf = vec![0u8; READ_CHUNK];
@@ -447,7 +420,7 @@ impl Connection for SftpConnection {
         };
         let mode = mode & 0o7777;
         let opened = self
-            .sftp()?
+            .sftp
             .open_mode(path, flags, mode as i32, OpenType::File);
         let mut file = opened.map_err(|e| {
             let err = map_err(e, "create");
@@ -480,7 +453,7 @@ impl Connection for SftpConnection {
             SetAttr::Mode(mode) => st.perm = Some(mode & 0o7777),
             SetAttr::Owner(uid, gid) => {
                 // SFTP sets uid and gid together: fill in the missing one.
-                let cur = self.sftp()?.lstat(path).map_err(|e| map_err(e, "stat"))?;
+                let cur = self.sftp.lstat(path).map_err(|e| map_err(e, "stat"))?;
                 st.uid = uid.or(cur.uid);
                 st.gid = gid.or(cur.gid);
             }
@@ -490,36 +463,36 @@ impl Connection for SftpConnection {
                 st.mtime = Some(to_secs(mtime));
             }
         }
-        let result = self.sftp()?.setstat(path, st);
+        let result = self.sftp.setstat(path, st);
         self.explained(result, "setstat", path, Expect::Exists)
     }
 
     fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()> {
-        let result = self.sftp()?.mkdir(path, (mode & 0o7777) as i32);
+        let result = self.sftp.mkdir(path, (mode & 0o7777) as i32);
         self.explained(result, "mkdir", path, Expect::Absent)
     }
 
     fn rmdir(&mut self, path: &Path) -> Result<()> {
         self.drop_handles();
-        let result = self.sftp()?.rmdir(path);
+        let result = self.sftp.rmdir(path);
         self.explained(result, "rmdir", path, Expect::EmptyDir)
     }
 
     fn unlink(&mut self, path: &Path) -> Result<()> {
         self.drop_handles();
-        let result = self.sftp()?.unlink(path);
+        let result = self.sftp.unlink(path);
         self.explained(result, "unlink", path, Expect::NotDir)
     }
 
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.drop_handles();
-        match self.ext()?.posix_rename(from, to) {
+        match self.ext.posix_rename(from, to) {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => return Err(self.explain_rename(e, from, to)),
         }
         // No posix-rename: plain SFTP rename refuses an existing target.
-        let result = self.sftp()?.rename(from, to, None);
+        let result = self.sftp.rename(from, to, None);
         result
             .map_err(|e| map_err(e, "rename"))
             .map_err(|e| self.explain_rename(e, from, to))
@@ -529,18 +502,16 @@ impl Connection for SftpConnection {
         // OpenSSH reads SSH_FXP_SYMLINK's arguments swapped relative to the
         // draft; ssh2's `symlink(path, target)` makes a link at `target`
         // pointing at `path` on OpenSSH.
-        let result = self.sftp()?.symlink(target, link);
+        let result = self.sftp.symlink(target, link);
         self.explained(result, "symlink", link, Expect::Absent)
     }
 
     fn readlink(&mut self, path: &Path) -> Result<PathBuf> {
-        self.sftp()?
-            .readlink(path)
-            .map_err(|e| map_err(e, "readlink"))
+        self.sftp.readlink(path).map_err(|e| map_err(e, "readlink"))
     }
 
     fn statfs(&mut self, path: &Path) -> Result<StatFs> {
-        match self.ext()?.statvfs(path)? {
+        match self.ext.statvfs(path)? {
             Some(st) => Ok(st),
             None => Err(Error::Unsupported("statvfs".into())),
         }
@@ -552,7 +523,7 @@ impl Connection for SftpConnection {
         let mut file = match self.writer.take() {
             Some(h) if h.path == path => h.file,
             _ => self
-                .sftp()?
+                .sftp
                 .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
                 .map_err(|e| map_err(e, "open for fsync"))?,
         };
@@ -564,13 +535,9 @@ impl Connection for SftpConnection {
     }
 
     fn keepalive(&mut self) -> Result<()> {
-        self.session
-            .keepalive_send()
-            .map(|_| ())
-            .map_err(|e| map_err(e, "keepalive"))?;
-        // A keepalive only proves the socket accepts bytes; a tiny request
-        // proves the server still answers.
-        self.sftp()?
+        // A tiny request proves the server still answers. (libssh2's own
+        // keepalive sends nothing unless an interval was configured.)
+        self.sftp
             .realpath(Path::new("."))
             .map(|_| ())
             .map_err(|e| map_err(e, "ping"))
@@ -582,7 +549,7 @@ impl SftpConnection {
         if !matches!(err, Error::Failure(_)) {
             return err;
         }
-        let Ok(sftp) = self.sftp() else { return err };
+        let sftp = &self.sftp;
         let src = match sftp.lstat(from) {
             Ok(src) => src,
             Err(e) => return failed_look(e, err),
@@ -600,7 +567,7 @@ impl SftpConnection {
 
     /// The login directory, for `user@host:` paths.
     pub fn home(&self) -> Result<PathBuf> {
-        self.sftp()?
+        self.sftp
             .realpath(Path::new("."))
             .map_err(|e| map_err(e, "realpath"))
     }
