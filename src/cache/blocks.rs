@@ -28,6 +28,9 @@ pub type Block = Arc<Vec<u8>>;
 struct InFlight {
     done: Mutex<bool>,
     cond: Condvar,
+    /// Readers that waited for it, so tests can tell they did.
+    #[cfg(test)]
+    waiters: std::sync::atomic::AtomicUsize,
 }
 
 pub struct BlockCache {
@@ -137,12 +140,24 @@ impl BlockCache {
             // failed, this loop makes us the next to try).
             let flight = lock(&self.in_flight).get(key).cloned();
             if let Some(flight) = flight {
+                #[cfg(test)]
+                flight
+                    .waiters
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                 let mut done = lock(&flight.done);
                 while !*done {
                     done = wait(&flight.cond, done);
                 }
             }
         }
+    }
+
+    /// How many readers waited for the fetch of `key` under way.
+    #[cfg(test)]
+    fn waiters(&self, key: &BlockKey) -> usize {
+        lock(&self.in_flight)
+            .get(key)
+            .map_or(0, |f| f.waiters.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     /// Drops every cached block of `file` (after a change through the mount).
@@ -208,6 +223,19 @@ mod tests {
         assert_eq!(cache.bytes(), 1);
     }
 
+    /// Waits (with a deadline) until `n` readers wait for `key`.
+    fn until_waiting(cache: &BlockCache, key: &BlockKey, n: usize) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while cache.waiters(key) < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} readers waiting after 10 s",
+                cache.waiters(key)
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+    }
+
     #[test]
     fn concurrent_fetches_of_one_block_share_one_read() {
         let cache = Arc::new(BlockCache::new(1 << 20));
@@ -219,7 +247,8 @@ mod tests {
                     cache
                         .get_or_fetch::<()>(&key(1, 0), || {
                             calls.fetch_add(1, Ordering::SeqCst);
-                            std::thread::sleep(std::time::Duration::from_millis(50));
+                            // Finish only once every other reader waits.
+                            until_waiting(&cache, &key(1, 0), 7);
                             Ok(vec![7; 100])
                         })
                         .map(|b| b.len())
@@ -242,9 +271,7 @@ mod tests {
             let cache = cache.clone();
             std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![0])))
         };
-        // Most likely the reader waits by now; if not, it finds the block
-        // cached: either way it must not fetch it (its fetch gives [0]).
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        until_waiting(&cache, &key(1, 0), 1);
         if let Some(r) = reservation {
             r.fill(Arc::new(vec![9, 9]));
         }
@@ -261,8 +288,7 @@ mod tests {
             let cache = cache.clone();
             std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![5])))
         };
-        // Whether the reader waited or not, it ends up fetching the block.
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        until_waiting(&cache, &key(1, 0), 1);
         drop(reservation);
         let got = reader.join().ok().and_then(|r| r.ok()).map(|b| b.to_vec());
         assert_eq!(got, Some(vec![5]));
