@@ -40,14 +40,12 @@ per_protocol! {
     write_past_eof_is_sparse,
     overwrite_middle_in_place,
     random_reads_20mib,
-    huge_sparse_file,
     truncate_down_and_up,
     chmod,
     chmod_while_open_for_writing,
     utimens_explicit_now_omit,
     chown,
     symlink_readlink_lstat,
-    setattr_on_symlink_spares_target,
     mkdir_rmdir,
     unlink,
     rename_file,
@@ -58,7 +56,6 @@ per_protocol! {
     rename_dir_over_nonempty_dir,
     hard_link_is_eperm,
     statfs,
-    names_non_utf8,
     names_spaces_unicode,
     names_leading_trailing_spaces,
     unlinked_file_stays_usable,
@@ -71,7 +68,14 @@ per_protocol! {
     parallel_writers_and_readers,
     sequential_readers_progress_together,
     stat_answers_during_big_read,
-    read_only_mount,
+    read_only_mount;
+    sftp_only:
+    // FTP writes stage the whole file locally: a 5 GiB rewrite is no quick test.
+    huge_sparse_file,
+    // FTP has no symlinks.
+    setattr_on_symlink_spares_target,
+    // The FTP server speaks UTF-8 names (utf8_filesystem): no byte-exact names.
+    names_non_utf8,
 }
 
 const MIB: usize = 1 << 20;
@@ -397,12 +401,6 @@ fn random_reads_20mib(p: Proto) {
 
 // A 5 GiB sparse file: its last bytes read right, a byte written at 4.5 GiB lands there.
 fn huge_sparse_file(p: Proto) {
-    if p.is_ftp() {
-        return skip(
-            p,
-            "FTP writes stage the whole file locally; a 5 GiB rewrite is not a quick test",
-        );
-    }
     let fx = Fixture::new(p, "huge", &[]);
     const SIZE: u64 = 5 << 30;
     let s = fx.put("big", b"");
@@ -687,9 +685,6 @@ fn symlink_readlink_lstat(p: Proto) {
 
 // Changing a symlink's own attributes (touch -h, lchown) never changes its target.
 fn setattr_on_symlink_spares_target(p: Proto) {
-    if p.is_ftp() {
-        return skip(p, "FTP has no symlinks");
-    }
     let fx = Fixture::new(p, "lsetattr", &[]);
     let t = fx.put("target", b"t");
     set_mode(&t, 0o640);
@@ -1036,12 +1031,6 @@ fn statfs(p: Proto) {
 
 // Names that are not UTF-8 round-trip byte for byte (SFTP).
 fn names_non_utf8(p: Proto) {
-    if p.is_ftp() {
-        return skip(
-            p,
-            "the FTP server speaks UTF-8 names (utf8_filesystem); no byte-exact names",
-        );
-    }
     let fx = Fixture::new(p, "nonutf8", &[]);
     let name = OsStr::from_bytes(b"caf\xe9-\xff.bin");
     fs::write(

@@ -11,13 +11,16 @@
 
 #![allow(dead_code)]
 
-/// `per_protocol!(a, b)` makes the tests `sftp::a`, `sftp::b`, `ftp::a` and
-/// `ftp::b`, each calling `a(Proto::…)` or `b(Proto::…)` of the test file.
+/// `per_protocol!(a, b; sftp_only: c)` makes the tests `sftp::a`,
+/// `sftp::b`, `sftp::c`, `ftp::a` and `ftp::b`, each calling `a(Proto::…)`
+/// (and so on) of the test file. `sftp_only` is for what FTP cannot do at
+/// all, so that no FTP test passes without checking anything.
 /// Available to files that declare `#[macro_use] mod fixture;`.
 macro_rules! per_protocol {
-    ($($case:ident),* $(,)?) => {
+    ($($case:ident),* $(,)? $(; sftp_only: $($only:ident),* $(,)?)?) => {
         mod sftp {
             $( #[test] fn $case() { super::$case(super::Proto::Sftp) } )*
+            $($( #[test] fn $only() { super::$only(super::Proto::Sftp) } )*)?
         }
         mod ftp {
             $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
