@@ -725,8 +725,9 @@ fn unreachable_server_fails_fast(p: Proto) {
 
 /// `kill -9` of the rmount daemon in the middle of rewriting an 8 MiB file:
 /// the mount point is usable again (auto_unmount removes the dead mount, no
-/// "Transport endpoint is not connected"), and the file on the server is the
-/// old or the new content, never a mix or a prefix.
+/// "Transport endpoint is not connected"), and the file on the server is
+/// what the last rewrite that closed successfully wrote, never a mix or a
+/// prefix.
 fn kill_9_during_write_leaves_usable_mount_point(p: Proto) {
     let server = Server::start(p);
     let target = put_random_file(&server, "target.bin", 8, 5);
@@ -756,15 +757,25 @@ fn kill_9_during_write_leaves_usable_mount_point(p: Proto) {
         "ls of the mount point failed"
     );
 
-    let got = sha256_file(&target);
-    assert!(
-        got == old || got == new,
-        "after kill -9 the server's file is neither the old nor the new content ({} bytes)",
-        fs::metadata(&target).map(|m| m.len()).unwrap_or(0)
+    // 12 MiB written means the second round had begun, so the first one's
+    // close had returned: it must have succeeded, and its content must have
+    // survived the crash (a killed later round leaves the file as it was).
+    let done = Round {
+        write: 0,
+        fsync: 0,
+        close: 0,
+    };
+    assert_eq!(
+        rounds.first(),
+        Some(&done),
+        "the rewrite finished before the kill"
     );
-    eprintln!(
-        "server file is the {} content",
-        if got == new { "new" } else { "old" }
+    let got = sha256_file(&target);
+    assert!(got != old, "a rewrite committed before the kill was lost");
+    assert!(
+        got == new,
+        "after kill -9 the server's file is not the content last committed ({} bytes)",
+        fs::metadata(&target).map(|m| m.len()).unwrap_or(0)
     );
 }
 
@@ -1360,7 +1371,11 @@ fn password_never_visible(p: Proto) {
     };
     args.splice(
         0..0,
-        ["-d".to_string(), "-o".into(), "password_stdin".into()],
+        [
+            "-d".to_string(),
+            "-o".into(),
+            "password_stdin,cache_timeout=0".into(),
+        ],
     );
     args.push(url);
     let logs = tempfile::tempdir().expect("log dir");
@@ -1368,22 +1383,27 @@ fn password_never_visible(p: Proto) {
     let mut fg = Foreground::start(&args, password, logs.path());
     let pid = fg.pid();
 
-    let work = |tag: &str| {
+    // cache_timeout=0 (below): every look goes to the server.
+    let work = || {
         let names: Vec<_> = fs::read_dir(&fg.dir)
             .expect("read_dir")
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert!(names.iter().any(|n| n == "hello.txt"), "listing: {names:?}");
         assert_eq!(fs::read(fg.dir.join("hello.txt")).expect("read"), b"hello");
-        let _ = fs::write(fg.dir.join(format!("{tag}.txt")), tag);
     };
-    work("before");
+    work();
     // Force a new login with the same password.
+    let logins = proxy.accepted();
     proxy.cut_now();
     wait_recovered("after a cut", Duration::from_secs(30), || {
         fs::read(fg.dir.join("hello.txt")).is_ok()
     });
-    work("after");
+    work();
+    assert!(
+        proxy.accepted() > logins,
+        "no new connection (and so no new login) after the cut"
+    );
 
     let pw = password.as_bytes();
     let contains = |hay: &[u8]| hay.windows(pw.len()).any(|w| w == pw);
@@ -1400,7 +1420,9 @@ fn password_never_visible(p: Proto) {
     // Only the ones made meanwhile: killed daemons leave theirs behind.
     let new_staging = staging_dirs()
         .into_iter()
-        .filter(|d| !staging_before.contains(d));
+        .filter(|d| !staging_before.contains(d))
+        .collect::<Vec<_>>();
+    assert!(!new_staging.is_empty(), "no staging directory was made");
     for (dir, mode) in new_staging {
         assert_eq!(
             mode,
