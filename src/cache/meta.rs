@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use crate::remote::Attr;
+use crate::remote::{Attr, Kind};
 use crate::sync::lock;
 
 const MAX_ATTRS: usize = 200_000;
@@ -191,8 +191,16 @@ impl MetaCache {
     }
 
     /// Forgets `path` and everything below it (after a rename or rmdir).
+    /// A path known as a non-directory has nothing below it: then no scan
+    /// of the whole cache (rm -r and rsync remove or rename every file).
     pub fn forget_tree(&self, path: &Path) {
         let mut attrs = lock(&self.attrs);
+        let leaf = matches!(attrs.peek(path), Some(Timed { value: Lookup::Found(a), .. }) if a.kind != Kind::Dir);
+        if leaf && !lock(&self.dirs).contains(path) {
+            attrs.pop(path);
+            self.changed();
+            return;
+        }
         let doomed: Vec<PathBuf> = attrs
             .iter()
             .filter(|(p, _)| p.starts_with(path))
@@ -218,7 +226,6 @@ impl MetaCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::remote::Kind;
     use std::time::UNIX_EPOCH;
 
     fn attr(size: u64) -> Attr {
@@ -290,6 +297,22 @@ mod tests {
             before,
             "reading, or touching what is not cached, is not a change"
         );
+    }
+
+    #[test]
+    fn forgetting_a_file_leaves_other_names_but_a_dir_takes_its_tree() {
+        let cache = MetaCache::new(Duration::from_secs(60));
+        cache.put(Path::new("/f"), attr(1));
+        cache.put(Path::new("/f2"), attr(1));
+        cache.forget_tree(Path::new("/f"));
+        assert_eq!(cache.get(Path::new("/f")), None);
+        assert_eq!(cache.get(Path::new("/f2")), Some(Lookup::Found(attr(1))));
+        let mut dir = attr(0);
+        dir.kind = Kind::Dir;
+        cache.put(Path::new("/d"), dir);
+        cache.put(Path::new("/d/x"), attr(1));
+        cache.forget_tree(Path::new("/d"));
+        assert_eq!(cache.get(Path::new("/d/x")), None, "below a directory");
     }
 
     #[test]
