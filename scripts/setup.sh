@@ -1,12 +1,20 @@
 #!/usr/bin/env bash
 # Prepare this machine for building, testing, demoing and benchmarking rmount.
 #
-# Idempotent and quiet on success. Installs (as root, only what is missing) the
+# Idempotent and quiet on success. Needs a Rust toolchain already installed.
+# Installs (as root, only what is missing) the
 # system packages the build, the integration tests (real sshd / vsftpd
 # servers, FUSE), scripts/demo.sh and the benchmarks use, creates sshd's
 # privilege-separation directory and mounts fusectl if it is absent.
 # It never enables or starts a system service.
 set -euo pipefail
+
+# The Rust toolchain is not a Debian package we could use (too old): it has
+# to be there already.
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "setup.sh: no Rust toolchain (cargo) on PATH; install one (rustup.rs) first" >&2
+    exit 1
+fi
 
 packages=(
     # build: rustc links libssh2 (built by libssh2-sys) against OpenSSL + zlib

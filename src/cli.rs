@@ -732,26 +732,28 @@ const OPTIONS: &[OptSpec] = &[
         "UserKnownHostsFile",
         Opt::UserKnownHostsFile,
         "PATH",
-        "known_hosts file to use instead of ~/.ssh/known_hosts",
+        "known_hosts file to use instead of ~/.ssh/known_hosts \
+         (/etc/ssh/ssh_known_hosts is always read)",
     ),
     ssh(
         "ServerAliveInterval",
         Opt::ServerAliveInterval,
         "SECONDS",
-        "probe the server after this long without traffic; 0 disables",
+        "probe idle connections this often; 0 disables",
     ),
     ssh(
         "ServerAliveCountMax",
         Opt::ServerAliveCountMax,
         "N",
-        "give up after N unanswered probes; at least 1",
+        "count the server as down after N probe rounds with failures; at least 1",
     ),
     // Performance and robustness.
     valued(
         "max_conns",
         Opt::MaxConns,
         "N",
-        "at most N connections to the server, 1 to 64",
+        "connections to the server, 1 to 64: one for metadata, the rest \
+         (at least one) for data",
     ),
     valued(
         "timeout",
