@@ -6,7 +6,8 @@
 //! What the caches alone can answer without waiting (readdir pages, a cached
 //! directory's opendir and getattr) is answered on the dispatcher itself.
 //! This is the one place where errors become errno. It owns kernel options
-//! (READDIRPLUS, max_write, TTLs) and must not contain filesystem logic.
+//! (READDIRPLUS, max_write, open flags) and passes on the TTL the caches
+//! use; it must not contain filesystem logic.
 
 use std::ffi::OsStr;
 use std::io;

@@ -20,7 +20,8 @@ use super::write_behind::WriteBehind;
 use super::{Error, Result};
 use crate::remote::{Error as RemoteError, Remote, SetAttr};
 
-/// Writes are gathered into remote writes of this size (DESIGN: >= 1 MiB).
+/// Writes are gathered into remote writes of up to this size: 1 MiB per
+/// remote write wherever the application writes that much in order.
 /// Larger chunks measured slower over SFTP: a chunk bigger than the SSH
 /// channel window (2 MiB with OpenSSH) stalls its sender on window updates,
 /// and more is left to send when the file is flushed.
@@ -338,7 +339,6 @@ impl FileState {
         Ok(())
     }
 
-    /// Sends buffered writes to the server.
     /// Sends buffered writes and waits until everything written is on the
     /// server.
     pub fn send_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {

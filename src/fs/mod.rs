@@ -472,7 +472,6 @@ impl Fs {
         Ok(target.into_os_string().into_encoded_bytes())
     }
 
-    /// Records a new name in the caches and returns its entry.
     /// The directory holding `path` changed (its mtime did): forget its
     /// cached attributes. The kernel drops its own copy by itself.
     fn dir_changed(&self, path: &Path) {
@@ -481,6 +480,7 @@ impl Fs {
         }
     }
 
+    /// Records a new name in the caches and returns its entry.
     fn created(&self, path: &Path) -> Result<Entry> {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             self.meta.dir_added(dir, name);

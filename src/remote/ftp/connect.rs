@@ -116,8 +116,8 @@ impl Core {
             }
         };
         let mut ftp = result.map_err(|e| self.tls_error(e))?;
-        // suppaftp protects the data connections of an implicit session only
-        // once asked to, as after AUTH TLS.
+        // suppaftp wraps every data connection in TLS once it has a TLS
+        // connector; the server has to be told so too, as after AUTH TLS.
         for line in ["PBSZ 0", "PROT P"] {
             ftp.custom_command(line, &[Status::CommandOk])
                 .map_err(|e| match error_code(&e) {

@@ -13,7 +13,9 @@ use std::fmt;
 use std::path::Path;
 
 use crate::remote::netrc;
-use crate::remote::secrets::{env_secret, read_stdin_line, stdin_is_tty, PASSWORD_ENV};
+use crate::remote::secrets::{
+    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, PASSWORD_ENV,
+};
 
 /// What anonymous logins send as password (by convention an e-mail address).
 const ANONYMOUS_PASSWORD: &str = "rmount@";
@@ -54,8 +56,9 @@ impl Login {
         password_stdin: bool,
         netrc_file: Option<&Path>,
     ) -> Login {
+        let env = env_password();
         // The netrc is read only when it can tell something still unknown.
-        let needs_netrc = url_user.is_none() || (!password_stdin && env_password().is_none());
+        let needs_netrc = url_user.is_none() || (!password_stdin && env.is_none());
         let entry = netrc_file
             .filter(|_| needs_netrc)
             .and_then(|p| netrc::lookup(p, host, url_user));
@@ -70,19 +73,16 @@ impl Login {
                 Some(p) => (p, PasswordSource::Stdin),
                 None => (String::new(), PasswordSource::None),
             }
-        } else if let Some(p) = env_password() {
+        } else if let Some(p) = env {
             (p, PasswordSource::Env)
         } else if let Some(p) = netrc_password {
             (p, PasswordSource::Netrc)
         } else if anonymous {
             (ANONYMOUS_PASSWORD.to_string(), PasswordSource::Anonymous)
         } else if stdin_is_tty() {
-            match rpassword::prompt_password(format!("{user}@{host}'s FTP password: ")) {
-                Ok(p) => (p, PasswordSource::Terminal),
-                Err(e) => {
-                    tracing::debug!("cannot read a password from the terminal: {e}");
-                    (String::new(), PasswordSource::None)
-                }
+            match prompt_secret(&format!("{user}@{host}'s FTP password: ")) {
+                Some(p) => (p, PasswordSource::Terminal),
+                None => (String::new(), PasswordSource::None),
             }
         } else {
             (String::new(), PasswordSource::None)
