@@ -41,8 +41,6 @@ const DOT_ATTR: Attr = Attr {
     atime: std::time::UNIX_EPOCH,
     mtime: std::time::UNIX_EPOCH,
 };
-/// More directory entries than one kernel readdir buffer holds.
-const READDIR_PAGE: usize = 512;
 
 pub struct FuseAdapter {
     fs: Arc<Fs>,
@@ -457,28 +455,26 @@ impl fuser::Filesystem for FuseAdapter {
         // Served from the listing taken at opendir: no network, so right
         // here on the dispatcher rather than through a worker.
         let fs = &*self.fs;
-        {
-            // Offsets 0 and 1 are "." and ".."; entry i has offset i + 3.
-            if offset == 0 && reply.add(ino, 1, FileType::Directory, ".") {
-                return reply.ok();
-            }
-            if offset <= 1 && reply.add(INodeNo(1), 2, FileType::Directory, "..") {
-                return reply.ok();
-            }
-            let items = match fs.readdir(fh.0, offset.saturating_sub(2), READDIR_PAGE) {
-                Ok(items) => items,
-                Err(e) => return reply.error(fail("readdir", &e)),
-            };
-            let first = offset.max(2);
-            for (i, item) in items.iter().enumerate() {
-                let ino = fs.known_ino(&item.path).unwrap_or(u64::MAX - i as u64);
-                let kind = file_attr(ino, &item.attr).kind;
-                if reply.add(INodeNo(ino), first + i as u64 + 1, kind, &item.name) {
-                    break;
-                }
-            }
-            reply.ok()
+        // Offsets 0 and 1 are "." and ".."; entry j has offset j + 3.
+        if offset == 0 && reply.add(ino, 1, FileType::Directory, ".") {
+            return reply.ok();
         }
+        if offset <= 1 && reply.add(INodeNo(1), 2, FileType::Directory, "..") {
+            return reply.ok();
+        }
+        let items = match fs.readdir(fh.0) {
+            Ok(items) => items,
+            Err(e) => return reply.error(fail("readdir", &e)),
+        };
+        let from = offset.saturating_sub(2) as usize;
+        for (j, item) in items.iter().enumerate().skip(from) {
+            let ino = fs.known_ino(&item.path).unwrap_or(u64::MAX - j as u64);
+            let kind = file_attr(ino, &item.attr).kind;
+            if reply.add(INodeNo(ino), j as u64 + 3, kind, &item.name) {
+                break;
+            }
+        }
+        reply.ok()
     }
 
     fn readdirplus(
@@ -491,40 +487,38 @@ impl fuser::Filesystem for FuseAdapter {
     ) {
         // As readdir: served from the opendir listing, on the dispatcher.
         let fs = &*self.fs;
-        {
-            let ttl = fs.ttl();
-            // The kernel neither looks up "." and ".." nor uses their
-            // attributes, so they get a plain directory's.
-            let here = file_attr(ino.0, &DOT_ATTR);
-            if offset == 0 && reply.add(ino, 1, ".", &ttl, &here, Generation(0)) {
-                return reply.ok();
-            }
-            if offset <= 1 && reply.add(INodeNo(1), 2, "..", &ttl, &here, Generation(0)) {
-                return reply.ok();
-            }
-            let items = match fs.readdir(fh.0, offset.saturating_sub(2), READDIR_PAGE) {
-                Ok(items) => items,
-                Err(e) => return reply.error(fail("readdirplus", &e)),
-            };
-            let first = offset.max(2);
-            for (i, item) in items.iter().enumerate() {
-                // Each entry returned counts as a lookup for the kernel.
-                let child = fs.remember(item);
-                let attr = file_attr(child, &item.attr);
-                if reply.add(
-                    INodeNo(child),
-                    first + i as u64 + 1,
-                    &item.name,
-                    &ttl,
-                    &attr,
-                    Generation(0),
-                ) {
-                    fs.forget(child, 1);
-                    break;
-                }
-            }
-            reply.ok()
+        let ttl = fs.ttl();
+        // The kernel neither looks up "." and ".." nor uses their
+        // attributes, so they get a plain directory's.
+        let here = file_attr(ino.0, &DOT_ATTR);
+        if offset == 0 && reply.add(ino, 1, ".", &ttl, &here, Generation(0)) {
+            return reply.ok();
         }
+        if offset <= 1 && reply.add(INodeNo(1), 2, "..", &ttl, &here, Generation(0)) {
+            return reply.ok();
+        }
+        let items = match fs.readdir(fh.0) {
+            Ok(items) => items,
+            Err(e) => return reply.error(fail("readdirplus", &e)),
+        };
+        let from = offset.saturating_sub(2) as usize;
+        for (j, item) in items.iter().enumerate().skip(from) {
+            // Each entry returned counts as a lookup for the kernel.
+            let child = fs.remember(item);
+            let attr = file_attr(child, &item.attr);
+            if reply.add(
+                INodeNo(child),
+                j as u64 + 3,
+                &item.name,
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
+                fs.forget(child, 1);
+                break;
+            }
+        }
+        reply.ok()
     }
 
     fn releasedir(

@@ -817,18 +817,11 @@ impl Fs {
             .collect()
     }
 
-    /// Up to `max` entries of an open directory from `offset` on (offsets
-    /// count entries). The kernel reads a large directory in many small
-    /// calls, so each returns a page, not the whole remainder.
-    pub fn readdir(&self, fh: u64, offset: u64, max: usize) -> Result<Vec<DirItem>> {
-        let dirs = lock(&self.dirs);
-        let items = dirs.get(&fh).ok_or(Error::BadHandle)?;
-        Ok(items
-            .iter()
-            .skip(offset as usize)
-            .take(max)
-            .cloned()
-            .collect())
+    /// The listing an open directory was opened on. Shared, not copied:
+    /// the kernel reads a large directory in many small calls, each taking
+    /// only what fits in its buffer.
+    pub fn readdir(&self, fh: u64) -> Result<Arc<[DirItem]>> {
+        lock(&self.dirs).get(&fh).cloned().ok_or(Error::BadHandle)
     }
 
     pub fn releasedir(&self, fh: u64) {

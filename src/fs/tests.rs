@@ -175,7 +175,7 @@ fn unlinked_open_file_stays_readable_then_vanishes() {
     ));
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
     assert!(
-        fs.readdir(dir.fh, 0, 100).expect("readdir").is_empty(),
+        fs.readdir(dir.fh).expect("readdir").is_empty(),
         "hidden name must not be listed"
     );
     assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
@@ -190,8 +190,8 @@ fn kernel_keeps_a_directory_listing_only_while_it_is_unchanged() {
     let reopen = |fs: &Fs| {
         let dir = fs.opendir(inodes::ROOT).expect("opendir");
         // What readdirplus does: each entry gets its inode number.
-        for item in fs.readdir(dir.fh, 0, 100).expect("readdir") {
-            fs.remember(&item);
+        for item in fs.readdir(dir.fh).expect("readdir").iter() {
+            fs.remember(item);
         }
         fs.releasedir(dir.fh);
         dir.keep_cache
@@ -222,7 +222,7 @@ fn dispatcher_answers_only_from_caches_and_never_for_open_files() {
     fs.releasedir(dir.fh);
     let before = mem.stats.load(Ordering::SeqCst);
     let cached = fs.opendir_cached(inodes::ROOT).expect("from the caches");
-    assert_eq!(fs.readdir(cached.fh, 0, 100).expect("readdir").len(), 2);
+    assert_eq!(fs.readdir(cached.fh).expect("readdir").len(), 2);
     fs.releasedir(cached.fh);
     let d = fs.lookup(inodes::ROOT, OsStr::new("d")).expect("lookup");
     assert!(fs.getattr_cached_dir(d.ino).is_some());
@@ -244,7 +244,7 @@ fn dispatcher_answers_only_from_caches_and_never_for_open_files() {
     // the caches did not change).
     let perm_of_a = |fs: &Fs| {
         let dir = fs.opendir_cached(inodes::ROOT).expect("from the caches");
-        let items = fs.readdir(dir.fh, 0, 100).expect("readdir");
+        let items = fs.readdir(dir.fh).expect("readdir");
         fs.releasedir(dir.fh);
         items.iter().find(|i| i.name == "a").map(|i| i.attr.perm)
     };
@@ -262,7 +262,7 @@ fn caches_answer_repeated_lookups_and_follow_changes() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"1");
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
-    assert_eq!(fs.readdir(dir.fh, 0, 100).expect("readdir").len(), 1);
+    assert_eq!(fs.readdir(dir.fh).expect("readdir").len(), 1);
     let before = mem.stats.load(Ordering::SeqCst);
     fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
     assert!(matches!(
