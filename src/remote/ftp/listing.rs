@@ -831,6 +831,21 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
     (year, month, day)
 }
 
+/// `YYYYMMDDhhmmss` in UTC, as `MFMT` and `SITE UTIME` take it: the
+/// inverse of [`parse_mdtm`]. Times before 1970 are sent as 1970-01-01 (FTP
+/// servers take no negative times).
+pub fn ftp_time(t: SystemTime) -> String {
+    let secs = system_to_secs(t).max(0);
+    let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
+    let rem = secs.rem_euclid(SECS_PER_DAY);
+    format!(
+        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
 fn system_to_secs(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
@@ -1896,5 +1911,24 @@ type=file;size=1;modify=2024; badmodify\r\n";
                 .map(|secs| UNIX_EPOCH + Duration::from_secs(secs as u64)),
             Some(utc(2024, 2, 29, 0, 0, 0))
         );
+    }
+
+    #[test]
+    fn ftp_time_formats_utc() {
+        assert_eq!(ftp_time(UNIX_EPOCH), "19700101000000");
+        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
+        assert_eq!(ftp_time(t), "20231114221320");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
+        assert_eq!(ftp_time(leap), "20000229010101");
+        let before = UNIX_EPOCH - Duration::from_secs(10);
+        assert_eq!(ftp_time(before), "19700101000000");
+    }
+
+    #[test]
+    fn ftp_time_round_trips_through_the_mdtm_parser() {
+        for secs in [0u64, 86_399, 86_400, 1_234_567_890, 4_102_444_800] {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            assert_eq!(parse_mdtm(&ftp_time(t)), Some(t));
+        }
     }
 }

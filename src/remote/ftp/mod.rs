@@ -798,7 +798,7 @@ impl FtpConnection {
     /// `mdtm_write`). Refusals are remembered for the mount.
     fn set_times(&mut self, path: &Path, mtime: SystemTime) -> Result<()> {
         let arg = path_arg(path)?;
-        let stamp = reply::ftp_time(mtime);
+        let stamp = listing::ftp_time(mtime);
         self.learned().forget(path);
         if self.features.mfmt {
             let result = self.command(format!("MFMT {stamp} {arg}"), &[Status::File], "MFMT");

@@ -8,8 +8,6 @@
 //! an unknown state — I/O errors, garbage, a positive reply where none was
 //! expected — is [`Error::Transport`], so the pool drops the connection.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use suppaftp::types::Response;
 use suppaftp::FtpError;
 
@@ -110,43 +108,8 @@ pub fn is_refusal(e: &Error) -> bool {
     matches!(e, Error::Failure(_))
 }
 
-/// `YYYYMMDDhhmmss` in UTC, as `MFMT` and `SITE UTIME` take it. Times before
-/// 1970 are sent as 1970-01-01 (FTP servers take no negative times).
-pub fn ftp_time(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Gregorian date of a day count since 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
-}
-
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use suppaftp::Status;
 
     use super::*;
@@ -217,24 +180,5 @@ mod tests {
             map_err(FtpError::BadResponse, "x"),
             Error::Transport(_)
         ));
-    }
-
-    #[test]
-    fn ftp_time_formats_utc() {
-        assert_eq!(ftp_time(UNIX_EPOCH), "19700101000000");
-        let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
-        assert_eq!(ftp_time(t), "20231114221320");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
-        assert_eq!(ftp_time(leap), "20000229010101");
-        let before = UNIX_EPOCH - Duration::from_secs(10);
-        assert_eq!(ftp_time(before), "19700101000000");
-    }
-
-    #[test]
-    fn ftp_time_round_trips_through_the_mdtm_parser() {
-        for secs in [0u64, 86_399, 86_400, 1_234_567_890, 4_102_444_800] {
-            let t = UNIX_EPOCH + Duration::from_secs(secs);
-            assert_eq!(super::super::listing::parse_mdtm(&ftp_time(t)), Some(t));
-        }
     }
 }
