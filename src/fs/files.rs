@@ -156,6 +156,9 @@ impl Content {
 
 pub struct FileState {
     pub handles: usize,
+    /// Its last handle was released and it left the open files' table; an
+    /// open that got hold of it just before must make a new one.
+    pub closed: bool,
     pub content: Content,
     /// Writes not yet sent: (offset, bytes).
     pending: Option<(u64, Vec<u8>)>,
@@ -191,6 +194,7 @@ impl FileState {
     pub fn new(size: u64, perm: u32, version: (u64, SystemTime)) -> FileState {
         FileState {
             handles: 0,
+            closed: false,
             content: Content::InPlace,
             pending: None,
             size,

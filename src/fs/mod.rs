@@ -911,24 +911,38 @@ impl Fs {
         Ok(())
     }
 
-    /// The shared open state of `ino`, created on first open.
+    /// The shared open state of `ino`, created on first open, with one more
+    /// handle counted. The open files' table is never held while a file's
+    /// state is locked: a commit holds that lock for a whole upload, and
+    /// every stat and listing consults the table.
     fn open_state(&self, ino: u64, attr: &Attr) -> Result<Arc<Mutex<FileState>>> {
-        let mut open = lock(&self.open);
-        if let Some(state) = open.get(&ino) {
-            lock(state).handles += 1;
-            return Ok(state.clone());
+        loop {
+            let existing = lock(&self.open).get(&ino).cloned();
+            if let Some(state) = existing {
+                let mut st = lock(&state);
+                if st.closed {
+                    continue; // released meanwhile and already out of the table
+                }
+                st.handles += 1;
+                drop(st);
+                return Ok(state);
+            }
+            let mut state = FileState::new(attr.size, u32::from(attr.perm), attr.version());
+            if self.remote.caps().random_write {
+                state.write_behind = Some(WriteBehind::new(
+                    self.remote.clone(),
+                    self.cfg.prefetch_threads,
+                ));
+            }
+            state.handles = 1;
+            let state = Arc::new(Mutex::new(state));
+            let mut open = lock(&self.open);
+            if open.contains_key(&ino) {
+                continue; // another open made one first: use that
+            }
+            open.insert(ino, state.clone());
+            return Ok(state);
         }
-        let mut state = FileState::new(attr.size, u32::from(attr.perm), attr.version());
-        if self.remote.caps().random_write {
-            state.write_behind = Some(WriteBehind::new(
-                self.remote.clone(),
-                self.cfg.prefetch_threads,
-            ));
-        }
-        state.handles = 1;
-        let state = Arc::new(Mutex::new(state));
-        open.insert(ino, state.clone());
-        Ok(state)
     }
 
     fn add_handle(&self, ino: u64, file: Arc<Mutex<FileState>>, flags: OpenFlags) -> u64 {
@@ -1264,12 +1278,18 @@ impl Fs {
             Ok(())
         };
         if last {
-            let mut open = lock(&self.open);
+            let mut st = lock(&handle.file);
             // Someone may have opened it again meanwhile.
-            if lock(&handle.file).handles == 0 {
-                open.remove(&handle.ino);
+            if st.handles == 0 && !st.closed {
+                st.closed = true;
+                let mut open = lock(&self.open);
+                if open
+                    .get(&handle.ino)
+                    .is_some_and(|s| Arc::ptr_eq(s, &handle.file))
+                {
+                    open.remove(&handle.ino);
+                }
                 drop(open);
-                let mut st = lock(&handle.file);
                 st.cleanup(&*self.remote);
                 self.reap(&mut st);
             }

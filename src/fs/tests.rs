@@ -365,3 +365,63 @@ fn failure_after_a_mid_rewrite_flush_keeps_the_flushed_version() {
         assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
     }
 }
+
+#[test]
+fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/a", b"a");
+    mem.put_file("/b", b"b");
+    let fs = Arc::new(fs);
+    let a = fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup a");
+    let b = fs.lookup(inodes::ROOT, OsStr::new("b")).expect("lookup b");
+    let first = fs.open(a.ino, OpenFlags::default()).expect("open a");
+    let state = fs.handle(first.fh).expect("handle").1;
+    // What a commit does for the length of an upload.
+    let busy = lock(&state);
+    let (started_tx, started) = std::sync::mpsc::channel();
+    let opener = {
+        let fs = fs.clone();
+        // Waits for the busy state, as it must.
+        std::thread::spawn(move || {
+            let _ = started_tx.send(());
+            fs.open(a.ino, OpenFlags::default()).map(|o| o.fh)
+        })
+    };
+    started.recv().expect("the opener runs");
+    // Stats of another file keep answering while that open waits.
+    let (tx, answers) = std::sync::mpsc::channel();
+    let stats = {
+        let fs = fs.clone();
+        std::thread::spawn(move || {
+            let until = std::time::Instant::now() + Duration::from_millis(200);
+            while std::time::Instant::now() < until {
+                if tx.send(fs.getattr(b.ino).is_ok()).is_err() {
+                    return;
+                }
+            }
+        })
+    };
+    let mut answered = 0;
+    loop {
+        match answers.recv_timeout(Duration::from_secs(5)) {
+            Ok(ok) => {
+                assert!(ok, "stat b failed");
+                answered += 1;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("a stat of another file waited for a busy file's state")
+            }
+        }
+    }
+    assert!(answered > 0);
+    drop(busy);
+    let reopened = opener.join().expect("opener").expect("open a again");
+    let _ = stats.join();
+    fs.release(reopened).expect("release");
+    fs.release(first.fh).expect("release");
+    assert!(
+        lock(&fs.open).is_empty(),
+        "both handles counted and released"
+    );
+}
