@@ -74,12 +74,6 @@ fn check_mountpoint(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn home_dir() -> PathBuf {
-    std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/"))
-}
-
 fn local_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
@@ -109,10 +103,13 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
         user: target.user.clone().unwrap_or_else(local_user),
         identity_files: cfg.identity_files.clone(),
         host_key_policy: cfg.host_key_policy,
-        user_known_hosts: cfg
-            .user_known_hosts
-            .clone()
-            .unwrap_or_else(|| home_dir().join(".ssh/known_hosts")),
+        user_known_hosts: cfg.user_known_hosts.clone().unwrap_or_else(|| {
+            // The user's own file, found as ssh finds it (HOME, else
+            // the passwd entry).
+            remote::ssh::home_dir()
+                .unwrap_or_else(|| PathBuf::from("/"))
+                .join(".ssh/known_hosts")
+        }),
         global_known_hosts: PathBuf::from("/etc/ssh/ssh_known_hosts"),
         timeout: cfg.timeout,
     };

@@ -566,7 +566,8 @@ fn display_path(p: &Path) -> String {
     p.display().to_string()
 }
 
-fn home_dir() -> Option<PathBuf> {
+/// The local user's home directory: HOME, else the passwd entry.
+pub fn home_dir() -> Option<PathBuf> {
     if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
         return Some(PathBuf::from(h));
     }
