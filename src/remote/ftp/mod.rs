@@ -303,6 +303,9 @@ impl FtpConnection {
                 // Marked first, so that the old connection is dropped
                 // without waiting and the fresh one counts this failure seen.
                 self.mark_broken();
+                // Closed before its replacement opens: never more than
+                // max_conns connections, even for a moment.
+                let _ = self.ftp.get_ref().shutdown(std::net::Shutdown::Both);
                 let fresh = self.core.connect_once()?;
                 drop(std::mem::replace(self, fresh));
                 Ok(())
