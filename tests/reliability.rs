@@ -474,7 +474,8 @@ fn cut_during_upload_keeps_old_version(p: Proto) {
 /// execs while the file is open. The flush makes the first 16 MiB durable;
 /// a cut later in the rewrite must still leave the server with a complete
 /// version (the old file or the flushed 16 MiB), never the flushed part
-/// with a partial tail written in place.
+/// with a partial tail written in place, nor report success for bytes
+/// that never arrived.
 fn flush_mid_rewrite_then_cut(p: Proto) {
     let server = Server::start(p);
     let target = put_random_file(&server, "target.bin", 8, 7);
@@ -501,6 +502,12 @@ fn flush_mid_rewrite_then_cut(p: Proto) {
                     write = Err(e);
                     break;
                 }
+            }
+            // A forked copy of the descriptor closes before the writer
+            // syncs; its close may meet the cut, and whatever it met must
+            // still reach the writer's fsync.
+            if let Ok(copy) = f.try_clone() {
+                let _ = close_checked(copy);
             }
             let fsync = f.sync_all();
             let _ = close_checked(f);

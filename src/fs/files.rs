@@ -170,7 +170,12 @@ pub struct FileState {
     pub perm: u32,
     /// The version (size, mtime) of the content on the server, for the block cache.
     pub version: (u64, SystemTime),
-    /// A failed background write, reported by the next flush/fsync/close.
+    /// Why written data was lost (a failed write or commit). It stays until
+    /// the file is closed by everyone or truncated by a new open: every
+    /// later write, flush, fsync and close reports it and nothing more is
+    /// committed. A close of a forked copy of the descriptor reaches us as
+    /// the same flush, so reporting it once could tell the real writer
+    /// "success" for data that never arrived.
     pub error: Option<String>,
     pub unlinked: bool,
     /// The file is being rewritten whole (opened with O_TRUNC or created).
@@ -233,6 +238,9 @@ impl FileState {
         offset: u64,
         data: &[u8],
     ) -> Result<()> {
+        if let Some(e) = &self.error {
+            return Err(Error::WriteFailed(e.clone()));
+        }
         let end = offset + data.len() as u64;
         if let Content::Local { synced, .. } = &self.content {
             if synced.is_some_and(|n| offset < n) {
@@ -432,14 +440,23 @@ impl FileState {
     }
 
     /// Makes everything written so far durable at `path` on the server.
-    /// Returns whether anything changed there.
+    /// Returns whether anything changed there. A failure is remembered
+    /// (see `error`).
     pub fn commit(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
-        if let Some(e) = self.error.take() {
+        if let Some(e) = &self.error {
+            let e = Error::WriteFailed(e.clone());
             self.discard_temp(remote);
-            return Err(Error::WriteFailed(e));
+            return Err(e);
         }
+        let result = self.commit_now(remote, path);
+        if let Err(e) = &result {
+            self.error = Some(e.to_string());
+        }
+        result
+    }
+
+    fn commit_now(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
         if let Err(e) = self.send_pending(remote, path) {
-            self.error = None;
             self.discard_temp(remote);
             return Err(e);
         }

@@ -895,6 +895,8 @@ impl Fs {
     }
 
     fn truncate_on_open(&self, state: &mut FileState, path: &Path) -> Result<()> {
+        // A fresh rewrite: an earlier writer's lost data no longer matters.
+        state.error = None;
         if let Content::Local { .. } = state.content {
             state.stage_locally(&self.cfg.staging_dir, true)?;
             self.start_stream(state, path);

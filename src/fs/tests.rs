@@ -367,6 +367,39 @@ fn failure_after_a_mid_rewrite_flush_keeps_the_flushed_version() {
 }
 
 #[test]
+fn a_failure_seen_by_a_forked_close_is_still_reported_to_the_writer() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        mem.put_file("/f", b"old");
+        let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+        let flags = OpenFlags {
+            write: true,
+            truncate: true,
+            ..Default::default()
+        };
+        let opened = fs.open(entry.ino, flags).expect("open");
+        fs.write(opened.fh, 0, b"new content").expect("write");
+        // A forked child closes its copy of the descriptor: the same flush.
+        mem.fail_writes.store(true, Ordering::SeqCst);
+        assert!(fs.flush(opened.fh).is_err(), "random_write={random_write}");
+        mem.fail_writes.store(false, Ordering::SeqCst);
+        // The link is back, but the data is not on the server: the
+        // writer's own calls must not report success.
+        assert!(fs.write(opened.fh, 11, b"!").is_err(), "later write");
+        assert!(fs.fsync(opened.fh).is_err(), "fsync");
+        assert!(fs.flush(opened.fh).is_err(), "the writer's close");
+        assert!(fs.release(opened.fh).is_err(), "the last release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"old"[..]));
+        // A new rewrite starts clean.
+        let opened = fs.open(entry.ino, flags).expect("open again");
+        fs.write(opened.fh, 0, b"again").expect("write again");
+        fs.flush(opened.fh).expect("close");
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"again"[..]));
+    }
+}
+
+#[test]
 fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"a");
