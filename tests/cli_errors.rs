@@ -9,63 +9,13 @@
 mod support;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 use support::*;
 
-/// A fresh mount point `rmount-test-cli-*/mnt` (or another name in that
-/// directory) that is cleaned up without ever recursing into a mount.
-struct MountPoint {
-    base: PathBuf,
-    dir: PathBuf,
-}
-
-impl MountPoint {
-    /// An empty directory, ready to be mounted on.
-    fn new() -> MountPoint {
-        let base = unique_dir("rmount-test-cli-");
-        let dir = base.join("mnt");
-        fs::create_dir(&dir).unwrap();
-        MountPoint { base, dir }
-    }
-
-    /// A path in a fresh directory that does not exist.
-    fn missing() -> MountPoint {
-        let base = unique_dir("rmount-test-cli-");
-        let dir = base.join("no-such-dir");
-        MountPoint { base, dir }
-    }
-
-    /// A regular file where the mount point should be.
-    fn regular_file() -> MountPoint {
-        let base = unique_dir("rmount-test-cli-");
-        let dir = base.join("a-file");
-        fs::write(&dir, b"not a directory").unwrap();
-        MountPoint { base, dir }
-    }
-
-    fn arg(&self) -> &str {
-        self.dir.to_str().unwrap()
-    }
-}
-
-impl Drop for MountPoint {
-    fn drop(&mut self) {
-        let unmounted = unmount_path(&self.dir);
-        kill_daemons_for(&self.dir);
-        if let Err(e) = unmounted {
-            eprintln!("warning: {e}");
-            return;
-        }
-        // Nothing is mounted below `base` now, so removing it recursively
-        // (with the known_hosts and keys some tests put there) is safe.
-        if !is_mounted(&self.dir) {
-            let _ = fs::remove_dir_all(&self.base);
-        }
-    }
-}
+const PREFIX: &str = "rmount-test-cli-";
 
 /// Checks the common contract of a failed invocation and returns the error
 /// line: non-zero exit (not a signal), one line on stderr matching every
@@ -137,7 +87,7 @@ const NOT_FOUND_WORDS: &[&str] = &["no such", "not exist", "not found", "does no
 #[test]
 fn wrong_password_is_refused() {
     let server = Server::sftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let wrong = "Wr0ng-pw-7731";
     let kh = format!("UserKnownHostsFile={}", server.known_hosts().display());
     let out = rmount(
@@ -156,7 +106,7 @@ fn wrong_password_is_refused() {
 #[test]
 fn wrong_ftp_password_is_refused() {
     let server = Server::ftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let wrong = "Wr0ng-pw-7732";
     let out = rmount(
         &[],
@@ -174,7 +124,7 @@ fn wrong_ftp_password_is_refused() {
 #[test]
 fn unknown_host_key_is_refused() {
     let server = Server::sftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let empty_kh = mnt.base.join("known_hosts");
     fs::write(&empty_kh, "").unwrap();
     let out = rmount(
@@ -213,7 +163,7 @@ fn unknown_host_key_is_refused() {
 #[test]
 fn changed_host_key_is_refused() {
     let server = Server::sftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let other = ssh_keygen_ed25519(&mnt.base.join("other_host_key"));
     assert_ne!(other, server.host_public_key_line());
     let kh = mnt.base.join("known_hosts");
@@ -248,7 +198,7 @@ fn changed_host_key_is_refused() {
 #[test]
 fn unreachable_host_is_reported() {
     let port = free_port(); // nobody listens there
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id");
     ssh_keygen_ed25519(&key);
@@ -260,7 +210,7 @@ fn unreachable_host_is_reported() {
 #[test]
 fn unreachable_ftp_host_is_reported() {
     let port = free_port();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let url = format!("ftp://{FTP_USER}@127.0.0.1:{port}/");
     let out = rmount(&[], &url, &mnt, &[("RMOUNT_PASSWORD", FTP_PASSWORD)]);
     assert_fails(&out, &mnt.dir, &[&["connect", "refused", "unreachable"]]);
@@ -269,7 +219,7 @@ fn unreachable_ftp_host_is_reported() {
 #[test]
 fn missing_remote_path_is_reported() {
     let server = Server::sftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let auth = sftp_auth(&server);
     let out = rmount(
         &strs(&auth),
@@ -283,7 +233,7 @@ fn missing_remote_path_is_reported() {
 #[test]
 fn missing_ftp_remote_path_is_reported() {
     let server = Server::ftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let out = rmount(
         &[],
         &server.remote_url_for("does-not-exist"),
@@ -295,14 +245,14 @@ fn missing_ftp_remote_path_is_reported() {
 
 #[test]
 fn malformed_remote_is_rejected() {
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let out = rmount(&[], "not a url", &mnt, &[]);
     assert_fails(&out, &mnt.dir, &[&["url", "remote", "invalid", "scheme"]]);
 }
 
 #[test]
 fn remote_without_host_is_rejected() {
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let out = rmount(&[], "sftp://", &mnt, &[]);
     assert_fails(
         &out,
@@ -314,7 +264,7 @@ fn remote_without_host_is_rejected() {
 #[test]
 fn missing_mount_point_is_reported() {
     let server = Server::sftp();
-    let mnt = MountPoint::missing();
+    let mnt = MountPoint::named(PREFIX, "no-such-dir");
     let auth = sftp_auth(&server);
     let out = rmount(&strs(&auth), &server.remote_url(), &mnt, &[]);
     assert_fails(
@@ -334,7 +284,8 @@ fn missing_mount_point_is_reported() {
 #[test]
 fn mount_point_that_is_a_file_is_rejected() {
     let server = Server::sftp();
-    let mnt = MountPoint::regular_file();
+    let mnt = MountPoint::named(PREFIX, "a-file");
+    fs::write(&mnt.dir, b"not a directory").expect("write a file");
     let auth = sftp_auth(&server);
     let out = rmount(&strs(&auth), &server.remote_url(), &mnt, &[]);
     assert_fails(&out, &mnt.dir, &[&["not a directory", "directory"]]);
@@ -344,7 +295,7 @@ fn mount_point_that_is_a_file_is_rejected() {
 #[test]
 fn unknown_option_is_rejected() {
     let server = Server::sftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let mut args = sftp_auth(&server);
     args.extend(["-o".to_string(), "bogus_opt".to_string()]);
     let out = rmount(&strs(&args), &server.remote_url(), &mnt, &[]);

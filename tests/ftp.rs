@@ -19,41 +19,7 @@ use support::*;
 
 // ----- helpers ---------------------------------------------------------------
 
-/// A fresh mount point for mounts made by running rmount directly (when
-/// [`Mount::try_new`] cannot express the environment or stdin a test needs).
-/// Dropping it unmounts whatever is there, kills its daemons by PID and
-/// removes the directories without ever recursing into a mount.
-struct MountPoint {
-    base: PathBuf,
-    dir: PathBuf,
-}
-
-impl MountPoint {
-    fn new() -> MountPoint {
-        let base = unique_dir("rmount-test-ftp-");
-        let dir = base.join("mnt");
-        fs::create_dir(&dir).expect("create mount point");
-        MountPoint { base, dir }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-}
-
-impl Drop for MountPoint {
-    fn drop(&mut self) {
-        let unmounted = unmount_path(&self.dir);
-        kill_daemons_for(&self.dir);
-        match unmounted {
-            Ok(()) => {
-                let _ = fs::remove_dir(&self.dir);
-                let _ = fs::remove_dir(&self.base);
-            }
-            Err(e) => eprintln!("warning: {e} (leaving {} in place)", self.base.display()),
-        }
-    }
-}
+const PREFIX: &str = "rmount-test-ftp-";
 
 /// `rmount ARGS... URL MNT` with `env` added (run_rmount removes
 /// RMOUNT_PASSWORD and SSH_AUTH_SOCK first) and `stdin` piped in.
@@ -243,7 +209,7 @@ fn ftps_untrusted_certificate_is_refused() {
     let server = Server::ftps();
     let scratch = tempfile::tempdir().expect("temp dir");
     let wrong_ca = unrelated_ca(scratch.path());
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let cafile = format!("cafile={}", wrong_ca.display());
     let out = rmount_at(
         &mnt,
@@ -272,7 +238,7 @@ fn ftps_no_verify_cert_works_with_warning() {
     let server = Server::ftps();
     let scratch = tempfile::tempdir().expect("temp dir");
     let wrong_ca = unrelated_ca(scratch.path());
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let cafile = format!("cafile={}", wrong_ca.display());
     let out = rmount_at(
         &mnt,
@@ -299,7 +265,7 @@ fn netrc_login() {
     let server = Server::ftp();
     let home = home_with_netrc(0o600);
     let home_str = home.path().to_str().expect("utf-8 temp path");
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     // NETRC="" makes rmount fall back to $HOME/.netrc.
     let out = rmount_at(
         &mnt,
@@ -325,7 +291,7 @@ fn netrc_readable_by_others_is_refused() {
     let server = Server::ftp();
     let home = home_with_netrc(0o644);
     let home_str = home.path().to_str().expect("utf-8 temp path");
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let out = rmount_at(
         &mnt,
         &[],
@@ -379,7 +345,7 @@ fn active_mode_round_trip() {
 #[test]
 fn password_stdin_login() {
     let server = Server::ftp();
-    let mnt = MountPoint::new();
+    let mnt = MountPoint::new(PREFIX);
     let stdin = format!("{FTP_PASSWORD}\n");
     let out = rmount_at(
         &mnt,

@@ -48,23 +48,19 @@ const RSS_LIMIT_KB: u64 = 500 * 1024;
 /// With `RMOUNT_HOSTILE_LOG=FILE` in the environment, rmount runs in the
 /// foreground with `-d` and its debug log goes to FILE (for debugging).
 struct RawMount {
-    dir: PathBuf,
-    base: PathBuf,
+    mnt: MountPoint,
     daemon: Option<u32>,
     foreground: Option<Child>,
 }
 
 impl RawMount {
     fn new(args: &[&str], env: &[(&str, &str)]) -> RawMount {
-        let base = unique_dir("rmount-test-mnt-");
-        let dir = base.join("mnt");
-        fs::create_dir(&dir).expect("create mount point");
+        let mnt = MountPoint::new("rmount-test-mnt-");
+        let dir_s = mnt.arg().to_string();
         let mut argv: Vec<&str> = args.to_vec();
-        let dir_s = dir.to_str().expect("utf-8 temp path").to_string();
         argv.push(&dir_s);
         let mut m = RawMount {
-            dir,
-            base,
+            mnt,
             daemon: None,
             foreground: None,
         };
@@ -84,20 +80,20 @@ impl RawMount {
         }
         let out = run_rmount(&argv, env, None);
         assert!(
-            out.status.success() && is_mounted(&m.dir),
+            out.status.success() && is_mounted(&m.mnt.dir),
             "rmount {argv:?} did not mount\n{}",
             describe_output(&out)
         );
-        m.daemon = rmount_processes_for(&m.dir).first().copied();
+        m.daemon = rmount_processes_for(&m.mnt.dir).first().copied();
         m
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
+        self.mnt.dir.join(rel)
     }
 
     fn is_mounted(&self) -> bool {
-        is_mounted(&self.dir)
+        is_mounted(&self.mnt.dir)
     }
 
     /// The daemon's resident set size in KiB, from /proc.
@@ -115,7 +111,7 @@ impl RawMount {
 
 impl Drop for RawMount {
     fn drop(&mut self) {
-        let _ = unmount_path(&self.dir);
+        let _ = unmount_path(&self.mnt.dir);
         if let Some(mut child) = self.foreground.take() {
             if !poll_until(Duration::from_secs(10), || {
                 child.try_wait().ok().flatten().is_some()
@@ -124,13 +120,11 @@ impl Drop for RawMount {
             }
             let _ = child.wait();
         }
-        if !poll_until(Duration::from_secs(10), || {
-            rmount_processes_for(&self.dir).is_empty()
-        }) {
-            kill_daemons_for(&self.dir);
-        }
-        let _ = fs::remove_dir(&self.dir);
-        let _ = fs::remove_dir(&self.base);
+        // A daemon gets time to exit by itself; then `mnt` kills what is
+        // left and removes the directory.
+        poll_until(Duration::from_secs(10), || {
+            rmount_processes_for(&self.mnt.dir).is_empty()
+        });
     }
 }
 
@@ -152,7 +146,7 @@ fn list(dir: PathBuf) -> io::Result<Vec<OsString>> {
 /// and reads `file` as "hello": after a broken connection it must recover
 /// by itself.
 fn wait_until_works(mount: &RawMount, file: &str) {
-    let (root, path) = (mount.dir.clone(), mount.path(file));
+    let (root, path) = (mount.mnt.dir.clone(), mount.path(file));
     wait_until("the mount to work again", Duration::from_secs(30), || {
         let listed = fs::read_dir(&root)
             .map(|d| d.flatten().any(|e| e.file_name() == file))

@@ -36,8 +36,7 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// test (unlike `Mount`, which always adds the server's key and known_hosts).
 /// Dropping it unmounts and kills any daemon left for its mount point.
 struct BgMount {
-    base: PathBuf,
-    dir: PathBuf,
+    mnt: MountPoint,
     output: Output,
 }
 
@@ -51,25 +50,20 @@ impl BgMount {
         env: &[(&str, &str)],
         stdin: Option<&[u8]>,
     ) -> Result<BgMount, Output> {
-        let base = unique_dir("rmount-test-opts-");
-        let dir = base.join("mnt");
-        fs::create_dir(&dir).expect("create mount point");
-        let dir_arg = dir.to_str().expect("utf-8 temp path").to_string();
-        let mut argv: Vec<&str> = args.to_vec();
-        argv.push(remote);
-        argv.push(&dir_arg);
         // A guard first, so that a panic in run_rmount still cleans up.
         let mut m = BgMount {
-            base,
-            dir,
+            mnt: MountPoint::new("rmount-test-opts-"),
             output: Output {
                 status: ExitStatus::default(),
                 stdout: Vec::new(),
                 stderr: Vec::new(),
             },
         };
+        let mut argv: Vec<&str> = args.to_vec();
+        argv.push(remote);
+        argv.push(m.mnt.arg());
         m.output = run_rmount(&argv, env, stdin);
-        let mounted = is_mounted(&m.dir);
+        let mounted = is_mounted(&m.mnt.dir);
         match (m.output.status.success(), mounted) {
             (true, true) => Ok(m),
             (false, false) => Err(m.output.clone()),
@@ -103,21 +97,7 @@ impl BgMount {
     }
 
     fn path(&self, rel: &str) -> PathBuf {
-        self.dir.join(rel)
-    }
-}
-
-impl Drop for BgMount {
-    fn drop(&mut self) {
-        if let Err(e) = unmount_path(&self.dir) {
-            eprintln!("warning: {e}");
-        }
-        kill_daemons_for(&self.dir);
-        if !is_mounted(&self.dir) {
-            // Non-recursive: never walks into a mount.
-            let _ = fs::remove_dir(&self.dir);
-            let _ = fs::remove_dir(&self.base);
-        }
+        self.mnt.path(rel)
     }
 }
 
@@ -126,8 +106,7 @@ impl Drop for BgMount {
 /// then SIGKILL), unmounts and removes the mount point.
 struct Foreground {
     child: Child,
-    base: PathBuf,
-    dir: PathBuf,
+    mnt: MountPoint,
     stderr_path: PathBuf,
     stdout_path: PathBuf,
     status: Option<ExitStatus>,
@@ -137,15 +116,13 @@ impl Foreground {
     /// Spawns `rmount ARGS... REMOTE <fresh dir>` with `env` added after
     /// removing RMOUNT_PASSWORD, SSH_AUTH_SOCK and RUST_LOG; stdin is /dev/null.
     fn spawn(args: &[&str], remote: &str, env: &[(&str, &str)]) -> Foreground {
-        let base = unique_dir("rmount-test-opts-fg-");
-        let dir = base.join("mnt");
-        fs::create_dir(&dir).expect("create mount point");
-        let stdout_path = base.join("stdout");
-        let stderr_path = base.join("stderr");
+        let mnt = MountPoint::new("rmount-test-opts-fg-");
+        let stdout_path = mnt.base.join("stdout");
+        let stderr_path = mnt.base.join("stderr");
         let mut cmd = Command::new(rmount_bin());
         cmd.args(args)
             .arg(remote)
-            .arg(&dir)
+            .arg(&mnt.dir)
             .env_remove("RMOUNT_PASSWORD")
             .env_remove("SSH_AUTH_SOCK")
             .env_remove("RUST_LOG")
@@ -162,8 +139,7 @@ impl Foreground {
             .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
         Foreground {
             child,
-            base,
-            dir,
+            mnt,
             stderr_path,
             stdout_path,
             status: None,
@@ -187,7 +163,7 @@ impl Foreground {
     fn wait_mounted(&mut self, server: &Server) {
         let deadline = Instant::now() + MOUNT_TIMEOUT;
         loop {
-            if is_mounted(&self.dir) {
+            if is_mounted(&self.mnt.dir) {
                 return;
             }
             if let Some(status) = self.child.try_wait().expect("try_wait") {
@@ -241,16 +217,7 @@ impl Drop for Foreground {
                 self.status = self.child.wait().ok();
             }
         }
-        if let Err(e) = unmount_path(&self.dir) {
-            eprintln!("warning: {e}");
-        }
-        kill_daemons_for(&self.dir);
-        if !is_mounted(&self.dir) {
-            let _ = fs::remove_file(&self.stdout_path);
-            let _ = fs::remove_file(&self.stderr_path);
-            let _ = fs::remove_dir(&self.dir);
-            let _ = fs::remove_dir(&self.base);
-        }
+        // Then `mnt` unmounts and removes the directory with the logs.
     }
 }
 
@@ -514,7 +481,7 @@ fn strict_no_mounts_without_known_host() {
         &[],
         None,
     );
-    assert!(names(&m.dir).contains(&OsString::from("seen.txt")));
+    assert!(names(&m.mnt.dir).contains(&OsString::from("seen.txt")));
     let err = stderr_text(&m.output).to_lowercase();
     assert!(
         err.contains("host key"),
@@ -536,22 +503,22 @@ fn foreground_unmounts_on_sigterm() {
         let mut fg = Foreground::spawn(&strs(&args), &server.remote_url(), &[]);
         fg.wait_mounted(&server);
         assert!(
-            names(&fg.dir).contains(&OsString::from(format!("{name}.txt"))),
+            names(&fg.mnt.dir).contains(&OsString::from(format!("{name}.txt"))),
             "the foreground mount serves"
         );
         fg.signal(sig);
         match fg.wait_exit(EXIT_TIMEOUT) {
             None => failures.push(format!(
                 "{name}: rmount -f still running {EXIT_TIMEOUT:?} later (mounted: {})",
-                is_mounted(&fg.dir)
+                is_mounted(&fg.mnt.dir)
             )),
             Some(status) if !status.success() => failures.push(format!(
                 "{name}: rmount -f exited with {status}; stderr: {}",
                 fg.stderr().trim()
             )),
-            Some(_) if is_mounted(&fg.dir) => failures.push(format!(
+            Some(_) if is_mounted(&fg.mnt.dir) => failures.push(format!(
                 "{name}: rmount -f exited 0 but {} is still mounted",
-                fg.dir.display()
+                fg.mnt.dir.display()
             )),
             Some(_) => {}
         }
@@ -757,10 +724,10 @@ fn read_only_and_debug() {
         ],
     );
     fg.wait_mounted(&server);
-    assert_eq!(fs::read(fg.dir.join("file.txt")).unwrap(), b"debug me");
+    assert_eq!(fs::read(fg.mnt.dir.join("file.txt")).unwrap(), b"debug me");
     // Ended by unmounting (signals are foreground_unmounts_on_sigterm's
     // subject), then waited for, so that stderr is complete.
-    unmount_path(&fg.dir).expect("unmount the -d mount");
+    unmount_path(&fg.mnt.dir).expect("unmount the -d mount");
     assert!(
         fg.wait_exit(EXIT_TIMEOUT).is_some(),
         "rmount -d did not exit {EXIT_TIMEOUT:?} after its mount was unmounted"

@@ -1265,20 +1265,17 @@ fn soak_worker() {
 /// exited.
 struct Foreground {
     child: Child,
-    dir: PathBuf,
-    base: PathBuf,
+    mnt: MountPoint,
     log: PathBuf,
 }
 
 impl Foreground {
     fn start(args: &[String], password: &str, log_dir: &Path) -> Foreground {
-        let base = unique_dir("rmount-test-mnt-");
-        let dir = base.join("mnt");
-        fs::create_dir(&dir).expect("create mount point");
+        let mnt = MountPoint::new("rmount-test-mnt-");
         let log = log_dir.join("rmount-debug.log");
         let mut cmd = Command::new(rmount_bin());
         cmd.args(args)
-            .arg(&dir)
+            .arg(&mnt.dir)
             .env_remove("RMOUNT_PASSWORD")
             .env_remove("SSH_AUTH_SOCK")
             .stdin(Stdio::piped())
@@ -1289,17 +1286,12 @@ impl Foreground {
         let mut stdin = child.stdin.take().expect("stdin");
         let _ = stdin.write_all(format!("{password}\n").as_bytes());
         drop(stdin);
-        let mut fg = Foreground {
-            child,
-            dir,
-            base,
-            log,
-        };
+        let mut fg = Foreground { child, mnt, log };
         let up = poll_until(Duration::from_secs(30), || {
-            is_mounted(&fg.dir) || fg.child.try_wait().ok().flatten().is_some()
+            is_mounted(&fg.mnt.dir) || fg.child.try_wait().ok().flatten().is_some()
         });
         assert!(
-            up && is_mounted(&fg.dir),
+            up && is_mounted(&fg.mnt.dir),
             "rmount -d did not mount: {:?}\n{}",
             fg.child.try_wait(),
             fs::read_to_string(&fg.log).unwrap_or_default()
@@ -1313,7 +1305,7 @@ impl Foreground {
 
     /// Unmounts and waits for the process to exit; returns its log.
     fn stop(&mut self) -> String {
-        let _ = unmount_path(&self.dir);
+        let _ = unmount_path(&self.mnt.dir);
         let exited = poll_until(Duration::from_secs(20), || {
             self.child.try_wait().ok().flatten().is_some()
         });
@@ -1328,8 +1320,6 @@ impl Foreground {
 impl Drop for Foreground {
     fn drop(&mut self) {
         self.stop();
-        let _ = fs::remove_dir(&self.dir);
-        let _ = fs::remove_dir(&self.base);
     }
 }
 
@@ -1392,19 +1382,22 @@ fn password_never_visible(p: Proto) {
 
     // cache_timeout=0 (below): every look goes to the server.
     let work = || {
-        let names: Vec<_> = fs::read_dir(&fg.dir)
+        let names: Vec<_> = fs::read_dir(&fg.mnt.dir)
             .expect("read_dir")
             .map(|e| e.expect("entry").file_name())
             .collect();
         assert!(names.iter().any(|n| n == "hello.txt"), "listing: {names:?}");
-        assert_eq!(fs::read(fg.dir.join("hello.txt")).expect("read"), b"hello");
+        assert_eq!(
+            fs::read(fg.mnt.dir.join("hello.txt")).expect("read"),
+            b"hello"
+        );
     };
     work();
     // Force a new login with the same password.
     let logins = proxy.accepted();
     proxy.cut_now();
     wait_recovered("after a cut", Duration::from_secs(30), || {
-        fs::read(fg.dir.join("hello.txt")).is_ok()
+        fs::read(fg.mnt.dir.join("hello.txt")).is_ok()
     });
     work();
     assert!(

@@ -238,12 +238,10 @@ fn sshfs_mounts_the_sftp_export() {
     // exercises the mount helpers.
     let server = Server::sftp();
     server.put_file("x/y.txt", b"via sshfs");
-    let base = unique_dir("rmount-test-sshfs-");
-    let mnt = base.join("mnt");
-    fs::create_dir(&mnt).unwrap();
+    let mnt = MountPoint::new("rmount-test-sshfs-");
     let mut c = Command::new("sshfs");
     c.arg(format!("{}@127.0.0.1:{}", server.user(), server.export.display()))
-        .arg(&mnt)
+        .arg(&mnt.dir)
         .args(["-p", &server.port.to_string()])
         .arg("-o")
         .arg(format!(
@@ -253,15 +251,13 @@ fn sshfs_mounts_the_sftp_export() {
         ));
     let out = run_cmd(&mut c, CLIENT_TIMEOUT, None);
     ok(&out, "sshfs");
-    let entry = mount_entry(&mnt).expect("sshfs mount in mountinfo");
+    let entry = mount_entry(&mnt.dir).expect("sshfs mount in mountinfo");
     assert_eq!(entry.fs_type, "fuse.sshfs");
-    assert!(is_mounted(&mnt));
-    let read = fs::read(mnt.join("x/y.txt"));
-    unmount_path(&mnt).unwrap();
-    assert!(!is_mounted(&mnt));
+    assert!(is_mounted(&mnt.dir));
+    let read = fs::read(mnt.path("x/y.txt"));
+    unmount_path(&mnt.dir).unwrap();
+    assert!(!is_mounted(&mnt.dir));
     assert_eq!(read.unwrap(), b"via sshfs");
-    fs::remove_dir(&mnt).unwrap();
-    fs::remove_dir(&base).unwrap();
 }
 
 /// A Python ftplib client; prints one line per step, "ERR <reply>" on failure.

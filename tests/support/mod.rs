@@ -7,7 +7,8 @@
 //!   certificates and an `export` directory that is what the tests mount
 //!   (see `server.rs`).
 //! - [`Mount`]: the real `rmount` binary mounting a server on a fresh mount
-//!   point; dropping it always unmounts (see `mount.rs`).
+//!   point; dropping it always unmounts (see `mount.rs`). [`MountPoint`]:
+//!   just the fresh mount point, for tests that run the client themselves.
 //! - small helpers: [`run_rmount`] (with a hard timeout), [`wait_until`]
 //!   (poll with a deadline, never sleep as synchronisation), [`is_mounted`],
 //!   [`sha256_file`], [`free_port`], [`run_cmd`].
@@ -35,7 +36,7 @@ use std::time::{Duration, Instant};
 
 pub use mount::{
     is_mounted, kill_daemons_for, mount_entry, rmount_processes_for, unique_dir, unmount_path,
-    Mount, MountEntry,
+    Mount, MountEntry, MountPoint,
 };
 pub use process::{free_port, run_cmd, run_cmd_timeout, run_rmount, RMOUNT_TIMEOUT};
 pub use proxy::{

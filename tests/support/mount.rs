@@ -213,6 +213,56 @@ impl Drop for Mount {
     }
 }
 
+/// A fresh mount point `<prefix>…/mnt` for tests that run rmount (or
+/// another FUSE client) themselves. Dropping it unmounts whatever is
+/// mounted there, kills rmount processes still serving it, and removes its
+/// parent directory with anything a test put there — only once nothing is
+/// mounted, so it never walks into a mount.
+pub struct MountPoint {
+    /// Parent of `dir`, made for this mount point only.
+    pub base: PathBuf,
+    pub dir: PathBuf,
+}
+
+impl MountPoint {
+    /// An empty directory, ready to be mounted on.
+    pub fn new(prefix: &str) -> MountPoint {
+        let mnt = MountPoint::named(prefix, "mnt");
+        fs::create_dir(&mnt.dir).expect("create mount point");
+        mnt
+    }
+
+    /// `name` in a fresh directory, not created (for bad mount points).
+    pub fn named(prefix: &str, name: &str) -> MountPoint {
+        let base = unique_dir(prefix);
+        let dir = base.join(name);
+        MountPoint { base, dir }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    /// The mount point as a command-line argument.
+    pub fn arg(&self) -> &str {
+        self.dir.to_str().expect("utf-8 temp path")
+    }
+}
+
+impl Drop for MountPoint {
+    fn drop(&mut self) {
+        let unmounted = unmount_path(&self.dir);
+        kill_daemons_for(&self.dir);
+        match unmounted {
+            Ok(()) if !is_mounted(&self.dir) => {
+                let _ = fs::remove_dir_all(&self.base);
+            }
+            Ok(()) => eprintln!("warning: {} is mounted again", self.dir.display()),
+            Err(e) => eprintln!("warning: {e} (leaving {} in place)", self.base.display()),
+        }
+    }
+}
+
 /// One line of /proc/self/mountinfo.
 #[derive(Clone, Debug)]
 pub struct MountEntry {
