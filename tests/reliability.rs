@@ -44,6 +44,7 @@ per_protocol! {
     flush_mid_rewrite_then_cut,
     outage_and_restart_keep_open_fd_working,
     frozen_link_calls_return_and_recover,
+    stat_answers_while_the_file_uploads,
     unreachable_server_fails_fast,
     kill_9_during_write_leaves_usable_mount_point,
     soak_16_processes,
@@ -678,6 +679,63 @@ fn frozen_link_calls_return_and_recover(p: Proto) {
         .map(|e| e.expect("entry").file_name())
         .collect();
     assert_eq!(names, ["x"]);
+}
+
+/// A file is written and closed over a slow link, so its upload takes
+/// seconds. Meanwhile `stat` of it and a listing of its directory answer
+/// without waiting for that upload (on FTP, close holds the file for the
+/// whole upload) and show no more than was written.
+fn stat_answers_while_the_file_uploads(p: Proto) {
+    const SIZE_MIB: u64 = 8;
+    let server = Server::start(p);
+    let proxy = FaultProxy::for_server(&server);
+    // No caches: every stat reaches rmount, and rmount asks the server.
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "cache_timeout=0"]);
+    proxy.control().set_bandwidth(MIB);
+    let path = mount.path("slow.bin");
+    let writer = std::thread::spawn({
+        let path = path.clone();
+        move || -> io::Result<()> {
+            let mut f = File::create(&path)?;
+            for i in 0..SIZE_MIB {
+                f.write_all(&mib_chunk(9, i))?;
+            }
+            close_checked(f)
+        }
+    });
+    wait_until("the file to appear", Duration::from_secs(30), || {
+        path.exists()
+    });
+    let mut answers = 0;
+    while !writer.is_finished() {
+        let (sizes, _) = within(
+            "stat and listing during the upload",
+            Duration::from_secs(4),
+            {
+                let (path, dir) = (path.clone(), mount.dir.clone());
+                move || -> io::Result<(u64, Vec<u64>)> {
+                    let size = fs::metadata(&path)?.len();
+                    let listed = fs::read_dir(&dir)?
+                        .map(|e| e.and_then(|e| e.metadata()).map(|m| m.len()))
+                        .collect::<io::Result<Vec<u64>>>()?;
+                    Ok((size, listed))
+                }
+            },
+        );
+        let (size, listed) = sizes.expect("stat and listing during the upload");
+        assert!(size <= SIZE_MIB * MIB, "stat shows {size} bytes");
+        assert_eq!(listed.len(), 1, "the listing shows the file: {listed:?}");
+        answers += 1;
+    }
+    writer
+        .join()
+        .expect("writer thread")
+        .expect("write and close over the slow link");
+    assert!(answers > 0, "no stat ran during the upload");
+    assert_eq!(
+        fs::read(server.export.join("slow.bin")).expect("the file on the server"),
+        random_content(SIZE_MIB, 9)
+    );
 }
 
 /// While the server cannot be reached (connections refused), calls fail

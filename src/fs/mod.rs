@@ -8,6 +8,7 @@
 
 pub mod files;
 pub mod inodes;
+mod open_file;
 mod read_ahead;
 mod streaming;
 mod write_behind;
@@ -31,6 +32,7 @@ use crate::sync::lock;
 use crate::workers::Workers;
 use files::{Content, FileState};
 use inodes::Inodes;
+use open_file::OpenFile;
 use read_ahead::ReadAhead;
 use write_behind::WriteBehind;
 
@@ -138,7 +140,7 @@ pub struct Opened {
 
 struct Handle {
     ino: u64,
-    file: Arc<Mutex<FileState>>,
+    file: Arc<OpenFile>,
     write: bool,
     append: bool,
     /// Shared with this handle's read-ahead chain while one runs.
@@ -177,7 +179,7 @@ pub struct Fs {
     meta: MetaCache,
     blocks: Arc<BlockCache>,
     /// Open-file state per inode, while any handle is open.
-    open: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
+    open: Mutex<HashMap<u64, Arc<OpenFile>>>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// Open directories' listing snapshots.
     dirs: Mutex<HashMap<u64, Arc<[DirItem]>>>,
@@ -263,7 +265,7 @@ impl Fs {
         self.present_with(attr, state.as_deref())
     }
 
-    fn present_with(&self, mut attr: Attr, open: Option<&Mutex<FileState>>) -> Attr {
+    fn present_with(&self, mut attr: Attr, open: Option<&OpenFile>) -> Attr {
         if let Some(map) = self.cfg.idmap {
             if attr.uid == map.remote_uid {
                 attr.uid = map.local_uid;
@@ -272,11 +274,8 @@ impl Fs {
                 attr.gid = map.local_gid;
             }
         }
-        if let Some(state) = open {
-            let state = lock(state);
-            if state.reads_bypass_cache() {
-                attr.size = state.size;
-            }
+        if let Some(size) = open.and_then(OpenFile::shown_size) {
+            attr.size = size;
         }
         attr
     }
@@ -360,7 +359,7 @@ impl Fs {
     /// Attributes of a file that is open but has no name on the server.
     fn open_file_attr(&self, ino: u64) -> Option<Attr> {
         let state = lock(&self.open).get(&ino).cloned()?;
-        let state = lock(&state);
+        let state = state.lock();
         Some(Attr {
             kind: Kind::File,
             size: state.size,
@@ -378,7 +377,7 @@ impl Fs {
         // a temporary file over the target and gives it the recorded mode)
         // cannot slip between the change on the server and its record here.
         let state = lock(&self.open).get(&ino).cloned();
-        let mut open = state.as_deref().map(lock);
+        let mut open = state.as_deref().map(OpenFile::lock);
         let path = self.path_of(ino)?;
         let current = self.stat_fresh(&path)?;
         let resolve = |t: Option<TimeSet>, old: SystemTime| match t {
@@ -550,8 +549,8 @@ impl Fs {
     /// Unlink of a file that is still open: its content must stay reachable
     /// through the open handles, so it moves to a hidden name (or, if it is
     /// being rewritten under a temporary name, the old file just goes).
-    fn unlink_open(&self, path: &Path, state: &Mutex<FileState>) -> Result<()> {
-        let mut state = lock(state);
+    fn unlink_open(&self, path: &Path, state: &OpenFile) -> Result<()> {
+        let mut state = state.lock();
         if state.handles == 0 {
             // The last release got here first: nothing keeps it open.
             return Ok(self.remote.unlink(path)?);
@@ -605,7 +604,7 @@ impl Fs {
         // cannot run against the old name; buffered writes land first.
         let source_ino = lock(&self.inodes).ino(&from);
         let source_state = source_ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
-        let mut source_guard = source_state.as_deref().map(lock);
+        let mut source_guard = source_state.as_deref().map(OpenFile::lock);
         if let Some(st) = source_guard.as_mut() {
             st.send_pending(&*self.remote, &from)?;
         }
@@ -795,7 +794,7 @@ impl Fs {
 
     fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
         // One look at the open files for the whole listing (usually none).
-        let open: Vec<Option<Arc<Mutex<FileState>>>> = {
+        let open: Vec<Option<Arc<OpenFile>>> = {
             let open = lock(&self.open);
             if open.is_empty() {
                 vec![None; items.len()]
@@ -852,7 +851,7 @@ impl Fs {
         let state = self.open_state(ino, &attr)?;
         let mut keep_cache = false;
         {
-            let mut st = lock(&state);
+            let mut st = state.lock();
             if flags.write
                 && !self.remote.caps().random_write
                 && !matches!(st.content, Content::Local { .. })
@@ -917,11 +916,11 @@ impl Fs {
     /// handle counted. The open files' table is never held while a file's
     /// state is locked: a commit holds that lock for a whole upload, and
     /// every stat and listing consults the table.
-    fn open_state(&self, ino: u64, attr: &Attr) -> Result<Arc<Mutex<FileState>>> {
+    fn open_state(&self, ino: u64, attr: &Attr) -> Result<Arc<OpenFile>> {
         loop {
             let existing = lock(&self.open).get(&ino).cloned();
             if let Some(state) = existing {
-                let mut st = lock(&state);
+                let mut st = state.lock();
                 if st.closed {
                     continue; // released meanwhile and already out of the table
                 }
@@ -937,7 +936,7 @@ impl Fs {
                 ));
             }
             state.handles = 1;
-            let state = Arc::new(Mutex::new(state));
+            let state = Arc::new(OpenFile::new(state));
             let mut open = lock(&self.open);
             if open.contains_key(&ino) {
                 continue; // another open made one first: use that
@@ -947,7 +946,7 @@ impl Fs {
         }
     }
 
-    fn add_handle(&self, ino: u64, file: Arc<Mutex<FileState>>, flags: OpenFlags) -> u64 {
+    fn add_handle(&self, ino: u64, file: Arc<OpenFile>, flags: OpenFlags) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         let handle = Handle {
             ino,
@@ -985,7 +984,7 @@ impl Fs {
         let entry = self.created(&path)?;
         let state = self.open_state(entry.ino, &entry.attr)?;
         {
-            let mut st = lock(&state);
+            let mut st = state.lock();
             st.perm = mode & 0o7777;
             if !self.remote.caps().random_write {
                 st.stage_locally(&self.cfg.staging_dir, true)?;
@@ -1048,7 +1047,7 @@ impl Fs {
         }
     }
 
-    fn handle(&self, fh: u64) -> Result<(u64, Arc<Mutex<FileState>>)> {
+    fn handle(&self, fh: u64) -> Result<(u64, Arc<OpenFile>)> {
         let handles = lock(&self.handles);
         let h = handles.get(&fh).ok_or(Error::BadHandle)?;
         Ok((h.ino, h.file.clone()))
@@ -1057,7 +1056,7 @@ impl Fs {
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let (ino, state) = self.handle(fh)?;
         let (path, version) = {
-            let mut st = lock(&state);
+            let mut st = state.lock();
             let path = self.any_path_of(ino)?;
             if st.reads_bypass_cache() {
                 return st.read(&*self.remote, &path, offset, size as usize);
@@ -1192,7 +1191,7 @@ impl Fs {
             }
             (h.ino, h.file.clone(), h.append)
         };
-        let mut st = lock(&state);
+        let mut st = state.lock();
         let path = self.any_path_of(ino)?;
         let offset = if append { st.size } else { offset };
         let written = st.write(&*self.remote, &path, offset, data);
@@ -1229,7 +1228,7 @@ impl Fs {
     pub fn fsync(&self, fh: u64) -> Result<()> {
         let (ino, state) = self.handle(fh)?;
         self.commit(ino, &state)?;
-        let st = lock(&state);
+        let st = state.lock();
         let path = self.any_path_of(ino)?;
         if !st.unlinked && !matches!(st.content, Content::Local { .. }) {
             self.remote.fsync(st.data_path(&path))?;
@@ -1237,9 +1236,9 @@ impl Fs {
         Ok(())
     }
 
-    fn commit(&self, ino: u64, state: &Mutex<FileState>) -> Result<()> {
+    fn commit(&self, ino: u64, state: &OpenFile) -> Result<()> {
         // Path after the lock: a rename holds it while it moves the file.
-        let mut st = lock(state);
+        let mut st = state.lock();
         let path = self.any_path_of(ino)?;
         if !st.dirty && st.error.is_none() {
             return Ok(());
@@ -1266,7 +1265,7 @@ impl Fs {
         // Nobody reads ahead of a closed handle: its chain ends.
         lock(&handle.ahead).stop();
         let last = {
-            let mut st = lock(&handle.file);
+            let mut st = handle.file.lock();
             st.handles -= 1;
             st.handles == 0
         };
@@ -1280,7 +1279,7 @@ impl Fs {
             Ok(())
         };
         if last {
-            let mut st = lock(&handle.file);
+            let mut st = handle.file.lock();
             // Someone may have opened it again meanwhile.
             if st.handles == 0 && !st.closed {
                 st.closed = true;

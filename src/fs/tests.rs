@@ -400,6 +400,45 @@ fn a_failure_seen_by_a_forked_close_is_still_reported_to_the_writer() {
 }
 
 #[test]
+fn a_file_busy_in_a_long_commit_still_answers_stat_and_listing() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/a", b"old");
+    let fs = Arc::new(fs);
+    let a = fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup a");
+    let opened = fs.open(a.ino, rw()).expect("open a");
+    fs.write(opened.fh, 3, b" and new").expect("write");
+    let state = fs.handle(opened.fh).expect("handle").1;
+    // What a commit does for the length of an upload.
+    let busy = state.lock();
+    let (tx, answer) = std::sync::mpsc::channel();
+    let observer = {
+        let fs = fs.clone();
+        std::thread::spawn(move || {
+            let size = fs.getattr(a.ino).map(|attr| attr.size);
+            let listed = fs.opendir(inodes::ROOT).and_then(|d| {
+                let items = fs.readdir(d.fh)?;
+                fs.releasedir(d.fh);
+                Ok(items.iter().map(|i| i.attr.size).collect::<Vec<_>>())
+            });
+            let _ = tx.send((size, listed));
+        })
+    };
+    let (size, listed) = answer
+        .recv_timeout(Duration::from_secs(5))
+        .expect("stat and listing of a busy file answer without waiting for it");
+    assert_eq!(size.expect("getattr"), 11, "the size written so far");
+    assert!(
+        listed.expect("listing").contains(&11),
+        "the listing shows the size written so far"
+    );
+    drop(busy);
+    observer.join().expect("observer");
+    fs.flush(opened.fh).expect("close");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(mem.content("/a").as_deref(), Some(&b"old and new"[..]));
+}
+
+#[test]
 fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"a");
@@ -410,7 +449,7 @@ fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
     let first = fs.open(a.ino, OpenFlags::default()).expect("open a");
     let state = fs.handle(first.fh).expect("handle").1;
     // What a commit does for the length of an upload.
-    let busy = lock(&state);
+    let busy = state.lock();
     let (started_tx, started) = std::sync::mpsc::channel();
     let opener = {
         let fs = fs.clone();

@@ -1,0 +1,81 @@
+//! One open file as all its handles share it: the state behind its lock,
+//! and the size that stat and listings show while it is open. That size is
+//! published whenever the lock is released, so a stat never waits for a
+//! write or an upload that holds the lock for a long time.
+//!
+//! It must not do any I/O: it only guards and publishes.
+
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use super::files::FileState;
+use crate::sync::lock;
+
+/// `shown` when the server's attributes are right as they are.
+const SERVER: u64 = u64::MAX;
+
+pub struct OpenFile {
+    state: Mutex<FileState>,
+    shown: AtomicU64,
+}
+
+impl OpenFile {
+    pub fn new(state: FileState) -> OpenFile {
+        let shown = AtomicU64::new(shown(&state));
+        OpenFile {
+            state: Mutex::new(state),
+            shown,
+        }
+    }
+
+    /// Waits for the state; the guard publishes the size when dropped.
+    pub fn lock(&self) -> Locked<'_> {
+        Locked {
+            state: lock(&self.state),
+            shown: &self.shown,
+        }
+    }
+
+    /// The size to show instead of the server's (writes not yet there), as
+    /// of the last release of the lock. Never waits.
+    pub fn shown_size(&self) -> Option<u64> {
+        match self.shown.load(Ordering::Acquire) {
+            SERVER => None,
+            size => Some(size),
+        }
+    }
+}
+
+fn shown(state: &FileState) -> u64 {
+    if state.reads_bypass_cache() {
+        state.size
+    } else {
+        SERVER
+    }
+}
+
+pub struct Locked<'a> {
+    state: MutexGuard<'a, FileState>,
+    shown: &'a AtomicU64,
+}
+
+impl Deref for Locked<'_> {
+    type Target = FileState;
+
+    fn deref(&self) -> &FileState {
+        &self.state
+    }
+}
+
+impl DerefMut for Locked<'_> {
+    fn deref_mut(&mut self) -> &mut FileState {
+        &mut self.state
+    }
+}
+
+impl Drop for Locked<'_> {
+    fn drop(&mut self) {
+        self.shown.store(shown(&self.state), Ordering::Release);
+    }
+}
