@@ -17,10 +17,12 @@ use std::time::{Duration, Instant};
 use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
 
 /// One connection to the server, used by one thread at a time. The methods
-/// mirror `Remote`. The `generation` given to `read` counts every change
-/// made through the mount, the one given to `write` only changes to which
-/// file a path names (create, rename, unlink…), so a connection can tell
-/// when a cached read or write handle may be stale.
+/// mirror `Remote`. The `generation` given to `read` and `write` counts
+/// changes made through the mount to which file a path names (create,
+/// rename, unlink, and resizes, which FTP makes by uploading), so a
+/// connection can tell when a cached handle or stream may be stale. Writes
+/// need not count: a handle reads and writes the file's current content,
+/// whoever changed it.
 pub trait Connection: Send + 'static {
     fn stat(&mut self, path: &Path) -> Result<Attr>;
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
@@ -82,9 +84,8 @@ pub struct Pool<C: Connector> {
     bulk: Mutex<Bulk<Pooled<C::Conn>>>,
     bulk_freed: Condvar,
     bulk_max: usize,
-    generation: AtomicU64,
     /// Changes to which file a path names (see `Connection`).
-    names: AtomicU64,
+    generation: AtomicU64,
     /// Bumped when an operation timed out: the link is suspect, so every
     /// connection made before is dropped instead of reused (each would
     /// likely cost another full timeout).
@@ -131,7 +132,6 @@ impl<C: Connector> Pool<C> {
             bulk_freed: Condvar::new(),
             bulk_max: opts.max_conns.saturating_sub(1).max(1),
             generation: AtomicU64::new(0),
-            names: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
             keepalive_failures: AtomicU32::new(0),
@@ -362,24 +362,13 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Records a change of content made through the mount.
-    fn changed(&self) {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-    }
-
-    /// Records a change of what a path names (it also changes content).
-    fn renamed(&self) {
-        self.names.fetch_add(1, Ordering::SeqCst);
-        self.changed();
-    }
-
-    /// Runs `op`, a change recorded by `record`, counting it both before
+    /// Runs `op`, which changes what a path names, counting it both before
     /// (handles opened from then on are not reused across it) and after (a
     /// handle another connection opened while it ran may predate it).
-    fn changing<R>(&self, record: fn(&Self), op: impl FnOnce() -> Result<R>) -> Result<R> {
-        record(self);
+    fn renaming<R>(&self, op: impl FnOnce() -> Result<R>) -> Result<R> {
+        self.generation.fetch_add(1, Ordering::SeqCst);
         let result = op();
-        record(self);
+        self.generation.fetch_add(1, Ordering::SeqCst);
         result
     }
 
@@ -495,43 +484,36 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-        self.changing(Self::changed, || {
-            let names = self.names.load(Ordering::SeqCst);
-            self.run(Lane::Bulk, false, |c| c.write(path, offset, data, names))
+        let generation = self.generation();
+        self.run(Lane::Bulk, false, |c| {
+            c.write(path, offset, data, generation)
         })
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
-        self.changing(Self::renamed, || {
-            self.run(Lane::Bulk, false, |c| c.upload(path, src, append))
-        })
+        self.renaming(|| self.run(Lane::Bulk, false, |c| c.upload(path, src, append)))
     }
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
-        self.changing(Self::renamed, || {
-            self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive))
-        })
+        self.renaming(|| self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive)))
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
-        self.changing(Self::changed, || {
-            self.run(Lane::Meta, false, |c| c.setattr(path, change))
-        })
+        let op = || self.run(Lane::Meta, false, |c| c.setattr(path, change));
+        match change {
+            // FTP resizes by uploading: a read stream may hold old bytes.
+            SetAttr::Size(_) => self.renaming(op),
+            _ => op(),
+        }
     }
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
         self.run(Lane::Meta, false, |c| c.mkdir(path, mode))
     }
     fn rmdir(&self, path: &Path) -> Result<()> {
-        self.changing(Self::renamed, || {
-            self.run(Lane::Meta, false, |c| c.rmdir(path))
-        })
+        self.renaming(|| self.run(Lane::Meta, false, |c| c.rmdir(path)))
     }
     fn unlink(&self, path: &Path) -> Result<()> {
-        self.changing(Self::renamed, || {
-            self.run(Lane::Meta, false, |c| c.unlink(path))
-        })
+        self.renaming(|| self.run(Lane::Meta, false, |c| c.unlink(path)))
     }
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
-        self.changing(Self::renamed, || {
-            self.run(Lane::Meta, false, |c| c.rename(from, to))
-        })
+        self.renaming(|| self.run(Lane::Meta, false, |c| c.rename(from, to)))
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
         self.run(Lane::Meta, false, |c| c.symlink(target, link))
@@ -663,7 +645,7 @@ mod tests {
         let (pool, _) = pool(2, usize::MAX);
         let before = pool.generation();
         let mut during = 0;
-        let _ = pool.changing(Pool::changed, || {
+        let _ = pool.renaming(|| {
             // What a read opening a handle on another connection would see.
             during = pool.generation();
             Ok(())
@@ -673,6 +655,25 @@ mod tests {
             pool.generation() > during,
             "a handle opened while it ran is not reused after it"
         );
+    }
+
+    #[test]
+    fn only_changes_of_what_a_path_names_make_handles_stale() {
+        let (pool, _) = pool(2, usize::MAX);
+        let path = Path::new("/f");
+        let before = pool.generation();
+        let _ = pool.write(path, 0, b"x");
+        let _ = pool.setattr(path, SetAttr::Mode(0o600));
+        assert_eq!(
+            pool.generation(),
+            before,
+            "writes and chmod keep cached handles"
+        );
+        let _ = pool.setattr(path, SetAttr::Size(0));
+        let resized = pool.generation();
+        assert!(resized > before, "a resize does not");
+        let _ = pool.rename(path, Path::new("/g"));
+        assert!(pool.generation() > resized, "nor does a rename");
     }
 
     #[test]
