@@ -116,6 +116,9 @@ pub enum TimeSet {
 
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SetAttrs {
+    /// The change names an open descriptor (ftruncate, futimens…), not
+    /// only a path.
+    pub by_handle: bool,
     pub mode: Option<u32>,
     pub uid: Option<u32>,
     pub gid: Option<u32>,
@@ -419,7 +422,15 @@ impl Fs {
         }
         if let Some(size) = changes.size {
             match open.as_mut() {
-                Some(st) => st.set_size(&*self.remote, &path, size)?,
+                Some(st) => {
+                    st.set_size(&*self.remote, &path, size)?;
+                    if !changes.by_handle {
+                        // truncate(2) names no descriptor: it acts on the
+                        // server at once, as for a file nobody has open
+                        // (or one whose last close is still on its way).
+                        self.commit_locked(ino, st, &path)?;
+                    }
+                }
                 None => self.remote.setattr(&path, SetAttr::Size(size))?,
             }
             self.blocks.forget_file(ino);
@@ -1240,16 +1251,20 @@ impl Fs {
         // Path after the lock: a rename holds it while it moves the file.
         let mut st = state.lock();
         let path = self.any_path_of(ino)?;
+        self.commit_locked(ino, &mut st, &path)
+    }
+
+    fn commit_locked(&self, ino: u64, st: &mut FileState, path: &Path) -> Result<()> {
         if !st.dirty && st.error.is_none() {
             return Ok(());
         }
-        let result = st.commit(&*self.remote, &path);
-        self.reap(&mut st);
+        let result = st.commit(&*self.remote, path);
+        self.reap(st);
         self.blocks.forget_file(ino);
-        self.meta.forget(&path);
-        self.dir_changed(&path);
+        self.meta.forget(path);
+        self.dir_changed(path);
         if result.is_ok() && !st.unlinked {
-            if let Ok(attr) = self.stat_fresh(&path) {
+            if let Ok(attr) = self.stat_fresh(path) {
                 st.version = attr.version();
                 st.size = attr.size;
                 lock(&self.seen).insert(ino, attr.version());

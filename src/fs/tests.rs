@@ -258,6 +258,32 @@ fn dispatcher_answers_only_from_caches_and_never_for_open_files() {
 }
 
 #[test]
+fn truncate_by_path_reaches_the_server_while_a_close_is_on_its_way() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        let (entry, opened) = fs
+            .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+            .expect("create");
+        fs.write(opened.fh, 0, b"abcdef").expect("write");
+        fs.flush(opened.fh).expect("close");
+        // The kernel sends the release later; truncate(2) may come first.
+        let grow = SetAttrs {
+            size: Some(8),
+            ..Default::default()
+        };
+        let attr = fs.setattr(entry.ino, grow).expect("truncate up");
+        assert_eq!(attr.size, 8);
+        assert_eq!(
+            mem.content("/f").as_deref(),
+            Some(&b"abcdef\0\0"[..]),
+            "random_write={random_write}"
+        );
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"abcdef\0\0"[..]));
+    }
+}
+
+#[test]
 fn caches_answer_repeated_lookups_and_follow_changes() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"1");
