@@ -669,6 +669,42 @@ fn max_conns_is_honoured() {
     );
 }
 
+/// The server's SFTP subsystem processes (one per channel), found as the
+/// descendants of its sshd that run `internal-sftp`.
+fn sftp_channels(server: &Server) -> usize {
+    let mut parent = std::collections::HashMap::new();
+    let mut titles = Vec::new();
+    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // The parent pid follows the ")" that ends the command name.
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        if let Some(ppid) = ppid {
+            parent.insert(pid, ppid);
+        }
+        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        titles.push((pid, String::from_utf8_lossy(&cmdline).into_owned()));
+    }
+    let below_server = |mut pid: u32| {
+        while let Some(&up) = parent.get(&pid) {
+            if up == server.pid() {
+                return true;
+            }
+            pid = up;
+        }
+        false
+    };
+    titles
+        .iter()
+        .filter(|(pid, title)| title.contains("internal-sftp") && below_server(*pid))
+        .count()
+}
+
 // SFTP opens all max_conns connections before the mount is ready (the first
 // transfer then pays no SSH handshake); FTP opens only its first one.
 #[test]
@@ -680,6 +716,12 @@ fn sftp_connects_fully_while_mounting_ftp_on_demand() {
         3,
         "SFTP connections right after the mount returned"
     );
+    // One SFTP channel (a server process) each; the extensions' channel
+    // only where one is used, as by df.
+    assert_eq!(sftp_channels(&sftp), 3, "SFTP channels after mounting");
+    let df = run_cmd(Command::new("df").arg(&m.dir), MOUNT_TIMEOUT, None);
+    assert!(df.status.success(), "df: {}", describe_output(&df));
+    assert_eq!(sftp_channels(&sftp), 4, "SFTP channels after df");
     drop(m);
 
     let ftp = Server::ftp();

@@ -167,11 +167,11 @@ impl Connector for SftpConnector {
     fn connect(&self) -> Result<SftpConnection> {
         let session = ssh::connect(&self.settings, &self.credentials)?;
         let sftp = session.sftp().map_err(|e| map_err(e, "starting SFTP"))?;
-        let ext = SftpExt::open(&session)?;
         Ok(SftpConnection {
-            ext,
+            ext: None,
+            ext_refused: false,
             sftp,
-            _session: session,
+            session,
             reader: None,
             writer: None,
         })
@@ -214,15 +214,34 @@ pub struct SftpConnection {
     // Fields drop in this order: handles and channels before the session.
     reader: Option<CachedHandle>,
     writer: Option<CachedHandle>,
-    ext: SftpExt,
+    /// Opened on first use: most connections never rename or statfs, and
+    /// each channel costs the server another process.
+    ext: Option<SftpExt>,
+    ext_refused: bool,
     sftp: Sftp,
-    _session: ssh2::Session,
+    session: ssh2::Session,
 }
 
 impl SftpConnection {
     fn drop_handles(&mut self) {
         self.reader = None;
         self.writer = None;
+    }
+
+    /// The extensions' channel; None when the server opens no second
+    /// channel (`MaxSessions 1`): the extensions are then missing, as on
+    /// servers that lack them.
+    fn ext(&mut self) -> Option<&SftpExt> {
+        if self.ext.is_none() && !self.ext_refused {
+            match SftpExt::open(&self.session) {
+                Ok(ext) => self.ext = Some(ext),
+                Err(e) => {
+                    tracing::debug!("no SFTP extensions on this connection: {e}");
+                    self.ext_refused = true;
+                }
+            }
+        }
+        self.ext.as_ref()
     }
 
     /// The result of a call on `path`, with a bare "failure" explained.
@@ -486,7 +505,11 @@ impl Connection for SftpConnection {
 
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.drop_handles();
-        match self.ext.posix_rename(from, to) {
+        let posix = match self.ext() {
+            Some(ext) => ext.posix_rename(from, to),
+            None => Ok(false),
+        };
+        match posix {
             Ok(true) => return Ok(()),
             Ok(false) => {}
             Err(e) => return Err(self.explain_rename(e, from, to)),
@@ -511,7 +534,11 @@ impl Connection for SftpConnection {
     }
 
     fn statfs(&mut self, path: &Path) -> Result<StatFs> {
-        match self.ext.statvfs(path)? {
+        let st = match self.ext() {
+            Some(ext) => ext.statvfs(path)?,
+            None => None,
+        };
+        match st {
             Some(st) => Ok(st),
             None => Err(Error::Unsupported("statvfs".into())),
         }
