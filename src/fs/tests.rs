@@ -35,6 +35,14 @@ fn rw() -> OpenFlags {
     }
 }
 
+/// As `O_WRONLY | O_TRUNC`.
+fn rewrite() -> OpenFlags {
+    OpenFlags {
+        truncate: true,
+        ..rw()
+    }
+}
+
 #[test]
 fn create_write_close_goes_through_a_temporary_name() {
     for random_write in [true, false] {
@@ -64,11 +72,7 @@ fn failed_rewrite_keeps_old_version_and_no_temp() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/f", b"old content");
     let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
-    let flags = OpenFlags {
-        write: true,
-        truncate: true,
-        ..Default::default()
-    };
+    let flags = rewrite();
     let opened = fs.open(entry.ino, flags).expect("open");
     fs.write(opened.fh, 0, b"new").expect("buffered write");
     mem.fail_writes.store(true, Ordering::SeqCst);
@@ -87,11 +91,7 @@ fn a_readers_close_neither_commits_nor_takes_the_writers_error() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/f", b"old content");
     let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
-    let flags = OpenFlags {
-        write: true,
-        truncate: true,
-        ..Default::default()
-    };
+    let flags = rewrite();
     let writer = fs.open(entry.ino, flags).expect("open to write");
     let reader = fs
         .open(entry.ino, OpenFlags::default())
@@ -398,11 +398,7 @@ fn a_failure_seen_by_a_forked_close_is_still_reported_to_the_writer() {
         let (mem, fs, _s) = setup(random_write);
         mem.put_file("/f", b"old");
         let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
-        let flags = OpenFlags {
-            write: true,
-            truncate: true,
-            ..Default::default()
-        };
+        let flags = rewrite();
         let opened = fs.open(entry.ino, flags).expect("open");
         fs.write(opened.fh, 0, b"new content").expect("write");
         // A forked child closes its copy of the descriptor: the same flush.
