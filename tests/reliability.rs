@@ -32,7 +32,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use fixture::private_leftovers;
@@ -56,6 +56,19 @@ const MIB: u64 = 1 << 20;
 const GRACE: Duration = Duration::from_secs(5);
 
 // ----- helpers -----------------------------------------------------------------
+
+/// The soak tests load both cores with dozens of processes; the other
+/// tests here bound how long things may take, so they do not run while a
+/// soak does: each holds one of these guards for its whole run.
+static LOAD: RwLock<()> = RwLock::new(());
+
+fn light_load() -> RwLockReadGuard<'static, ()> {
+    LOAD.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn heavy_load() -> RwLockWriteGuard<'static, ()> {
+    LOAD.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// The bytes of MiB number `index` of a pseudo-random file made from `seed`.
 fn mib_chunk(seed: u64, index: u64) -> Vec<u8> {
@@ -365,6 +378,7 @@ fn fault_proxy_controls() {
 /// with EIO/ETIMEDOUT — never wrong bytes, never a hang — and a second full
 /// read afterwards is complete and correct.
 fn cut_during_sequential_read(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     let reference = put_random_file(&server, "big.bin", 256, 1);
     let proxy = FaultProxy::for_server(&server);
@@ -415,6 +429,7 @@ fn cut_during_sequential_read(p: Proto) {
 /// the old version byte for byte, or the upload was retried and the server
 /// has the whole new version; no temporary file stays behind.
 fn cut_during_upload_keeps_old_version(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     let target = put_random_file(&server, "target.bin", 8, 2);
     let old = random_content(8, 2);
@@ -478,6 +493,7 @@ fn cut_during_upload_keeps_old_version(p: Proto) {
 /// with a partial tail written in place, nor report success for bytes
 /// that never arrived.
 fn flush_mid_rewrite_then_cut(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     let target = put_random_file(&server, "target.bin", 8, 7);
     let old = random_content(8, 7);
@@ -543,6 +559,7 @@ fn flush_mid_rewrite_then_cut(p: Proto) {
 /// stays mounted; afterwards a file descriptor opened before the outage
 /// still reads the right bytes and its writes land on the server at close.
 fn outage_and_restart_keep_open_fd_working(p: Proto) {
+    let _load = light_load();
     let mut server = Server::start(p);
     put_random_file(&server, "keep.bin", 64, 4);
     server.make_dir("dir");
@@ -625,6 +642,7 @@ fn outage_and_restart_keep_open_fd_working(p: Proto) {
 /// read of uncached paths each return (an error is fine) within
 /// timeout + 5 s; after the link is restored the same mount works again.
 fn frozen_link_calls_return_and_recover(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     server.put_file("f.txt", b"frozen content");
     server.put_file("d/x", b"x");
@@ -686,6 +704,7 @@ fn frozen_link_calls_return_and_recover(p: Proto) {
 /// without waiting for that upload (on FTP, close holds the file for the
 /// whole upload) and show no more than was written.
 fn stat_answers_while_the_file_uploads(p: Proto) {
+    let _load = light_load();
     const SIZE_MIB: u64 = 8;
     let server = Server::start(p);
     let proxy = FaultProxy::for_server(&server);
@@ -742,6 +761,7 @@ fn stat_answers_while_the_file_uploads(p: Proto) {
 /// fast: after the first failure, ten more stats of new names together take
 /// less than timeout + 5 s, and none takes as long as the timeout.
 fn unreachable_server_fails_fast(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     server.put_file("f.txt", b"x");
     let proxy = FaultProxy::for_server(&server);
@@ -794,6 +814,7 @@ fn unreachable_server_fails_fast(p: Proto) {
 /// what the last rewrite that closed successfully wrote, never a mix or a
 /// prefix.
 fn kill_9_during_write_leaves_usable_mount_point(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     let target = put_random_file(&server, "target.bin", 8, 5);
     let old = sha256_bytes(&random_content(8, 5));
@@ -812,7 +833,7 @@ fn kill_9_during_write_leaves_usable_mount_point(p: Proto) {
     eprintln!("writer after the kill: {:?}", rounds.last());
     wait_until(
         "the dead mount to disappear (auto_unmount)",
-        Duration::from_secs(15),
+        Duration::from_secs(30),
         || !mount.is_mounted(),
     );
     let meta = fs::metadata(&mount.dir).expect("stat the mount point after the crash");
@@ -1030,6 +1051,7 @@ impl Drop for Workers {
 /// the server has the content its worker recorded, no temporary files are
 /// left, and rmount holds at most max_conns (+1) connections at the end.
 fn soak_16_processes(p: Proto) {
+    let _load = heavy_load();
     let server = Server::start(p);
     let secs = soak_secs();
     let opts = format!("max_conns={SOAK_MAX_CONNS}");
@@ -1405,6 +1427,7 @@ fn staging_dirs() -> Vec<(PathBuf, u32)> {
 /// daemon's command line or environment nor in its debug log (also across a
 /// reconnect, which logs in again), and staging directories are 0700.
 fn password_never_visible(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     server.put_file("hello.txt", b"hello");
     let proxy = FaultProxy::for_server(&server);
