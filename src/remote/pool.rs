@@ -16,17 +16,32 @@ use std::time::{Duration, Instant};
 
 use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
 
+/// What changed through the mount, for connections that cache handles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// Changes to which file a path names (create, rename, unlink) and
+    /// resizes (FTP makes them by uploading): a cached handle or stream
+    /// may name another file, so it is opened anew. A handle otherwise
+    /// reads and writes the file's current content, whoever changed it...
+    pub names: u64,
+    /// ... except what it fetched ahead (SFTP): after writes, a read seeks
+    /// even to where the handle already is, which drops that.
+    pub writes: u64,
+}
+
 /// One connection to the server, used by one thread at a time. The methods
-/// mirror `Remote`. The `generation` given to `read` and `write` counts
-/// changes made through the mount to which file a path names (create,
-/// rename, unlink, and resizes, which FTP makes by uploading), so a
-/// connection can tell when a cached handle or stream may be stale. Writes
-/// need not count: a handle reads and writes the file's current content,
-/// whoever changed it.
+/// mirror `Remote`; the generations tell a connection when a cached handle
+/// or stream may be stale.
 pub trait Connection: Send + 'static {
     fn stat(&mut self, path: &Path) -> Result<Attr>;
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
-    fn read(&mut self, path: &Path, offset: u64, len: usize, generation: u64) -> Result<Vec<u8>>;
+    fn read(
+        &mut self,
+        path: &Path,
+        offset: u64,
+        len: usize,
+        generation: Generation,
+    ) -> Result<Vec<u8>>;
     fn write(&mut self, path: &Path, offset: u64, data: &[u8], generation: u64) -> Result<()>;
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
@@ -84,8 +99,10 @@ pub struct Pool<C: Connector> {
     bulk: Mutex<Bulk<Pooled<C::Conn>>>,
     bulk_freed: Condvar,
     bulk_max: usize,
-    /// Changes to which file a path names (see `Connection`).
+    /// Changes to which file a path names (see `Generation`).
     generation: AtomicU64,
+    /// Writes through the mount (see `Generation`).
+    writes: AtomicU64,
     /// Bumped when an operation timed out: the link is suspect, so every
     /// connection made before is dropped instead of reused (each would
     /// likely cost another full timeout).
@@ -132,6 +149,7 @@ impl<C: Connector> Pool<C> {
             bulk_freed: Condvar::new(),
             bulk_max: opts.max_conns.saturating_sub(1).max(1),
             generation: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
             keepalive_failures: AtomicU32::new(0),
@@ -480,14 +498,22 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Meta, true, |c| c.list(path))
     }
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let generation = self.generation();
+        let generation = Generation {
+            names: self.generation(),
+            writes: self.writes.load(Ordering::SeqCst),
+        };
         self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        // Counted before and after, as for `renaming`: data a read handle
+        // fetched ahead meanwhile may predate the write.
+        self.writes.fetch_add(1, Ordering::SeqCst);
         let generation = self.generation();
-        self.run(Lane::Bulk, false, |c| {
+        let result = self.run(Lane::Bulk, false, |c| {
             c.write(path, offset, data, generation)
-        })
+        });
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        result
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
         self.renaming(|| self.run(Lane::Bulk, false, |c| c.upload(path, src, append)))
@@ -583,7 +609,7 @@ mod tests {
         fn list(&mut self, _: &Path) -> Result<Vec<DirEntry>> {
             no()
         }
-        fn read(&mut self, _: &Path, _: u64, _: usize, _: u64) -> Result<Vec<u8>> {
+        fn read(&mut self, _: &Path, _: u64, _: usize, _: Generation) -> Result<Vec<u8>> {
             no()
         }
         fn write(&mut self, _: &Path, _: u64, _: &[u8], _: u64) -> Result<()> {
@@ -662,12 +688,17 @@ mod tests {
         let (pool, _) = pool(2, usize::MAX);
         let path = Path::new("/f");
         let before = pool.generation();
+        let writes = pool.writes.load(Ordering::SeqCst);
         let _ = pool.write(path, 0, b"x");
         let _ = pool.setattr(path, SetAttr::Mode(0o600));
         assert_eq!(
             pool.generation(),
             before,
             "writes and chmod keep cached handles"
+        );
+        assert!(
+            pool.writes.load(Ordering::SeqCst) >= writes + 2,
+            "a write is counted before and after, so handles drop what they read ahead"
         );
         let _ = pool.setattr(path, SetAttr::Size(0));
         let resized = pool.generation();

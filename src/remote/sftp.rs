@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 
-use super::pool::{Connection, Connector};
+use super::pool::{Connection, Connector, Generation};
 use super::sftp_ext::SftpExt;
 use super::ssh::{self, Credentials, SshSettings};
 use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
@@ -40,8 +40,9 @@ const FX_FILE_IS_A_DIRECTORY: i32 = 24;
 const READ_CHUNK: usize = 1 << 20;
 const MIN_READ_CALL: usize = 32 << 10;
 
-/// A cached handle goes stale when anything changed through the mount since
-/// it was opened, and in any case after this long (changes made by others).
+/// A cached handle is reopened when what its path names changed through
+/// the mount (see `Generation`), and in any case after this long (changes
+/// made by others).
 const HANDLE_MAX_AGE: Duration = Duration::from_secs(2);
 
 pub fn map_sftp_code(code: i32, what: &str) -> Error {
@@ -191,6 +192,8 @@ struct CachedHandle {
     file: ssh2::File,
     pos: u64,
     generation: u64,
+    /// `Generation::writes` when the handle last read.
+    writes: u64,
     opened: Instant,
 }
 
@@ -308,6 +311,7 @@ fn reuse_or_open<'a>(
             file: open()?,
             pos: 0,
             generation,
+            writes: 0,
             opened: Instant::now(),
         });
     }
@@ -362,8 +366,20 @@ impl Connection for SftpConnection {
         Ok(entries)
     }
 
-    fn read(&mut self, path: &Path, offset: u64, len: usize, generation: u64) -> Result<Vec<u8>> {
-        let handle = self.open_read(path, generation)?;
+    fn read(
+        &mut self,
+        path: &Path,
+        offset: u64,
+        len: usize,
+        generation: Generation,
+    ) -> Result<Vec<u8>> {
+        let handle = self.open_read(path, generation.names)?;
+        if handle.writes != generation.writes {
+            // What libssh2 fetched ahead (and its end-of-file mark) may
+            // predate those writes; a seek drops it, even to where it is.
+            handle.pos = u64::MAX;
+            handle.writes = generation.writes;
+        }
         handle.seek_to(offset)?;
         let mut buf = vec![0u8; len];
         let mut filled = 0;

@@ -50,7 +50,7 @@ use self::listing::ParsedEntry;
 use self::reply::{code, error_code, is_not_implemented, is_refusal, map_err, map_io};
 use self::tls::RustlsStream;
 use self::wire::path_arg;
-use super::pool::{Connection, Connector};
+use super::pool::{Connection, Connector, Generation};
 use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
 
 /// A download stream left open for the next sequential read is reused only
@@ -982,7 +982,15 @@ impl Connection for FtpConnection {
 
     /// Not through `run`: a download left open by the previous read may be
     /// just the one to continue.
-    fn read(&mut self, path: &Path, offset: u64, len: usize, generation: u64) -> Result<Vec<u8>> {
+    fn read(
+        &mut self,
+        path: &Path,
+        offset: u64,
+        len: usize,
+        generation: Generation,
+    ) -> Result<Vec<u8>> {
+        // FTP changes content only by uploading, which renames count.
+        let generation = generation.names;
         let result = self.ensure_alive().and_then(|()| {
             let reuse = matches!(&self.reader, Some(r) if r.path == path
                 && r.pos == offset
