@@ -571,9 +571,10 @@ fn ftp_garbage_after_transfer() {
 
 // ----- the hostile SFTP subsystem ---------------------------------------------------------
 
-/// An sshd of our own whose `Subsystem sftp` is tests/data/hostile_sftp.py.
-/// Keys come from a (stopped) test [`Server`]. Dropping it kills sshd and
-/// every process it forked, by PID.
+/// An sshd of our own whose `Subsystem sftp` is tests/data/hostile_sftp.py
+/// (or, for [`HostileSshd::one_channel`], OpenSSH's own, allowing a single
+/// channel per connection). Keys come from a (stopped) test [`Server`].
+/// Dropping it kills sshd and every process it forked, by PID.
 struct HostileSshd {
     child: Child,
     port: u16,
@@ -583,6 +584,16 @@ struct HostileSshd {
 
 impl HostileSshd {
     fn start() -> HostileSshd {
+        HostileSshd::start_with(true)
+    }
+
+    /// `MaxSessions 1`: the one SFTP channel per connection that a server
+    /// may allow.
+    fn one_channel() -> HostileSshd {
+        HostileSshd::start_with(false)
+    }
+
+    fn start_with(hostile_sftp: bool) -> HostileSshd {
         let mut server = Server::start(Proto::Sftp);
         server.stop();
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile_sftp.py");
@@ -604,8 +615,10 @@ impl HostileSshd {
                         "PidFile {}",
                         server.dir().join("hostile-sshd.pid").display()
                     )
-                } else if l.starts_with("Subsystem ") {
+                } else if l.starts_with("Subsystem ") && hostile_sftp {
                     format!("Subsystem sftp {python} {}", script.display())
+                } else if l.starts_with("MaxSessions ") && !hostile_sftp {
+                    "MaxSessions 1".to_string()
                 } else {
                     l.to_string()
                 }
@@ -782,5 +795,65 @@ fn sftp_wrong_id_and_silence_time_out() {
         assert!(r.is_err(), "stat {name} succeeded: {r:?}");
     }
     wait_until_works(&mount, "good.txt");
+    assert!(mount.is_mounted());
+}
+
+/// A server that opens one channel per connection has no room for the
+/// extensions' channel, so no posix-rename: the mount still reads, writes,
+/// replaces files (moving the old one aside first), and `df` shows
+/// placeholder figures, as for FTP.
+#[test]
+fn sftp_one_channel_per_connection_still_works() {
+    let sshd = HostileSshd::one_channel();
+    let export = sshd.server.export.clone();
+    fs::write(export.join("seed.txt"), b"seed").expect("seed the export");
+    let mount = sshd.mount();
+    let root = format!("{}{}", mount.mnt.dir.display(), export.display());
+    let root = Path::new(&root);
+    assert_eq!(
+        fs::read(root.join("seed.txt")).expect("read through the mount"),
+        b"seed"
+    );
+    // fsync commits and reports what close would (fs::write ignores that).
+    let write = |name: &str, data: &[u8]| {
+        File::create(root.join(name))
+            .and_then(|mut f| f.write_all(data).and_then(|()| f.sync_all()))
+            .unwrap_or_else(|e| panic!("write {name}: {e}\n{}", sshd.log()));
+    };
+    write("new.txt", b"written");
+    assert_eq!(
+        fs::read(export.join("new.txt")).expect("the new file on the server"),
+        b"written"
+    );
+    // Replacing needs a rename over an existing file: plain SFTP rename
+    // refuses, so the old file is moved aside first.
+    write("seed.txt", b"replaced");
+    assert_eq!(
+        fs::read(export.join("seed.txt")).expect("the replaced file"),
+        b"replaced"
+    );
+    fs::rename(root.join("new.txt"), root.join("seed.txt")).expect("mv over a file");
+    assert_eq!(
+        fs::read(export.join("seed.txt")).expect("moved"),
+        b"written"
+    );
+    let mut names: Vec<_> = fs::read_dir(&export)
+        .expect("list the export")
+        .map(|e| e.expect("entry").file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["seed.txt"], "nothing left aside");
+    let df = run_cmd(
+        Command::new("df").args(["-B1", "--output=size"]).arg(root),
+        Duration::from_secs(30),
+        None,
+    );
+    let text = String::from_utf8_lossy(&df.stdout);
+    assert!(df.status.success(), "df: {}", describe_output(&df));
+    // The placeholder figures: 1 PiB, all free.
+    assert!(
+        text.lines().any(|l| l.trim() == (1u64 << 50).to_string()),
+        "df without statvfs: {text}"
+    );
     assert!(mount.is_mounted());
 }

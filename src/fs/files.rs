@@ -56,6 +56,28 @@ pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
     path.parent().unwrap_or(Path::new("/")).join(name)
 }
 
+/// Renames `from` over `to`. A server that cannot replace a file in one
+/// step (SFTP without posix-rename) answers `Exists`: `to` is then moved
+/// aside first and removed after, as sshfs's rename workaround does — for
+/// a moment the name is missing, but the old file is never lost.
+pub fn rename_over(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote::Result<()> {
+    match remote.rename(from, to) {
+        Err(RemoteError::Exists) => {
+            let aside = private_sibling(to, HIDDEN_PREFIX);
+            remote.rename(to, &aside)?;
+            if let Err(e) = remote.rename(from, to) {
+                let _ = remote.rename(&aside, to);
+                return Err(e);
+            }
+            if !remove(remote, &aside) {
+                tracing::warn!("cannot remove {}", aside.display());
+            }
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 /// This machine's name, reduced to characters safe in a file name.
 fn host_tag() -> &'static str {
     static TAG: OnceLock<String> = OnceLock::new();
@@ -483,7 +505,7 @@ impl FileState {
             Content::InPlace => Ok(()),
             Content::Truncated => remote.setattr(path, SetAttr::Size(0)).map_err(Error::from),
             Content::Temp(temp) => {
-                let renamed = remote.rename(&temp, path).map_err(Error::from);
+                let renamed = rename_over(remote, &temp, path).map_err(Error::from);
                 if renamed.is_err() {
                     remove_quietly(remote, &temp, &mut self.orphans);
                 }
@@ -505,7 +527,7 @@ impl FileState {
                 });
                 let mut result = match streamed {
                     Some(temp) => {
-                        let renamed = remote.rename(&temp, path).map_err(Error::from);
+                        let renamed = rename_over(remote, &temp, path).map_err(Error::from);
                         if renamed.is_err() {
                             remove_quietly(remote, &temp, &mut self.orphans);
                         }
@@ -608,7 +630,7 @@ fn upload_local(
     let temp = private_sibling(path, TEMP_PREFIX);
     let uploaded = remote
         .upload(&temp, &mut whole, false)
-        .and_then(|()| remote.rename(&temp, path));
+        .and_then(|()| rename_over(remote, &temp, path));
     if uploaded.is_err() {
         remove_quietly(remote, &temp, orphans);
     }

@@ -620,7 +620,7 @@ impl Fs {
             st.send_pending(&*self.remote, &from)?;
         }
         let replaced = lock(&self.inodes).ino(&to);
-        self.remote.rename(&from, &to)?;
+        files::rename_over(&*self.remote, &from, &to)?;
         if let Some(ino) = replaced {
             self.blocks.forget_file(ino);
         }

@@ -70,6 +70,27 @@ pub struct StatFs {
     pub namelen: u32,
 }
 
+impl StatFs {
+    /// For servers that cannot tell (FTP, SFTP without `statvfs`): a large,
+    /// fixed, all-free filesystem, so tools that check for room (cp, rsync,
+    /// installers) go ahead, and the usual 255-byte name limit — as sshfs
+    /// reports then.
+    pub fn unknown() -> StatFs {
+        const BLOCK: u32 = 4096;
+        const BLOCKS: u64 = (1 << 50) / BLOCK as u64; // 1 PiB
+        StatFs {
+            bsize: BLOCK,
+            frsize: BLOCK,
+            blocks: BLOCKS,
+            bfree: BLOCKS,
+            bavail: BLOCKS,
+            files: 1 << 30,
+            ffree: 1 << 30,
+            namelen: 255,
+        }
+    }
+}
+
 /// A change of attributes. Times are always set together (SFTP setstat sends
 /// both), so callers resolve "now" and "omit" before calling.
 #[derive(Clone, Copy, Debug)]

@@ -234,17 +234,17 @@ impl SftpConnection {
     /// The extensions' channel; None when the server opens no second
     /// channel (`MaxSessions 1`): the extensions are then missing, as on
     /// servers that lack them.
-    fn ext(&mut self) -> Option<&SftpExt> {
+    fn ext(&mut self) -> Result<Option<&SftpExt>> {
         if self.ext.is_none() && !self.ext_refused {
-            match SftpExt::open(&self.session) {
-                Ok(ext) => self.ext = Some(ext),
-                Err(e) => {
-                    tracing::debug!("no SFTP extensions on this connection: {e}");
+            match SftpExt::open(&self.session)? {
+                Some(ext) => self.ext = Some(ext),
+                None => {
+                    tracing::debug!("the server opens no channel for SFTP extensions");
                     self.ext_refused = true;
                 }
             }
         }
-        self.ext.as_ref()
+        Ok(self.ext.as_ref())
     }
 
     /// The result of a call on `path`, with a bare "failure" explained.
@@ -521,7 +521,7 @@ impl Connection for SftpConnection {
 
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.drop_handles();
-        let posix = match self.ext() {
+        let posix = match self.ext()? {
             Some(ext) => ext.posix_rename(from, to),
             None => Ok(false),
         };
@@ -550,14 +550,11 @@ impl Connection for SftpConnection {
     }
 
     fn statfs(&mut self, path: &Path) -> Result<StatFs> {
-        let st = match self.ext() {
+        let st = match self.ext()? {
             Some(ext) => ext.statvfs(path)?,
             None => None,
         };
-        match st {
-            Some(st) => Ok(st),
-            None => Err(Error::Unsupported("statvfs".into())),
-        }
+        Ok(st.unwrap_or_else(StatFs::unknown))
     }
 
     fn fsync(&mut self, path: &Path) -> Result<()> {
@@ -604,6 +601,8 @@ impl SftpConnection {
                 Ok(entries) if !entries.is_empty() => Error::NotEmpty,
                 _ => err,
             },
+            // Plain SFTP rename (without posix-rename) refuses to replace.
+            Ok(_) => Error::Exists,
             _ => err,
         }
     }

@@ -45,21 +45,28 @@ pub struct SftpExt {
 unsafe impl Send for SftpExt {}
 
 impl SftpExt {
-    pub fn open(session: &ssh2::Session) -> Result<SftpExt> {
+    /// `Ok(None)` when the server refuses one more channel (`MaxSessions`);
+    /// any other failure leaves the session in doubt.
+    pub fn open(session: &ssh2::Session) -> Result<Option<SftpExt>> {
         let sftp = {
             let mut guard = session.raw();
             // SAFETY: the guard gives exclusive access to a live session.
             unsafe { raw::libssh2_sftp_init(&mut *guard) }
         };
-        if sftp.is_null() {
-            return Err(Error::Transport(
-                "could not open an SFTP channel for extensions".into(),
-            ));
+        if !sftp.is_null() {
+            return Ok(Some(SftpExt {
+                session: session.clone(),
+                sftp,
+            }));
         }
-        Ok(SftpExt {
-            session: session.clone(),
-            sftp,
-        })
+        match ssh2::Error::last_session_error(session).map(|e| e.code()) {
+            Some(ssh2::ErrorCode::Session(
+                raw::LIBSSH2_ERROR_CHANNEL_FAILURE | raw::LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED,
+            )) => Ok(None),
+            _ => Err(Error::Transport(
+                "could not open an SFTP channel for extensions".into(),
+            )),
+        }
     }
 
     /// `Ok(false)` when the server does not offer posix-rename.

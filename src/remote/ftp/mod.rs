@@ -1126,21 +1126,8 @@ impl Connection for FtpConnection {
     }
 
     fn statfs(&mut self, _path: &Path) -> Result<StatFs> {
-        // FTP cannot tell free space. Report a large, fixed, all-free
-        // filesystem so tools that check for room (cp, rsync, installers)
-        // go ahead, and the usual 255-byte name limit.
-        const BLOCK: u32 = 4096;
-        const BLOCKS: u64 = (1 << 50) / BLOCK as u64; // 1 PiB
-        Ok(StatFs {
-            bsize: BLOCK,
-            frsize: BLOCK,
-            blocks: BLOCKS,
-            bfree: BLOCKS,
-            bavail: BLOCKS,
-            files: 1 << 30,
-            ffree: 1 << 30,
-            namelen: 255,
-        })
+        // FTP cannot tell free space.
+        Ok(StatFs::unknown())
     }
 
     fn fsync(&mut self, _path: &Path) -> Result<()> {
