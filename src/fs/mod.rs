@@ -860,36 +860,65 @@ impl Fs {
             return Err(Error::IsADirectory);
         }
         let state = self.open_state(ino, &attr)?;
-        let mut keep_cache = false;
-        {
-            let mut st = state.lock();
-            if flags.write
-                && !self.remote.caps().random_write
-                && !matches!(st.content, Content::Local { .. })
-            {
-                st.size = attr.size;
-                st.stage_locally(&self.cfg.staging_dir, flags.truncate)?;
-            }
-            if flags.write {
-                // One writer without O_APPEND ends the append-only state.
-                let first = st.handles == 1;
-                st.append_only = flags.append && !flags.truncate && (first || st.append_only);
-            }
-            if flags.truncate && flags.write {
-                self.truncate_on_open(&mut st, &path)?;
-                self.blocks.forget_file(ino);
-                self.meta.update(&path, |a| a.size = 0);
-            } else if !st.reads_bypass_cache() {
-                let version = attr.version();
-                keep_cache = lock(&self.seen).insert(ino, version) == Some(version);
-                st.version = version;
-                st.size = attr.size;
+        let prepared = self.prepare_open(ino, &path, &attr, &mut state.lock(), flags);
+        match prepared {
+            Ok(keep_cache) => Ok(Opened {
+                fh: self.add_handle(ino, state, flags),
+                keep_cache,
+            }),
+            Err(e) => {
+                self.unopen(ino, &state);
+                Err(e)
             }
         }
-        Ok(Opened {
-            fh: self.add_handle(ino, state, flags),
-            keep_cache,
-        })
+    }
+
+    /// Readies the shared state for one more handle; returns whether the
+    /// kernel may keep its cached pages.
+    fn prepare_open(
+        &self,
+        ino: u64,
+        path: &Path,
+        attr: &Attr,
+        st: &mut FileState,
+        flags: OpenFlags,
+    ) -> Result<bool> {
+        if flags.write
+            && !self.remote.caps().random_write
+            && !matches!(st.content, Content::Local { .. })
+        {
+            st.size = attr.size;
+            st.stage_locally(&self.cfg.staging_dir, flags.truncate)?;
+        }
+        if flags.write {
+            // One writer without O_APPEND ends the append-only state.
+            let first = st.handles == 1;
+            st.append_only = flags.append && !flags.truncate && (first || st.append_only);
+        }
+        let mut keep_cache = false;
+        if flags.truncate && flags.write {
+            self.truncate_on_open(st, path)?;
+            self.blocks.forget_file(ino);
+            self.meta.update(path, |a| a.size = 0);
+        } else if !st.reads_bypass_cache() {
+            let version = attr.version();
+            keep_cache = lock(&self.seen).insert(ino, version) == Some(version);
+            st.version = version;
+            st.size = attr.size;
+        }
+        Ok(keep_cache)
+    }
+
+    /// Takes back the handle `open_state` counted for an open that failed.
+    fn unopen(&self, ino: u64, state: &Arc<OpenFile>) {
+        let last = {
+            let mut st = state.lock();
+            st.handles -= 1;
+            st.handles == 0
+        };
+        if last {
+            self.close_state(ino, state);
+        }
     }
 
     /// Starts uploading a freshly staged (empty) file while it is written,
@@ -905,7 +934,11 @@ impl Fs {
     }
 
     fn truncate_on_open(&self, state: &mut FileState, path: &Path) -> Result<()> {
-        // A fresh rewrite: an earlier writer's lost data no longer matters.
+        // A fresh rewrite: what was written before, whether it arrived or
+        // was lost, no longer matters.
+        if !matches!(state.content, Content::Local { .. }) {
+            let _ = state.send_pending(&*self.remote, path);
+        }
         state.error = None;
         if let Content::Local { .. } = state.content {
             state.stage_locally(&self.cfg.staging_dir, true)?;
@@ -913,7 +946,6 @@ impl Fs {
         } else if !self.cfg.atomic_writes {
             state.set_size(&*self.remote, path, 0)?;
         } else {
-            state.send_pending(&*self.remote, path)?;
             state.discard_temp(&*self.remote);
             state.content = Content::Truncated;
             state.rewriting = true;
@@ -998,7 +1030,12 @@ impl Fs {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
             if !self.remote.caps().random_write {
-                st.stage_locally(&self.cfg.staging_dir, true)?;
+                let staged = st.stage_locally(&self.cfg.staging_dir, true);
+                if let Err(e) = staged {
+                    drop(st);
+                    self.unopen(entry.ino, &state);
+                    return Err(e);
+                }
                 st.dirty = false;
                 self.start_stream(&mut st, &path);
             } else if self.cfg.atomic_writes
@@ -1273,6 +1310,23 @@ impl Fs {
         result.map(|_| ())
     }
 
+    /// After the last handle went: the state leaves the open files' table
+    /// and what only it kept alive is removed.
+    fn close_state(&self, ino: u64, state: &Arc<OpenFile>) {
+        let mut st = state.lock();
+        // Someone may have opened it again meanwhile.
+        if st.handles == 0 && !st.closed {
+            st.closed = true;
+            let mut open = lock(&self.open);
+            if open.get(&ino).is_some_and(|s| Arc::ptr_eq(s, state)) {
+                open.remove(&ino);
+            }
+            drop(open);
+            st.cleanup(&*self.remote);
+            self.reap(&mut st);
+        }
+    }
+
     pub fn release(&self, fh: u64) -> Result<()> {
         let Some(handle) = lock(&self.handles).remove(&fh) else {
             return Err(Error::BadHandle);
@@ -1294,21 +1348,7 @@ impl Fs {
             Ok(())
         };
         if last {
-            let mut st = handle.file.lock();
-            // Someone may have opened it again meanwhile.
-            if st.handles == 0 && !st.closed {
-                st.closed = true;
-                let mut open = lock(&self.open);
-                if open
-                    .get(&handle.ino)
-                    .is_some_and(|s| Arc::ptr_eq(s, &handle.file))
-                {
-                    open.remove(&handle.ino);
-                }
-                drop(open);
-                st.cleanup(&*self.remote);
-                self.reap(&mut st);
-            }
+            self.close_state(handle.ino, &handle.file);
         }
         if let Err(e) = &result {
             tracing::warn!("write-back at close failed: {e}");

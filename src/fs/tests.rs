@@ -422,6 +422,19 @@ fn a_failure_seen_by_a_forked_close_is_still_reported_to_the_writer() {
 }
 
 #[test]
+fn a_failed_open_leaves_no_open_state() {
+    let (mem, fs, staging) = setup(false);
+    mem.put_file("/f", b"x");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    std::fs::remove_dir_all(staging.path()).expect("remove the staging dir");
+    assert!(fs.open(entry.ino, rw()).is_err(), "nowhere to stage");
+    assert!(
+        lock(&fs.open).is_empty(),
+        "the failed open left a counted handle"
+    );
+}
+
+#[test]
 fn a_file_busy_in_a_long_commit_still_answers_stat_and_listing() {
     let (mem, fs, _s) = setup(true);
     mem.put_file("/a", b"old");
