@@ -525,7 +525,7 @@ impl FileState {
                         .inspect_err(|e| tracing::debug!("streaming upload failed: {e}"))
                         .ok()
                 });
-                let mut result = match streamed {
+                let result = match streamed {
                     Some(temp) => {
                         let renamed = rename_over(remote, &temp, path).map_err(Error::from);
                         if renamed.is_err() {
@@ -544,10 +544,13 @@ impl FileState {
                 };
                 if result.is_ok() && synced.is_none() {
                     // A whole upload replaced the file: restore its mode
-                    // where the protocol can set one.
+                    // where the protocol can set one. The data is there
+                    // either way, so a refusal is no failed write.
                     match remote.setattr(path, SetAttr::Mode(self.perm)) {
                         Ok(()) | Err(RemoteError::Unsupported(_)) => {}
-                        Err(e) => result = Err(e.into()),
+                        Err(e) => {
+                            tracing::warn!("cannot restore the mode of {}: {e}", path.display())
+                        }
                     }
                 }
                 let synced = if result.is_ok() {
