@@ -422,6 +422,11 @@ impl Fs {
         }
         if let Some(size) = changes.size {
             match open.as_mut() {
+                // Its writes were lost already: the server's file is what
+                // a truncate by path changes.
+                Some(st) if !changes.by_handle && st.error.is_some() => {
+                    self.remote.setattr(&path, SetAttr::Size(size))?
+                }
                 Some(st) => {
                     st.set_size(&*self.remote, &path, size)?;
                     if !changes.by_handle {

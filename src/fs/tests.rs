@@ -410,8 +410,16 @@ fn a_failure_seen_by_a_forked_close_is_still_reported_to_the_writer() {
         assert!(fs.write(opened.fh, 11, b"!").is_err(), "later write");
         assert!(fs.fsync(opened.fh).is_err(), "fsync");
         assert!(fs.flush(opened.fh).is_err(), "the writer's close");
-        assert!(fs.release(opened.fh).is_err(), "the last release");
         assert_eq!(mem.content("/f").as_deref(), Some(&b"old"[..]));
+        // A truncate by path still acts on the server's file.
+        let cut = SetAttrs {
+            size: Some(1),
+            ..Default::default()
+        };
+        fs.setattr(entry.ino, cut).expect("truncate by path");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"o"[..]));
+        assert!(fs.release(opened.fh).is_err(), "the last release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"o"[..]));
         // A new rewrite starts clean.
         let opened = fs.open(entry.ino, flags).expect("open again");
         fs.write(opened.fh, 0, b"again").expect("write again");
