@@ -192,13 +192,15 @@ pub struct FileState {
     pub perm: u32,
     /// The version (size, mtime) of the content on the server, for the block cache.
     pub version: (u64, SystemTime),
-    /// Why written data was lost (a failed write or commit). It stays until
-    /// the file is closed by everyone or truncated by a new open: every
-    /// later write, flush, fsync and close reports it and nothing more is
-    /// committed. A close of a forked copy of the descriptor reaches us as
-    /// the same flush, so reporting it once could tell the real writer
-    /// "success" for data that never arrived.
+    /// Why written data was lost (a failed write or commit): until a new
+    /// writer opens the file (`recover`), nothing more is committed.
     pub error: Option<String>,
+    /// Losses so far. Every handle open at a loss reports it from every
+    /// later write, flush, fsync and close (`Handle::failures_seen`): a
+    /// close of a forked copy of a descriptor reaches us as the same
+    /// flush, so reporting it once could tell the real writer "success"
+    /// for data that never arrived. Handles opened later do not.
+    pub failures: u64,
     pub unlinked: bool,
     /// The file is being rewritten whole (opened with O_TRUNC or created).
     /// After a commit made part of it durable, later writes go to a fresh
@@ -229,6 +231,7 @@ impl FileState {
             perm,
             version,
             error: None,
+            failures: 0,
             unlinked: false,
             rewriting: false,
             append_only: false,
@@ -398,7 +401,7 @@ impl FileState {
 
     /// Remembers a failed write for the next flush/fsync/close.
     fn failed(&mut self, e: RemoteError) -> Error {
-        self.error = Some(e.to_string());
+        self.lose(e.to_string());
         Error::Remote(e)
     }
 
@@ -472,7 +475,7 @@ impl FileState {
         }
         let result = self.commit_now(remote, path);
         if let Err(e) = &result {
-            self.error = Some(e.to_string());
+            self.lose(e.to_string());
         }
         result
     }
@@ -568,6 +571,31 @@ impl FileState {
         };
         self.dirty = false;
         result.map(|()| changed)
+    }
+
+    /// Records that written data was lost.
+    fn lose(&mut self, why: String) {
+        self.error = Some(why);
+        self.failures += 1;
+    }
+
+    /// The message for a handle that was open at a loss.
+    pub fn lost(&self) -> Error {
+        Error::WriteFailed(self.error.clone().unwrap_or_else(|| "data was lost".into()))
+    }
+
+    /// After a loss, for a new writer: back to the server's file as it is
+    /// (`size`, `version`), with nothing of the lost writes kept.
+    pub fn recover(&mut self, remote: &dyn Remote, size: u64, version: (u64, SystemTime)) {
+        self.discard_temp(remote);
+        if !matches!(self.content, Content::Hidden(_)) {
+            self.content = Content::InPlace;
+            self.size = size;
+            self.version = version;
+        }
+        self.rewriting = false;
+        self.dirty = false;
+        self.error = None;
     }
 
     /// Removes a temporary file after a failure, so none is left behind.

@@ -146,6 +146,8 @@ struct Handle {
     file: Arc<OpenFile>,
     write: bool,
     append: bool,
+    /// `FileState::failures` when it was opened: later ones are its own.
+    failures_seen: u64,
     /// Shared with this handle's read-ahead chain while one runs.
     ahead: Arc<Mutex<ReadAhead<Reservation>>>,
 }
@@ -888,6 +890,11 @@ impl Fs {
         st: &mut FileState,
         flags: OpenFlags,
     ) -> Result<bool> {
+        if flags.write && st.error.is_some() {
+            // Those who lost writes keep being told; a new writer starts
+            // from the server's file.
+            st.recover(&*self.remote, attr.size, attr.version());
+        }
         if flags.write
             && !self.remote.caps().random_write
             && !matches!(st.content, Content::Local { .. })
@@ -996,11 +1003,13 @@ impl Fs {
 
     fn add_handle(&self, ino: u64, file: Arc<OpenFile>, flags: OpenFlags) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        let failures_seen = file.lock().failures;
         let handle = Handle {
             ino,
             file,
             write: flags.write,
             append: flags.append,
+            failures_seen,
             ahead: Arc::default(),
         };
         lock(&self.handles).insert(fh, handle);
@@ -1236,15 +1245,18 @@ impl Fs {
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        let (ino, state, append) = {
+        let (ino, state, append, seen) = {
             let handles = lock(&self.handles);
             let h = handles.get(&fh).ok_or(Error::BadHandle)?;
             if !h.write {
                 return Err(Error::BadHandle);
             }
-            (h.ino, h.file.clone(), h.append)
+            (h.ino, h.file.clone(), h.append, h.failures_seen)
         };
         let mut st = state.lock();
+        if st.failures > seen {
+            return Err(st.lost());
+        }
         let path = self.any_path_of(ino)?;
         let offset = if append { st.size } else { offset };
         let written = st.write(&*self.remote, &path, offset, data);
@@ -1267,20 +1279,24 @@ impl Fs {
     /// what failed. A reader's close does nothing: it must neither commit
     /// another handle's rewrite half-way nor take that writer's error.
     pub fn flush(&self, fh: u64) -> Result<()> {
-        let (ino, state, write) = {
+        let (ino, state, write, seen) = {
             let handles = lock(&self.handles);
             let h = handles.get(&fh).ok_or(Error::BadHandle)?;
-            (h.ino, h.file.clone(), h.write)
+            (h.ino, h.file.clone(), h.write, h.failures_seen)
         };
         if !write {
             return Ok(());
         }
-        self.commit(ino, &state)
+        self.commit(ino, &state, Some(seen))
     }
 
     pub fn fsync(&self, fh: u64) -> Result<()> {
-        let (ino, state) = self.handle(fh)?;
-        self.commit(ino, &state)?;
+        let (ino, state, seen) = {
+            let handles = lock(&self.handles);
+            let h = handles.get(&fh).ok_or(Error::BadHandle)?;
+            (h.ino, h.file.clone(), h.failures_seen)
+        };
+        self.commit(ino, &state, Some(seen))?;
         let st = state.lock();
         let path = self.any_path_of(ino)?;
         if !st.unlinked && !matches!(st.content, Content::Local { .. }) {
@@ -1289,9 +1305,14 @@ impl Fs {
         Ok(())
     }
 
-    fn commit(&self, ino: u64, state: &OpenFile) -> Result<()> {
+    /// Commits for a handle that was open after `seen` losses (None: for
+    /// the last release, which reports only a loss it meets itself).
+    fn commit(&self, ino: u64, state: &OpenFile, seen: Option<u64>) -> Result<()> {
         // Path after the lock: a rename holds it while it moves the file.
         let mut st = state.lock();
+        if seen.is_some_and(|seen| st.failures > seen) {
+            return Err(st.lost());
+        }
         let path = self.any_path_of(ino)?;
         self.commit_locked(ino, &mut st, &path)
     }
@@ -1348,7 +1369,7 @@ impl Fs {
         // a shared mapping), whatever its own mode: an earlier one arriving
         // late must not commit another handle's rewrite half-way.
         let result = if last {
-            self.commit(handle.ino, &handle.file)
+            self.commit(handle.ino, &handle.file, None)
         } else {
             Ok(())
         };
