@@ -587,6 +587,11 @@ impl FileState {
     /// After a loss, for a new writer: back to the server's file as it is
     /// (`size`, `version`), with nothing of the lost writes kept.
     pub fn recover(&mut self, remote: &dyn Remote, size: u64, version: (u64, SystemTime)) {
+        // Chunks of the lost writes still in flight must not land after
+        // the new writer starts, nor be reported to it.
+        if let Some(wb) = &self.write_behind {
+            let _ = wb.drain();
+        }
         self.discard_temp(remote);
         if !matches!(self.content, Content::Hidden(_)) {
             self.content = Content::InPlace;
