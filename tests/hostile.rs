@@ -704,40 +704,6 @@ impl Drop for HostileSshd {
     }
 }
 
-/// Every descendant of `root`, from /proc (children before grandchildren).
-fn descendants(root: u32) -> Vec<u32> {
-    let mut table: Vec<(u32, u32)> = Vec::new();
-    for e in fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(after) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
-            continue;
-        };
-        if let Some(ppid) = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-            table.push((pid, ppid));
-        }
-    }
-    let mut found = vec![root];
-    let mut i = 0;
-    while i < found.len() {
-        let parent = found[i];
-        found.extend(
-            table
-                .iter()
-                .filter(|&&(_, pp)| pp == parent)
-                .map(|&(p, _)| p)
-                .collect::<Vec<u32>>(),
-        );
-        i += 1;
-    }
-    found.remove(0);
-    found
-}
-
 // ----- SFTP tests ---------------------------------------------------------------------------------
 
 /// An SFTP server listing `../x`, `a/b`, `.`, `..` and a name with NUL:

@@ -672,36 +672,12 @@ fn max_conns_is_honoured() {
 /// The server's SFTP subsystem processes (one per channel), found as the
 /// descendants of its sshd that run `internal-sftp`.
 fn sftp_channels(server: &Server) -> usize {
-    let mut parent = std::collections::HashMap::new();
-    let mut titles = Vec::new();
-    for entry in fs::read_dir("/proc").expect("read /proc").flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
-        // The parent pid follows the ")" that ends the command name.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
-            parent.insert(pid, ppid);
-        }
-        let cmdline = fs::read(entry.path().join("cmdline")).unwrap_or_default();
-        titles.push((pid, String::from_utf8_lossy(&cmdline).into_owned()));
-    }
-    let below_server = |mut pid: u32| {
-        while let Some(&up) = parent.get(&pid) {
-            if up == server.pid() {
-                return true;
-            }
-            pid = up;
-        }
-        false
-    };
-    titles
-        .iter()
-        .filter(|(pid, title)| title.contains("internal-sftp") && below_server(*pid))
+    descendants(server.pid())
+        .into_iter()
+        .filter(|pid| {
+            fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("internal-sftp"))
+        })
         .count()
 }
 

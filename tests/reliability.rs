@@ -31,7 +31,7 @@ use std::os::unix::fs::{FileExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
@@ -506,7 +506,7 @@ fn flush_mid_rewrite_then_cut(p: Proto) {
     let path = mount.path("target.bin");
     let (outcome, _) = within("the rewrite", Duration::from_secs(240), {
         let control = proxy.control();
-        move || -> io::Result<(io::Result<()>, io::Result<()>)> {
+        move || -> io::Result<(io::Result<()>, io::Result<()>, io::Result<()>)> {
             let mut f = File::create(&path)?;
             for i in 0..16 {
                 f.write_all(&mib_chunk(8, i))?;
@@ -525,16 +525,18 @@ fn flush_mid_rewrite_then_cut(p: Proto) {
             // A forked copy of the descriptor closes before the writer
             // syncs; its close may meet the cut, and whatever it met must
             // still reach the writer's fsync.
-            if let Ok(copy) = f.try_clone() {
-                let _ = close_checked(copy);
-            }
+            let copy_close = close_checked(f.try_clone()?);
             let fsync = f.sync_all();
             let _ = close_checked(f);
-            Ok((write, fsync))
+            Ok((write, copy_close, fsync))
         }
     });
-    let (write, fsync) = outcome.expect("rewrite up to the flush");
-    eprintln!("after the cut: write {write:?}, fsync {fsync:?}");
+    let (write, copy_close, fsync) = outcome.expect("rewrite up to the flush");
+    eprintln!("after the cut: write {write:?}, copy's close {copy_close:?}, fsync {fsync:?}");
+    assert!(
+        copy_close.is_ok() || fsync.is_err(),
+        "the copy's close failed ({copy_close:?}) but the writer's fsync succeeded"
+    );
     let now = fs::read(&target).expect("read the target on the server");
     if write.is_ok() && fsync.is_ok() {
         // Success reported: then all 64 MiB must be there.
@@ -714,21 +716,24 @@ fn stat_answers_while_the_file_uploads(p: Proto) {
     let mount = mount_via_proxy(&server, &proxy, &["-o", "cache_timeout=0"]);
     proxy.control().set_bandwidth(MIB);
     let path = mount.path("slow.bin");
+    let closing = Arc::new(AtomicBool::new(false));
     let writer = std::thread::spawn({
-        let path = path.clone();
+        let (path, closing) = (path.clone(), closing.clone());
         move || -> io::Result<()> {
             let mut f = File::create(&path)?;
             for i in 0..SIZE_MIB {
                 f.write_all(&mib_chunk(9, i))?;
             }
+            closing.store(true, Ordering::SeqCst);
             close_checked(f)
         }
     });
     wait_until("the file to appear", Duration::from_secs(30), || {
         path.exists()
     });
-    let mut answers = 0;
+    let (mut answers, mut during_close) = (0, 0);
     while !writer.is_finished() {
+        let closing_before = closing.load(Ordering::SeqCst);
         let (sizes, _) = within(
             "stat and listing during the upload",
             Duration::from_secs(4),
@@ -747,12 +752,16 @@ fn stat_answers_while_the_file_uploads(p: Proto) {
         assert!(size <= SIZE_MIB * MIB, "stat shows {size} bytes");
         assert_eq!(listed.len(), 1, "the listing shows the file: {listed:?}");
         answers += 1;
+        if closing_before {
+            during_close += 1;
+        }
     }
     writer
         .join()
         .expect("writer thread")
         .expect("write and close over the slow link");
     assert!(answers > 0, "no stat ran during the upload");
+    assert!(during_close > 0, "no stat ran while close uploaded");
     assert_eq!(
         fs::read(server.export.join("slow.bin")).expect("the file on the server"),
         random_content(SIZE_MIB, 9)

@@ -38,7 +38,7 @@ pub use mount::{
     is_mounted, kill_daemons_for, mount_entry, rmount_processes_for, unique_dir, unmount_path,
     Mount, MountEntry, MountPoint,
 };
-pub use process::{free_port, run_cmd, run_cmd_timeout, run_rmount, RMOUNT_TIMEOUT};
+pub use process::{descendants, free_port, run_cmd, run_cmd_timeout, run_rmount, RMOUNT_TIMEOUT};
 pub use proxy::{
     established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy, ProxyControl,
 };

@@ -180,7 +180,7 @@ fn process_table() -> Vec<(u32, u32)> {
 }
 
 /// Every descendant of `root` (children, grandchildren, ...).
-fn descendants(root: u32) -> Vec<u32> {
+pub fn descendants(root: u32) -> Vec<u32> {
     let table = process_table();
     let mut found = vec![root];
     let mut i = 0;
