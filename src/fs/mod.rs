@@ -867,10 +867,14 @@ impl Fs {
             return Err(Error::IsADirectory);
         }
         let state = self.open_state(ino, &attr)?;
-        let prepared = self.prepare_open(ino, &path, &attr, &mut state.lock(), flags);
+        let prepared = {
+            let mut st = state.lock();
+            self.prepare_open(ino, &path, &attr, &mut st, flags)
+                .map(|keep_cache| (keep_cache, st.failures))
+        };
         match prepared {
-            Ok(keep_cache) => Ok(Opened {
-                fh: self.add_handle(ino, state, flags),
+            Ok((keep_cache, failures)) => Ok(Opened {
+                fh: self.add_handle(ino, state, flags, failures),
                 keep_cache,
             }),
             Err(e) => {
@@ -1001,9 +1005,16 @@ impl Fs {
         }
     }
 
-    fn add_handle(&self, ino: u64, file: Arc<OpenFile>, flags: OpenFlags) -> u64 {
+    /// A new handle on `file`, whose state counted `failures_seen` losses
+    /// when it was readied for this handle.
+    fn add_handle(
+        &self,
+        ino: u64,
+        file: Arc<OpenFile>,
+        flags: OpenFlags,
+        failures_seen: u64,
+    ) -> u64 {
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
-        let failures_seen = file.lock().failures;
         let handle = Handle {
             ino,
             file,
@@ -1040,7 +1051,7 @@ impl Fs {
         }
         let entry = self.created(&path)?;
         let state = self.open_state(entry.ino, &entry.attr)?;
-        {
+        let failures = {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
             if !self.remote.caps().random_write {
@@ -1062,7 +1073,8 @@ impl Fs {
                 st.rewriting = true;
                 st.dirty = false;
             }
-        }
+            st.failures
+        };
         lock(&self.seen).insert(entry.ino, entry.attr.version());
         let fh = self.add_handle(
             entry.ino,
@@ -1071,6 +1083,7 @@ impl Fs {
                 write: true,
                 ..flags
             },
+            failures,
         );
         Ok((
             entry,
@@ -1273,8 +1286,6 @@ impl Fs {
         Ok(data.len() as u32)
     }
 
-    /// close(): commits what was written, so a successful close means the
-    /// bytes are on the server.
     /// close(): a writer's close puts the file on the server and reports
     /// what failed. A reader's close does nothing: it must neither commit
     /// another handle's rewrite half-way nor take that writer's error.
