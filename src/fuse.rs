@@ -149,6 +149,15 @@ fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
     })
 }
 
+/// `base` plus keep-cache where the kernel's cached pages are still right.
+fn fopen_flags(base: FopenFlags, opened: &Opened) -> FopenFlags {
+    if opened.keep_cache {
+        base | FopenFlags::FOPEN_KEEP_CACHE
+    } else {
+        base
+    }
+}
+
 fn open_flags(flags: i32) -> fs::OpenFlags {
     let acc = OpenFlags(flags).acc_mode();
     fs::OpenFlags {
@@ -342,14 +351,7 @@ impl fuser::Filesystem for FuseAdapter {
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let flags = open_flags(flags.0);
         self.meta(move |fs| match fs.open(ino.0, flags) {
-            Ok(o) => {
-                let fopen = if o.keep_cache {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
-                reply.opened(FileHandle(o.fh), fopen)
-            }
+            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(FopenFlags::empty(), &o)),
             Err(e) => reply.error(fail("open", &e)),
         });
     }
@@ -429,11 +431,10 @@ impl fuser::Filesystem for FuseAdapter {
         // The kernel caches the entries it reads (CACHE_DIR), so that a
         // listing that did not change costs no readdir at all.
         let reply_opened = |reply: ReplyOpen, o: Opened| {
-            let mut flags = FopenFlags::FOPEN_CACHE_DIR;
-            if o.keep_cache {
-                flags |= FopenFlags::FOPEN_KEEP_CACHE;
-            }
-            reply.opened(FileHandle(o.fh), flags)
+            reply.opened(
+                FileHandle(o.fh),
+                fopen_flags(FopenFlags::FOPEN_CACHE_DIR, &o),
+            )
         };
         // A cached listing is answered right here, without a worker hop.
         if let Some(o) = self.fs.opendir_cached(ino.0) {

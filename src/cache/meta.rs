@@ -177,17 +177,20 @@ impl MetaCache {
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
             if !t.value.iter().any(|n| n == name) {
                 t.value.push(name.to_os_string());
+                self.changed();
             }
         }
-        self.changed();
     }
 
     /// Records that `name` is gone from `dir`.
     pub fn dir_removed(&self, dir: &Path, name: &OsStr) {
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
+            let before = t.value.len();
             t.value.retain(|n| n != name);
+            if t.value.len() != before {
+                self.changed();
+            }
         }
-        self.changed();
     }
 
     /// Forgets `path` and everything below it (after a rename or rmdir).

@@ -655,7 +655,7 @@ fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Er
     let label = key_type_label(&key_type);
     tracing::debug!("host key for {name}: {label} {fp}");
 
-    let _guard = KNOWN_HOSTS_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let _guard = crate::sync::lock(&KNOWN_HOSTS_LOCK);
     let known = read_known_hosts(s);
     let policy = s.host_key_policy;
     let user_file = display_path(&s.user_known_hosts);
