@@ -29,6 +29,17 @@ pub struct Generation {
     pub writes: u64,
 }
 
+/// Runs `op`, a change, counting it in `counter` both before (handles
+/// opened from then on are not reused across it) and after (a handle
+/// another connection opened, or data it read ahead, while it ran may
+/// predate it).
+fn counted<R>(counter: &AtomicU64, op: impl FnOnce() -> Result<R>) -> Result<R> {
+    counter.fetch_add(1, Ordering::SeqCst);
+    let result = op();
+    counter.fetch_add(1, Ordering::SeqCst);
+    result
+}
+
 /// One connection to the server, used by one thread at a time. The methods
 /// mirror `Remote`; the generations tell a connection when a cached handle
 /// or stream may be stale.
@@ -99,9 +110,8 @@ pub struct Pool<C: Connector> {
     bulk: Mutex<Bulk<Pooled<C::Conn>>>,
     bulk_freed: Condvar,
     bulk_max: usize,
-    /// Changes to which file a path names (see `Generation`).
-    generation: AtomicU64,
-    /// Writes through the mount (see `Generation`).
+    /// The two counts of a `Generation`.
+    names: AtomicU64,
     writes: AtomicU64,
     /// Bumped when an operation timed out: the link is suspect, so every
     /// connection made before is dropped instead of reused (each would
@@ -148,7 +158,7 @@ impl<C: Connector> Pool<C> {
             }),
             bulk_freed: Condvar::new(),
             bulk_max: opts.max_conns.saturating_sub(1).max(1),
-            generation: AtomicU64::new(0),
+            names: AtomicU64::new(0),
             writes: AtomicU64::new(0),
             epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
@@ -380,18 +390,16 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Runs `op`, which changes what a path names, counting it both before
-    /// (handles opened from then on are not reused across it) and after (a
-    /// handle another connection opened while it ran may predate it).
+    /// Runs `op`, which changes what a path names.
     fn renaming<R>(&self, op: impl FnOnce() -> Result<R>) -> Result<R> {
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        let result = op();
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        result
+        counted(&self.names, op)
     }
 
-    fn generation(&self) -> u64 {
-        self.generation.load(Ordering::SeqCst)
+    fn generation(&self) -> Generation {
+        Generation {
+            names: self.names.load(Ordering::SeqCst),
+            writes: self.writes.load(Ordering::SeqCst),
+        }
     }
 
     /// Opens the missing data connections now, a few at a time in parallel
@@ -498,22 +506,14 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Meta, true, |c| c.list(path))
     }
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
-        let generation = Generation {
-            names: self.generation(),
-            writes: self.writes.load(Ordering::SeqCst),
-        };
+        let generation = self.generation();
         self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-        // Counted before and after, as for `renaming`: data a read handle
-        // fetched ahead meanwhile may predate the write.
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        let generation = self.generation();
-        let result = self.run(Lane::Bulk, false, |c| {
-            c.write(path, offset, data, generation)
-        });
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        result
+        counted(&self.writes, || {
+            let names = self.generation().names;
+            self.run(Lane::Bulk, false, |c| c.write(path, offset, data, names))
+        })
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
         self.renaming(|| self.run(Lane::Bulk, false, |c| c.upload(path, src, append)))
@@ -669,16 +669,16 @@ mod tests {
     #[test]
     fn a_change_is_counted_again_once_it_is_done() {
         let (pool, _) = pool(2, usize::MAX);
-        let before = pool.generation();
+        let before = pool.generation().names;
         let mut during = 0;
         let _ = pool.renaming(|| {
             // What a read opening a handle on another connection would see.
-            during = pool.generation();
+            during = pool.generation().names;
             Ok(())
         });
         assert!(during > before, "handles opened during it are new");
         assert!(
-            pool.generation() > during,
+            pool.generation().names > during,
             "a handle opened while it ran is not reused after it"
         );
     }
@@ -687,24 +687,24 @@ mod tests {
     fn only_changes_of_what_a_path_names_make_handles_stale() {
         let (pool, _) = pool(2, usize::MAX);
         let path = Path::new("/f");
-        let before = pool.generation();
-        let writes = pool.writes.load(Ordering::SeqCst);
+        let before = pool.generation().names;
+        let writes = pool.generation().writes;
         let _ = pool.write(path, 0, b"x");
         let _ = pool.setattr(path, SetAttr::Mode(0o600));
         assert_eq!(
-            pool.generation(),
+            pool.generation().names,
             before,
             "writes and chmod keep cached handles"
         );
         assert!(
-            pool.writes.load(Ordering::SeqCst) >= writes + 2,
+            pool.generation().writes >= writes + 2,
             "a write is counted before and after, so handles drop what they read ahead"
         );
         let _ = pool.setattr(path, SetAttr::Size(0));
-        let resized = pool.generation();
+        let resized = pool.generation().names;
         assert!(resized > before, "a resize does not");
         let _ = pool.rename(path, Path::new("/g"));
-        assert!(pool.generation() > resized, "nor does a rename");
+        assert!(pool.generation().names > resized, "nor does a rename");
     }
 
     #[test]
