@@ -878,7 +878,7 @@ impl Fs {
                 keep_cache,
             }),
             Err(e) => {
-                self.unopen(ino, &state);
+                let _ = self.drop_handle(ino, &state, false);
                 Err(e)
             }
         }
@@ -923,18 +923,6 @@ impl Fs {
             st.size = attr.size;
         }
         Ok(keep_cache)
-    }
-
-    /// Takes back the handle `open_state` counted for an open that failed.
-    fn unopen(&self, ino: u64, state: &Arc<OpenFile>) {
-        let last = {
-            let mut st = state.lock();
-            st.handles -= 1;
-            st.handles == 0
-        };
-        if last {
-            self.close_state(ino, state);
-        }
     }
 
     /// Starts uploading a freshly staged (empty) file while it is written,
@@ -1058,7 +1046,7 @@ impl Fs {
                 let staged = st.stage_locally(&self.cfg.staging_dir, true);
                 if let Err(e) = staged {
                     drop(st);
-                    self.unopen(entry.ino, &state);
+                    let _ = self.drop_handle(entry.ino, &state, false);
                     return Err(e);
                 }
                 st.dirty = false;
@@ -1298,7 +1286,7 @@ impl Fs {
         if !write {
             return Ok(());
         }
-        self.commit(ino, &state, Some(seen))
+        self.commit(ino, &state, seen)
     }
 
     pub fn fsync(&self, fh: u64) -> Result<()> {
@@ -1307,7 +1295,7 @@ impl Fs {
             let h = handles.get(&fh).ok_or(Error::BadHandle)?;
             (h.ino, h.file.clone(), h.failures_seen)
         };
-        self.commit(ino, &state, Some(seen))?;
+        self.commit(ino, &state, seen)?;
         let st = state.lock();
         let path = self.any_path_of(ino)?;
         if !st.unlinked && !matches!(st.content, Content::Local { .. }) {
@@ -1316,12 +1304,11 @@ impl Fs {
         Ok(())
     }
 
-    /// Commits for a handle that was open after `seen` losses (None: for
-    /// the last release, which reports only a loss it meets itself).
-    fn commit(&self, ino: u64, state: &OpenFile, seen: Option<u64>) -> Result<()> {
+    /// Commits for a handle that was opened after `seen` losses.
+    fn commit(&self, ino: u64, state: &OpenFile, seen: u64) -> Result<()> {
         // Path after the lock: a rename holds it while it moves the file.
         let mut st = state.lock();
-        if seen.is_some_and(|seen| st.failures > seen) {
+        if st.failures > seen {
             return Err(st.lost());
         }
         let path = self.any_path_of(ino)?;
@@ -1347,49 +1334,46 @@ impl Fs {
         result.map(|_| ())
     }
 
-    /// After the last handle went: the state leaves the open files' table
-    /// and what only it kept alive is removed.
-    fn close_state(&self, ino: u64, state: &Arc<OpenFile>) {
-        let mut st = state.lock();
-        // Someone may have opened it again meanwhile.
-        if st.handles == 0 && !st.closed {
-            st.closed = true;
-            let mut open = lock(&self.open);
-            if open.get(&ino).is_some_and(|s| Arc::ptr_eq(s, state)) {
-                open.remove(&ino);
-            }
-            drop(open);
-            st.cleanup(&*self.remote);
-            self.reap(&mut st);
-        }
-    }
-
     pub fn release(&self, fh: u64) -> Result<()> {
         let Some(handle) = lock(&self.handles).remove(&fh) else {
             return Err(Error::BadHandle);
         };
         // Nobody reads ahead of a closed handle: its chain ends.
         lock(&handle.ahead).stop();
-        let last = {
-            let mut st = handle.file.lock();
-            st.handles -= 1;
-            st.handles == 0
-        };
         // close() already committed through flush. Only the last release
         // commits what is left (writes that came after that close, as from
         // a shared mapping), whatever its own mode: an earlier one arriving
         // late must not commit another handle's rewrite half-way.
-        let result = if last {
-            self.commit(handle.ino, &handle.file, None)
-        } else {
-            Ok(())
-        };
-        if last {
-            self.close_state(handle.ino, &handle.file);
-        }
+        let result = self.drop_handle(handle.ino, &handle.file, true);
         if let Err(e) = &result {
             tracing::warn!("write-back at close failed: {e}");
         }
+        result
+    }
+
+    /// One handle fewer on `state`. After the last, what is left is
+    /// committed (with `commit`), the state leaves the open files' table
+    /// and what only it kept alive is removed.
+    fn drop_handle(&self, ino: u64, state: &Arc<OpenFile>, commit: bool) -> Result<()> {
+        let mut st = state.lock();
+        st.handles -= 1;
+        if st.handles > 0 {
+            return Ok(());
+        }
+        let result = if commit {
+            self.any_path_of(ino)
+                .and_then(|path| self.commit_locked(ino, &mut st, &path))
+        } else {
+            Ok(())
+        };
+        st.closed = true;
+        let mut open = lock(&self.open);
+        if open.get(&ino).is_some_and(|s| Arc::ptr_eq(s, state)) {
+            open.remove(&ino);
+        }
+        drop(open);
+        st.cleanup(&*self.remote);
+        self.reap(&mut st);
         result
     }
 }
