@@ -141,6 +141,7 @@ pub struct Opened {
     pub keep_cache: bool,
 }
 
+#[derive(Clone)]
 struct Handle {
     ino: u64,
     file: Arc<OpenFile>,
@@ -1110,16 +1111,19 @@ impl Fs {
         }
     }
 
-    fn handle(&self, fh: u64) -> Result<(u64, Arc<OpenFile>)> {
-        let handles = lock(&self.handles);
-        let h = handles.get(&fh).ok_or(Error::BadHandle)?;
-        Ok((h.ino, h.file.clone()))
+    fn handle(&self, fh: u64) -> Result<Handle> {
+        lock(&self.handles)
+            .get(&fh)
+            .cloned()
+            .ok_or(Error::BadHandle)
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
-        let (ino, state) = self.handle(fh)?;
+        let Handle {
+            ino, file, ahead, ..
+        } = self.handle(fh)?;
         let (path, version) = {
-            let mut st = state.lock();
+            let mut st = file.lock();
             let path = self.any_path_of(ino)?;
             if st.reads_bypass_cache() {
                 return st.read(&*self.remote, &path, offset, size as usize);
@@ -1127,7 +1131,7 @@ impl Fs {
             (path, st.version)
         };
         let data = self.read_blocks(ino, &path, version, offset, size as usize)?;
-        self.read_ahead(fh, ino, &path, version, offset, data.len());
+        self.read_ahead(&ahead, ino, &path, version, offset, data.len());
         Ok(data)
     }
 
@@ -1181,7 +1185,7 @@ impl Fs {
     /// them in order (see read_ahead.rs), so the reader finds them cached.
     fn read_ahead(
         &self,
-        fh: u64,
+        ahead: &Arc<Mutex<ReadAhead<Reservation>>>,
         ino: u64,
         path: &Path,
         version: (u64, SystemTime),
@@ -1189,11 +1193,8 @@ impl Fs {
         len: usize,
     ) {
         let bs = self.cfg.block_size;
-        let Some(ahead) = lock(&self.handles).get(&fh).map(|h| h.ahead.clone()) else {
-            return;
-        };
         {
-            let mut ra = lock(&ahead);
+            let mut ra = lock(ahead);
             let wanted = ra.after_read(
                 offset,
                 len,
@@ -1241,25 +1242,21 @@ impl Fs {
         }));
         if !queued {
             // Every prefetch worker is busy: a later read tries again.
-            lock(&ahead).end();
+            lock(ahead).end();
         }
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
-        let (ino, state, append, seen) = {
-            let handles = lock(&self.handles);
-            let h = handles.get(&fh).ok_or(Error::BadHandle)?;
-            if !h.write {
-                return Err(Error::BadHandle);
-            }
-            (h.ino, h.file.clone(), h.append, h.failures_seen)
-        };
-        let mut st = state.lock();
-        if st.failures > seen {
+        let h = self.handle(fh)?;
+        if !h.write {
+            return Err(Error::BadHandle);
+        }
+        let mut st = h.file.lock();
+        if st.failures > h.failures_seen {
             return Err(st.lost());
         }
-        let path = self.any_path_of(ino)?;
-        let offset = if append { st.size } else { offset };
+        let path = self.any_path_of(h.ino)?;
+        let offset = if h.append { st.size } else { offset };
         let written = st.write(&*self.remote, &path, offset, data);
         self.reap(&mut st);
         written?;
@@ -1278,24 +1275,21 @@ impl Fs {
     /// what failed. A reader's close does nothing: it must neither commit
     /// another handle's rewrite half-way nor take that writer's error.
     pub fn flush(&self, fh: u64) -> Result<()> {
-        let (ino, state, write, seen) = {
-            let handles = lock(&self.handles);
-            let h = handles.get(&fh).ok_or(Error::BadHandle)?;
-            (h.ino, h.file.clone(), h.write, h.failures_seen)
-        };
-        if !write {
+        let h = self.handle(fh)?;
+        if !h.write {
             return Ok(());
         }
-        self.commit(ino, &state, seen)
+        self.commit(h.ino, &h.file, h.failures_seen)
     }
 
     pub fn fsync(&self, fh: u64) -> Result<()> {
-        let (ino, state, seen) = {
-            let handles = lock(&self.handles);
-            let h = handles.get(&fh).ok_or(Error::BadHandle)?;
-            (h.ino, h.file.clone(), h.failures_seen)
-        };
-        self.commit(ino, &state, seen)?;
+        let Handle {
+            ino,
+            file: state,
+            failures_seen,
+            ..
+        } = self.handle(fh)?;
+        self.commit(ino, &state, failures_seen)?;
         let st = state.lock();
         let path = self.any_path_of(ino)?;
         if !st.unlinked && !matches!(st.content, Content::Local { .. }) {

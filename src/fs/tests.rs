@@ -461,7 +461,7 @@ fn a_file_busy_in_a_long_commit_still_answers_stat_and_listing() {
     let a = fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup a");
     let opened = fs.open(a.ino, rw()).expect("open a");
     fs.write(opened.fh, 3, b" and new").expect("write");
-    let state = fs.handle(opened.fh).expect("handle").1;
+    let state = fs.handle(opened.fh).expect("handle").file;
     // What a commit does for the length of an upload.
     let busy = state.lock();
     let (tx, answer) = std::sync::mpsc::channel();
@@ -501,7 +501,7 @@ fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
     let a = fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup a");
     let b = fs.lookup(inodes::ROOT, OsStr::new("b")).expect("lookup b");
     let first = fs.open(a.ino, OpenFlags::default()).expect("open a");
-    let state = fs.handle(first.fh).expect("handle").1;
+    let state = fs.handle(first.fh).expect("handle").file;
     // What a commit does for the length of an upload.
     let busy = state.lock();
     let (started_tx, started) = std::sync::mpsc::channel();
