@@ -1,9 +1,10 @@
 //! SFTP over ssh2: one `SftpConnection` per SSH session, driven by the pool.
 //!
 //! Owns the mapping of SFTP status codes to `Error` (with follow-up checks
-//! where SFTP v3 answers only "failure") and keeps at most one open read and
-//! one open write handle per connection, so sequential transfers do not pay
-//! an open/close round trip per call. Must not cache anything else.
+//! where SFTP v3 answers only "failure") and keeps at most one open read
+//! handle per connection, so sequential reads do not pay an open/close round
+//! trip per call. Write handles are closed (and their status checked) before
+//! each write call returns. Must not cache anything else.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -160,6 +161,81 @@ pub fn valid_name(name: &[u8]) -> bool {
 pub struct SftpConnector {
     pub settings: SshSettings,
     pub credentials: Arc<Credentials>,
+    /// The server's SYMLINK argument order, learned on the first connection.
+    pub symlink_order: std::sync::OnceLock<SymlinkOrder>,
+}
+
+/// The order of SSH_FXP_SYMLINK's two paths. OpenSSH (and most servers,
+/// following it) reads the target first, the reverse of the draft; a server
+/// that follows the draft says so with the `symlink-order@rjk.greenend.org.uk`
+/// extension (Green End's gesftpserver).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SymlinkOrder {
+    TargetFirst,
+    LinkFirst,
+}
+
+/// SSH_FXP_INIT / SSH_FXP_VERSION.
+const FXP_INIT: u8 = 1;
+const FXP_VERSION: u8 = 2;
+/// A VERSION reply larger than this is not a server we can talk to.
+const MAX_VERSION_PACKET: usize = 64 << 10;
+
+/// Reads the extensions of the server's SSH_FXP_VERSION reply on a channel
+/// of its own (libssh2 reads them but does not keep them) and returns the
+/// SYMLINK order they announce.
+fn probe_symlink_order(session: &ssh2::Session) -> Result<SymlinkOrder> {
+    let fail = |what: &str, e: &dyn std::fmt::Display| {
+        Error::Transport(format!("probing the SFTP server ({what}): {e}"))
+    };
+    let mut ch = session
+        .channel_session()
+        .map_err(|e| map_err(e, "opening a channel"))?;
+    ch.subsystem("sftp")
+        .map_err(|e| map_err(e, "sftp subsystem"))?;
+    ch.write_all(&[0, 0, 0, 5, FXP_INIT, 0, 0, 0, 3])
+        .map_err(|e| fail("INIT", &e))?;
+    let mut len = [0u8; 4];
+    ch.read_exact(&mut len).map_err(|e| fail("VERSION", &e))?;
+    let len = u32::from_be_bytes(len) as usize;
+    if !(5..=MAX_VERSION_PACKET).contains(&len) {
+        return Err(fail("VERSION", &format!("bad length {len}")));
+    }
+    let mut packet = vec![0u8; len];
+    ch.read_exact(&mut packet)
+        .map_err(|e| fail("VERSION", &e))?;
+    let _ = ch.close();
+    if packet[0] != FXP_VERSION {
+        return Err(fail("VERSION", &format!("packet type {}", packet[0])));
+    }
+    Ok(symlink_order_in(&parse_extensions(&packet[5..])))
+}
+
+/// The (name, value) pairs after a VERSION packet's version field; a
+/// truncated pair ends the list.
+fn parse_extensions(mut rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    fn string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        let s = rest.get(4..4 + len)?;
+        *rest = &rest[4 + len..];
+        Some(s)
+    }
+    let mut out = Vec::new();
+    while let (Some(name), Some(value)) = (string(&mut rest), string(&mut rest)) {
+        out.push((name.to_vec(), value.to_vec()));
+    }
+    out
+}
+
+fn symlink_order_in(extensions: &[(Vec<u8>, Vec<u8>)]) -> SymlinkOrder {
+    let draft = extensions.iter().any(|(name, value)| {
+        name == b"symlink-order@rjk.greenend.org.uk" && value == b"linkpath-targetpath"
+    });
+    if draft {
+        SymlinkOrder::LinkFirst
+    } else {
+        SymlinkOrder::TargetFirst
+    }
 }
 
 impl Connector for SftpConnector {
@@ -167,14 +243,20 @@ impl Connector for SftpConnector {
 
     fn connect(&self) -> Result<SftpConnection> {
         let session = ssh::connect(&self.settings, &self.credentials)?;
+        let symlink_order = match self.symlink_order.get() {
+            Some(order) => *order,
+            None => *self
+                .symlink_order
+                .get_or_init(|| probe_symlink_order(&session).unwrap_or(SymlinkOrder::TargetFirst)),
+        };
         let sftp = session.sftp().map_err(|e| map_err(e, "starting SFTP"))?;
         Ok(SftpConnection {
+            symlink_order,
             ext: None,
             ext_refused: false,
             sftp,
             session,
             reader: None,
-            writer: None,
         })
     }
 
@@ -216,11 +298,11 @@ impl CachedHandle {
 pub struct SftpConnection {
     // Fields drop in this order: handles and channels before the session.
     reader: Option<CachedHandle>,
-    writer: Option<CachedHandle>,
     /// Opened on first use: most connections never rename or statfs, and
     /// each channel costs the server another process.
     ext: Option<SftpExt>,
     ext_refused: bool,
+    symlink_order: SymlinkOrder,
     sftp: Sftp,
     session: ssh2::Session,
 }
@@ -228,7 +310,6 @@ pub struct SftpConnection {
 impl SftpConnection {
     fn drop_handles(&mut self) {
         self.reader = None;
-        self.writer = None;
     }
 
     /// The extensions' channel; None when the server opens no second
@@ -281,17 +362,6 @@ impl SftpConnection {
         let sftp = &self.sftp;
         reuse_or_open(&mut self.reader, path, generation, || {
             sftp.open(path).map_err(|e| map_err(e, "open"))
-        })
-    }
-
-    /// `generation` counts changes of what paths name: a handle stays valid
-    /// across any number of writes while no file was created, renamed or
-    /// removed through the mount.
-    fn open_write(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
-        let sftp = &self.sftp;
-        reuse_or_open(&mut self.writer, path, generation, || {
-            sftp.open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
-                .map_err(|e| map_err(e, "open for writing"))
         })
     }
 }
@@ -405,21 +475,21 @@ impl Connection for SftpConnection {
         Ok(buf)
     }
 
-    fn write(&mut self, path: &Path, offset: u64, data: &[u8], generation: u64) -> Result<()> {
+    /// Each write opens and closes its own handle, and checks the CLOSE
+    /// status: a server may report a failed write only there, and a handle
+    /// left open would keep the file busy on the server (a program just
+    /// linked on the mount could not run there: ETXTBSY) after the
+    /// application's close() returned.
+    fn write(&mut self, path: &Path, offset: u64, data: &[u8], _generation: u64) -> Result<()> {
         self.reader = None;
-        let handle = self.open_write(path, generation)?;
-        handle.seek_to(offset)?;
-        let result = handle.file.write_all(data);
-        match result {
-            Ok(()) => {
-                handle.pos += data.len() as u64;
-                Ok(())
-            }
-            Err(e) => {
-                self.writer = None;
-                Err(map_io(e, "write"))
-            }
-        }
+        let mut file = self
+            .sftp
+            .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
+            .map_err(|e| map_err(e, "open for writing"))?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| map_io(e, "seek"))?;
+        file.write_all(data).map_err(|e| map_io(e, "write"))?;
+        file.close().map_err(|e| map_err(e, "close"))
     }
 
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
@@ -538,10 +608,12 @@ impl Connection for SftpConnection {
     }
 
     fn symlink(&mut self, target: &Path, link: &Path) -> Result<()> {
-        // OpenSSH reads SSH_FXP_SYMLINK's arguments swapped relative to the
-        // draft; ssh2's `symlink(path, target)` makes a link at `target`
-        // pointing at `path` on OpenSSH.
-        let result = self.sftp.symlink(target, link);
+        // ssh2 sends its two arguments in order; OpenSSH reads the target
+        // first (see `SymlinkOrder`).
+        let result = match self.symlink_order {
+            SymlinkOrder::TargetFirst => self.sftp.symlink(target, link),
+            SymlinkOrder::LinkFirst => self.sftp.symlink(link, target),
+        };
         self.explained(result, "symlink", link, Expect::Absent)
     }
 
@@ -558,20 +630,18 @@ impl Connection for SftpConnection {
     }
 
     fn fsync(&mut self, path: &Path) -> Result<()> {
-        // fsync@openssh.com works on a handle; reuse the write handle if it
-        // is for this file, otherwise open one.
-        let mut file = match self.writer.take() {
-            Some(h) if h.path == path => h.file,
-            _ => self
-                .sftp
-                .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
-                .map_err(|e| map_err(e, "open for fsync"))?,
-        };
+        // fsync@openssh.com works on a handle. Opened read-only: the file
+        // may be read-only, and fsync(2) needs no write access either.
+        let mut file = self
+            .sftp
+            .open(path)
+            .map_err(|e| map_err(e, "open for fsync"))?;
         match file.fsync() {
-            Ok(()) => Ok(()),
-            Err(e) if e.code() == ErrorCode::SFTP(FX_OP_UNSUPPORTED) => Ok(()),
-            Err(e) => Err(map_err(e, "fsync")),
+            Ok(()) => {}
+            Err(e) if e.code() == ErrorCode::SFTP(FX_OP_UNSUPPORTED) => {}
+            Err(e) => return Err(map_err(e, "fsync")),
         }
+        file.close().map_err(|e| map_err(e, "close"))
     }
 
     fn keepalive(&mut self) -> Result<()> {
@@ -621,6 +691,31 @@ mod tests {
 
     fn via_io(code: ErrorCode) -> io::Error {
         ssh2::Error::from_errno(code).into()
+    }
+
+    #[test]
+    fn the_symlink_order_comes_from_the_version_extensions() {
+        let mut packet = Vec::new();
+        for s in [&b"posix-rename@openssh.com"[..], b"1"] {
+            packet.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            packet.extend_from_slice(s);
+        }
+        let ext = parse_extensions(&packet);
+        assert_eq!(symlink_order_in(&ext), SymlinkOrder::TargetFirst);
+        for s in [
+            &b"symlink-order@rjk.greenend.org.uk"[..],
+            b"linkpath-targetpath",
+        ] {
+            packet.extend_from_slice(&(s.len() as u32).to_be_bytes());
+            packet.extend_from_slice(s);
+        }
+        let ext = parse_extensions(&packet);
+        assert_eq!(ext.len(), 2);
+        assert_eq!(symlink_order_in(&ext), SymlinkOrder::LinkFirst);
+        // A truncated pair ends the list; garbage lengths never panic.
+        packet.extend_from_slice(&[0, 0, 0, 9, b'x']);
+        assert_eq!(parse_extensions(&packet).len(), 2);
+        assert!(parse_extensions(&[0xff, 0xff, 0xff, 0xff]).is_empty());
     }
 
     #[test]
