@@ -1,7 +1,6 @@
 //! Making a logged-in control connection: TCP (or implicit TLS) within the
 //! deadline, `AUTH TLS`, the greeting, login, binary type, passive or active
-//! mode, FEAT — and, once per FTPS mount, one probe data connection to find
-//! out whether TLS 1.3 resumption satisfies the server (see `tls`).
+//! mode, FEAT.
 //!
 //! Turns greeting, TLS and login failures into the errors the user must see
 //! at start-up (`Setup`), and a full server (`421`) into `Busy`. Knows
@@ -62,10 +61,9 @@ impl Core {
     }
 
     fn tls_connector(&self) -> Option<TimeoutTlsConnector> {
-        let tls12_only = self.learned.tls12_only.load(Ordering::Relaxed);
         self.tls
             .as_ref()
-            .map(|t| t.connector(tls12_only, self.settings.timeout))
+            .map(|t| t.connector(self.settings.timeout))
     }
 
     /// TCP connection (and TLS, and the greeting) up to the login prompt.
@@ -211,46 +209,8 @@ impl Core {
         self.tls.is_some()
     }
 
-    /// A logged-in connection. The first FTPS connection of a mount also
-    /// opens one data connection, so that a server that refuses our TLS 1.3
-    /// session resumption is found out now (and TLS 1.2 used) rather than by
-    /// the user's first transfer.
-    pub(super) fn connect(self: &Arc<Core>) -> Result<FtpConnection> {
-        let mut conn = self.connect_once()?;
-        let tls13 = self.tls.is_some() && !self.learned.tls12_only.load(Ordering::Relaxed);
-        if tls13 && !self.learned.tls_probed.swap(true, Ordering::Relaxed) {
-            if let Err(e) = conn.probe_data_connection() {
-                conn = self.retry_with_tls12(e)?;
-            }
-        }
-        Ok(conn)
-    }
-
-    /// The first TLS data connection failed: where TLS 1.2 works (as curl
-    /// falls back for such servers), use it from now on; otherwise the
-    /// failure has another cause and is the answer.
-    fn retry_with_tls12(self: &Arc<Core>, first: Error) -> Result<FtpConnection> {
-        // A 522 already switched to TLS 1.2 (and warned).
-        let switched = !self.learned.tls12_only.swap(true, Ordering::Relaxed);
-        let mut conn = self.connect_once()?;
-        match conn.probe_data_connection() {
-            Ok(()) => {
-                if switched {
-                    tracing::warn!(
-                        "TLS 1.3 data connections failed ({first}); using TLS 1.2 from now on"
-                    );
-                }
-                Ok(conn)
-            }
-            Err(_) => {
-                self.learned.tls12_only.store(false, Ordering::Relaxed);
-                Err(first)
-            }
-        }
-    }
-
     /// A logged-in connection in binary mode, its features known.
-    pub(super) fn connect_once(self: &Arc<Core>) -> Result<FtpConnection> {
+    pub(super) fn connect(self: &Arc<Core>) -> Result<FtpConnection> {
         let ftp = self.open_control()?;
         let mut ftp = self.configure(ftp);
         self.log_in(&mut ftp)?;

@@ -98,8 +98,6 @@ pub struct FtpSettings {
 
 /// Facts learned about the server by one connection and used by all.
 struct Learned {
-    /// TLS 1.3 data connections could not resume the control session.
-    tls12_only: AtomicBool,
     /// `EPSV` is refused: use `PASV`.
     epsv_refused: AtomicBool,
     /// `LIST -a` is refused: use plain `LIST`.
@@ -110,8 +108,6 @@ struct Learned {
     mdtm_set_works: AtomicBool,
     /// ... or is not understood.
     mdtm_set_refused: AtomicBool,
-    /// A first TLS data connection has been tried (see `Core::connect`).
-    tls_probed: AtomicBool,
     /// How many connections have broken so far (see `FtpConnection::ensure_alive`).
     failures: AtomicU64,
     /// path → (size, listing mtime, exact mtime): listings show a time of
@@ -124,13 +120,11 @@ struct Learned {
 impl Learned {
     fn new() -> Learned {
         Learned {
-            tls12_only: AtomicBool::new(false),
             epsv_refused: AtomicBool::new(false),
             list_a_refused: AtomicBool::new(false),
             utime_refused: AtomicBool::new(false),
             mdtm_set_works: AtomicBool::new(false),
             mdtm_set_refused: AtomicBool::new(false),
-            tls_probed: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             exact_mtimes: Mutex::new(LruCache::new(
                 NonZeroUsize::MIN.saturating_add(EXACT_MTIMES - 1),
@@ -144,15 +138,34 @@ impl Learned {
         crate::sync::lock(&self.exact_mtimes)
     }
 
+    /// The exact time learned for `path`, if it fits what a listing shows
+    /// now: the same size, and a listing time that is the exact time cut
+    /// to minutes or days (however it was listed when it was learned).
     fn exact_mtime(&self, path: &Path, size: u64, listed: SystemTime) -> Option<SystemTime> {
+        const COARSEST: Duration = Duration::from_secs(24 * 3600);
         match self.mtimes().get(path) {
-            Some(&(s, l, exact)) if s == size && l == listed => Some(exact),
+            Some(&(s, l, exact))
+                if s == size
+                    && (l == listed
+                        || exact.duration_since(listed).is_ok_and(|d| d < COARSEST)) =>
+            {
+                Some(exact)
+            }
             _ => None,
         }
     }
 
     fn forget(&self, path: &Path) {
         self.mtimes().pop(path);
+    }
+
+    /// A rename moves what was learned of a file's time with it.
+    fn moved(&self, from: &Path, to: &Path) {
+        let mut mtimes = self.mtimes();
+        mtimes.pop(to);
+        if let Some(known) = mtimes.pop(from) {
+            mtimes.put(to.to_path_buf(), known);
+        }
     }
 }
 
@@ -306,7 +319,7 @@ impl FtpConnection {
                 // Closed before its replacement opens: never more than
                 // max_conns connections, even for a moment.
                 let _ = self.ftp.get_ref().shutdown(std::net::Shutdown::Both);
-                let fresh = self.core.connect_once()?;
+                let fresh = self.core.connect()?;
                 drop(std::mem::replace(self, fresh));
                 Ok(())
             }
@@ -316,13 +329,15 @@ impl FtpConnection {
 
     /// Ends a download left open. Stopping early makes the server answer
     /// `426` (or `226` if it had sent everything already); both are fine.
+    /// pure-ftpd answers an abandoned download with one line of statistics
+    /// under the code it used last, `150`, and nothing after it.
     fn close_reader(&mut self) -> Result<()> {
         let Some(open) = self.reader.take() else {
             return Ok(());
         };
         match open.stream.finish() {
             Ok(()) => Ok(()),
-            Err(FtpError::UnexpectedResponse(resp)) if code(&resp) == 426 => Ok(()),
+            Err(FtpError::UnexpectedResponse(resp)) if matches!(code(&resp), 426 | 150) => Ok(()),
             Err(e) => Err(self.transfer_error(e, "ending a download")),
         }
     }
@@ -372,18 +387,10 @@ impl FtpConnection {
 
     /// The error for a transfer's final reply. A `522` on a TLS data
     /// connection means the server wanted the control session resumed and
-    /// our TLS 1.3 resumption did not satisfy it: the connector falls back
-    /// to TLS 1.2 (whose sessions resume any number of times) for every
-    /// later connection, and this one is dropped.
+    /// did not take our resumption (vsftpd then ends the session).
     fn transfer_error(&mut self, e: FtpError, what: &str) -> Error {
         if self.tls() && error_code(&e) == Some(522) {
             self.mark_broken();
-            if !self.learned().tls12_only.swap(true, Ordering::Relaxed) {
-                tracing::warn!(
-                    "the server refused TLS 1.3 session reuse on a data connection ({}); using TLS 1.2 from now on",
-                    reply_text(&e)
-                );
-            }
             return Error::Transport(format!("{what}: {REUSE_REFUSED}: {}", reply_text(&e)));
         }
         map_err(e, what)
@@ -440,9 +447,10 @@ impl FtpConnection {
 
     /// Runs a listing command and returns its whole output.
     fn fetch_listing(&mut self, line: &str) -> Result<Vec<u8>> {
-        let stream = self
-            .open_data(&DataCmd::Listing(line), 0)
-            .map_err(|e| map_err(e, "listing"))?;
+        let stream = match self.open_data(&DataCmd::Listing(line), 0) {
+            Ok(stream) => stream,
+            Err(e) => return Err(self.transfer_error(e, "listing")),
+        };
         self.read_listing(stream)
     }
 
@@ -859,7 +867,9 @@ impl FtpConnection {
                     Err(unsupported(self))
                 }
             }
-            Err(e) if is_refusal(&e) => match self.explain(e, path, Expect::Exists) {
+            Err(e) if is_refusal(&e) => match self.explain(e, path, Expect::File) {
+                // MDTM is about files: a directory's time cannot be set.
+                Error::IsADirectory => Err(Error::Unsupported("MDTM of a directory".into())),
                 Error::PermissionDenied if !proven => Err(unsupported(self)),
                 other => Err(other),
             },
@@ -883,17 +893,6 @@ impl FtpConnection {
             _ => Err(Error::Unsupported(
                 "shrinking a file in place over FTP".into(),
             )),
-        }
-    }
-
-    /// Lists a name that does not exist: most servers still open the data
-    /// connection (and send nothing), which tests TLS session resumption.
-    /// A refusal without a data connection proves nothing and is fine.
-    fn probe_data_connection(&mut self) -> Result<()> {
-        match self.run(|c| c.fetch_listing("NLST .rmount-probe-nonexistent")) {
-            Ok(_) => Ok(()),
-            Err(e) if e.breaks_connection() => Err(e),
-            Err(_) => Ok(()),
         }
     }
 
@@ -1041,7 +1040,9 @@ impl Connection for FtpConnection {
             SetAttr::Size(0) => c.store(path, &mut io::empty(), false),
             SetAttr::Size(size) => c.extend(path, size),
             SetAttr::Owner(None, None) => Ok(()),
-            SetAttr::Owner(..) => Err(Error::Unsupported("changing owners over FTP".into())),
+            // FTP cannot change owners: EPERM, as chown(2) tells a user
+            // who may not (cp -a and rsync -a go on).
+            SetAttr::Owner(..) => Err(Error::NotPermitted),
         })
     }
 
@@ -1080,8 +1081,6 @@ impl Connection for FtpConnection {
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()> {
         self.run(|c| {
             let (from_arg, to_arg) = (path_arg(from)?, path_arg(to)?);
-            c.learned().forget(from);
-            c.learned().forget(to);
             if let Err(e) = c.command(
                 format!("RNFR {from_arg}"),
                 &[Status::RequestFilePending],
@@ -1094,7 +1093,9 @@ impl Connection for FtpConnection {
                 &[Status::RequestedFileActionOk, Status::CommandOk],
                 "RNTO",
             )
-            .map_err(|e| c.explain_rename(e, from, to))
+            .map_err(|e| c.explain_rename(e, from, to))?;
+            c.learned().moved(from, to);
+            Ok(())
         })
     }
 

@@ -10,13 +10,13 @@
 //! pool's connections would offer one connection's session to another's
 //! server process, which refuses it with `522` and ends the session.
 //!
-//! Under TLS 1.3 every resumption spends a single-use ticket, and the server
-//! hands out a fresh one on each resumed connection. Downloads read it along
-//! with the data; an upload only writes, so [`end_upload`] reads the data
-//! connection to its end to collect the ticket — otherwise a few uploads in a
-//! row exhaust the tickets and the next data connection cannot resume. Where
-//! resumption under TLS 1.3 still fails, the connector falls back to TLS 1.2
-//! for the rest of the mount (`FtpConnector`).
+//! Why TLS 1.2: under TLS 1.3 every resumption spends a single-use ticket,
+//! and whether a data connection brings a fresh one depends on the server:
+//! ProFTPD's do not, so after the tickets of the control connection's
+//! handshake are spent it refuses every data connection ("425 Unable to
+//! build data connection"). A TLS 1.2 session resumes any number of times,
+//! on every server. [`end_upload`] still reads an upload's data connection
+//! to its end, so the server has seen the whole upload before its reply.
 //!
 //! Nothing here sends FTP commands.
 
@@ -46,13 +46,11 @@ const SESSIONS_PER_CONNECTION: usize = 8;
 /// How long [`end_upload`] waits for the server to close the data connection.
 const UPLOAD_DRAIN_MAX: Duration = Duration::from_secs(5);
 
-/// The client configurations of one mount: certificate checking is decided
+/// The client configuration of one mount: certificate checking is decided
 /// once; each control connection then gets its own session cache.
 pub struct TlsSetup {
-    /// TLS 1.3 and 1.2.
-    default: Arc<ClientConfig>,
-    /// TLS 1.2 only, for servers whose data connections cannot resume TLS 1.3.
-    tls12: Arc<ClientConfig>,
+    /// TLS 1.2 only (see the module comment).
+    config: Arc<ClientConfig>,
 }
 
 impl TlsSetup {
@@ -88,20 +86,14 @@ impl TlsSetup {
                 Ok(Arc::new(config))
             };
         Ok(TlsSetup {
-            default: build(&[&rustls::version::TLS13, &rustls::version::TLS12])?,
-            tls12: build(&[&rustls::version::TLS12])?,
+            config: build(&[&rustls::version::TLS12])?,
         })
     }
 
     /// A connector for one control connection and its data connections:
     /// a private session cache, and `timeout` on every socket it wraps.
-    pub fn connector(&self, tls12_only: bool, timeout: Duration) -> TimeoutTlsConnector {
-        let base = if tls12_only {
-            &self.tls12
-        } else {
-            &self.default
-        };
-        let mut config = ClientConfig::clone(base);
+    pub fn connector(&self, timeout: Duration) -> TimeoutTlsConnector {
+        let mut config = ClientConfig::clone(&self.config);
         config.resumption = Resumption::in_memory_sessions(SESSIONS_PER_CONNECTION);
         TimeoutTlsConnector {
             inner: RustlsConnector::from(Arc::new(config)),
