@@ -109,6 +109,13 @@ fn host_tag() -> &'static str {
     })
 }
 
+/// The mode a file gets on the server while the mount writes it: `perm`
+/// with the owner's read and write bits, which the login needs to write
+/// (and read back) its own file. The commit then sets `perm` itself.
+pub fn writable_perm(perm: u32) -> u32 {
+    perm | 0o600
+}
+
 /// Private names older than this are leftovers whoever made them.
 const LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
 
@@ -188,8 +195,21 @@ pub struct FileState {
     pub size: u64,
     /// Written since the last commit.
     pub dirty: bool,
-    /// Permission bits to give a temporary file, so the commit keeps the mode.
+    /// The file's permission bits as the mount shows them; every commit
+    /// leaves them on the server.
     pub perm: u32,
+    /// The permission bits the server's copy (at `data_path`) has now.
+    /// While the file is written they may include the owner's read and
+    /// write bits that `perm` lacks (see `writable_perm`): an ordinary
+    /// login cannot write to its own read-only file, while a local file
+    /// created read-only stays writable through the descriptor that
+    /// created it.
+    pub server_perm: u32,
+    /// Times set while the content is staged locally (`cp -p` sets them
+    /// before its close): the upload at the commit gives the file new
+    /// times, so the commit sets these again after it. A later write
+    /// drops them, as it moves a local file's mtime.
+    pub times: Option<(SystemTime, SystemTime)>,
     /// The version (size, mtime) of the content on the server, for the block cache.
     pub version: (u64, SystemTime),
     /// Why written data was lost (a failed write or commit): until a new
@@ -229,6 +249,8 @@ impl FileState {
             size,
             dirty: false,
             perm,
+            server_perm: perm,
+            times: None,
             version,
             error: None,
             failures: 0,
@@ -284,6 +306,7 @@ impl FileState {
             }
         } else {
             self.start_temp(remote, path)?;
+            self.make_writable(remote, path)?;
             let contiguous =
                 matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
             if !contiguous {
@@ -303,6 +326,7 @@ impl FileState {
         }
         self.size = self.size.max(end);
         self.dirty = true;
+        self.times = None;
         Ok(())
     }
 
@@ -316,12 +340,27 @@ impl FileState {
             _ => return Ok(()),
         };
         let temp = private_sibling(path, TEMP_PREFIX);
-        remote.create(&temp, self.perm, true)?;
+        remote.create(&temp, writable_perm(self.perm), true)?;
         if let Err(e) = copy_remote(remote, path, &temp, copy) {
             remove_quietly(remote, &temp, &mut self.orphans);
             return Err(e);
         }
         self.content = Content::Temp(temp);
+        Ok(())
+    }
+
+    /// Before writing in place: gives the server's file the owner's write
+    /// bit back if a commit left it read-only (its mode said so) while
+    /// descriptors still write to it.
+    fn make_writable(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        if !matches!(self.content, Content::InPlace | Content::Hidden(_))
+            || self.server_perm == writable_perm(self.server_perm)
+        {
+            return Ok(());
+        }
+        let perm = writable_perm(self.server_perm);
+        remote.setattr(self.data_path(path), SetAttr::Mode(perm))?;
+        self.server_perm = perm;
         Ok(())
     }
 
@@ -455,6 +494,7 @@ impl FileState {
             Content::Truncated if size == 0 => {}
             _ => {
                 self.start_temp(remote, path)?;
+                self.make_writable(remote, path)?;
                 self.send_pending(remote, path)?;
                 remote.setattr(self.data_path(path), SetAttr::Size(size))?;
             }
@@ -509,8 +549,9 @@ impl FileState {
             Content::Truncated => remote.setattr(path, SetAttr::Size(0)).map_err(Error::from),
             Content::Temp(temp) => {
                 let renamed = rename_over(remote, &temp, path).map_err(Error::from);
-                if renamed.is_err() {
-                    remove_quietly(remote, &temp, &mut self.orphans);
+                match renamed {
+                    Ok(()) => self.server_perm = writable_perm(self.perm),
+                    Err(_) => remove_quietly(remote, &temp, &mut self.orphans),
                 }
                 renamed
             }
@@ -546,15 +587,12 @@ impl FileState {
                     ),
                 };
                 if result.is_ok() && synced.is_none() {
-                    // A whole upload replaced the file: restore its mode
-                    // where the protocol can set one. The data is there
-                    // either way, so a refusal is no failed write.
-                    match remote.setattr(path, SetAttr::Mode(self.perm)) {
-                        Ok(()) | Err(RemoteError::Unsupported(_)) => {}
-                        Err(e) => {
-                            tracing::warn!("cannot restore the mode of {}: {e}", path.display())
-                        }
-                    }
+                    // A whole upload replaced the file, with the server's
+                    // default mode.
+                    self.server_perm = u32::MAX;
+                }
+                if result.is_ok() {
+                    self.restore_times(remote, path);
                 }
                 let synced = if result.is_ok() {
                     Some(self.size)
@@ -570,7 +608,39 @@ impl FileState {
             }
         };
         self.dirty = false;
-        result.map(|()| changed)
+        result?;
+        self.restore_perm(remote, path);
+        Ok(changed)
+    }
+
+    /// Whether the server's file lacks the mode the mount shows (a commit
+    /// still has to set it).
+    pub fn perm_pending(&self) -> bool {
+        self.server_perm != self.perm && !self.unlinked
+    }
+
+    /// Gives an uploaded file the times set while it was staged. As for
+    /// the mode, a refusal is logged: the data is there.
+    fn restore_times(&mut self, remote: &dyn Remote, path: &Path) {
+        if let Some((atime, mtime)) = self.times.take() {
+            if let Err(e) = remote.setattr(path, SetAttr::Times { atime, mtime }) {
+                tracing::warn!("cannot restore the times of {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Gives the committed file its mode where the protocol can set one.
+    /// The data is there either way, so a refusal is no failed write.
+    pub fn restore_perm(&mut self, remote: &dyn Remote, path: &Path) {
+        if !self.perm_pending() || matches!(self.content, Content::Hidden(_)) {
+            return;
+        }
+        match remote.setattr(path, SetAttr::Mode(self.perm)) {
+            Ok(()) | Err(RemoteError::Unsupported(_)) => {}
+            Err(e) => tracing::warn!("cannot restore the mode of {}: {e}", path.display()),
+        }
+        // Tried once: a refusal is not asked again at every close.
+        self.server_perm = self.perm;
     }
 
     /// Records that written data was lost.

@@ -86,6 +86,8 @@ pub struct FsConfig {
     pub cache_timeout: Duration,
     pub cache_size: u64,
     pub idmap: Option<IdMapping>,
+    /// The owner and group every file is shown with (`-o uid=`, `-o gid=`).
+    pub owner: (Option<u32>, Option<u32>),
     /// Where protocols without random writes stage files (0700).
     pub staging_dir: PathBuf,
     pub prefetch_threads: usize,
@@ -280,6 +282,8 @@ impl Fs {
                 attr.gid = map.local_gid;
             }
         }
+        attr.uid = self.cfg.owner.0.unwrap_or(attr.uid);
+        attr.gid = self.cfg.owner.1.unwrap_or(attr.gid);
         if let Some(size) = open.and_then(OpenFile::shown_size) {
             attr.size = size;
         }
@@ -401,26 +405,43 @@ impl Fs {
             let mut shown = current;
             shown.atime = resolve(changes.atime, shown.atime);
             shown.mtime = resolve(changes.mtime, shown.mtime);
-            self.meta.put(&path, shown.clone());
-            return Ok(self.present(Some(ino), shown));
+            return Ok(self.show_times(ino, &path, shown));
         }
         if let Some(mode) = changes.mode {
             let mode = mode & 0o7777;
-            self.remote.setattr(&path, SetAttr::Mode(mode))?;
-            if let Some(st) = open.as_mut() {
-                // A temporary file renamed over the target at close carries
-                // its own mode: give it the new one too.
-                st.perm = mode;
-                if let Some(temp) = st.content.temp() {
-                    self.remote.setattr(temp, SetAttr::Mode(mode))?;
+            match open.as_mut() {
+                None => self.remote.setattr(&path, SetAttr::Mode(mode))?,
+                Some(st) => {
+                    // While open, the copy that is written keeps the
+                    // owner's write bit, so `chmod 0444` does not break a
+                    // writer; the commit gives it `mode` (files::writable_perm).
+                    let writable = files::writable_perm(mode);
+                    match st.content.temp() {
+                        Some(temp) => {
+                            self.remote.setattr(&path, SetAttr::Mode(mode))?;
+                            self.remote.setattr(temp, SetAttr::Mode(writable))?;
+                        }
+                        None => self.remote.setattr(&path, SetAttr::Mode(writable))?,
+                    }
+                    st.perm = mode;
+                    st.server_perm = writable;
                 }
             }
         }
-        if changes.uid.is_some() || changes.gid.is_some() {
+        if self.owner_changes(&current, changes.uid, changes.gid) {
             let (uid, gid) = self.unmap_ids(changes.uid, changes.gid);
-            self.remote.setattr(&path, SetAttr::Owner(uid, gid))?;
+            // chown(2) says EPERM where SFTP says "permission denied".
+            let denied = |e: remote::Error| match e {
+                remote::Error::PermissionDenied => remote::Error::NotPermitted,
+                e => e,
+            };
+            self.remote
+                .setattr(&path, SetAttr::Owner(uid, gid))
+                .map_err(denied)?;
             if let Some(temp) = open.as_ref().and_then(|st| st.content.temp()) {
-                self.remote.setattr(temp, SetAttr::Owner(uid, gid))?;
+                self.remote
+                    .setattr(temp, SetAttr::Owner(uid, gid))
+                    .map_err(denied)?;
             }
         }
         if let Some(size) = changes.size {
@@ -428,7 +449,7 @@ impl Fs {
                 // Its writes were lost already: the server's file is what
                 // a truncate by path changes.
                 Some(st) if !changes.by_handle && st.error.is_some() => {
-                    self.remote.setattr(&path, SetAttr::Size(size))?
+                    self.truncate_on_server(&path, &current, size)?
                 }
                 Some(st) => {
                     st.set_size(&*self.remote, &path, size)?;
@@ -439,7 +460,7 @@ impl Fs {
                         self.commit_locked(ino, st, &path)?;
                     }
                 }
-                None => self.remote.setattr(&path, SetAttr::Size(size))?,
+                None => self.truncate_on_server(&path, &current, size)?,
             }
             self.blocks.forget_file(ino);
         }
@@ -449,17 +470,76 @@ impl Fs {
             let target = match open.as_mut() {
                 Some(st) => {
                     st.send_pending(&*self.remote, &path)?;
+                    if matches!(st.content, Content::Local { .. }) && st.dirty {
+                        st.times = Some((atime, mtime));
+                    }
                     st.data_path(&path).to_path_buf()
                 }
                 None => path.clone(),
             };
-            self.remote
-                .setattr(&target, SetAttr::Times { atime, mtime })?;
+            match self
+                .remote
+                .setattr(&target, SetAttr::Times { atime, mtime })
+            {
+                Err(remote::Error::Unsupported(why)) if current.kind == Kind::Dir => {
+                    // A server that cannot set a directory's times (vsftpd):
+                    // kept like a symlink's, so `tar x` and `cp -a` finish.
+                    tracing::debug!("directory times not set: {why}");
+                    drop(open);
+                    let mut shown = self.stat_fresh(&path)?;
+                    (shown.atime, shown.mtime) = (atime, mtime);
+                    return Ok(self.show_times(ino, &path, shown));
+                }
+                other => other?,
+            }
         }
+        let shown_perm = open.as_ref().map(|st| st.perm as u16);
         drop(open);
         self.meta.forget(&path);
-        let attr = self.stat_fresh(&path)?;
+        let mut attr = self.stat_fresh(&path)?;
+        if let Some(perm) = shown_perm {
+            attr.perm = perm;
+        }
         Ok(self.present(Some(ino), attr))
+    }
+
+    /// Changes the size of the server's file. Without a remote truncate
+    /// (FTP cannot shrink a file), the file is rewritten through a staging
+    /// copy, as an open file would be.
+    fn truncate_on_server(&self, path: &Path, current: &Attr, size: u64) -> Result<()> {
+        match self.remote.setattr(path, SetAttr::Size(size)) {
+            Err(remote::Error::Unsupported(_)) if !self.remote.caps().random_write => {
+                self.truncate_by_rewrite(path, current, size)
+            }
+            other => Ok(other?),
+        }
+    }
+
+    /// Stages the head of a closed file, cuts it and uploads it whole.
+    fn truncate_by_rewrite(&self, path: &Path, current: &Attr, size: u64) -> Result<()> {
+        let mut st = FileState::new(current.size, u32::from(current.perm), current.version());
+        st.stage_locally(&self.cfg.staging_dir, false)?;
+        st.set_size(&*self.remote, path, size)?;
+        let committed = st.commit(&*self.remote, path);
+        self.reap(&mut st);
+        committed.map(|_| ())
+    }
+
+    /// Times the server cannot store (a symlink's own, a directory's on
+    /// some FTP servers): the mount shows them until the cache expires, so
+    /// `rsync -a` sees its copy as up to date.
+    fn show_times(&self, ino: u64, path: &Path, shown: Attr) -> Attr {
+        self.meta.put(path, shown.clone());
+        self.present(Some(ino), shown)
+    }
+
+    /// Whether a chown asks for an owner or group other than the ones the
+    /// mount shows: one that does not is a successful no-op, as on a local
+    /// filesystem (`cp -a` and `rsync -a` of one's own files ask for it,
+    /// also over FTP, which cannot change owners at all).
+    fn owner_changes(&self, current: &Attr, uid: Option<u32>, gid: Option<u32>) -> bool {
+        let shown = self.present(None, current.clone());
+        uid.is_some_and(|u| u != shown.uid) || gid.is_some_and(|g| g != shown.gid)
     }
 
     fn unmap_ids(&self, uid: Option<u32>, gid: Option<u32>) -> (Option<u32>, Option<u32>) {
@@ -1028,7 +1108,13 @@ impl Fs {
         if files::is_private_name(name.as_bytes()) {
             return Err(Error::InvalidName);
         }
-        match self.remote.create(&path, mode, true) {
+        // The server's file must stay writable for the writes that follow,
+        // as the descriptor of a file created read-only is on a local
+        // filesystem; the commit gives it `mode` (files::writable_perm).
+        match self
+            .remote
+            .create(&path, files::writable_perm(mode & 0o7777), true)
+        {
             Ok(()) => {}
             Err(remote::Error::Exists) if !flags.exclusive => {
                 // Someone created it since the kernel looked: open it.
@@ -1043,6 +1129,7 @@ impl Fs {
         let failures = {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
+            st.server_perm = files::writable_perm(st.perm);
             if !self.remote.caps().random_write {
                 let staged = st.stage_locally(&self.cfg.staging_dir, true);
                 if let Err(e) = staged {
@@ -1120,10 +1207,19 @@ impl Fs {
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
         let Handle {
-            ino, file, ahead, ..
+            ino,
+            file,
+            ahead,
+            failures_seen,
+            ..
         } = self.handle(fh)?;
         let (path, version) = {
             let mut st = file.lock();
+            if st.failures > failures_seen {
+                // What this descriptor wrote never arrived: the server's
+                // bytes would not be what it wrote.
+                return Err(st.lost());
+            }
             let path = self.any_path_of(ino)?;
             if st.reads_bypass_cache() {
                 return st.read(&*self.remote, &path, offset, size as usize);
@@ -1311,6 +1407,10 @@ impl Fs {
 
     fn commit_locked(&self, ino: u64, st: &mut FileState, path: &Path) -> Result<()> {
         if !st.dirty && st.error.is_none() {
+            if st.perm_pending() {
+                st.restore_perm(&*self.remote, path);
+                self.meta.forget(path);
+            }
             return Ok(());
         }
         let result = st.commit(&*self.remote, path);

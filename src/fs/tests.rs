@@ -2,6 +2,7 @@
 //! staging and commit, atomic rewrites, unlink while open, cache coherence.
 
 use std::ffi::OsStr;
+use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,7 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         cache_timeout: Duration::from_secs(60),
         cache_size: 1 << 20,
         idmap: None,
+        owner: (None, None),
         staging_dir: staging.path().to_path_buf(),
         prefetch_threads: 1,
     };
@@ -554,4 +556,106 @@ fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
         lock(&fs.open).is_empty(),
         "both handles counted and released"
     );
+}
+
+#[test]
+fn a_file_created_read_only_stays_writable_until_its_close() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        let (entry, opened) = fs
+            .create(inodes::ROOT, OsStr::new("ro"), 0o444, rw())
+            .expect("create");
+        fs.write(opened.fh, 0, b"first").expect("write");
+        fs.fsync(opened.fh).expect("fsync");
+        fs.write(opened.fh, 5, b" second")
+            .expect("a write after fsync");
+        fs.flush(opened.fh).expect("close");
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/ro").as_deref(), Some(&b"first second"[..]));
+        let attr = mem.stat(Path::new("/ro")).expect("stat");
+        assert_eq!(attr.perm, 0o444, "random_write={random_write}");
+        assert_eq!(fs.getattr(entry.ino).expect("getattr").perm, 0o444);
+    }
+}
+
+#[test]
+fn chmod_to_read_only_does_not_break_a_writer() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/w", b"");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("w")).expect("lookup");
+    let opened = fs.open(entry.ino, rw()).expect("open");
+    fs.write(opened.fh, 0, b"before").expect("write");
+    let shown = fs
+        .setattr(
+            entry.ino,
+            SetAttrs {
+                mode: Some(0o444),
+                ..Default::default()
+            },
+        )
+        .expect("chmod");
+    assert_eq!(shown.perm, 0o444, "the mode shown at once");
+    fs.write(opened.fh, 6, b" after")
+        .expect("a write after chmod");
+    fs.fsync(opened.fh).expect("fsync");
+    fs.write(opened.fh, 12, b" more")
+        .expect("a write after fsync");
+    fs.flush(opened.fh).expect("close");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(
+        mem.content("/w").as_deref(),
+        Some(&b"before after more"[..])
+    );
+    assert_eq!(mem.stat(Path::new("/w")).expect("stat").perm, 0o444);
+}
+
+#[test]
+fn a_descriptor_that_lost_its_writes_reads_an_error_not_other_bytes() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"server bytes");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(entry.ino, rw()).expect("open");
+    fs.write(opened.fh, 0, b"lost").expect("buffered write");
+    mem.fail_writes.store(true, Ordering::SeqCst);
+    assert!(fs.fsync(opened.fh).is_err(), "fsync reports the loss");
+    mem.fail_writes.store(false, Ordering::SeqCst);
+    assert!(
+        fs.read(opened.fh, 0, 100).is_err(),
+        "a read through it must not return the server's other bytes"
+    );
+    let _ = fs.release(opened.fh);
+}
+
+#[test]
+fn chown_to_the_owner_shown_is_a_no_op() {
+    let (mem, fs, _s) = setup(false);
+    mem.put_file("/f", b"x");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let attr = fs
+        .setattr(
+            entry.ino,
+            SetAttrs {
+                uid: Some(entry.attr.uid),
+                gid: Some(entry.attr.gid),
+                ..Default::default()
+            },
+        )
+        .expect("chown to the same owner");
+    assert_eq!((attr.uid, attr.gid), (entry.attr.uid, entry.attr.gid));
+}
+
+#[test]
+fn truncate_by_path_without_remote_truncate_rewrites_the_file() {
+    let (mem, fs, _s) = setup(false);
+    mem.put_file("/f", b"0123456789");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    fs.setattr(
+        entry.ino,
+        SetAttrs {
+            size: Some(4),
+            ..Default::default()
+        },
+    )
+    .expect("truncate");
+    assert_eq!(mem.content("/f").as_deref(), Some(&b"0123"[..]));
 }

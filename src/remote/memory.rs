@@ -1,6 +1,8 @@
 //! An in-memory `Remote` for unit tests of the filesystem logic. It keeps
-//! POSIX-like semantics (rename over, ENOTEMPTY, …), counts calls, and can
-//! be told to fail writes. Never a replacement for the real-server tests.
+//! POSIX-like semantics (rename over, ENOTEMPTY, …) as an ordinary login
+//! sees them (no writing to a file without its owner's write bit), counts
+//! calls, and can be told to fail writes. Never a replacement for the
+//! real-server tests.
 
 use std::collections::BTreeMap;
 use std::io;
@@ -24,6 +26,15 @@ pub struct Memory {
     pub fail_writes: AtomicBool,
     pub reads: AtomicUsize,
     pub stats: AtomicUsize,
+}
+
+/// An ordinary login may not change the content of a file whose mode has
+/// no owner's write bit (root could).
+fn writable(node: &Node) -> Result<()> {
+    if node.attr.perm & 0o200 == 0 {
+        return Err(Error::PermissionDenied);
+    }
+    Ok(())
 }
 
 fn attr(kind: Kind, perm: u16) -> Attr {
@@ -157,6 +168,7 @@ impl Remote for Memory {
         self.failing()?;
         let mut nodes = self.nodes();
         let node = nodes.get_mut(path).ok_or(Error::NotFound)?;
+        writable(node)?;
         let end = offset as usize + data.len();
         if node.data.len() < end {
             node.data.resize(end, 0);
@@ -212,7 +224,12 @@ impl Remote for Memory {
                 node.attr.uid = u.unwrap_or(node.attr.uid);
                 node.attr.gid = g.unwrap_or(node.attr.gid);
             }
+            // As FTP, which can only append: no shrinking in place.
+            SetAttr::Size(s) if !self.caps.random_write && s < node.attr.size => {
+                return Err(Error::Unsupported("shrinking a file".into()));
+            }
             SetAttr::Size(s) => {
+                writable(node)?;
                 node.data.resize(s as usize, 0);
                 node.attr.size = s;
             }
