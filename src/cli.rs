@@ -624,6 +624,8 @@ enum Opt {
     AllowOther,
     DefaultPermissions,
     Idmap,
+    Uid,
+    Gid,
     MaxConns,
     Timeout,
     CacheTimeout,
@@ -702,6 +704,18 @@ const OPTIONS: &[OptSpec] = &[
         Opt::Idmap,
         "none|user",
         "user: files of the remote login user appear as yours",
+    ),
+    valued(
+        "uid",
+        Opt::Uid,
+        "N",
+        "show every file as owned by user N (chown to N is then a no-op)",
+    ),
+    valued(
+        "gid",
+        Opt::Gid,
+        "N",
+        "show every file as owned by group N (chgrp to N is then a no-op)",
     ),
     // SSH / SFTP.
     ssh(
@@ -892,6 +906,8 @@ fn set_value(pending: &mut Pending, spec: &OptSpec, value: &[u8]) -> Result<(), 
             ])?
         }
         Opt::Idmap => config.idmap = v.choice(&[("none", IdMap::None), ("user", IdMap::User)])?,
+        Opt::Uid => config.uid = Some(v.integer(0, u64::from(u32::MAX - 1))?),
+        Opt::Gid => config.gid = Some(v.integer(0, u64::from(u32::MAX - 1))?),
         Opt::AtomicWrites => config.atomic_writes = v.choice(&[("yes", true), ("no", false)])?,
         Opt::ServerAliveInterval => config.server_alive_interval = v.seconds(true)?,
         Opt::ServerAliveCountMax => {

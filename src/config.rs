@@ -70,6 +70,9 @@ pub struct MountConfig {
     pub allow_other: bool,
     pub default_permissions: bool,
     pub idmap: IdMap,
+    /// `-o uid=N` / `-o gid=N`: the owner every file is shown with.
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
 
     // Performance and robustness.
     pub max_conns: usize,
@@ -112,6 +115,8 @@ impl MountConfig {
             allow_other: false,
             default_permissions: false,
             idmap: IdMap::None,
+            uid: None,
+            gid: None,
             max_conns: Self::DEFAULT_MAX_CONNS,
             timeout: Self::DEFAULT_TIMEOUT,
             cache_timeout: Self::DEFAULT_CACHE_TIMEOUT,

@@ -116,6 +116,7 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     let connector = SftpConnector {
         settings,
         credentials: Arc::new(Credentials::new(cfg.password_stdin)),
+        symlink_order: Default::default(),
     };
     if cfg.host_key_policy == HostKeyPolicy::No {
         tracing::warn!("host key checking is off (StrictHostKeyChecking=no)");
@@ -287,6 +288,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         cache_timeout: cfg.cache_timeout,
         cache_size: cfg.cache_size,
         idmap,
+        owner: (cfg.uid, cfg.gid),
         staging_dir: staging.path().to_path_buf(),
         prefetch_threads: cfg.max_conns.saturating_sub(1).max(1),
     };
