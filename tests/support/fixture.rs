@@ -13,9 +13,11 @@
 
 /// `per_protocol!(a, b; sftp_only: c)` makes the tests `sftp::a`,
 /// `sftp::b`, `sftp::c`, `ftp::a` and `ftp::b`, each calling `a(Proto::…)`
-/// (and so on) of the test file. `sftp_only` is for what FTP cannot do at
-/// all, so that no FTP test passes without checking anything.
+/// (and so on) of the test file, against the usual server of each protocol
+/// (OpenSSH, vsftpd). `sftp_only` is for what FTP cannot do at all, so that
+/// no FTP test passes without checking anything.
 /// Available to files that declare `#[macro_use] mod fixture;`.
+#[allow(unused_macros)]
 macro_rules! per_protocol {
     ($($case:ident),* $(,)? $(; sftp_only: $($only:ident),* $(,)?)?) => {
         mod sftp {
@@ -24,6 +26,35 @@ macro_rules! per_protocol {
         }
         mod ftp {
             $( #[test] fn $case() { super::$case(super::Proto::Ftp) } )*
+        }
+    };
+}
+
+/// `on_every_server!(a, b; sftp_only: c)` runs the cases on every server of
+/// the matrix ([`ServerKind`]): it makes the tests `sftp::a`, `sftp::b`,
+/// `sftp::c`, `sftp_chroot::a`, `gesftp::a`, …, `ftp::a` (vsftpd),
+/// `ftps::a` (vsftpd with TLS), `proftpd::a`, `pureftpd::a`, each calling
+/// `a(ServerKind::…)` of the test file. `sftp_only` is for what FTP cannot
+/// do at all, so that no FTP test passes without checking anything.
+#[allow(unused_macros)]
+macro_rules! on_every_server {
+    ($($case:ident),* $(,)? $(; sftp_only: $($only:ident),* $(,)?)?) => {
+        per_server!(sftp, OpenSsh, $($case,)* $($($only,)*)?);
+        per_server!(sftp_chroot, OpenSshChroot, $($case,)* $($($only,)*)?);
+        per_server!(gesftp, GeSftp, $($case,)* $($($only,)*)?);
+        per_server!(ftp, Vsftpd, $($case,)*);
+        per_server!(ftps, VsftpdTls, $($case,)*);
+        per_server!(proftpd, ProFtpd, $($case,)*);
+        per_server!(pureftpd, PureFtpd, $($case,)*);
+    };
+}
+
+/// One module of [`on_every_server!`]: the cases against one server kind.
+#[allow(unused_macros)]
+macro_rules! per_server {
+    ($module:ident, $kind:ident, $($case:ident,)*) => {
+        mod $module {
+            $( #[test] fn $case() { super::$case(super::ServerKind::$kind) } )*
         }
     };
 }
@@ -39,26 +70,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use crate::support::{Mount, Proto, Server};
+use crate::support::{Mount, Proto, Server, ServerKind};
 
-/// The server for `proto`, shared with every test of this binary that runs
+/// The server of `kind`, shared with every test of this binary that runs
 /// at the same time. Held through `Arc`s: when the last test using it ends,
 /// the server is dropped (stopped, temp dir removed), so nothing outlives
 /// the test process. With `--test-threads=N > 1` the server is almost always
 /// alive when the next test asks, so it is started only a few times per run.
-pub fn shared_server(proto: Proto) -> Arc<Server> {
-    static SLOTS: Mutex<Vec<(Proto, Weak<Server>)>> = Mutex::new(Vec::new());
+pub fn shared_server(kind: ServerKind) -> Arc<Server> {
+    static SLOTS: Mutex<Vec<(ServerKind, Weak<Server>)>> = Mutex::new(Vec::new());
     let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
     if let Some(server) = slots
         .iter()
-        .find(|(p, _)| *p == proto)
+        .find(|(k, _)| *k == kind)
         .and_then(|(_, w)| w.upgrade())
     {
         return server;
     }
-    let server = Arc::new(Server::start(proto));
-    slots.retain(|(p, _)| *p != proto);
-    slots.push((proto, Arc::downgrade(&server)));
+    let server = Arc::new(Server::start_kind(kind));
+    slots.retain(|(k, _)| *k != kind);
+    slots.push((kind, Arc::downgrade(&server)));
     server
 }
 
@@ -74,15 +105,17 @@ pub struct Fixture {
     extra: Vec<String>,
     pub server: Arc<Server>,
     pub proto: Proto,
+    pub kind: ServerKind,
     /// This test's directory, relative to the export.
     pub sub: String,
 }
 
 impl Fixture {
     /// A fresh `export/<name>-<n>`, to be mounted with `extra` rmount options.
-    pub fn new(proto: Proto, name: &str, extra: &[&str]) -> Fixture {
+    pub fn new(kind: ServerKind, name: &str, extra: &[&str]) -> Fixture {
         static N: AtomicU64 = AtomicU64::new(0);
-        let server = shared_server(proto);
+        let proto = kind.proto();
+        let server = shared_server(kind);
         let sub = format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed));
         server.make_dir(&sub);
         Fixture {
@@ -90,6 +123,7 @@ impl Fixture {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             server,
             proto,
+            kind,
             sub,
         }
     }
@@ -146,8 +180,8 @@ impl Drop for Fixture {
 }
 
 /// Prints why a test (or part of one) does not apply to this protocol.
-pub fn skip(proto: Proto, reason: &str) {
-    eprintln!("skipped ({}): {reason}", proto.scheme());
+pub fn skip(kind: ServerKind, reason: &str) {
+    eprintln!("skipped ({kind:?}): {reason}");
 }
 
 /// The errno of a failed call; panics if it succeeded.

@@ -42,8 +42,8 @@ pub use process::{descendants, free_port, run_cmd, run_cmd_timeout, run_rmount, 
 pub use proxy::{
     established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy, ProxyControl,
 };
-pub use server::{ssh_keygen_ed25519, Proto, Server};
-pub use users::{FTP_PASSWORD, FTP_USER, SFTP_PW_PASSWORD, SFTP_PW_USER};
+pub use server::{ssh_keygen_ed25519, Proto, Server, ServerKind};
+pub use users::{SFTP_PW_PASSWORD, SFTP_PW_USER, TEST_PASSWORD, TEST_USER};
 
 /// How often [`wait_until`] polls.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(20);

@@ -9,7 +9,7 @@
 //!   and user key; root logs in with the key, [`SFTP_PW_USER`] with a
 //!   password; `internal-sftp`. No chroot: the URL names `export` by its
 //!   absolute path.
-//! - FTP: `/usr/sbin/vsftpd CONFIG`, one login ([`FTP_USER`]), chrooted to
+//! - FTP: `/usr/sbin/vsftpd CONFIG`, one login ([`TEST_USER`]), chrooted to
 //!   `export`, so the FTP path `/` and the login directory are both `export`.
 //!   `export` is owned by that user so it can write there.
 //! - FTPS: the FTP setup plus explicit TLS (AUTH TLS) with a certificate
@@ -32,18 +32,29 @@ use tempfile::TempDir;
 use super::process::{
     kill_tree, must_run, new_session, release_ports, reserve_ports, signal_tree, tail,
 };
-use super::users::{ftp_account, sftp_pw_account, Account};
-use super::users::{FTP_PASSWORD, FTP_USER, SFTP_PW_USER};
+use super::users::{sftp_pw_account, test_account, Account};
+use super::users::{SFTP_PW_USER, TEST_PASSWORD, TEST_USER};
 use super::POLL_INTERVAL;
 
 /// Number of passive-mode data ports each FTP server gets. vsftpd picks a
 /// random port in the range for each PASV and gives up with
 /// "500 OOPS: vsf_sysutil_bind" after 10 ports in use (another session
 /// listening there); measured: 16 parallel sessions on a 21-port range fail
-/// within seconds. 64 keeps that improbable for a few dozen sessions.
-const PASV_PORTS: u16 = 64;
+/// within seconds. 64 keeps that improbable for a few dozen sessions;
+/// pure-ftpd allows half as many sessions as it has passive ports, and a
+/// listen backlog of 3 + sessions / 8: 128 gives it 64 and 11.
+const PASV_PORTS: u16 = 128;
 /// How long a server may take to accept connections after being started.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
+/// Where chrooted SFTP servers keep their directories: every component of
+/// a `ChrootDirectory` must be root-owned and writable by root only.
+const CHROOT_BASE: &str = "/var/lib/rmount-test";
+/// Green End's SFTP server, as Debian's gesftpserver package installs it.
+const GESFTPSERVER: &str = "/usr/libexec/gesftpserver";
+/// ProFTPD and pure-ftpd conflict with vsftpd as packages: scripts/setup.sh
+/// unpacks them here instead of installing them.
+const PROFTPD_ROOT: &str = "/opt/rmount-test-servers/proftpd";
+const PURE_FTPD_ROOT: &str = "/opt/rmount-test-servers/pure-ftpd";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Proto {
@@ -62,7 +73,7 @@ impl Proto {
         }
     }
 
-    /// FTP or FTPS (served by vsftpd).
+    /// FTP or FTPS.
     pub fn is_ftp(self) -> bool {
         matches!(self, Proto::Ftp | Proto::Ftps)
     }
@@ -70,14 +81,130 @@ impl Proto {
     pub fn all() -> [Proto; 3] {
         [Proto::Sftp, Proto::Ftp, Proto::Ftps]
     }
+
+    /// The server a test that only names the protocol gets.
+    pub fn default_kind(self) -> ServerKind {
+        match self {
+            Proto::Sftp => ServerKind::OpenSsh,
+            Proto::Ftp => ServerKind::Vsftpd,
+            Proto::Ftps => ServerKind::VsftpdTls,
+        }
+    }
+}
+
+/// Which server program a test server runs: the matrix that the shared
+/// filesystem and tool tests (tests/fs_ops.rs, tests/tools.rs) run against.
+/// Every kind logs in [`TEST_USER`], an ordinary account that owns the export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ServerKind {
+    /// OpenSSH `sshd` with `internal-sftp`.
+    OpenSsh,
+    /// OpenSSH with `ChrootDirectory` and `ForceCommand internal-sftp`, the
+    /// usual hosting set-up: the login sees `/export` inside its jail.
+    OpenSshChroot,
+    /// `sshd` running Green End's `gesftpserver` as its sftp subsystem: a
+    /// second SFTP implementation without OpenSSH's extensions
+    /// (posix-rename, statvfs, fsync, hardlink).
+    GeSftp,
+    /// vsftpd, plain FTP: LIST only (no MLSD), no MFMT.
+    Vsftpd,
+    /// vsftpd with explicit TLS and required session reuse.
+    VsftpdTls,
+    /// ProFTPD with explicit TLS (session reuse required): MLSD/MLST, MFMT,
+    /// SITE UTIME.
+    ProFtpd,
+    /// pure-ftpd: MLSD/MLST, SITE UTIME; cuts listings at 10 000 entries.
+    PureFtpd,
+}
+
+impl ServerKind {
+    pub fn proto(self) -> Proto {
+        match self {
+            ServerKind::OpenSsh | ServerKind::OpenSshChroot | ServerKind::GeSftp => Proto::Sftp,
+            ServerKind::Vsftpd | ServerKind::PureFtpd => Proto::Ftp,
+            ServerKind::VsftpdTls | ServerKind::ProFtpd => Proto::Ftps,
+        }
+    }
+
+    pub fn is_ftp(self) -> bool {
+        self.proto().is_ftp()
+    }
+
+    pub fn is_sftp(self) -> bool {
+        self.proto() == Proto::Sftp
+    }
+
+    /// The URL scheme rmount takes for this server.
+    pub fn scheme(self) -> &'static str {
+        self.proto().scheme()
+    }
+
+    /// Symlinks can be made and read (SFTP).
+    pub fn symlinks(self) -> bool {
+        self.is_sftp()
+    }
+
+    /// The server offers OpenSSH's extensions: `posix-rename@openssh.com`
+    /// (replace a file in one step), `statvfs@openssh.com` (real `df`
+    /// figures), `hardlink@openssh.com` and `fsync@openssh.com`.
+    pub fn openssh_extensions(self) -> bool {
+        matches!(self, ServerKind::OpenSsh | ServerKind::OpenSshChroot)
+    }
+
+    /// The server can set a directory's modification time (SFTP setstat;
+    /// FTP `MFMT` or `SITE UTIME` on ProFTPD and pure-ftpd; vsftpd cannot).
+    pub fn dir_times(self) -> bool {
+        !matches!(self, ServerKind::Vsftpd | ServerKind::VsftpdTls)
+    }
+
+    /// The listing gives exact (whole-second) times for every entry
+    /// (SFTP, MLSD); vsftpd's LIST shows only minutes for recent files.
+    pub fn exact_listing_times(self) -> bool {
+        !matches!(self, ServerKind::Vsftpd | ServerKind::VsftpdTls)
+    }
+
+    /// Every kind, in the order the test modules are generated.
+    pub fn all() -> [ServerKind; 7] {
+        [
+            ServerKind::OpenSsh,
+            ServerKind::OpenSshChroot,
+            ServerKind::GeSftp,
+            ServerKind::Vsftpd,
+            ServerKind::VsftpdTls,
+            ServerKind::ProFtpd,
+            ServerKind::PureFtpd,
+        ]
+    }
+
+    fn dir_prefix(self) -> &'static str {
+        match self {
+            ServerKind::OpenSsh => "sftp",
+            ServerKind::OpenSshChroot => "sftp-chroot",
+            ServerKind::GeSftp => "gesftp",
+            ServerKind::Vsftpd => "ftp",
+            ServerKind::VsftpdTls => "ftps",
+            ServerKind::ProFtpd => "proftpd",
+            ServerKind::PureFtpd => "pureftpd",
+        }
+    }
+}
+
+impl PartialEq<Proto> for ServerKind {
+    fn eq(&self, other: &Proto) -> bool {
+        self.proto() == *other
+    }
 }
 
 /// A running test server. Dropping it kills the server (and every session
 /// process it forked) and removes its temp dir.
 pub struct Server {
     pub proto: Proto,
+    pub kind: ServerKind,
     /// The served directory, as a real path on this machine.
     pub export: PathBuf,
+    /// The same directory as the login sees it (SFTP: an absolute path on
+    /// the server, `/export` inside a chroot; FTP: `/`, the login directory).
+    remote_root: String,
     /// The control (SSH / FTP) port on 127.0.0.1.
     pub port: u16,
     /// Login name that [`Server::remote_url`] uses.
@@ -98,12 +225,12 @@ pub struct Server {
 }
 
 impl Server {
-    /// OpenSSH sshd serving SFTP; root logs in with [`Server::identity`].
+    /// OpenSSH sshd serving SFTP; [`TEST_USER`] logs in with [`Server::identity`].
     pub fn sftp() -> Server {
         Server::start(Proto::Sftp)
     }
 
-    /// vsftpd, plain FTP; [`FTP_USER`] logs in with [`FTP_PASSWORD`].
+    /// vsftpd, plain FTP; [`TEST_USER`] logs in with [`TEST_PASSWORD`].
     pub fn ftp() -> Server {
         Server::start(Proto::Ftp)
     }
@@ -113,28 +240,67 @@ impl Server {
         Server::start(Proto::Ftps)
     }
 
+    /// The usual server for `proto` (OpenSSH, vsftpd, vsftpd with TLS).
     pub fn start(proto: Proto) -> Server {
-        let dir = tempfile::Builder::new()
-            .prefix(&format!("rmount-test-{}-", proto.scheme()))
-            .tempdir()
-            .expect("create server temp dir");
-        // The FTP user must be able to reach `export` inside it.
+        Server::start_kind(proto.default_kind())
+    }
+
+    pub fn start_kind(kind: ServerKind) -> Server {
+        let proto = kind.proto();
+        // A chroot jail must sit below directories that only root can
+        // write to (sshd checks every component): not under /tmp.
+        let prefix = format!("rmount-test-{}-", kind.dir_prefix());
+        let mut builder = tempfile::Builder::new();
+        builder.prefix(&prefix);
+        let dir = if kind == ServerKind::OpenSshChroot {
+            fs::create_dir_all(CHROOT_BASE).expect("create the chroot base dir");
+            fs::set_permissions(CHROOT_BASE, fs::Permissions::from_mode(0o755))
+                .expect("chmod the chroot base dir");
+            builder.tempdir_in(CHROOT_BASE)
+        } else {
+            builder.tempdir()
+        }
+        .expect("create server temp dir");
+        // The login must be able to reach `export` inside it.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))
             .expect("chmod server temp dir");
-        let export = dir.path().join("export");
+        let (export, remote_root) = match kind {
+            ServerKind::OpenSshChroot => {
+                let jail = dir.path().join("jail");
+                fs::create_dir(&jail).expect("create the chroot jail");
+                fs::set_permissions(&jail, fs::Permissions::from_mode(0o755))
+                    .expect("chmod the chroot jail");
+                (jail.join("export"), "/export".to_string())
+            }
+            _ if proto.is_ftp() => (dir.path().join("export"), "/".to_string()),
+            _ => {
+                let export = dir.path().join("export");
+                let root = export.to_str().expect("utf-8 temp path").to_string();
+                (export, root)
+            }
+        };
         fs::create_dir(&export).expect("create export dir");
+        let acct = test_account();
+        std::os::unix::fs::chown(&export, Some(acct.uid), Some(acct.gid))
+            .expect("chown export to the test login");
 
         let mut server = Server {
             proto,
+            kind,
             export,
+            remote_root,
             port: 0,
-            user: String::new(),
-            owner: None,
+            user: TEST_USER.to_string(),
+            owner: Some(acct),
             pasv_min: 0,
-            config: dir.path().join(if proto.is_ftp() {
-                "vsftpd.conf"
-            } else {
-                "sshd_config"
+            config: dir.path().join(match kind {
+                ServerKind::OpenSsh | ServerKind::OpenSshChroot | ServerKind::GeSftp => {
+                    "sshd_config"
+                }
+                ServerKind::Vsftpd | ServerKind::VsftpdTls => "vsftpd.conf",
+                ServerKind::ProFtpd => "proftpd.conf",
+                // Takes its settings as arguments: the file stays empty.
+                ServerKind::PureFtpd => "pure-ftpd.args",
             }),
             log: dir.path().join("server.log"),
             identity: None,
@@ -170,8 +336,9 @@ impl Server {
     // ----- addresses and credentials -------------------------------------
 
     /// The URL that mounts `export` with the default login.
-    /// SFTP: `sftp://root@127.0.0.1:PORT/abs/path/to/export`;
-    /// FTP(S): `ftp://rmount-test@127.0.0.1:PORT/` (the login is chrooted to `export`).
+    /// SFTP: `sftp://rmount-test@127.0.0.1:PORT/abs/path/to/export` (in a
+    /// chroot `/export`); FTP(S): `ftp://rmount-test@127.0.0.1:PORT/` (the
+    /// login is chrooted to `export`).
     pub fn remote_url(&self) -> String {
         self.remote_url_for("")
     }
@@ -181,7 +348,7 @@ impl Server {
         let rel = rel.trim_start_matches('/');
         match self.proto {
             Proto::Sftp => {
-                let mut path = self.export.to_str().expect("utf-8 temp path").to_string();
+                let mut path = self.remote_root.clone();
                 if !rel.is_empty() {
                     path = format!("{path}/{rel}");
                 }
@@ -201,11 +368,7 @@ impl Server {
     /// SFTP only: the URL of `export` for another login (e.g. [`SFTP_PW_USER`]).
     pub fn url_for_user(&self, user: &str) -> String {
         assert_eq!(self.proto, Proto::Sftp, "url_for_user is for SFTP servers");
-        format!(
-            "sftp://{user}@127.0.0.1:{}{}",
-            self.port,
-            self.export.display()
-        )
+        format!("sftp://{user}@127.0.0.1:{}{}", self.port, self.remote_root)
     }
 
     /// The login name in [`Server::remote_url`].
@@ -233,7 +396,7 @@ impl Server {
     pub fn password_env(&self) -> Option<(String, String)> {
         self.proto
             .is_ftp()
-            .then(|| ("RMOUNT_PASSWORD".to_string(), FTP_PASSWORD.to_string()))
+            .then(|| ("RMOUNT_PASSWORD".to_string(), TEST_PASSWORD.to_string()))
     }
 
     /// SFTP: known_hosts file holding this server's host key as `[127.0.0.1]:PORT`.
@@ -322,8 +485,7 @@ impl Server {
 
     /// Hands everything under `export/rel` (recursively, not following
     /// symlinks) to the login user. Call after building a tree directly in
-    /// `export` with other tools, so FTP logins may modify it. No-op for SFTP
-    /// (root logs in).
+    /// `export` with other tools (as root), so the login may modify it.
     pub fn chown_tree(&self, rel: &str) {
         fn walk(p: &Path, acct: Account) {
             let _ = std::os::unix::fs::lchown(p, Some(acct.uid), Some(acct.gid));
@@ -434,11 +596,19 @@ impl Server {
                 c.arg("-D").arg("-e").arg("-f").arg(&self.config);
                 c
             }
-            Proto::Ftp | Proto::Ftps => {
-                let mut c = Command::new("/usr/sbin/vsftpd");
-                c.arg(&self.config);
-                c
-            }
+            Proto::Ftp | Proto::Ftps => match self.kind {
+                ServerKind::ProFtpd => {
+                    let mut c = Command::new(format!("{PROFTPD_ROOT}/usr/sbin/proftpd"));
+                    c.arg("-n").arg("-c").arg(&self.config);
+                    c
+                }
+                ServerKind::PureFtpd => self.pure_ftpd_command(),
+                _ => {
+                    let mut c = Command::new("/usr/sbin/vsftpd");
+                    c.arg(&self.config);
+                    c
+                }
+            },
         };
         cmd.stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log fd"))
@@ -481,13 +651,6 @@ impl Server {
 
     fn prepare_sftp(&mut self) {
         let d = self.dir.path().to_path_buf();
-        // SAFETY: geteuid has no preconditions.
-        self.user = if unsafe { libc::geteuid() } == 0 {
-            "root".to_string()
-        } else {
-            let out = must_run(Command::new("id").arg("-un"));
-            String::from_utf8_lossy(&out.stdout).trim().to_string()
-        };
         sftp_pw_account();
 
         let host_key = d.join("ssh_host_ed25519_key");
@@ -509,19 +672,55 @@ impl Server {
 
     fn prepare_ftp(&mut self) {
         let d = self.dir.path().to_path_buf();
-        let acct = ftp_account();
-        self.user = FTP_USER.to_string();
-        self.owner = Some(acct);
-        std::os::unix::fs::chown(&self.export, Some(acct.uid), Some(acct.gid))
-            .expect("chown export to the FTP user");
         // vsftpd's secure_chroot_dir: empty and root-owned.
         fs::create_dir(d.join("empty")).expect("create empty dir");
-        fs::write(d.join("user_list"), format!("{FTP_USER}\n")).expect("write user_list");
+        fs::write(d.join("user_list"), format!("{TEST_USER}\n")).expect("write user_list");
 
         if self.proto == Proto::Ftps {
             make_test_pki(&d);
             self.ca = Some(d.join("ca.pem"));
         }
+        if self.kind == ServerKind::PureFtpd {
+            // Its own password database, with the login chrooted to
+            // `export` (the `/./` in the home directory). An `openssl
+            // passwd -6` hash: pure-pw's argon2 makes each login take 4 s.
+            let acct = self.owner.expect("the login account");
+            let out = must_run(Command::new("openssl").args(["passwd", "-6", TEST_PASSWORD]));
+            let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            let line = format!(
+                "{TEST_USER}:{hash}:{}:{}::{}/./::::::::::::\n",
+                acct.uid,
+                acct.gid,
+                self.export.display()
+            );
+            fs::write(d.join("pureftpd.passwd"), line).expect("write pureftpd.passwd");
+            must_run(
+                Command::new(format!("{PURE_FTPD_ROOT}/usr/bin/pure-pw"))
+                    .arg("mkdb")
+                    .arg(d.join("pureftpd.pdb"))
+                    .arg("-f")
+                    .arg(d.join("pureftpd.passwd")),
+            );
+        }
+    }
+
+    /// pure-ftpd takes its settings as arguments, in the foreground:
+    /// listing cut at its default 10 000 entries, dotfiles allowed.
+    fn pure_ftpd_command(&self) -> Command {
+        let d = self.dir.path();
+        let (pmin, pmax) = self.pasv_ports();
+        let mut c = Command::new(format!("{PURE_FTPD_ROOT}/usr/sbin/pure-ftpd"));
+        c.arg("-S")
+            .arg(format!("127.0.0.1,{}", self.port))
+            .arg("-l")
+            .arg(format!("puredb:{}", d.join("pureftpd.pdb").display()))
+            .args(["-E", "-4", "-H"])
+            .arg("-p")
+            .arg(format!("{pmin}:{pmax}"))
+            .args(["-P", "127.0.0.1", "-c", "64", "-C", "64", "-u", "1"])
+            .arg("-O")
+            .arg(format!("clf:{}", d.join("xfer.log").display()));
+        c
     }
 
     /// (Re)writes the server config for the current ports.
@@ -540,7 +739,8 @@ impl Server {
                     // The key files sit under a world-writable temp dir.
                     "StrictModes no".into(),
                     "UsePAM no".into(),
-                    "PermitRootLogin yes".into(),
+                    // Ordinary accounts only, as on real servers.
+                    "PermitRootLogin no".into(),
                     format!("AllowUsers {} {SFTP_PW_USER}", self.user),
                     "PubkeyAuthentication yes".into(),
                     "PasswordAuthentication yes".into(),
@@ -555,14 +755,72 @@ impl Server {
                     "AllowTcpForwarding no".into(),
                     "PrintMotd no".into(),
                     "LogLevel VERBOSE".into(),
-                    "Subsystem sftp internal-sftp".into(),
+                    match self.kind {
+                        ServerKind::GeSftp => format!("Subsystem sftp {GESFTPSERVER}"),
+                        _ => "Subsystem sftp internal-sftp".into(),
+                    },
                 ];
                 for l in lines {
                     writeln!(c, "{l}").unwrap();
                 }
+                if self.kind == ServerKind::OpenSshChroot {
+                    // The jail is `export`'s parent; the login starts there.
+                    let jail = self.export.parent().expect("jail");
+                    writeln!(c, "Match User {}", self.user).unwrap();
+                    writeln!(c, "    ChrootDirectory {}", jail.display()).unwrap();
+                    writeln!(c, "    ForceCommand internal-sftp -d {}", self.remote_root).unwrap();
+                }
                 fs::write(self.known_hosts(), format!("{}\n", self.known_hosts_line()))
                     .expect("write known_hosts");
             }
+            Proto::Ftp | Proto::Ftps if self.kind == ServerKind::ProFtpd => {
+                let (pmin, pmax) = self.pasv_ports();
+                let lines = [
+                    "ServerName \"rmount test\"".to_string(),
+                    "ServerType standalone".into(),
+                    "UseIPv6 off".into(),
+                    "DefaultAddress 127.0.0.1".into(),
+                    "SocketBindTight on".into(),
+                    format!("Port {}", self.port),
+                    format!("PassivePorts {pmin} {pmax}"),
+                    format!("ModulePath {PROFTPD_ROOT}/usr/lib/proftpd"),
+                    // SITE UTIME; MFMT is built in.
+                    "LoadModule mod_site_misc.c".into(),
+                    "LoadModule mod_tls.c".into(),
+                    "User nobody".into(),
+                    "Group nogroup".into(),
+                    format!("PidFile {}", d.join("proftpd.pid").display()),
+                    format!("ScoreboardFile {}", d.join("proftpd.scoreboard").display()),
+                    "DelayTable none".into(),
+                    "WtmpLog off".into(),
+                    "UseReverseDNS off".into(),
+                    "RequireValidShell off".into(),
+                    "UseFtpUsers off".into(),
+                    "AuthOrder mod_auth_unix.c".into(),
+                    "AuthPAM off".into(),
+                    format!("DefaultRoot {}", self.export.display()),
+                    "Umask 022".into(),
+                    "AllowOverwrite on".into(),
+                    "AllowStoreRestart on".into(),
+                    "MaxInstances 200".into(),
+                    "MaxClientsPerHost none".into(),
+                    "MaxLoginAttempts 10".into(),
+                    format!("ExtendedLog {} ALL", self.log.display()),
+                    // Explicit TLS, required; data connections must resume
+                    // the control connection's session (the default).
+                    "TLSEngine on".into(),
+                    format!("TLSLog {}", d.join("tls.log").display()),
+                    "TLSProtocol TLSv1.2 TLSv1.3".into(),
+                    format!("TLSECCertificateFile {}", d.join("server.pem").display()),
+                    format!("TLSECCertificateKeyFile {}", d.join("server.key").display()),
+                    "TLSRequired on".into(),
+                    "TLSVerifyClient off".into(),
+                ];
+                for l in lines {
+                    writeln!(c, "{l}").unwrap();
+                }
+            }
+            Proto::Ftp | Proto::Ftps if self.kind == ServerKind::PureFtpd => {}
             Proto::Ftp | Proto::Ftps => {
                 let (pmin, pmax) = self.pasv_ports();
                 let mut lines = vec![

@@ -1,9 +1,11 @@
 //! The two system accounts the test servers need, created idempotently.
 //!
-//! - [`FTP_USER`]: vsftpd authenticates local users through PAM, so FTP
-//!   tests need a real account with a password (root is always refused).
-//! - [`SFTP_PW_USER`]: an account for SFTP password-authentication tests
-//!   (the SFTP server otherwise logs root in with a key).
+//! - [`TEST_USER`]: the ordinary account every test server logs in, as real
+//!   users log in: it owns each server's export, gets the server's umask and
+//!   cannot write to a read-only file or chown to others (root could, and
+//!   would hide all of that). SFTP logs it in with a key, FTP with
+//!   [`TEST_PASSWORD`] (vsftpd checks it through PAM and refuses root).
+//! - [`SFTP_PW_USER`]: a second ordinary account, for SFTP password tests.
 //!
 //! Both are made once per machine (`useradd`), and their password is set
 //! once per test process (`chpasswd`), under a file lock so that parallel
@@ -17,10 +19,10 @@ use std::time::Duration;
 
 use super::process::run_cmd;
 
-/// The FTP/FTPS test login (its FTP login directory is the server's export).
-pub const FTP_USER: &str = "rmount-test";
-/// Password of [`FTP_USER`].
-pub const FTP_PASSWORD: &str = "rmount-test-Pw1";
+/// The ordinary login of every test server (it owns the export).
+pub const TEST_USER: &str = "rmount-test";
+/// Password of [`TEST_USER`].
+pub const TEST_PASSWORD: &str = "rmount-test-Pw1";
 
 /// A user with a password for SFTP password-authentication tests.
 pub const SFTP_PW_USER: &str = "rmount-pw";
@@ -34,10 +36,10 @@ pub(crate) struct Account {
     pub gid: u32,
 }
 
-/// Ensures [`FTP_USER`] exists with [`FTP_PASSWORD`].
-pub(crate) fn ftp_account() -> Account {
+/// Ensures [`TEST_USER`] exists with [`TEST_PASSWORD`].
+pub(crate) fn test_account() -> Account {
     static ONCE: OnceLock<Account> = OnceLock::new();
-    *ONCE.get_or_init(|| ensure_user(FTP_USER, FTP_PASSWORD))
+    *ONCE.get_or_init(|| ensure_user(TEST_USER, TEST_PASSWORD))
 }
 
 /// Ensures [`SFTP_PW_USER`] exists with [`SFTP_PW_PASSWORD`].
