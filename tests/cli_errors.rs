@@ -202,7 +202,7 @@ fn unreachable_host_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("id");
     ssh_keygen_ed25519(&key);
-    let url = format!("sftp://root@127.0.0.1:{port}/tmp");
+    let url = format!("sftp://{TEST_USER}@127.0.0.1:{port}/tmp");
     let out = rmount(&["-i", key.to_str().unwrap()], &url, &mnt, &[]);
     assert_fails(&out, &mnt.dir, &[&["connect", "refused", "unreachable"]]);
 }
@@ -211,8 +211,8 @@ fn unreachable_host_is_reported() {
 fn unreachable_ftp_host_is_reported() {
     let port = free_port();
     let mnt = MountPoint::new(PREFIX);
-    let url = format!("ftp://{FTP_USER}@127.0.0.1:{port}/");
-    let out = rmount(&[], &url, &mnt, &[("RMOUNT_PASSWORD", FTP_PASSWORD)]);
+    let url = format!("ftp://{TEST_USER}@127.0.0.1:{port}/");
+    let out = rmount(&[], &url, &mnt, &[("RMOUNT_PASSWORD", TEST_PASSWORD)]);
     assert_fails(&out, &mnt.dir, &[&["connect", "refused", "unreachable"]]);
 }
 
@@ -238,7 +238,7 @@ fn missing_ftp_remote_path_is_reported() {
         &[],
         &server.remote_url_for("does-not-exist"),
         &mnt,
-        &[("RMOUNT_PASSWORD", FTP_PASSWORD)],
+        &[("RMOUNT_PASSWORD", TEST_PASSWORD)],
     );
     assert_fails(&out, &mnt.dir, &[NOT_FOUND_WORDS]);
 }

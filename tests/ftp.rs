@@ -116,7 +116,7 @@ fn home_with_netrc(mode: u32) -> tempfile::TempDir {
     let netrc = home.path().join(".netrc");
     fs::write(
         &netrc,
-        format!("machine 127.0.0.1 login {FTP_USER} password {FTP_PASSWORD}\n"),
+        format!("machine 127.0.0.1 login {TEST_USER} password {TEST_PASSWORD}\n"),
     )
     .expect("write .netrc");
     fs::set_permissions(&netrc, fs::Permissions::from_mode(mode)).expect("chmod .netrc");
@@ -215,7 +215,7 @@ fn ftps_untrusted_certificate_is_refused() {
         &mnt,
         &["-o", &cafile],
         &server.remote_url(),
-        &[("RMOUNT_PASSWORD", FTP_PASSWORD)],
+        &[("RMOUNT_PASSWORD", TEST_PASSWORD)],
         None,
     );
     let err = plain(&assert_refused(&out, &mnt));
@@ -225,7 +225,7 @@ fn ftps_untrusted_certificate_is_refused() {
         lower.contains("certificate") || lower.contains("verify"),
         "the error should name the certificate: {err}"
     );
-    assert!(!err.contains(FTP_PASSWORD), "password echoed: {err}");
+    assert!(!err.contains(TEST_PASSWORD), "password echoed: {err}");
     assert!(
         names_in(&server.export).is_empty(),
         "the export must be untouched"
@@ -244,7 +244,7 @@ fn ftps_no_verify_cert_works_with_warning() {
         &mnt,
         &["-o", &cafile, "-o", "no_verify_cert"],
         &server.remote_url(),
-        &[("RMOUNT_PASSWORD", FTP_PASSWORD)],
+        &[("RMOUNT_PASSWORD", TEST_PASSWORD)],
         None,
     );
     assert_mounted(&out, &mnt, &server);
@@ -281,7 +281,7 @@ fn netrc_login() {
         .expect("stat on the server")
         .uid();
     let login_uid = fs::metadata(&server.export).expect("stat export").uid();
-    assert_eq!(owner, login_uid, "the file should belong to {FTP_USER}");
+    assert_eq!(owner, login_uid, "the file should belong to {TEST_USER}");
 }
 
 // A .netrc password readable by others is ignored with a warning (as ftp(1)
@@ -301,7 +301,7 @@ fn netrc_readable_by_others_is_refused() {
     );
     let err = plain(&assert_refused(&out, &mnt));
     assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
-    assert!(!err.contains(FTP_PASSWORD), "password echoed: {err}");
+    assert!(!err.contains(TEST_PASSWORD), "password echoed: {err}");
 
     // Two warning lines from the netrc check, then the one error line.
     let netrc = home.path().join(".netrc");
@@ -346,7 +346,7 @@ fn active_mode_round_trip() {
 fn password_stdin_login() {
     let server = Server::ftp();
     let mnt = MountPoint::new(PREFIX);
-    let stdin = format!("{FTP_PASSWORD}\n");
+    let stdin = format!("{TEST_PASSWORD}\n");
     let out = rmount_at(
         &mnt,
         &["-o", "password_stdin"],
@@ -502,4 +502,37 @@ fn implicit_tls() {
         "implicit-renamed.bin",
         &data,
     );
+}
+
+// pure-ftpd cuts every listing at 10 000 entries by default (`-L`) and
+// still answers `226`, so nothing tells a client. The mount shows what the
+// server sent: `ls` lists at most that many names. A listing it holds also
+// answers "no such file" for names it lacks, so a name past the cut can be
+// opened only while no listing of its directory is cached (here:
+// `cache_timeout=0`). README: "What the mount does", pure-ftpd.
+#[test]
+fn pure_ftpd_listing_cut_at_10000() {
+    const TOTAL: usize = 10_050;
+    let server = Server::start_kind(ServerKind::PureFtpd);
+    let dir = server.make_dir("many");
+    for i in 0..TOTAL {
+        fs::write(dir.join(format!("f{i:05}")), b"x").unwrap();
+    }
+    server.chown_tree("many");
+    let url = server.remote_url_for("many");
+    let m = Mount::with_url(&server, &url, &["-o", "cache_timeout=0"]);
+    let listed: Vec<String> = names_in(&m.dir);
+    assert!(
+        (9_990..=10_000).contains(&listed.len()),
+        "pure-ftpd sends at most 10 000 names; the mount listed {}",
+        listed.len()
+    );
+    let shown: std::collections::HashSet<&str> = listed.iter().map(String::as_str).collect();
+    let missing = (0..TOTAL)
+        .map(|i| format!("f{i:05}"))
+        .find(|n| !shown.contains(n.as_str()))
+        .expect("a name past the cut");
+    assert_eq!(fs::read(m.path(&missing)).unwrap(), b"x", "read {missing}");
+    fs::write(m.path(&missing), b"changed").unwrap();
+    assert_eq!(fs::read(dir.join(&missing)).unwrap(), b"changed");
 }

@@ -596,8 +596,11 @@ impl HostileSshd {
     fn start_with(hostile_sftp: bool) -> HostileSshd {
         let mut server = Server::start(Proto::Sftp);
         server.stop();
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile_sftp.py");
-        assert!(script.exists(), "missing {}", script.display());
+        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile_sftp.py");
+        // The login runs it: a copy in the server's own directory, which
+        // an ordinary account can reach wherever the checkout is.
+        let script = server.dir().join("hostile_sftp.py");
+        fs::copy(&source, &script).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
         let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -671,7 +674,7 @@ impl HostileSshd {
     }
 
     fn mount(&self) -> RawMount {
-        let url = format!("sftp://root@127.0.0.1:{}/", self.port);
+        let url = format!("sftp://{TEST_USER}@127.0.0.1:{}/", self.port);
         let identity = self.server.identity().display().to_string();
         let kh = format!("UserKnownHostsFile={}", self.known_hosts.display());
         RawMount::new(

@@ -332,7 +332,7 @@ fn sshfs_style_remote() {
     let port = server.port.to_string();
     let export = server.export.to_str().unwrap();
 
-    let remote = format!("root@127.0.0.1:{export}");
+    let remote = format!("{TEST_USER}@127.0.0.1:{export}");
     let m = Mount::with_url(&server, &remote, &["-p", &port]);
     fs::write(m.path("hello.txt"), b"sshfs style\n").unwrap();
     assert_eq!(
@@ -344,17 +344,26 @@ fn sshfs_style_remote() {
     let entry = mount_entry(&m.dir).expect("mountinfo entry");
     assert_eq!(entry.source, format!("127.0.0.1:{export}"));
 
-    // Empty path: the login directory, i.e. root's home on this machine.
-    let home = Mount::with_url(&server, "root@127.0.0.1:", &["-p", &port]);
+    // Empty path: the login directory, the login's home on this machine.
+    let home_dir = PathBuf::from(format!("/home/{TEST_USER}"));
+    let marker = home_dir.join("rmount-home-marker");
+    fs::write(&marker, b"home\n").unwrap();
+    let home = Mount::with_url(&server, &format!("{TEST_USER}@127.0.0.1:"), &["-p", &port]);
     let entry = mount_entry(&home.dir).expect("mountinfo entry");
-    assert_eq!(entry.source, "127.0.0.1:/root", "{entry:?}");
+    assert_eq!(
+        entry.source,
+        format!("127.0.0.1:{}", home_dir.display()),
+        "{entry:?}"
+    );
     let through_mount = names(&home.dir);
-    let local = names(Path::new("/root"));
-    assert!(!local.is_empty(), "/root is unexpectedly empty");
+    let local = names(&home_dir);
+    assert!(local.contains(&OsString::from("rmount-home-marker")));
     assert_eq!(
         through_mount, local,
-        "listing root@127.0.0.1: must show root's home directory"
+        "listing {TEST_USER}@127.0.0.1: must show the login's home directory"
     );
+    drop(home);
+    let _ = fs::remove_file(&marker);
 }
 
 // A password login with RMOUNT_PASSWORD (no key, no agent) mounts and writes as that user.
@@ -846,8 +855,7 @@ fn atomic_writes_on_and_off() {
         } else {
             ("in-place.txt", &["-o", "atomic_writes=no"])
         };
-        let on_server = server.export.join(name);
-        fs::write(&on_server, b"old content").expect("put the old file");
+        let on_server = server.put_file(name, b"old content");
         let m = Mount::new(&server, extra);
         let mut f = fs::OpenOptions::new()
             .write(true)

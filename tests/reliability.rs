@@ -1467,7 +1467,7 @@ fn password_never_visible(p: Proto) {
         }
         _ => {
             let (url, args) = proxy_url_and_args(&server, &proxy);
-            (url, args, FTP_PASSWORD)
+            (url, args, TEST_PASSWORD)
         }
     };
     args.splice(

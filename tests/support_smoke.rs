@@ -359,15 +359,15 @@ fn assert_full_session(server: &Server, lines: &[String], mode: &str) {
 fn ftp_server_accepts_login_into_export() {
     let server = Server::ftp();
     server.put_file("seed.txt", b"seed");
-    let lines = ftp_client(&server, "plain", FTP_PASSWORD);
+    let lines = ftp_client(&server, "plain", TEST_PASSWORD);
     assert_full_session(&server, &lines, "plain");
     assert_eq!(
         server.remote_url(),
-        format!("ftp://{FTP_USER}@127.0.0.1:{}/", server.port)
+        format!("ftp://{TEST_USER}@127.0.0.1:{}/", server.port)
     );
     assert_eq!(
         server.password_env(),
-        Some(("RMOUNT_PASSWORD".to_string(), FTP_PASSWORD.to_string()))
+        Some(("RMOUNT_PASSWORD".to_string(), TEST_PASSWORD.to_string()))
     );
     assert!(server.mount_args().is_empty());
 
@@ -397,14 +397,14 @@ fn ftps_server_requires_tls_with_session_reuse() {
     let server = Server::ftps();
     server.put_file("seed.txt", b"seed");
     // Plain login is refused (force_local_logins_ssl).
-    let plain = ftp_client(&server, "plain-on-tls", FTP_PASSWORD);
+    let plain = ftp_client(&server, "plain-on-tls", TEST_PASSWORD);
     assert!(
         plain.iter().any(|l| l.starts_with("login ERR 530")),
         "{plain:?}"
     );
     // TLS 1.3 and 1.2 both work when data connections resume the session.
     for mode in ["reuse-1.3", "reuse-1.2"] {
-        let lines = ftp_client(&server, mode, FTP_PASSWORD);
+        let lines = ftp_client(&server, mode, TEST_PASSWORD);
         assert_full_session(&server, &lines, mode);
         let want_tls = if mode.ends_with("1.2") {
             "tls TLSv1.2"
@@ -414,7 +414,7 @@ fn ftps_server_requires_tls_with_session_reuse() {
         assert!(lines.iter().any(|l| l == want_tls), "{mode}: {lines:?}");
     }
     // Without session reuse the data connection is refused (522).
-    let lines = ftp_client(&server, "noreuse-1.3", FTP_PASSWORD);
+    let lines = ftp_client(&server, "noreuse-1.3", TEST_PASSWORD);
     assert!(
         lines.iter().any(|l| l.starts_with("stor ERR 522")),
         "{lines:?}"
@@ -437,7 +437,7 @@ fn ftp_stop_and_restart_on_same_port() {
     assert!(std::net::TcpStream::connect(("127.0.0.1", server.port)).is_err());
     server.restart();
     assert_ne!(server.pid(), first);
-    let lines = ftp_client(&server, "plain", FTP_PASSWORD);
+    let lines = ftp_client(&server, "plain", TEST_PASSWORD);
     assert_full_session(&server, &lines, "plain");
 }
 
@@ -487,8 +487,8 @@ fn ftps_server_serves_16_parallel_sessions() {
     let mut c = Command::new("python3");
     c.arg(&script).args([
         &server.port.to_string(),
-        FTP_USER,
-        FTP_PASSWORD,
+        TEST_USER,
+        TEST_PASSWORD,
         server.ca_file().to_str().unwrap(),
         "16",
     ]);
