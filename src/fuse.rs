@@ -90,6 +90,7 @@ pub fn errno(e: &fs::Error) -> Errno {
             R::Unsupported(_) => libc::ENOTSUP,
             R::ReadOnly => libc::EROFS,
             R::Invalid => libc::EINVAL,
+            R::TimeOutOfRange => libc::EOVERFLOW,
             R::TimedOut => libc::ETIMEDOUT,
             R::Transport(_) | R::Failure(_) | R::Setup(_) | R::Busy(_) => libc::EIO,
             R::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),

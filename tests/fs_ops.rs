@@ -44,6 +44,7 @@ per_protocol! {
     chmod,
     chmod_while_open_for_writing,
     utimens_explicit_now_omit,
+    utimens_out_of_range,
     chown,
     symlink_readlink_lstat,
     mkdir_rmdir,
@@ -581,6 +582,48 @@ fn utimens_explicit_now_omit(p: Proto) {
             1_300_000_000,
             "atime kept by UTIME_NOW on mtime only"
         );
+    }
+}
+
+// A time the protocol cannot carry (SFTP v3: 32-bit unsigned seconds; FTP:
+// no time before 1970, four-digit years) fails with EOVERFLOW and changes
+// nothing; it is never stored as 1970 or cut to 32 bits.
+fn utimens_out_of_range(p: Proto) {
+    let fx = Fixture::new(p, "timerange", &[]);
+    let s = fx.put("f", b"x");
+    // A recent whole minute: what an FTP listing shows exactly.
+    let t0 = (now_secs() - 3600) / 60 * 60;
+    set_server_times(&s, t0, t0);
+    let m = fx.m("f");
+    let e = &[libc::EOVERFLOW, libc::EINVAL];
+    let day = 86_400;
+    assert_errno(utimens(&m, T::At(-day), T::At(-day), false), e, "1969");
+    assert_errno(
+        utimens(&m, T::Omit, T::At(-1), false),
+        e,
+        "1969, mtime only",
+    );
+    let too_late = if p == Proto::Sftp {
+        1 << 32 // 2106-02-07 06:28:16
+    } else {
+        253_402_300_800 // year 10000
+    };
+    assert_errno(
+        utimens(&m, T::Omit, T::At(too_late), false),
+        e,
+        "past the range",
+    );
+    assert_eq!(meta(&s).mtime(), t0, "server mtime untouched");
+    assert_eq!(meta(&m).mtime(), t0, "mount mtime untouched");
+    if p == Proto::Sftp {
+        // The ends of the range are fine.
+        let last = i64::from(u32::MAX);
+        utimens(&m, T::At(0), T::At(last), false).expect("the last second SFTP v3 can carry");
+        assert_eq!((meta(&s).atime(), meta(&s).mtime()), (0, last));
+        assert_eq!(meta(&m).mtime(), last);
+    } else {
+        utimens(&m, T::Omit, T::At(1_600_000_000), false).expect("an ordinary time");
+        assert_eq!(meta(&s).mtime(), 1_600_000_000);
     }
 }
 

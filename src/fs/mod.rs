@@ -404,6 +404,14 @@ impl Fs {
             self.meta.put(&path, shown.clone());
             return Ok(self.present(Some(ino), shown));
         }
+        // A time the protocol cannot carry fails the call before anything
+        // else changes.
+        let times = self.remote.caps().times;
+        for time in [changes.atime, changes.mtime] {
+            if let Some(TimeSet::At(t)) = time {
+                times.secs(t)?;
+            }
+        }
         if let Some(mode) = changes.mode {
             let mode = mode & 0o7777;
             self.remote.setattr(&path, SetAttr::Mode(mode))?;

@@ -555,3 +555,34 @@ fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
         "both handles counted and released"
     );
 }
+
+#[test]
+fn a_time_the_protocol_cannot_carry_is_refused_and_changes_nothing() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"x");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let before = fs.getattr(entry.ino).expect("getattr");
+    let pre_1970 = std::time::UNIX_EPOCH - Duration::from_secs(86_400);
+    let after_2106 = std::time::UNIX_EPOCH + Duration::from_secs(1 << 32);
+    for t in [pre_1970, after_2106] {
+        let change = SetAttrs {
+            mode: Some(0o600),
+            atime: Some(TimeSet::Now),
+            mtime: Some(TimeSet::At(t)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            fs.setattr(entry.ino, change),
+            Err(Error::Remote(remote::Error::TimeOutOfRange))
+        ));
+        let after = fs.getattr(entry.ino).expect("getattr");
+        assert_eq!(after.mtime, before.mtime, "no time stored");
+        assert_eq!(after.perm, 0o644, "nothing else changed either");
+    }
+    let fine = SetAttrs {
+        mtime: Some(TimeSet::At(std::time::UNIX_EPOCH)),
+        ..Default::default()
+    };
+    let attr = fs.setattr(entry.ino, fine).expect("1970 itself is fine");
+    assert_eq!(attr.mtime, std::time::UNIX_EPOCH);
+}

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{Attr, Caps, DirEntry, Error, Kind, Remote, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Kind, Remote, Result, SetAttr, StatFs, TimeRange};
 
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -55,6 +55,7 @@ impl Memory {
                 random_write,
                 symlinks: true,
                 atomic_rename: true,
+                times: TimeRange::SFTP_V3,
             },
             fail_writes: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
@@ -217,6 +218,9 @@ impl Remote for Memory {
                 node.attr.size = s;
             }
             SetAttr::Times { atime, mtime } => {
+                // What SFTP v3 can carry, as the real servers.
+                self.caps.times.secs(atime)?;
+                self.caps.times.secs(mtime)?;
                 node.attr.atime = atime;
                 node.attr.mtime = mtime;
             }

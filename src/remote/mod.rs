@@ -18,7 +18,7 @@ pub mod memory;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What kind of object a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -113,6 +113,58 @@ pub struct Caps {
     pub symlinks: bool,
     /// `rename` replaces an existing target atomically.
     pub atomic_rename: bool,
+    /// The file times the protocol can carry.
+    pub times: TimeRange,
+}
+
+/// The file times a protocol can carry, in whole seconds since the epoch.
+/// A time outside is refused (`Error::TimeOutOfRange`), never stored as
+/// something else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub earliest: i64,
+    pub latest: i64,
+}
+
+impl TimeRange {
+    /// SFTP v3: an unsigned 32-bit count of seconds, 1970 to 2106-02-07.
+    pub const SFTP_V3: TimeRange = TimeRange {
+        earliest: 0,
+        latest: u32::MAX as i64,
+    };
+    /// FTP's `YYYYMMDDhhmmss` (MFMT, SITE UTIME, MDTM): servers take no
+    /// time before 1970, and the year has four digits.
+    pub const FTP: TimeRange = TimeRange {
+        earliest: 0,
+        latest: 253_402_300_799, // 9999-12-31 23:59:59 UTC
+    };
+
+    /// Whole seconds of `t` (rounded down), if the protocol can carry them.
+    pub fn secs(&self, t: SystemTime) -> Result<i64> {
+        let secs = unix_secs(t);
+        if (self.earliest..=self.latest).contains(&secs) {
+            Ok(secs)
+        } else {
+            Err(Error::TimeOutOfRange)
+        }
+    }
+}
+
+/// Whole seconds since the epoch, rounded down (so 0.5 s before the epoch
+/// is -1).
+pub fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let d = before.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() > 0 {
+                whole.saturating_add(1).saturating_neg()
+            } else {
+                whole.saturating_neg()
+            }
+        }
+    }
 }
 
 /// Errors from the remote layer. `fuse.rs` maps them to errno (through the
@@ -141,6 +193,9 @@ pub enum Error {
     ReadOnly,
     #[error("invalid argument")]
     Invalid,
+    /// A file time the protocol cannot carry (see `TimeRange`).
+    #[error("time out of the range the server can store")]
+    TimeOutOfRange,
     #[error("operation timed out")]
     TimedOut,
     /// The connection broke (or answered garbage); it has been discarded.
@@ -218,4 +273,36 @@ pub trait Remote: Send + Sync {
 
     /// Ask the server to commit a file to stable storage, where it can.
     fn fsync(&self, path: &Path) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn unix_secs_rounds_down_on_both_sides_of_the_epoch() {
+        assert_eq!(unix_secs(UNIX_EPOCH), 0);
+        assert_eq!(unix_secs(UNIX_EPOCH + Duration::from_millis(1500)), 1);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(1)), -1);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_secs(2)), -2);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(2500)), -3);
+    }
+
+    #[test]
+    fn a_time_range_refuses_what_it_cannot_carry() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        let sftp = TimeRange::SFTP_V3;
+        assert_eq!(sftp.secs(at(0)).ok(), Some(0));
+        assert_eq!(sftp.secs(at(4_294_967_295)).ok(), Some(4_294_967_295));
+        assert!(matches!(
+            sftp.secs(at(4_294_967_296)),
+            Err(Error::TimeOutOfRange)
+        ));
+        let pre_1970 = UNIX_EPOCH - Duration::from_secs(1);
+        assert!(matches!(sftp.secs(pre_1970), Err(Error::TimeOutOfRange)));
+        let ftp = TimeRange::FTP;
+        assert!(ftp.secs(at(4_294_967_296)).is_ok(), "FTP goes past 2106");
+        assert!(matches!(ftp.secs(pre_1970), Err(Error::TimeOutOfRange)));
+    }
 }

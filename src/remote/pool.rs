@@ -594,6 +594,7 @@ mod tests {
                 random_write: true,
                 symlinks: true,
                 atomic_rename: true,
+                times: crate::remote::TimeRange::SFTP_V3,
             }
         }
     }

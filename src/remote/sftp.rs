@@ -16,7 +16,7 @@ use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 use super::pool::{Connection, Connector, Generation};
 use super::sftp_ext::SftpExt;
 use super::ssh::{self, Credentials, SshSettings};
-use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
 
 /// SFTP status codes (draft-ietf-secsh-filexfer, v3 and later).
 const FX_EOF: i32 = 1;
@@ -125,10 +125,11 @@ fn to_time(secs: Option<u64>) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs.unwrap_or(0))
 }
 
-fn to_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Seconds as SFTP v3 carries them (unsigned 32 bits): a time outside
+/// that range is refused, never sent as 0 or cut to 32 bits.
+fn to_secs(t: SystemTime) -> Result<u64> {
+    let secs = TimeRange::SFTP_V3.secs(t)?;
+    u64::try_from(secs).map_err(|_| Error::TimeOutOfRange)
 }
 
 pub fn attr_from_stat(st: &FileStat) -> Attr {
@@ -183,6 +184,7 @@ impl Connector for SftpConnector {
             random_write: true,
             symlinks: true,
             atomic_rename: true,
+            times: TimeRange::SFTP_V3,
         }
     }
 }
@@ -494,8 +496,8 @@ impl Connection for SftpConnection {
             }
             SetAttr::Size(size) => st.size = Some(size),
             SetAttr::Times { atime, mtime } => {
-                st.atime = Some(to_secs(atime));
-                st.mtime = Some(to_secs(mtime));
+                st.atime = Some(to_secs(atime)?);
+                st.mtime = Some(to_secs(mtime)?);
             }
         }
         let result = self.sftp.setstat(path, st);
@@ -621,6 +623,23 @@ mod tests {
 
     fn via_io(code: ErrorCode) -> io::Error {
         ssh2::Error::from_errno(code).into()
+    }
+
+    #[test]
+    fn times_sftp_v3_cannot_carry_are_refused() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(to_secs(at(0)).ok(), Some(0));
+        assert_eq!(to_secs(at(1_600_000_000)).ok(), Some(1_600_000_000));
+        assert_eq!(
+            to_secs(at(u64::from(u32::MAX))).ok(),
+            Some(u64::from(u32::MAX))
+        );
+        let before_1970 = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert!(matches!(to_secs(before_1970), Err(Error::TimeOutOfRange)));
+        let just_before = UNIX_EPOCH - Duration::from_millis(1);
+        assert!(matches!(to_secs(just_before), Err(Error::TimeOutOfRange)));
+        let after_2106 = at(u64::from(u32::MAX) + 1);
+        assert!(matches!(to_secs(after_2106), Err(Error::TimeOutOfRange)));
     }
 
     #[test]

@@ -51,7 +51,7 @@ use self::reply::{code, error_code, is_not_implemented, is_refusal, map_err, map
 use self::tls::RustlsStream;
 use self::wire::path_arg;
 use super::pool::{Connection, Connector, Generation};
-use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
 
 /// A download stream left open for the next sequential read is reused only
 /// this soon after its last read: later, the file may have changed (the same
@@ -183,6 +183,7 @@ impl Connector for FtpConnector {
             symlinks: false,
             // RNTO replaces an existing file on vsftpd and most servers.
             atomic_rename: true,
+            times: TimeRange::FTP,
         }
     }
 }
@@ -801,7 +802,7 @@ impl FtpConnection {
     /// `mdtm_write`). Refusals are remembered for the mount.
     fn set_times(&mut self, path: &Path, mtime: SystemTime) -> Result<()> {
         let arg = path_arg(path)?;
-        let stamp = listing::ftp_time(mtime);
+        let stamp = listing::ftp_time(mtime)?;
         self.learned().forget(path);
         if self.features.mfmt {
             let result = self.command(format!("MFMT {stamp} {arg}"), &[Status::File], "MFMT");
