@@ -40,6 +40,8 @@ const DOT_ATTR: Attr = Attr {
     gid: 0,
     atime: std::time::UNIX_EPOCH,
     mtime: std::time::UNIX_EPOCH,
+    ctime: std::time::UNIX_EPOCH,
+    nlink: 2,
 };
 
 pub struct FuseAdapter {
@@ -130,11 +132,17 @@ fn file_attr(ino: u64, attr: &Attr) -> FileAttr {
         blocks: attr.size.div_ceil(512),
         atime: attr.atime,
         mtime: attr.mtime,
-        ctime: attr.mtime,
+        ctime: attr.ctime.max(attr.mtime),
         crtime: attr.mtime,
         kind,
         perm: attr.perm,
-        nlink: if attr.kind == Kind::Dir { 2 } else { 1 },
+        // Directories: the two names every directory has, as the
+        // protocols do not count its subdirectories.
+        nlink: if attr.kind == Kind::Dir {
+            attr.nlink.max(2)
+        } else {
+            attr.nlink
+        },
         uid: attr.uid,
         gid: attr.gid,
         rdev: 0,

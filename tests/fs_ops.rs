@@ -45,6 +45,7 @@ per_protocol! {
     chmod_while_open_for_writing,
     utimens_explicit_now_omit,
     utimens_out_of_range,
+    ctime_follows_changes,
     chown,
     symlink_readlink_lstat,
     mkdir_rmdir,
@@ -60,6 +61,7 @@ per_protocol! {
     names_spaces_unicode,
     names_leading_trailing_spaces,
     unlinked_file_stays_usable,
+    fstat_after_unlink_has_no_links,
     missing_is_enoent,
     name_too_long,
     server_changes_become_visible,
@@ -625,6 +627,60 @@ fn utimens_out_of_range(p: Proto) {
         utimens(&m, T::Omit, T::At(1_600_000_000), false).expect("an ordinary time");
         assert_eq!(meta(&s).mtime(), 1_600_000_000);
     }
+}
+
+// ctime moves forward with every change made through the mount (chmod,
+// chown, utimens, write, truncate, rename), though neither protocol can
+// store it; until then it is the mtime.
+fn ctime_follows_changes(p: Proto) {
+    let fx = Fixture::new(p, "ctime", &[]);
+    let s = fx.put("f", b"abc");
+    // A recent whole minute: what an FTP listing shows exactly.
+    let t0 = (now_secs() - 3600) / 60 * 60;
+    set_server_times(&s, t0, t0);
+    let mut m = fx.m("f");
+    let ctime_of = |path: &Path| {
+        let md = meta(path);
+        (md.ctime(), md.ctime_nsec())
+    };
+    assert_eq!(ctime_of(&m), (t0, 0), "nothing changed yet: the mtime");
+    let last = std::cell::Cell::new((t0, 0));
+    let check = |path: &Path, what: &str, started: i64| {
+        let (c, before) = (ctime_of(path), last.get());
+        assert!(c > before, "{what}: ctime {c:?} is not after {before:?}");
+        assert!(
+            c.0 >= started,
+            "{what}: ctime {c:?} before the change ({started})"
+        );
+        assert!(c.0 >= meta(path).mtime(), "{what}: ctime before the mtime");
+        last.set(c);
+    };
+
+    let started = now_secs();
+    set_mode(&m, 0o600);
+    check(&m, "chmod", started);
+    if p == Proto::Sftp {
+        std::os::unix::fs::chown(&m, Some(1234), Some(2345)).unwrap();
+        check(&m, "chown", started);
+    }
+    utimens(&m, T::At(t0), T::At(t0), false).unwrap();
+    assert_eq!(meta(&m).mtime(), t0, "utimens set an old mtime");
+    check(&m, "utimens to an old time", started);
+    let mut f = OpenOptions::new().append(true).open(&m).unwrap();
+    f.write_all(b"d").unwrap();
+    check(&m, "write, before close", started);
+    drop(f);
+    assert!(
+        ctime_of(&m) >= last.get(),
+        "the close kept the write's ctime"
+    );
+    // Growing: FTP can shrink a file by path only to nothing.
+    truncate_path(&m, 6).unwrap();
+    check(&m, "truncate", started);
+    fs::rename(&m, fx.m("g")).unwrap();
+    m = fx.m("g");
+    check(&m, "rename", started);
+    assert_eq!(read(&fx.s("g")), b"abcd\0\0");
 }
 
 // chown works where the server allows it (root over SFTP); FTP refuses clearly.
@@ -1200,6 +1256,37 @@ fn unlinked_file_stays_usable(p: Proto) {
         names(&fx.s("")).is_empty(),
         "server dir empty: {:?}",
         names(&fx.s(""))
+    );
+}
+
+// fstat of an open file whose name is gone shows no links (st_nlink 0), as
+// on a local filesystem; before the unlink it shows one.
+fn fstat_after_unlink_has_no_links(p: Proto) {
+    let fx = Fixture::new(p, "nlink", &[]);
+    fx.put("w", b"written");
+    fx.put("r", b"read only");
+    let w = open_rw(&fx.m("w"));
+    let r = File::open(fx.m("r")).unwrap();
+    assert_eq!(w.metadata().unwrap().nlink(), 1, "fstat before unlink");
+    assert_eq!(r.metadata().unwrap().nlink(), 1, "fstat before unlink");
+    fs::remove_file(fx.m("w")).unwrap();
+    fs::remove_file(fx.m("r")).unwrap();
+    let md = w.metadata().unwrap();
+    assert_eq!(md.nlink(), 0, "fstat of a writer after unlink");
+    assert_eq!(md.len(), 7, "and its size is still right");
+    assert_eq!(
+        r.metadata().unwrap().nlink(),
+        0,
+        "fstat of a reader after unlink"
+    );
+    w.write_all_at(b"!", 7).unwrap();
+    assert_eq!(w.metadata().unwrap().nlink(), 0, "after a write too");
+    drop(w);
+    drop(r);
+    wait_until(
+        "no .rmount-* leftovers on the server",
+        Duration::from_secs(10),
+        || private_leftovers(&fx.s("")).is_empty(),
     );
 }
 

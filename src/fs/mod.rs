@@ -195,6 +195,9 @@ pub struct Fs {
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// What each directory listed when last opened (its keep_cache).
     listed: Mutex<HashMap<u64, u64>>,
+    /// When each inode was last changed through the mount: its ctime, which
+    /// neither protocol stores (shown as the later of this and the mtime).
+    changed: Mutex<HashMap<u64, SystemTime>>,
     next_fh: AtomicU64,
     prefetch: OnceLock<Workers>,
 }
@@ -221,6 +224,7 @@ impl Fs {
             dirs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            changed: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(LruCache::new(SNAPSHOTS)),
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
@@ -265,13 +269,14 @@ impl Fs {
         }
     }
 
-    /// Attributes as the mount shows them: ids mapped, open files' sizes.
+    /// Attributes as the mount shows them: ids mapped, open files' sizes
+    /// and link counts, changes made through the mount in the ctime.
     fn present(&self, ino: Option<u64>, attr: Attr) -> Attr {
         let state = ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
-        self.present_with(attr, state.as_deref())
+        self.present_with(attr, ino, state.as_deref())
     }
 
-    fn present_with(&self, mut attr: Attr, open: Option<&OpenFile>) -> Attr {
+    fn present_with(&self, mut attr: Attr, ino: Option<u64>, open: Option<&OpenFile>) -> Attr {
         if let Some(map) = self.cfg.idmap {
             if attr.uid == map.remote_uid {
                 attr.uid = map.local_uid;
@@ -280,10 +285,31 @@ impl Fs {
                 attr.gid = map.local_gid;
             }
         }
-        if let Some(size) = open.and_then(OpenFile::shown_size) {
-            attr.size = size;
+        if let Some(open) = open {
+            if let Some(size) = open.shown_size() {
+                attr.size = size;
+            }
+            if open.unlinked() {
+                attr.nlink = 0;
+            }
+        }
+        attr.ctime = attr.ctime.max(attr.mtime);
+        if let Some(changed) = ino.and_then(|ino| lock(&self.changed).get(&ino).copied()) {
+            attr.ctime = attr.ctime.max(changed);
         }
         attr
+    }
+
+    /// Records that `ino` changed through the mount now: its ctime moves
+    /// forward, even within one clock tick.
+    fn note_change(&self, ino: u64) {
+        let now = SystemTime::now();
+        let mut changed = lock(&self.changed);
+        let at = match changed.get(&ino) {
+            Some(&last) if last >= now => last + Duration::from_nanos(1),
+            _ => now,
+        };
+        changed.insert(ino, at);
     }
 
     /// Attributes of a remote path, through the cache.
@@ -343,6 +369,7 @@ impl Fs {
         if gone {
             lock(&self.seen).remove(&ino);
             lock(&self.listed).remove(&ino);
+            lock(&self.changed).remove(&ino);
             lock(&self.snapshots).pop(&ino);
             self.blocks.forget_file(ino);
         }
@@ -374,6 +401,9 @@ impl Fs {
             gid: 0,
             atime: state.version.1,
             mtime: state.version.1,
+            ctime: state.version.1,
+            // No name on the server.
+            nlink: 0,
         })
     }
 
@@ -402,6 +432,7 @@ impl Fs {
             shown.atime = resolve(changes.atime, shown.atime);
             shown.mtime = resolve(changes.mtime, shown.mtime);
             self.meta.put(&path, shown.clone());
+            self.note_change(ino);
             return Ok(self.present(Some(ino), shown));
         }
         // A time the protocol cannot carry fails the call before anything
@@ -465,6 +496,7 @@ impl Fs {
                 .setattr(&target, SetAttr::Times { atime, mtime })?;
         }
         drop(open);
+        self.note_change(ino);
         self.meta.forget(&path);
         let attr = self.stat_fresh(&path)?;
         Ok(self.present(Some(ino), attr))
@@ -568,6 +600,8 @@ impl Fs {
         }
         if let Some(ino) = ino {
             self.blocks.forget_file(ino);
+            // One name fewer: still seen through open descriptors.
+            self.note_change(ino);
         }
         self.removed(&path);
         Ok(())
@@ -639,6 +673,10 @@ impl Fs {
         files::rename_over(&*self.remote, &from, &to)?;
         if let Some(ino) = replaced {
             self.blocks.forget_file(ino);
+            self.note_change(ino);
+        }
+        if let Some(ino) = source_ino {
+            self.note_change(ino);
         }
         self.forget_name(&from);
         self.meta.forget_tree(&to);
@@ -683,7 +721,7 @@ impl Fs {
         let path = lock(&self.inodes).path(ino)?.to_path_buf();
         match self.meta.get(&path) {
             Some(Lookup::Found(attr)) if attr.kind == Kind::Dir => {
-                Some(self.present_with(attr, None))
+                Some(self.present_with(attr, Some(ino), None))
             }
             _ => None,
         }
@@ -700,11 +738,13 @@ impl Fs {
                 return Some((s.items.clone(), s.names));
             }
         }
-        let items: Arc<[DirItem]> = self
-            .cached_items(dir)?
+        let items = self.cached_items(dir)?;
+        let inos = self.changed_inos(&items);
+        let items: Arc<[DirItem]> = items
             .into_iter()
-            .map(|mut item| {
-                item.attr = self.present_with(item.attr, None);
+            .zip(inos)
+            .map(|(mut item, ino)| {
+                item.attr = self.present_with(item.attr, ino, None);
                 item
             })
             .collect();
@@ -821,7 +861,7 @@ impl Fs {
 
     fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
         // One look at the open files for the whole listing (usually none).
-        let open: Vec<Option<Arc<OpenFile>>> = {
+        let open: Vec<Option<(u64, Arc<OpenFile>)>> = {
             let open = lock(&self.open);
             if open.is_empty() {
                 vec![None; items.len()]
@@ -829,18 +869,34 @@ impl Fs {
                 let inodes = lock(&self.inodes);
                 items
                     .iter()
-                    .map(|i| inodes.ino(&i.path).and_then(|ino| open.get(&ino).cloned()))
+                    .map(|i| {
+                        let ino = inodes.ino(&i.path)?;
+                        Some((ino, open.get(&ino)?.clone()))
+                    })
                     .collect()
             }
         };
+        let changed = self.changed_inos(&items);
         items
             .into_iter()
-            .zip(open)
-            .map(|(mut item, state)| {
-                item.attr = self.present_with(item.attr, state.as_deref());
+            .zip(open.into_iter().zip(changed))
+            .map(|(mut item, (state, changed))| {
+                let ino = state.as_ref().map(|(ino, _)| *ino).or(changed);
+                let state = state.as_ref().map(|(_, s)| &**s);
+                item.attr = self.present_with(item.attr, ino, state);
                 item
             })
             .collect()
+    }
+
+    /// The inode of each listed entry that changed through the mount (its
+    /// ctime is then not the mtime); usually none.
+    fn changed_inos(&self, items: &[DirItem]) -> Vec<Option<u64>> {
+        if lock(&self.changed).is_empty() {
+            return vec![None; items.len()];
+        }
+        let inodes = lock(&self.inodes);
+        items.iter().map(|i| inodes.ino(&i.path)).collect()
     }
 
     /// The listing an open directory was opened on. Shared, not copied:
@@ -923,6 +979,7 @@ impl Fs {
         let mut keep_cache = false;
         if flags.truncate && flags.write {
             self.truncate_on_open(st, path)?;
+            self.note_change(ino);
             self.blocks.forget_file(ino);
             self.meta.update(path, |a| a.size = 0);
         } else if !st.reads_bypass_cache() {
@@ -1270,6 +1327,7 @@ impl Fs {
         written?;
         let size = st.size;
         drop(st);
+        self.note_change(h.ino);
         // No need to drop cached blocks here: reads of a written file
         // bypass them until the commit, which drops them.
         self.meta.update(&path, |a| {

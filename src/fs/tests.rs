@@ -586,3 +586,99 @@ fn a_time_the_protocol_cannot_carry_is_refused_and_changes_nothing() {
     let attr = fs.setattr(entry.ino, fine).expect("1970 itself is fine");
     assert_eq!(attr.mtime, std::time::UNIX_EPOCH);
 }
+
+#[test]
+fn ctime_moves_forward_with_every_change_through_the_mount() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"abc");
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let times = SetAttr::Times {
+        atime: old,
+        mtime: old,
+    };
+    mem.setattr(Path::new("/f"), times).expect("old times");
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    assert_eq!(f.attr.ctime, old, "nothing changed yet: the mtime");
+    let started = SystemTime::now();
+    let mut last = old;
+    let mut step = |what: &str, ino: u64| {
+        let attr = fs.getattr(ino).expect("getattr");
+        assert!(
+            attr.ctime > last,
+            "{what}: ctime {:?} <= {last:?}",
+            attr.ctime
+        );
+        assert!(attr.ctime >= started, "{what}");
+        assert!(attr.ctime >= attr.mtime, "{what}");
+        last = attr.ctime;
+    };
+    let set = |changes: SetAttrs| fs.setattr(f.ino, changes).expect("setattr");
+    set(SetAttrs {
+        mode: Some(0o600),
+        ..Default::default()
+    });
+    step("chmod", f.ino);
+    set(SetAttrs {
+        uid: Some(7),
+        gid: Some(8),
+        ..Default::default()
+    });
+    step("chown", f.ino);
+    let touched = set(SetAttrs {
+        atime: Some(TimeSet::At(old)),
+        mtime: Some(TimeSet::At(old)),
+        ..Default::default()
+    });
+    assert_eq!(touched.mtime, old, "utimens sets the mtime it was given");
+    step("utimens to an old time", f.ino);
+    let w = fs.open(f.ino, rw()).expect("open");
+    fs.write(w.fh, 0, b"X").expect("write");
+    step("write", f.ino);
+    fs.release(w.fh).expect("release");
+    set(SetAttrs {
+        size: Some(1),
+        ..Default::default()
+    });
+    step("truncate", f.ino);
+    fs.rename(
+        inodes::ROOT,
+        OsStr::new("f"),
+        inodes::ROOT,
+        OsStr::new("g"),
+        false,
+    )
+    .expect("rename");
+    let g = fs.lookup(inodes::ROOT, OsStr::new("g")).expect("lookup g");
+    assert_eq!(g.ino, f.ino, "the same file");
+    step("rename", g.ino);
+    mem.put_file("/other", b"o");
+    // Listings show it too (readdirplus gives the kernel these attributes).
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    let items = fs.readdir(dir.fh).expect("readdir");
+    fs.releasedir(dir.fh);
+    let listed = items.iter().find(|i| i.name == "g").expect("g listed");
+    assert_eq!(listed.attr.ctime, last, "the listing's ctime");
+    // Another file keeps its own.
+    let other = fs
+        .lookup(inodes::ROOT, OsStr::new("other"))
+        .expect("lookup");
+    assert_eq!(other.attr.ctime, other.attr.mtime);
+}
+
+#[test]
+fn an_open_file_whose_name_is_gone_has_no_links() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        mem.put_file("/f", b"data");
+        let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+        let h = fs.open(f.ino, rw()).expect("open");
+        assert_eq!(fs.getattr(f.ino).expect("fstat").nlink, 1);
+        fs.unlink(inodes::ROOT, OsStr::new("f")).expect("unlink");
+        let attr = fs.getattr(f.ino).expect("fstat after unlink");
+        assert_eq!(attr.nlink, 0, "random_write={random_write}");
+        assert_eq!(attr.size, 4);
+        fs.write(h.fh, 4, b"!").expect("write after unlink");
+        assert_eq!(fs.getattr(f.ino).expect("fstat").nlink, 0);
+        fs.release(h.fh).expect("release");
+    }
+}

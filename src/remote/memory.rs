@@ -27,14 +27,26 @@ pub struct Memory {
 }
 
 fn attr(kind: Kind, perm: u16) -> Attr {
+    let now = SystemTime::now();
     Attr {
         kind,
         size: 0,
         perm,
         uid: 0,
         gid: 0,
-        atime: SystemTime::now(),
-        mtime: SystemTime::now(),
+        atime: now,
+        mtime: now,
+        // As SFTP v3 servers: no ctime, no link count.
+        ctime: now,
+        nlink: 1,
+    }
+}
+
+/// Attributes as an SFTP v3 server gives them: no ctime but the mtime.
+fn shown(attr: &Attr) -> Attr {
+    Attr {
+        ctime: attr.mtime,
+        ..attr.clone()
     }
 }
 
@@ -124,7 +136,7 @@ impl Remote for Memory {
         self.stats.fetch_add(1, Ordering::SeqCst);
         self.nodes()
             .get(path)
-            .map(|n| n.attr.clone())
+            .map(|n| shown(&n.attr))
             .ok_or(Error::NotFound)
     }
 
@@ -139,7 +151,7 @@ impl Remote for Memory {
             .filter_map(|p| {
                 Some(DirEntry {
                     name: p.file_name()?.to_os_string(),
-                    attr: nodes.get(p)?.attr.clone(),
+                    attr: shown(&nodes.get(p)?.attr),
                 })
             })
             .collect())

@@ -40,6 +40,13 @@ pub struct Attr {
     pub gid: u32,
     pub atime: SystemTime,
     pub mtime: SystemTime,
+    /// When its attributes last changed. Neither SFTP v3 nor FTP carries
+    /// it, so remotes give the mtime; the filesystem layer moves it
+    /// forward for changes made through the mount.
+    pub ctime: SystemTime,
+    /// Names it has. SFTP v3 and FTP do not tell, so remotes give 1; the
+    /// filesystem layer gives 0 for an open file whose name is gone.
+    pub nlink: u32,
 }
 
 impl Attr {

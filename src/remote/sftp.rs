@@ -149,6 +149,8 @@ pub fn attr_from_stat(st: &FileStat) -> Attr {
         gid: st.gid.unwrap_or(0),
         atime: to_time(st.atime),
         mtime: to_time(st.mtime),
+        ctime: to_time(st.mtime),
+        nlink: 1,
     }
 }
 

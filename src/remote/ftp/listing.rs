@@ -219,6 +219,8 @@ fn list_attr(kind: Kind, size: u64, perm: u16, mtime: SystemTime) -> Attr {
         gid: 0,
         atime: mtime,
         mtime,
+        ctime: mtime,
+        nlink: 1,
     }
 }
 
@@ -694,6 +696,8 @@ impl<'a> Facts<'a> {
             gid: self.gid,
             atime: mtime,
             mtime,
+            ctime: mtime,
+            nlink: 1,
         }
     }
 }

@@ -634,6 +634,8 @@ impl FtpConnection {
             gid: self.core.ids.1,
             atime: UNIX_EPOCH,
             mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            nlink: 1,
         }
     }
 
