@@ -695,7 +695,8 @@ const OPTIONS: &[OptSpec] = &[
     flag(
         "default_permissions",
         Opt::DefaultPermissions,
-        "let the kernel check access against the file modes",
+        "let the kernel check every access against the file modes (without \
+         it the server decides, and access(2) is answered from the modes)",
     ),
     valued(
         "idmap",

@@ -104,6 +104,7 @@ pub fn errno(e: &fs::Error) -> Errno {
         fs::Error::InvalidName => libc::EINVAL,
         fs::Error::IsADirectory => libc::EISDIR,
         fs::Error::Exists => libc::EEXIST,
+        fs::Error::PermissionDenied => libc::EACCES,
         fs::Error::WriteFailed(_) => libc::EIO,
         fs::Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
     };
@@ -564,9 +565,24 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        // The server decides; the kernel checks modes with default_permissions.
-        reply.ok();
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Also asked for chdir. Without default_permissions the kernel
+        // checks nothing itself, so this answers as a local filesystem.
+        let caller = fs::access::Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+        };
+        let wanted = [
+            (AccessFlags::R_OK, fs::access::READ),
+            (AccessFlags::W_OK, fs::access::WRITE),
+            (AccessFlags::X_OK, fs::access::EXEC),
+        ];
+        let mask = wanted
+            .iter()
+            .filter(|(flag, _)| mask.contains(*flag))
+            .fold(0, |bits, (_, bit)| bits | bit);
+        self.meta(move |fs| reply_empty(reply, fs.access(ino.0, caller, mask), "access"));
     }
 
     fn create(

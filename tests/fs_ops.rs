@@ -47,6 +47,7 @@ per_protocol! {
     utimens_out_of_range,
     ctime_follows_changes,
     chown,
+    access_follows_modes_and_owner,
     symlink_readlink_lstat,
     mkdir_rmdir,
     unlink,
@@ -626,6 +627,154 @@ fn utimens_out_of_range(p: Proto) {
     } else {
         utimens(&m, T::Omit, T::At(1_600_000_000), false).expect("an ordinary time");
         assert_eq!(meta(&s).mtime(), 1_600_000_000);
+    }
+}
+
+/// access(2) of `name` in `dir` by a process with `uid`, `gid` and the
+/// supplementary `groups`: a child that enters `dir` as root (so the path
+/// above it needs no permissions), drops to those ids and asks.
+fn access_as(dir: &Path, name: &str, ids: (u32, u32, &[u32]), mode: i32) -> std::io::Result<()> {
+    use std::ffi::CString;
+    const SETUP_FAILED: i32 = 200;
+    let (uid, gid, groups) = ids;
+    let dir = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let name = CString::new(name).unwrap();
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY: the child makes only async-signal-safe calls, on memory
+    // prepared before the fork, and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            let code = if libc::chdir(dir.as_ptr()) != 0
+                || libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                SETUP_FAILED
+            } else if libc::access(name.as_ptr(), mode) == 0 {
+                0
+            } else {
+                *libc::__errno_location()
+            };
+            libc::_exit(code);
+        }
+    }
+    assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    let mut status = 0;
+    // SAFETY: waits for the child just made.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(waited, pid, "waitpid");
+    assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        SETUP_FAILED => panic!("the child could not enter the mount or take ids {uid}/{gid}"),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// access(2) as this process (root).
+fn access(p: &Path, mode: i32) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+// access(2) answers from the mode bits and owner as the mount shows them, as
+// a local filesystem: owner, else group (primary or supplementary), else
+// other bits; root reads and writes anything and executes only what has an
+// x bit (or is a directory).
+fn access_follows_modes_and_owner(p: Proto) {
+    // Other users may use this mount, so that they can be asked about.
+    let fx = Fixture::new(p, "access", &["-o", "allow_other"]);
+    for (name, mode) in [
+        ("r644", 0o644),
+        ("x755", 0o755),
+        ("none", 0o000),
+        ("g640", 0o640),
+    ] {
+        set_mode(&fx.put(name, b"x"), mode);
+    }
+    set_mode(&fx.put("o077", b"x"), 0o077);
+    set_mode(&fx.put_dir("d700"), 0o700);
+    let owner = 4243;
+    if p == Proto::Sftp {
+        // The owner as the server has it (FTP shows every file as the
+        // local user's). Only its attributes are looked at, never its data.
+        std::os::unix::fs::chown(fx.s("o077"), Some(owner), Some(owner)).unwrap();
+    }
+    let (r, w, x) = (libc::R_OK, libc::W_OK, libc::X_OK);
+    let denied = &[libc::EACCES];
+
+    // Root.
+    access(&fx.m("r644"), libc::F_OK).expect("F_OK");
+    access(&fx.m("none"), r | w).expect("root reads and writes a 0000 file");
+    assert_errno(access(&fx.m("r644"), x), denied, "root X_OK on a 0644 file");
+    assert_errno(access(&fx.m("none"), x), denied, "root X_OK on a 0000 file");
+    access(&fx.m("x755"), x).expect("root X_OK on a 0755 file");
+    access(&fx.m("d700"), r | w | x).expect("root on a 0700 directory");
+    assert_errno(
+        access(&fx.m("missing"), libc::F_OK),
+        &[libc::ENOENT],
+        "F_OK of a missing name",
+    );
+
+    // Another user, in the file's group or not.
+    let dir = fx.m("");
+    let group = meta(&fx.m("g640")).gid();
+    assert_ne!(group, 4242, "the group the test takes as 'other'");
+    let other: (u32, u32, &[u32]) = (4242, 4242, &[]);
+    let in_group: (u32, u32, &[u32]) = (4242, group, &[]);
+    let supplementary: (u32, u32, &[u32]) = (4242, 4242, &[group]);
+    access_as(&dir, "r644", other, r).expect("other reads a 0644 file");
+    assert_errno(
+        access_as(&dir, "r644", other, w),
+        denied,
+        "other writes a 0644 file",
+    );
+    assert_errno(
+        access_as(&dir, "g640", other, r),
+        denied,
+        "other reads a 0640 file",
+    );
+    access_as(&dir, "g640", in_group, r).expect("the group reads a 0640 file");
+    assert_errno(
+        access_as(&dir, "g640", in_group, w),
+        denied,
+        "the group writes a 0640 file",
+    );
+    access_as(&dir, "g640", supplementary, r).expect("a supplementary group reads a 0640 file");
+    access_as(&dir, "x755", other, r | x).expect("other runs a 0755 file");
+    assert_errno(
+        access_as(&dir, "r644", other, x),
+        denied,
+        "other runs a 0644 file",
+    );
+    access_as(&dir, "missing", other, libc::F_OK).expect_err("F_OK of a missing name");
+    assert_errno(
+        access_as(&dir, "d700", other, x),
+        denied,
+        "other searches a 0700 directory",
+    );
+
+    // The owner's bits decide for the owner, even where others may more.
+    if p == Proto::Sftp {
+        assert_eq!(meta(&fx.m("o077")).uid(), owner);
+        let the_owner: (u32, u32, &[u32]) = (owner, owner, &[]);
+        assert_errno(
+            access_as(&dir, "o077", the_owner, r),
+            denied,
+            "the owner of a 0077 file",
+        );
+        access_as(&dir, "o077", other, r | w | x).expect("others on a 0077 file");
+    } else {
+        skip(
+            p,
+            "owner checks: FTP shows every file as the mounting user's",
+        );
     }
 }
 

@@ -6,6 +6,7 @@
 //! affected cache entries at once. It must not name a fuser type (fuse.rs
 //! adapts) nor a protocol (it only sees `dyn Remote`).
 
+pub mod access;
 pub mod files;
 pub mod inodes;
 mod open_file;
@@ -55,6 +56,8 @@ pub enum Error {
     IsADirectory,
     #[error("file exists")]
     Exists,
+    #[error("permission denied")]
+    PermissionDenied,
     #[error("an earlier write failed: {0}")]
     WriteFailed(String),
     #[error("local I/O error: {0}")]
@@ -387,6 +390,23 @@ impl Fs {
             other => other?,
         };
         Ok(self.present(Some(ino), attr))
+    }
+
+    /// access(2): whether `caller` may do what `mask` (of `access::READ`,
+    /// `WRITE`, `EXEC`; empty: existence) asks of `ino`, judged from the
+    /// attributes as the mount shows them (ids mapped), as a local
+    /// filesystem would. The server still decides each real operation.
+    pub fn access(&self, ino: u64, caller: access::Caller, mask: u32) -> Result<()> {
+        let attr = self.getattr(ino)?;
+        if mask & access::WRITE != 0 {
+            self.writable()?;
+        }
+        let in_groups = |gid| access::supplementary_groups(caller.pid).contains(&gid);
+        if access::permitted(&attr, caller.uid, caller.gid, mask, in_groups) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied)
+        }
     }
 
     /// Attributes of a file that is open but has no name on the server.

@@ -682,3 +682,75 @@ fn an_open_file_whose_name_is_gone_has_no_links() {
         fs.release(h.fh).expect("release");
     }
 }
+
+#[test]
+fn access_judges_the_attributes_as_the_mount_shows_them() {
+    let mem = Arc::new(Memory::new(true));
+    let (_, plain, _s) = setup(true);
+    let cfg = FsConfig {
+        idmap: Some(IdMapping {
+            remote_uid: 500,
+            remote_gid: 600,
+            local_uid: 1000,
+            local_gid: 1000,
+        }),
+        ..plain.cfg.clone()
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    mem.put_file("/f", b"x");
+    mem.setattr(Path::new("/f"), SetAttr::Mode(0o640))
+        .expect("chmod");
+    mem.setattr(Path::new("/f"), SetAttr::Owner(Some(500), Some(600)))
+        .expect("chown");
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let who = |uid, gid| access::Caller {
+        uid,
+        gid,
+        pid: std::process::id(),
+    };
+    let (r, w, x) = (access::READ, access::WRITE, access::EXEC);
+    fs.access(f.ino, who(1000, 1000), r | w)
+        .expect("the remote owner appears as the local user");
+    assert!(matches!(
+        fs.access(f.ino, who(500, 1), r),
+        Err(Error::PermissionDenied)
+    ));
+    fs.access(f.ino, who(2000, 1000), r)
+        .expect("the mapped group");
+    assert!(matches!(
+        fs.access(f.ino, who(2000, 1000), w),
+        Err(Error::PermissionDenied)
+    ));
+    fs.access(f.ino, who(0, 0), r | w).expect("root");
+    assert!(
+        matches!(fs.access(f.ino, who(0, 0), x), Err(Error::PermissionDenied)),
+        "X_OK on a file without x bits, even for root"
+    );
+    fs.access(f.ino, who(4321, 4321), 0)
+        .expect("F_OK: it exists");
+    fs.access(inodes::ROOT, who(0, 0), x)
+        .expect("a directory is searchable by root");
+}
+
+#[test]
+fn access_for_writing_on_a_read_only_mount_is_erofs() {
+    let mem = Arc::new(Memory::new(true));
+    let (_, plain, _s) = setup(true);
+    let cfg = FsConfig {
+        read_only: true,
+        ..plain.cfg.clone()
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    mem.put_file("/f", b"x");
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let root = access::Caller {
+        uid: 0,
+        gid: 0,
+        pid: std::process::id(),
+    };
+    fs.access(f.ino, root, access::READ).expect("read");
+    assert!(matches!(
+        fs.access(f.ino, root, access::WRITE),
+        Err(Error::ReadOnly)
+    ));
+}
