@@ -349,13 +349,14 @@ impl fuser::Filesystem for FuseAdapter {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // Neither SFTP v3 nor FTP can make hard links reliably.
-        reply.error(Errno::from_i32(libc::EPERM));
+        let name = newname.to_os_string();
+        // It may first commit what an open file holds: data lane.
+        self.data(move |fs| reply_entry(fs, reply, fs.link(ino.0, newparent.0, &name), "link"));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

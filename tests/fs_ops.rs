@@ -57,7 +57,7 @@ per_protocol! {
     rename_racing_a_flush_keeps_data,
     rename_dir_over_empty_dir,
     rename_dir_over_nonempty_dir,
-    hard_link_is_eperm,
+    hard_link,
     statfs,
     names_spaces_unicode,
     names_leading_trailing_spaces,
@@ -1228,16 +1228,53 @@ fn rename_dir_over_nonempty_dir(p: Proto) {
     assert_eq!(read(&fx.m("d1/f")), b"one");
 }
 
-// Hard links are refused with EPERM on every protocol.
-fn hard_link_is_eperm(p: Proto) {
+// Hard links: SFTP makes them with hardlink@openssh.com (OpenSSH offers
+// it), and both names then work, through the mount and on the server; FTP
+// cannot, and says EPERM.
+fn hard_link(p: Proto) {
     let fx = Fixture::new(p, "link", &[]);
-    fx.put("f", b"x");
+    fx.put("f", b"linked content");
+    names(&fx.m("")); // the listing is cached: the new name must join it
+    if p.is_ftp() {
+        assert_errno(
+            fs::hard_link(fx.m("f"), fx.m("g")),
+            &[libc::EPERM],
+            "link() over FTP",
+        );
+        assert!(!fx.s("g").exists());
+        return;
+    }
+    let ctime = |md: &fs::Metadata| (md.ctime(), md.ctime_nsec());
+    let before = ctime(&meta(&fx.m("f")));
+    fs::hard_link(fx.m("f"), fx.m("g")).expect("link()");
+    let (sf, sg) = (meta(&fx.s("f")), meta(&fx.s("g")));
+    assert_eq!(sf.ino(), sg.ino(), "one file with two names on the server");
+    assert_eq!(sg.nlink(), 2);
+    assert_eq!(read(&fx.m("g")), b"linked content");
+    assert_eq!(meta(&fx.m("g")).len(), 14);
+    assert_eq!(mode(&fx.m("g")), mode(&fx.m("f")));
+    assert!(names(&fx.m("")).contains(&"g".into()), "listed at once");
+    assert!(
+        ctime(&meta(&fx.m("f"))) > before,
+        "the linked file's ctime moved"
+    );
     assert_errno(
         fs::hard_link(fx.m("f"), fx.m("g")),
-        &[libc::EPERM],
-        "link()",
+        &[libc::EEXIST],
+        "link() to a name that exists",
     );
-    assert!(!fx.s("g").exists());
+    assert_errno(
+        fs::hard_link(fx.m("missing"), fx.m("h")),
+        &[libc::ENOENT],
+        "link() of a missing file",
+    );
+    fs::remove_file(fx.m("f")).unwrap();
+    assert_eq!(
+        read(&fx.m("g")),
+        b"linked content",
+        "the other name keeps it"
+    );
+    assert_eq!(meta(&fx.s("g")).nlink(), 1);
 }
 
 // statfs reports the server filesystem's figures (SFTP) or sane ones (FTP).

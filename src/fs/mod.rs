@@ -601,6 +601,33 @@ impl Fs {
         self.created(&path)
     }
 
+    /// A hard link: `new_name` in `new_parent` for the file `ino`, where
+    /// the server can make one (`EPERM` otherwise). The new name gets an
+    /// inode of its own (inodes are names here); the file's ctime moves.
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> Result<Entry> {
+        self.writable()?;
+        let to = self.child_path(new_parent, new_name)?;
+        if files::is_private_name(new_name.as_bytes()) {
+            return Err(Error::InvalidName);
+        }
+        // An open file stays locked while it gets the name, and what it
+        // holds goes to the server first, so the new name shows it (a
+        // rewrite under a temporary name would otherwise leave the new
+        // name on the old content).
+        let state = lock(&self.open).get(&ino).cloned();
+        let mut open = state.as_deref().map(OpenFile::lock);
+        let from = self.path_of(ino)?;
+        if let Some(st) = open.as_mut() {
+            if st.error.is_none() {
+                self.commit_locked(ino, st, &from)?;
+            }
+        }
+        self.remote.link(&from, &to)?;
+        drop(open);
+        self.note_change(ino);
+        self.created(&to)
+    }
+
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         self.writable()?;
         let path = self.child_path(parent, name)?;

@@ -754,3 +754,58 @@ fn access_for_writing_on_a_read_only_mount_is_erofs() {
         Err(Error::ReadOnly)
     ));
 }
+
+#[test]
+fn link_gives_a_second_name_and_moves_the_files_ctime() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"shared");
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    fs.releasedir(dir.fh);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let before = fs.getattr(f.ino).expect("getattr").ctime;
+    let g = fs.link(f.ino, inodes::ROOT, OsStr::new("g")).expect("link");
+    assert_ne!(g.ino, f.ino, "a name of its own");
+    assert_eq!(g.attr.size, 6, "the new name's attributes");
+    assert!(fs.getattr(f.ino).expect("getattr").ctime > before);
+    let found = fs.lookup(inodes::ROOT, OsStr::new("g")).expect("lookup g");
+    assert_eq!(found.ino, g.ino);
+    let h = fs.open(g.ino, OpenFlags::default()).expect("open g");
+    assert_eq!(fs.read(h.fh, 0, 100).expect("read"), b"shared");
+    fs.release(h.fh).expect("release");
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    let names: Vec<_> = fs
+        .readdir(dir.fh)
+        .expect("readdir")
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    fs.releasedir(dir.fh);
+    assert_eq!(
+        names.len(),
+        2,
+        "the cached listing has the new name: {names:?}"
+    );
+    assert!(matches!(
+        fs.link(f.ino, inodes::ROOT, OsStr::new("g")),
+        Err(Error::Remote(remote::Error::Exists))
+    ));
+}
+
+#[test]
+fn link_of_a_file_being_written_shows_what_was_written() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        let (f, opened) = fs
+            .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+            .expect("create");
+        fs.write(opened.fh, 0, b"written").expect("write");
+        fs.link(f.ino, inodes::ROOT, OsStr::new("g")).expect("link");
+        assert_eq!(
+            mem.content("/g").as_deref(),
+            Some(&b"written"[..]),
+            "random_write={random_write}"
+        );
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"written"[..]));
+    }
+}

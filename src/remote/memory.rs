@@ -335,6 +335,22 @@ impl Remote for Memory {
         Ok(())
     }
 
+    /// The new name gets a copy of the node: enough for tests of names and
+    /// caches (a write through one name does not show in the other).
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, to)?;
+        if nodes.contains_key(to) {
+            return Err(Error::Exists);
+        }
+        let node = nodes.get(from).ok_or(Error::NotFound)?.clone();
+        if node.attr.kind == Kind::Dir {
+            return Err(Error::NotPermitted);
+        }
+        nodes.insert(to.to_path_buf(), node);
+        Ok(())
+    }
+
     fn readlink(&self, path: &Path) -> Result<PathBuf> {
         self.nodes()
             .get(path)

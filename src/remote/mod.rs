@@ -276,6 +276,13 @@ pub trait Remote: Send + Sync {
     fn symlink(&self, target: &Path, link: &Path) -> Result<()>;
     fn readlink(&self, path: &Path) -> Result<std::path::PathBuf>;
 
+    /// A new name `to` for the file `from` (a hard link). `NotPermitted`
+    /// where the protocol or server cannot make one.
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        let _ = (from, to);
+        Err(Error::NotPermitted)
+    }
+
     fn statfs(&self, path: &Path) -> Result<StatFs>;
 
     /// Ask the server to commit a file to stable storage, where it can.

@@ -63,6 +63,11 @@ pub trait Connection: Send + 'static {
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()>;
     fn symlink(&mut self, target: &Path, link: &Path) -> Result<()>;
     fn readlink(&mut self, path: &Path) -> Result<PathBuf>;
+    /// A hard link; `NotPermitted` unless the protocol can make one.
+    fn link(&mut self, from: &Path, to: &Path) -> Result<()> {
+        let _ = (from, to);
+        Err(Error::NotPermitted)
+    }
     fn statfs(&mut self, path: &Path) -> Result<StatFs>;
     fn fsync(&mut self, path: &Path) -> Result<()>;
     /// Cheap liveness probe for idle connections (SSH keepalive, FTP NOOP).
@@ -546,6 +551,10 @@ impl<C: Connector> Remote for Pool<C> {
     }
     fn readlink(&self, path: &Path) -> Result<PathBuf> {
         self.run(Lane::Meta, true, |c| c.readlink(path))
+    }
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        // A new name: like create, it changes what `to` names.
+        self.renaming(|| self.run(Lane::Meta, false, |c| c.link(from, to)))
     }
     fn statfs(&self, path: &Path) -> Result<StatFs> {
         self.run(Lane::Meta, true, |c| c.statfs(path))

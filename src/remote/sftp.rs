@@ -238,7 +238,7 @@ impl SftpConnection {
     /// The extensions' channel; None when the server opens no second
     /// channel (`MaxSessions 1`): the extensions are then missing, as on
     /// servers that lack them.
-    fn ext(&mut self) -> Result<Option<&SftpExt>> {
+    fn ext(&mut self) -> Result<Option<&mut SftpExt>> {
         if self.ext.is_none() && !self.ext_refused {
             match SftpExt::open(&self.session)? {
                 Some(ext) => self.ext = Some(ext),
@@ -248,7 +248,7 @@ impl SftpConnection {
                 }
             }
         }
-        Ok(self.ext.as_ref())
+        Ok(self.ext.as_mut())
     }
 
     /// The result of a call on `path`, with a bare "failure" explained.
@@ -551,6 +551,19 @@ impl Connection for SftpConnection {
 
     fn readlink(&mut self, path: &Path) -> Result<PathBuf> {
         self.sftp.readlink(path).map_err(|e| map_err(e, "readlink"))
+    }
+
+    fn link(&mut self, from: &Path, to: &Path) -> Result<()> {
+        let linked = match self.ext()? {
+            Some(ext) => ext.hardlink(from, to),
+            None => Ok(false),
+        };
+        match linked {
+            Ok(true) => Ok(()),
+            // Without hardlink@openssh.com SFTP v3 has no way: as FTP.
+            Ok(false) => Err(Error::NotPermitted),
+            Err(e) => Err(self.explain_failure(e, to, Expect::Absent)),
+        }
     }
 
     fn statfs(&mut self, path: &Path) -> Result<StatFs> {
