@@ -6,8 +6,9 @@
 //! What the caches alone can answer without waiting (readdir pages, a cached
 //! directory's opendir and getattr) is answered on the dispatcher itself.
 //! This is the one place where errors become errno. It owns kernel options
-//! (READDIRPLUS, max_write, open flags) and passes on the TTL the caches
-//! use; it must not contain filesystem logic.
+//! (READDIRPLUS, max_write, open flags) and notifications to the kernel,
+//! and passes on the TTL the caches use; it must not contain filesystem
+//! logic.
 
 use std::ffi::OsStr;
 use std::io;
@@ -17,7 +18,7 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
@@ -48,6 +49,8 @@ pub struct FuseAdapter {
     fs: Arc<Fs>,
     meta: OnceLock<Workers>,
     data: OnceLock<Workers>,
+    /// Set once the session exists (see `notifier_slot`).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl FuseAdapter {
@@ -56,7 +59,14 @@ impl FuseAdapter {
             fs,
             meta: OnceLock::new(),
             data: OnceLock::new(),
+            notifier: Arc::default(),
         }
+    }
+
+    /// Where the caller puts the session's notifier once the session that
+    /// takes this adapter exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
     }
 
     fn meta(&self, job: impl FnOnce(&Fs) + Send + 'static) {
@@ -165,6 +175,17 @@ fn fopen_flags(base: FopenFlags, opened: &Opened) -> FopenFlags {
         base | FopenFlags::FOPEN_KEEP_CACHE
     } else {
         base
+    }
+}
+
+/// Makes the kernel drop its cached attributes of `ino` (not its pages:
+/// an open without keep-cache does that).
+fn forget_kernel_attrs(notifier: &OnceLock<Notifier>, ino: INodeNo) {
+    let Some(notifier) = notifier.get() else {
+        return;
+    };
+    if let Err(e) = notifier.inval_inode(ino, -1, 0) {
+        tracing::debug!("cannot invalidate the attributes of inode {}: {e}", ino.0);
     }
 }
 
@@ -361,8 +382,17 @@ impl fuser::Filesystem for FuseAdapter {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let flags = open_flags(flags.0);
+        let notifier = self.notifier.clone();
         self.meta(move |fs| match fs.open(ino.0, flags) {
-            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(FopenFlags::empty(), &o)),
+            Ok(o) => {
+                if o.attrs_changed {
+                    // Before the reply, so that no read of this open goes
+                    // by the old size: the kernel asks for the attributes
+                    // again (the caches answer, fresh from the open).
+                    forget_kernel_attrs(&notifier, ino);
+                }
+                reply.opened(FileHandle(o.fh), fopen_flags(FopenFlags::empty(), &o))
+            }
             Err(e) => reply.error(fail("open", &e)),
         });
     }

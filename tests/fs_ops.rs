@@ -66,6 +66,8 @@ per_protocol! {
     missing_is_enoent,
     name_too_long,
     server_changes_become_visible,
+    close_to_open,
+    nocto_trusts_the_cache,
     own_writes_visible_at_once,
     dir_mtime_follows_changes_through_mount,
     fsync_reaches_server,
@@ -1233,7 +1235,9 @@ fn rename_dir_over_nonempty_dir(p: Proto) {
 // cannot, and says EPERM.
 fn hard_link(p: Proto) {
     let fx = Fixture::new(p, "link", &[]);
-    fx.put("f", b"linked content");
+    let s = fx.put("f", b"linked content");
+    // An old mtime, so that a write through the mount makes a new version.
+    set_server_times(&s, 1_600_000_000, 1_600_000_000);
     names(&fx.m("")); // the listing is cached: the new name must join it
     if p.is_ftp() {
         assert_errno(
@@ -1268,10 +1272,15 @@ fn hard_link(p: Proto) {
         &[libc::ENOENT],
         "link() of a missing file",
     );
+    // An edit in place through one name shows through the other (its next
+    // open looks at the server: close-to-open).
+    open_rw(&fx.m("f")).write_all_at(b"LINKED", 0).unwrap();
+    assert_eq!(read(&fx.m("g")), b"LINKED content", "the edit, through g");
+    assert_eq!(read(&fx.s("g")), b"LINKED content", "on the server");
     fs::remove_file(fx.m("f")).unwrap();
     assert_eq!(
         read(&fx.m("g")),
-        b"linked content",
+        b"LINKED content",
         "the other name keeps it"
     );
     assert_eq!(meta(&fx.s("g")).nlink(), 1);
@@ -1550,6 +1559,48 @@ fn server_changes_become_visible(p: Proto) {
         COHERENCE_DEADLINE,
         || fs::metadata(fx.m("late")).is_err() && !names(&fx.m("")).contains(&"late".into()),
     );
+}
+
+// Close-to-open, as NFS: a change made on the server before open() is seen
+// by that open, even within the cache timeout (20 s here), while stat keeps
+// answering from the cache until then.
+fn close_to_open(p: Proto) {
+    let fx = Fixture::new(p, "cto", &[]);
+    let s = fx.put("c", b"version one");
+    set_server_times(&s, 1_600_000_000, 1_600_000_000);
+    let m = fx.m("c");
+    assert_eq!(read(&m), b"version one");
+    assert_eq!(read(&m), b"version one", "again, from the caches");
+
+    fs::write(&s, b"version two, longer").unwrap();
+    assert_eq!(meta(&m).len(), 11, "stat still answers from the cache");
+    let mut f = File::open(&m).unwrap();
+    let mut got = Vec::new();
+    f.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"version two, longer", "the next open sees it, whole");
+    assert_eq!(f.metadata().unwrap().len(), 19, "fstat of that open");
+    drop(f);
+
+    // Same size, another mtime: only the version tells.
+    fs::write(&s, b"VERSION TWO, LONGER").unwrap();
+    set_server_times(&s, 1_600_000_100, 1_600_000_100);
+    assert_eq!(read(&m), b"VERSION TWO, LONGER", "same size, new mtime");
+
+    // Shorter.
+    fs::write(&s, b"three").unwrap();
+    assert_eq!(read(&m), b"three", "a shorter file");
+}
+
+// -o nocto: open() trusts the caches for the cache timeout (today's
+// behaviour before close-to-open), so a server change is not seen at once.
+fn nocto_trusts_the_cache(p: Proto) {
+    let fx = Fixture::new(p, "nocto", &["-o", "nocto"]);
+    let s = fx.put("c", b"version one");
+    set_server_times(&s, 1_600_000_000, 1_600_000_000);
+    let m = fx.m("c");
+    assert_eq!(read(&m), b"version one");
+    fs::write(&s, b"version two, longer").unwrap();
+    assert_eq!(read(&m), b"version one", "served from the caches");
 }
 
 // What is written through the mount is visible through it at once, and on the server at close.

@@ -84,6 +84,9 @@ pub struct FsConfig {
     pub root: PathBuf,
     pub read_only: bool,
     pub atomic_writes: bool,
+    /// Every open looks at the file on the server (one stat) and drops
+    /// what is cached of an older version.
+    pub close_to_open: bool,
     pub block_size: u64,
     pub read_ahead_blocks: usize,
     pub cache_timeout: Duration,
@@ -142,6 +145,10 @@ pub struct Opened {
     pub fh: u64,
     /// The kernel may keep its page cache (the file did not change).
     pub keep_cache: bool,
+    /// The open found attributes newer than those the caches held: the
+    /// kernel's copy (its size above all, which bounds its reads) must be
+    /// dropped before the open returns.
+    pub attrs_changed: bool,
 }
 
 #[derive(Clone)]
@@ -834,7 +841,11 @@ impl Fs {
         let keep_cache = lock(&self.listed).insert(ino, digest) == Some(digest);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, items);
-        Opened { fh, keep_cache }
+        Opened {
+            fh,
+            keep_cache,
+            attrs_changed: false,
+        }
     }
 
     /// A listing from the caches: a fresh listing whose every entry still
@@ -969,12 +980,24 @@ impl Fs {
             self.writable()?;
         }
         let path = self.path_of(ino)?;
-        // Writers need the exact size (O_APPEND); readers accept the cache.
-        let attr = if flags.write {
+        // Close-to-open: a change made on the server before this open is
+        // seen by it, for one stat. Not while the file is open with
+        // content the server does not have yet: its open state is what
+        // counts then. Writers always need the exact size (O_APPEND).
+        let authoritative = lock(&self.open)
+            .get(&ino)
+            .is_some_and(|state| state.shown_size().is_some());
+        let check = self.cfg.close_to_open && !authoritative;
+        let cached = match self.meta.get(&path) {
+            Some(Lookup::Found(attr)) => Some(attr.version()),
+            _ => None,
+        };
+        let attr = if flags.write || check {
             self.stat_fresh(&path)?
         } else {
             self.stat_path(&path)?
         };
+        let attrs_changed = check && cached != Some(attr.version());
         if attr.kind == Kind::Dir {
             return Err(Error::IsADirectory);
         }
@@ -988,6 +1011,7 @@ impl Fs {
             Ok((keep_cache, failures)) => Ok(Opened {
                 fh: self.add_handle(ino, state, flags, failures),
                 keep_cache,
+                attrs_changed,
             }),
             Err(e) => {
                 let _ = self.drop_handle(ino, &state, false);
@@ -1031,7 +1055,13 @@ impl Fs {
             self.meta.update(path, |a| a.size = 0);
         } else if !st.reads_bypass_cache() {
             let version = attr.version();
-            keep_cache = lock(&self.seen).insert(ino, version) == Some(version);
+            let previous = lock(&self.seen).insert(ino, version);
+            keep_cache = previous == Some(version);
+            if previous.is_some_and(|v| v != version) {
+                // Blocks are keyed by version: the old ones are only dead
+                // weight now.
+                self.blocks.forget_file(ino);
+            }
             st.version = version;
             st.size = attr.size;
         }
@@ -1191,6 +1221,7 @@ impl Fs {
             Opened {
                 fh,
                 keep_cache: false,
+                attrs_changed: false,
             },
         ))
     }

@@ -16,6 +16,7 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         root: PathBuf::from("/"),
         read_only: false,
         atomic_writes: true,
+        close_to_open: true,
         block_size: 4,
         read_ahead_blocks: 2,
         cache_timeout: Duration::from_secs(60),
@@ -807,5 +808,96 @@ fn link_of_a_file_being_written_shows_what_was_written() {
         );
         fs.release(opened.fh).expect("release");
         assert_eq!(mem.content("/f").as_deref(), Some(&b"written"[..]));
+    }
+}
+
+/// Changes the server's copy of `path` behind the mount's back, with an
+/// mtime of its own.
+fn change_on_server(mem: &Memory, path: &str, data: &[u8], mtime_secs: u64) {
+    mem.put_file(path, data);
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs);
+    mem.setattr(Path::new(path), SetAttr::Times { atime: t, mtime: t })
+        .expect("times");
+}
+
+fn read_all(fs: &Fs, ino: u64) -> (Vec<u8>, Opened) {
+    let h = fs.open(ino, OpenFlags::default()).expect("open");
+    let data = fs.read(h.fh, 0, 1000).expect("read");
+    fs.release(h.fh).expect("release");
+    (data, h)
+}
+
+#[test]
+fn an_open_sees_what_changed_on_the_server_before_it_for_one_stat() {
+    let (mem, fs, _s) = setup(true);
+    change_on_server(&mem, "/f", b"one", 1_000_000_000);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let (data, _) = read_all(&fs, f.ino);
+    assert_eq!(data, b"one");
+    let (_, again) = read_all(&fs, f.ino);
+    assert!(again.keep_cache && !again.attrs_changed, "unchanged");
+
+    // Same size, another mtime: only the version tells.
+    change_on_server(&mem, "/f", b"two", 1_000_000_001);
+    let stats = mem.stats.load(Ordering::SeqCst);
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"two", "the open saw the server's change");
+    assert_eq!(mem.stats.load(Ordering::SeqCst), stats + 1, "one stat");
+    assert!(!opened.keep_cache, "the kernel drops its pages");
+    assert!(opened.attrs_changed, "and its attributes");
+
+    // stat keeps using the cache.
+    change_on_server(&mem, "/f", b"three!", 1_000_000_002);
+    let stats = mem.stats.load(Ordering::SeqCst);
+    assert_eq!(fs.getattr(f.ino).expect("getattr").size, 3, "cached");
+    assert_eq!(mem.stats.load(Ordering::SeqCst), stats, "no stat");
+    assert_eq!(read_all(&fs, f.ino).0, b"three!", "a longer file");
+    assert_eq!(fs.getattr(f.ino).expect("getattr").size, 6);
+}
+
+#[test]
+fn without_close_to_open_an_open_trusts_the_cache() {
+    let (mem, plain, _s) = setup(true);
+    let cfg = FsConfig {
+        close_to_open: false,
+        ..plain.cfg.clone()
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    change_on_server(&mem, "/f", b"one", 1_000_000_000);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    assert_eq!(read_all(&fs, f.ino).0, b"one");
+    change_on_server(&mem, "/f", b"two", 1_000_000_001);
+    let stats = mem.stats.load(Ordering::SeqCst);
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"one", "served from the cache, as asked");
+    assert!(opened.keep_cache && !opened.attrs_changed);
+    assert_eq!(mem.stats.load(Ordering::SeqCst), stats, "no stat");
+}
+
+#[test]
+fn an_open_of_a_file_being_written_keeps_the_writers_state() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        change_on_server(&mem, "/f", b"old", 1_000_000_000);
+        let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+        let w = fs.open(f.ino, rw()).expect("open to write");
+        fs.write(w.fh, 3, b" and new").expect("write");
+        let stats = mem.stats.load(Ordering::SeqCst);
+        let r = fs.open(f.ino, OpenFlags::default()).expect("open to read");
+        assert_eq!(
+            mem.stats.load(Ordering::SeqCst),
+            stats,
+            "no stat of the server's older copy"
+        );
+        assert!(!r.attrs_changed);
+        assert_eq!(
+            fs.read(r.fh, 0, 100).expect("read"),
+            b"old and new",
+            "random_write={random_write}"
+        );
+        assert_eq!(fs.getattr(f.ino).expect("getattr").size, 11);
+        fs.release(r.fh).expect("release the reader");
+        fs.release(w.fh).expect("release the writer");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"old and new"[..]));
     }
 }
