@@ -989,15 +989,29 @@ impl Fs {
             .is_some_and(|state| state.shown_size().is_some());
         let check = self.cfg.close_to_open && !authoritative;
         let cached = match self.meta.get(&path) {
-            Some(Lookup::Found(attr)) => Some(attr.version()),
+            Some(Lookup::Found(attr)) => Some(attr),
             _ => None,
         };
-        let attr = if flags.write || check {
+        let mut attr = if flags.write || check {
             self.stat_fresh(&path)?
         } else {
             self.stat_path(&path)?
         };
-        let attrs_changed = check && cached != Some(attr.version());
+        let mut attrs_changed = false;
+        if check {
+            if let Some(cached) = &cached {
+                if attr.mtime != cached.mtime && self.remote.same_version(&path, cached, &attr) {
+                    // The same content, where the cache had a coarser time
+                    // (an FTP listing's): keep showing that one, so that
+                    // the file does not seem changed to those who saw it.
+                    attr.mtime = cached.mtime;
+                    attr.atime = cached.atime;
+                    attr.ctime = cached.ctime;
+                    self.meta.put(&path, attr.clone());
+                }
+            }
+            attrs_changed = cached.as_ref() != Some(&attr);
+        }
         if attr.kind == Kind::Dir {
             return Err(Error::IsADirectory);
         }

@@ -901,3 +901,31 @@ fn an_open_of_a_file_being_written_keeps_the_writers_state() {
         assert_eq!(mem.content("/f").as_deref(), Some(&b"old and new"[..]));
     }
 }
+
+#[test]
+fn an_open_keeps_a_listings_coarser_time_while_the_file_is_the_same() {
+    let (mem, fs, _s) = setup(true);
+    mem.coarse_listings.store(true, Ordering::SeqCst);
+    change_on_server(&mem, "/f", b"one", 1_000_000_042);
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    fs.releasedir(dir.fh);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let listed = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_020);
+    assert_eq!(f.attr.mtime, listed, "the listing's time, to the minute");
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"one");
+    assert!(
+        !opened.attrs_changed,
+        "the exact time of the open's stat is the same file"
+    );
+    assert_eq!(
+        fs.getattr(f.ino).expect("getattr").mtime,
+        listed,
+        "so the file does not seem to change (editors would warn)"
+    );
+    // A real change is still one.
+    change_on_server(&mem, "/f", b"two", 1_000_000_100);
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"two");
+    assert!(opened.attrs_changed && !opened.keep_cache);
+}

@@ -24,6 +24,9 @@ pub struct Memory {
     pub fail_writes: AtomicBool,
     pub reads: AtomicUsize,
     pub stats: AtomicUsize,
+    /// Listings give mtimes cut to the minute, as an FTP `LIST` does
+    /// (stat stays exact, as with `MDTM`).
+    pub coarse_listings: AtomicBool,
 }
 
 fn attr(kind: Kind, perm: u16) -> Attr {
@@ -50,6 +53,14 @@ fn shown(attr: &Attr) -> Attr {
     }
 }
 
+fn to_the_minute(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs - secs % 60)
+}
+
 impl Memory {
     pub fn new(random_write: bool) -> Memory {
         let mut nodes = BTreeMap::new();
@@ -72,6 +83,7 @@ impl Memory {
             fail_writes: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
+            coarse_listings: AtomicBool::new(false),
         }
     }
 
@@ -132,6 +144,13 @@ impl Remote for Memory {
         self.caps
     }
 
+    fn same_version(&self, _path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        cached.version() == fresh.version()
+            || (self.coarse_listings.load(Ordering::SeqCst)
+                && cached.size == fresh.size
+                && cached.mtime == to_the_minute(fresh.mtime))
+    }
+
     fn stat(&self, path: &Path) -> Result<Attr> {
         self.stats.fetch_add(1, Ordering::SeqCst);
         self.nodes()
@@ -147,11 +166,18 @@ impl Remote for Memory {
             Some(_) => return Err(Error::NotADirectory),
             None => return Err(Error::NotFound),
         }
+        let coarse = self.coarse_listings.load(Ordering::SeqCst);
         Ok(Self::children(&nodes, path)
             .filter_map(|p| {
+                let mut attr = shown(&nodes.get(p)?.attr);
+                if coarse {
+                    attr.mtime = to_the_minute(attr.mtime);
+                    attr.atime = attr.mtime;
+                    attr.ctime = attr.mtime;
+                }
                 Some(DirEntry {
                     name: p.file_name()?.to_os_string(),
-                    attr: shown(&nodes.get(p)?.attr),
+                    attr,
                 })
             })
             .collect())

@@ -243,6 +243,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait Remote: Send + Sync {
     fn caps(&self) -> Caps;
 
+    /// Whether `fresh` (from `stat`) shows the same content of `path` as
+    /// `cached` did (perhaps from a listing, which some protocols give with
+    /// a coarser mtime): compared by version unless the protocol knows
+    /// better.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        let _ = path;
+        cached.version() == fresh.version()
+    }
+
     /// Attributes of `path` itself (lstat: a symlink is not followed).
     fn stat(&self, path: &Path) -> Result<Attr>;
 

@@ -79,6 +79,11 @@ pub trait Connector: Send + Sync + 'static {
     type Conn: Connection;
     fn connect(&self) -> Result<Self::Conn>;
     fn caps(&self) -> Caps;
+    /// As `Remote::same_version`.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        let _ = path;
+        cached.version() == fresh.version()
+    }
 }
 
 /// While the server is known to be unreachable, calls fail at once instead of
@@ -503,6 +508,9 @@ fn discard<T: Send + 'static>(conn: T) {
 impl<C: Connector> Remote for Pool<C> {
     fn caps(&self) -> Caps {
         self.connector.caps()
+    }
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        self.connector.same_version(path, cached, fresh)
     }
     fn stat(&self, path: &Path) -> Result<Attr> {
         self.run(Lane::Meta, true, |c| c.stat(path))

@@ -186,6 +186,19 @@ impl Connector for FtpConnector {
             times: TimeRange::FTP,
         }
     }
+
+    /// A listing's time may be coarse (minutes or days) where a stat asks
+    /// MDTM: the same file if its listing still shows the cached time and
+    /// that listed time was refined to exactly the fresh one.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        cached.version() == fresh.version()
+            || (cached.size == fresh.size
+                && self
+                    .core
+                    .learned
+                    .exact_mtime(path, cached.size, cached.mtime)
+                    == Some(fresh.mtime))
+    }
 }
 
 /// A download left open after a read that did not reach the end.
@@ -554,9 +567,12 @@ impl FtpConnection {
             return self.stat_by_cwd(path, Error::NotFound);
         };
         let precise = found.time_precise;
+        // As listed: `finish_entry` may put in the exact time learned
+        // before, but what is remembered pairs MDTM's with the listed one.
+        let listed = found.entry.attr.mtime;
         let mut attr = self.finish_entry(parent, found).attr;
         if !precise && attr.kind == Kind::File && self.features.mdtm {
-            self.refine_mtime(path, &mut attr)?;
+            self.refine_mtime(path, &mut attr, listed)?;
         }
         Ok(attr)
     }
@@ -573,8 +589,7 @@ impl FtpConnection {
 
     /// The listing's time is of minute or day precision: ask MDTM for the
     /// exact one, and remember it for later listings.
-    fn refine_mtime(&mut self, path: &Path, attr: &mut Attr) -> Result<()> {
-        let listed = attr.mtime;
+    fn refine_mtime(&mut self, path: &Path, attr: &mut Attr, listed: SystemTime) -> Result<()> {
         match self.mdtm(path) {
             Ok(Some(exact)) => {
                 attr.mtime = exact;
@@ -618,7 +633,8 @@ impl FtpConnection {
         attr.uid = self.core.ids.0;
         attr.gid = self.core.ids.1;
         if !facts.time_precise && attr.kind == Kind::File && self.features.mdtm {
-            self.refine_mtime(path, &mut attr)?;
+            let listed = attr.mtime;
+            self.refine_mtime(path, &mut attr, listed)?;
         }
         Ok(attr)
     }
