@@ -1589,6 +1589,27 @@ fn close_to_open(p: Proto) {
     // Shorter.
     fs::write(&s, b"three").unwrap();
     assert_eq!(read(&m), b"three", "a shorter file");
+
+    if p.is_ftp() {
+        // Over FTP a stat lists the whole directory: an open asks SIZE and
+        // MDTM instead (no data connection).
+        let count = |what: String| {
+            fs::read_to_string(fx.server.log_path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(&what))
+                .count()
+        };
+        let listings = || count(format!("\"CWD /{}\"", fx.sub));
+        let sizes = || count(format!("\"SIZE /{}/c\"", fx.sub));
+        let (listed, sized) = (listings(), sizes());
+        assert!(listed > 0, "stats listed the directory: the count can tell");
+        for _ in 0..3 {
+            assert_eq!(read(&m), b"three");
+        }
+        assert_eq!(listings(), listed, "an open lists no directory");
+        assert!(sizes() >= sized + 3, "each open asks SIZE");
+    }
 }
 
 // -o nocto: open() trusts the caches for the cache timeout (today's

@@ -333,7 +333,18 @@ impl Fs {
     }
 
     fn stat_fresh(&self, path: &Path) -> Result<Attr> {
-        match self.remote.stat(path) {
+        self.cache_stat(path, self.remote.stat(path))
+    }
+
+    /// `stat_fresh` of a file the caches know as `known`, for an open
+    /// (close-to-open): the remote may ask less than a whole stat.
+    fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        self.cache_stat(path, self.remote.stat_again(path, known))
+    }
+
+    /// Records the result of a stat in the caches.
+    fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
+        match result {
             Ok(attr) => {
                 self.meta.put(path, attr.clone());
                 Ok(attr)
@@ -992,10 +1003,10 @@ impl Fs {
             Some(Lookup::Found(attr)) => Some(attr),
             _ => None,
         };
-        let mut attr = if flags.write || check {
-            self.stat_fresh(&path)?
-        } else {
-            self.stat_path(&path)?
+        let mut attr = match &cached {
+            Some(known) if check && !flags.write => self.stat_again(&path, known)?,
+            _ if flags.write || check => self.stat_fresh(&path)?,
+            _ => self.stat_path(&path)?,
         };
         let mut attrs_changed = false;
         if check {

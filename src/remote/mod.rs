@@ -255,6 +255,15 @@ pub trait Remote: Send + Sync {
     /// Attributes of `path` itself (lstat: a symlink is not followed).
     fn stat(&self, path: &Path) -> Result<Attr>;
 
+    /// Fresh attributes of `path`, which the caches knew as `known`, for
+    /// an open that must see changes made on the server: as `stat`, but a
+    /// protocol whose stat is costly may ask only what tells the content's
+    /// version, and keep the rest of `known`.
+    fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        let _ = known;
+        self.stat(path)
+    }
+
     /// All entries of a directory except `.` and `..`.
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
 

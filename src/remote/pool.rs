@@ -45,6 +45,11 @@ fn counted<R>(counter: &AtomicU64, op: impl FnOnce() -> Result<R>) -> Result<R> 
 /// or stream may be stale.
 pub trait Connection: Send + 'static {
     fn stat(&mut self, path: &Path) -> Result<Attr>;
+    /// As `Remote::stat_again`.
+    fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        let _ = known;
+        self.stat(path)
+    }
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
     fn read(
         &mut self,
@@ -514,6 +519,9 @@ impl<C: Connector> Remote for Pool<C> {
     }
     fn stat(&self, path: &Path) -> Result<Attr> {
         self.run(Lane::Meta, true, |c| c.stat(path))
+    }
+    fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        self.run(Lane::Meta, true, |c| c.stat_again(path, known))
     }
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         self.run(Lane::Meta, true, |c| c.list(path))

@@ -655,6 +655,51 @@ impl FtpConnection {
         }
     }
 
+    /// `stat` for an open of a file known as `known`: a stat lists the
+    /// whole parent directory, so where the server has SIZE and MDTM
+    /// (two commands, no data connection) those tell whether the file is
+    /// still the one known. A full stat only when they cannot: the file
+    /// is not one any more, or a listing's coarse time is not yet paired
+    /// with an exact one (the stat pairs it for the next time).
+    fn version_check(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        if known.kind != Kind::File || !self.features.size || !self.features.mdtm {
+            return self.stat_inner(path);
+        }
+        let arg = path_arg(path)?;
+        let size = match self.ftp.size(&arg) {
+            Ok(size) => size as u64,
+            // Gone, or no longer a file: the full stat says which.
+            Err(e) if error_code(&e).is_some_and(|c| (400..600).contains(&c)) => {
+                return self.stat_inner(path)
+            }
+            Err(e) => return Err(map_err(e, "SIZE")),
+        };
+        let exact = match self.mdtm(path) {
+            Ok(Some(exact)) => exact,
+            Err(e) if e.breaks_connection() => return Err(e),
+            _ => return self.stat_inner(path),
+        };
+        let known_time = known.mtime == exact
+            || self
+                .learned()
+                .exact_mtime(path, known.size, known.mtime)
+                .is_some_and(|t| t == exact);
+        if size == known.size && known_time {
+            // The same file: as known (a listing's time stays as shown).
+            return Ok(known.clone());
+        }
+        if size != known.size {
+            return Ok(Attr {
+                size,
+                mtime: exact,
+                atime: exact,
+                ctime: exact,
+                ..known.clone()
+            });
+        }
+        self.stat_inner(path)
+    }
+
     /// Whether anything exists at `path`, cheaply where the server helps:
     /// SIZE answers for files and CWD for directories, with no data
     /// connection; otherwise the parent is listed.
@@ -987,6 +1032,10 @@ fn copy_into(src: &mut dyn Read, dst: &mut impl Write) -> std::result::Result<()
 impl Connection for FtpConnection {
     fn stat(&mut self, path: &Path) -> Result<Attr> {
         self.run(|c| c.stat_inner(path))
+    }
+
+    fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        self.run(|c| c.version_check(path, known))
     }
 
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
