@@ -643,7 +643,13 @@ impl Fs {
         self.remote.link(&from, &to)?;
         drop(open);
         self.note_change(ino);
-        self.created(&to)
+        // One file: the new name shows the same change.
+        let mut entry = self.created(&to)?;
+        self.note_change(entry.ino);
+        if let Some(&at) = lock(&self.changed).get(&entry.ino) {
+            entry.attr.ctime = entry.attr.ctime.max(at);
+        }
+        Ok(entry)
     }
 
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {

@@ -767,7 +767,10 @@ fn link_gives_a_second_name_and_moves_the_files_ctime() {
     let g = fs.link(f.ino, inodes::ROOT, OsStr::new("g")).expect("link");
     assert_ne!(g.ino, f.ino, "a name of its own");
     assert_eq!(g.attr.size, 6, "the new name's attributes");
-    assert!(fs.getattr(f.ino).expect("getattr").ctime > before);
+    let linked = fs.getattr(f.ino).expect("getattr").ctime;
+    assert!(linked > before, "the file's ctime moved");
+    assert!(g.attr.ctime >= linked, "the new name shows that change");
+    assert_eq!(fs.getattr(g.ino).expect("getattr").ctime, g.attr.ctime);
     let found = fs.lookup(inodes::ROOT, OsStr::new("g")).expect("lookup g");
     assert_eq!(found.ino, g.ino);
     let h = fs.open(g.ino, OpenFlags::default()).expect("open g");
