@@ -655,14 +655,19 @@ impl FtpConnection {
         }
     }
 
-    /// `stat` for an open of a file known as `known`: a stat lists the
-    /// whole parent directory, so where the server has SIZE and MDTM
-    /// (two commands, no data connection) those tell whether the file is
-    /// still the one known. A full stat only when they cannot: the file
-    /// is not one any more, or a listing's coarse time is not yet paired
-    /// with an exact one (the stat pairs it for the next time).
+    /// `stat` for an open of a file known as `known`. With MLST a stat is
+    /// one command; without, it lists the whole parent directory, so where
+    /// the server has SIZE and MDTM (two commands, no data connection)
+    /// those tell whether the file is still the one known. A full stat
+    /// only when they cannot: the file is not one any more, or a listing's
+    /// coarse time is not yet paired with an exact one (the stat pairs it
+    /// for the next time).
     fn version_check(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
-        if known.kind != Kind::File || !self.features.size || !self.features.mdtm {
+        if self.features.mlst
+            || known.kind != Kind::File
+            || !self.features.size
+            || !self.features.mdtm
+        {
             return self.stat_inner(path);
         }
         let arg = path_arg(path)?;
