@@ -1464,17 +1464,23 @@ fn unlinked_file_stays_usable(p: Proto) {
 // on a local filesystem; before the unlink it shows one.
 fn fstat_after_unlink_has_no_links(p: Proto) {
     let fx = Fixture::new(p, "nlink", &[]);
-    fx.put("w", b"written");
+    set_mode(&fx.put("w", b"written"), 0o640);
     fx.put("r", b"read only");
     let w = open_rw(&fx.m("w"));
     let r = File::open(fx.m("r")).unwrap();
-    assert_eq!(w.metadata().unwrap().nlink(), 1, "fstat before unlink");
+    let before = w.metadata().unwrap();
+    assert_eq!(before.nlink(), 1, "fstat before unlink");
     assert_eq!(r.metadata().unwrap().nlink(), 1, "fstat before unlink");
     fs::remove_file(fx.m("w")).unwrap();
     fs::remove_file(fx.m("r")).unwrap();
     let md = w.metadata().unwrap();
     assert_eq!(md.nlink(), 0, "fstat of a writer after unlink");
     assert_eq!(md.len(), 7, "and its size is still right");
+    assert_eq!(
+        (md.mode(), md.uid(), md.gid(), md.mtime()),
+        (before.mode(), before.uid(), before.gid(), before.mtime()),
+        "and its mode, owner and mtime"
+    );
     assert_eq!(
         r.metadata().unwrap().nlink(),
         0,

@@ -431,18 +431,27 @@ impl Fs {
     fn open_file_attr(&self, ino: u64) -> Option<Attr> {
         let state = lock(&self.open).get(&ino).cloned()?;
         let state = state.lock();
-        Some(Attr {
-            kind: Kind::File,
-            size: state.size,
-            perm: state.perm as u16,
-            uid: 0,
-            gid: 0,
-            atime: state.version.1,
-            mtime: state.version.1,
-            ctime: state.version.1,
-            // No name on the server.
-            nlink: 0,
-        })
+        let attr = match &state.last_attr {
+            Some(last) => Attr {
+                size: state.size,
+                perm: state.perm as u16,
+                nlink: 0,
+                ..last.clone()
+            },
+            None => Attr {
+                kind: Kind::File,
+                size: state.size,
+                perm: state.perm as u16,
+                uid: 0,
+                gid: 0,
+                atime: state.version.1,
+                mtime: state.version.1,
+                ctime: state.version.1,
+                nlink: 0,
+            },
+        };
+        // No name on the server.
+        Some(attr)
     }
 
     pub fn setattr(&self, ino: u64, changes: SetAttrs) -> Result<Attr> {
@@ -666,7 +675,11 @@ impl Fs {
         let ino = lock(&self.inodes).ino(&path);
         let state = ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
         match state {
-            Some(state) => self.unlink_open(&path, &state)?,
+            Some(state) => {
+                // What fstat shows once the server has no name for it.
+                let last = self.stat_path(&path).ok();
+                self.unlink_open(&path, &state, last)?
+            }
             None => self.remote.unlink(&path)?,
         }
         if let Some(ino) = ino {
@@ -681,7 +694,7 @@ impl Fs {
     /// Unlink of a file that is still open: its content must stay reachable
     /// through the open handles, so it moves to a hidden name (or, if it is
     /// being rewritten under a temporary name, the old file just goes).
-    fn unlink_open(&self, path: &Path, state: &OpenFile) -> Result<()> {
+    fn unlink_open(&self, path: &Path, state: &OpenFile, last: Option<Attr>) -> Result<()> {
         let mut state = state.lock();
         if state.handles == 0 {
             // The last release got here first: nothing keeps it open.
@@ -707,6 +720,7 @@ impl Fs {
             }
         }
         state.unlinked = true;
+        state.last_attr = last;
         Ok(())
     }
 

@@ -671,6 +671,10 @@ fn an_open_file_whose_name_is_gone_has_no_links() {
     for random_write in [true, false] {
         let (mem, fs, _s) = setup(random_write);
         mem.put_file("/f", b"data");
+        mem.setattr(Path::new("/f"), SetAttr::Owner(Some(7), Some(8)))
+            .expect("chown");
+        mem.setattr(Path::new("/f"), SetAttr::Mode(0o640))
+            .expect("chmod");
         let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
         let h = fs.open(f.ino, rw()).expect("open");
         assert_eq!(fs.getattr(f.ino).expect("fstat").nlink, 1);
@@ -678,6 +682,8 @@ fn an_open_file_whose_name_is_gone_has_no_links() {
         let attr = fs.getattr(f.ino).expect("fstat after unlink");
         assert_eq!(attr.nlink, 0, "random_write={random_write}");
         assert_eq!(attr.size, 4);
+        assert_eq!((attr.uid, attr.gid, attr.perm), (7, 8, 0o640), "as it was");
+        assert_eq!(attr.mtime, f.attr.mtime);
         fs.write(h.fh, 4, b"!").expect("write after unlink");
         assert_eq!(fs.getattr(f.ino).expect("fstat").nlink, 0);
         fs.release(h.fh).expect("release");
