@@ -631,6 +631,7 @@ enum Opt {
     CacheTimeout,
     CacheSize,
     AtomicWrites,
+    Nocto,
     FtpActive,
     FtpsImplicit,
     Cafile,
@@ -697,7 +698,8 @@ const OPTIONS: &[OptSpec] = &[
     flag(
         "default_permissions",
         Opt::DefaultPermissions,
-        "let the kernel check access against the file modes",
+        "let the kernel check every access against the file modes (without \
+         it the server decides, and access(2) is answered from the modes)",
     ),
     valued(
         "idmap",
@@ -793,6 +795,13 @@ const OPTIONS: &[OptSpec] = &[
         "yes|no",
         "upload under a temporary name, then rename into place",
     ),
+    flag(
+        "nocto",
+        Opt::Nocto,
+        "no close-to-open consistency: open() trusts cached attributes \
+         and content for the cache timeout instead of checking the file \
+         on the server (one round trip per open)",
+    ),
     // FTP / FTPS.
     flag(
         "ftp_active",
@@ -885,6 +894,7 @@ fn set_flag(config: &mut MountConfig, opt: Opt) {
         Opt::FtpActive => config.ftp_active = true,
         Opt::FtpsImplicit => config.ftps_implicit = true,
         Opt::NoVerifyCert => config.no_verify_cert = true,
+        Opt::Nocto => config.close_to_open = false,
         // Valued options never get here: `apply_option` checked the spec.
         _ => {}
     }
@@ -1668,9 +1678,11 @@ mod tests {
     #[test]
     fn boolean_options() {
         let c = with_opts(
-            "ro,allow_other,default_permissions,password_stdin,ftp_active,no_verify_cert",
+            "ro,allow_other,default_permissions,password_stdin,ftp_active,no_verify_cert,nocto",
         );
         assert!(c.read_only && c.allow_other && c.default_permissions);
+        assert!(!c.close_to_open);
+        assert!(with_opts("ro").close_to_open, "close-to-open by default");
         assert!(c.password_stdin && c.ftp_active && c.no_verify_cert);
         assert!(!c.foreground && !c.debug);
         for name in [
@@ -1682,6 +1694,7 @@ mod tests {
             "ftp_active",
             "ftps_implicit",
             "no_verify_cert",
+            "nocto",
         ] {
             let err = opt_error(&format!("{name}=yes"));
             assert_eq!(msg(err), format!("option '{name}' does not take a value"));

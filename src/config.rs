@@ -84,6 +84,9 @@ pub struct MountConfig {
     pub server_alive_interval: Duration,
     pub server_alive_count_max: u32,
     pub atomic_writes: bool,
+    /// Close-to-open consistency: every open checks the file on the server
+    /// (`-o nocto` turns it off).
+    pub close_to_open: bool,
 
     // FTP.
     pub ftp_active: bool,
@@ -126,6 +129,7 @@ impl MountConfig {
             server_alive_interval: Duration::from_secs(15),
             server_alive_count_max: 3,
             atomic_writes: true,
+            close_to_open: true,
             ftp_active: false,
             ftps_implicit: false,
             cafile: None,

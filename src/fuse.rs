@@ -6,8 +6,9 @@
 //! What the caches alone can answer without waiting (readdir pages, a cached
 //! directory's opendir and getattr) is answered on the dispatcher itself.
 //! This is the one place where errors become errno. It owns kernel options
-//! (READDIRPLUS, max_write, open flags) and passes on the TTL the caches
-//! use; it must not contain filesystem logic.
+//! (READDIRPLUS, max_write, open flags) and notifications to the kernel,
+//! and passes on the TTL the caches use; it must not contain filesystem
+//! logic.
 
 use std::ffi::OsStr;
 use std::io;
@@ -17,7 +18,7 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
     ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
     ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
@@ -40,12 +41,16 @@ const DOT_ATTR: Attr = Attr {
     gid: 0,
     atime: std::time::UNIX_EPOCH,
     mtime: std::time::UNIX_EPOCH,
+    ctime: std::time::UNIX_EPOCH,
+    nlink: 2,
 };
 
 pub struct FuseAdapter {
     fs: Arc<Fs>,
     meta: OnceLock<Workers>,
     data: OnceLock<Workers>,
+    /// Set once the session exists (see `notifier_slot`).
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl FuseAdapter {
@@ -54,7 +59,14 @@ impl FuseAdapter {
             fs,
             meta: OnceLock::new(),
             data: OnceLock::new(),
+            notifier: Arc::default(),
         }
+    }
+
+    /// Where the caller puts the session's notifier once the session that
+    /// takes this adapter exists.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
     }
 
     fn meta(&self, job: impl FnOnce(&Fs) + Send + 'static) {
@@ -90,6 +102,7 @@ pub fn errno(e: &fs::Error) -> Errno {
             R::Unsupported(_) => libc::ENOTSUP,
             R::ReadOnly => libc::EROFS,
             R::Invalid => libc::EINVAL,
+            R::TimeOutOfRange => libc::EOVERFLOW,
             R::TimedOut => libc::ETIMEDOUT,
             R::Transport(_) | R::Failure(_) | R::Setup(_) | R::Busy(_) => libc::EIO,
             R::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
@@ -101,6 +114,7 @@ pub fn errno(e: &fs::Error) -> Errno {
         fs::Error::InvalidName => libc::EINVAL,
         fs::Error::IsADirectory => libc::EISDIR,
         fs::Error::Exists => libc::EEXIST,
+        fs::Error::PermissionDenied => libc::EACCES,
         fs::Error::WriteFailed(_) => libc::EIO,
         fs::Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
     };
@@ -129,11 +143,17 @@ fn file_attr(ino: u64, attr: &Attr) -> FileAttr {
         blocks: attr.size.div_ceil(512),
         atime: attr.atime,
         mtime: attr.mtime,
-        ctime: attr.mtime,
+        ctime: attr.ctime.max(attr.mtime),
         crtime: attr.mtime,
         kind,
         perm: attr.perm,
-        nlink: if attr.kind == Kind::Dir { 2 } else { 1 },
+        // Directories: the two names every directory has, as the
+        // protocols do not count its subdirectories.
+        nlink: if attr.kind == Kind::Dir {
+            attr.nlink.max(2)
+        } else {
+            attr.nlink
+        },
         uid: attr.uid,
         gid: attr.gid,
         rdev: 0,
@@ -155,6 +175,17 @@ fn fopen_flags(base: FopenFlags, opened: &Opened) -> FopenFlags {
         base | FopenFlags::FOPEN_KEEP_CACHE
     } else {
         base
+    }
+}
+
+/// Makes the kernel drop its cached attributes of `ino` (not its pages:
+/// an open without keep-cache does that).
+fn forget_kernel_attrs(notifier: &OnceLock<Notifier>, ino: INodeNo) {
+    let Some(notifier) = notifier.get() else {
+        return;
+    };
+    if let Err(e) = notifier.inval_inode(ino, -1, 0) {
+        tracing::debug!("cannot invalidate the attributes of inode {}: {e}", ino.0);
     }
 }
 
@@ -339,19 +370,29 @@ impl fuser::Filesystem for FuseAdapter {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        // Neither SFTP v3 nor FTP can make hard links reliably.
-        reply.error(Errno::from_i32(libc::EPERM));
+        let name = newname.to_os_string();
+        // It may first commit what an open file holds: data lane.
+        self.data(move |fs| reply_entry(fs, reply, fs.link(ino.0, newparent.0, &name), "link"));
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         let flags = open_flags(flags.0);
+        let notifier = self.notifier.clone();
         self.meta(move |fs| match fs.open(ino.0, flags) {
-            Ok(o) => reply.opened(FileHandle(o.fh), fopen_flags(FopenFlags::empty(), &o)),
+            Ok(o) => {
+                if o.attrs_changed {
+                    // Before the reply, so that no read of this open goes
+                    // by the old size: the kernel asks for the attributes
+                    // again (the caches answer, fresh from the open).
+                    forget_kernel_attrs(&notifier, ino);
+                }
+                reply.opened(FileHandle(o.fh), fopen_flags(FopenFlags::empty(), &o))
+            }
             Err(e) => reply.error(fail("open", &e)),
         });
     }
@@ -555,9 +596,24 @@ impl fuser::Filesystem for FuseAdapter {
         });
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        // The server decides; the kernel checks modes with default_permissions.
-        reply.ok();
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Also asked for chdir. Without default_permissions the kernel
+        // checks nothing itself, so this answers as a local filesystem.
+        let caller = fs::access::Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+            pid: req.pid(),
+        };
+        let wanted = [
+            (AccessFlags::R_OK, fs::access::READ),
+            (AccessFlags::W_OK, fs::access::WRITE),
+            (AccessFlags::X_OK, fs::access::EXEC),
+        ];
+        let mask = wanted
+            .iter()
+            .filter(|(flag, _)| mask.contains(*flag))
+            .fold(0, |bits, (_, bit)| bits | bit);
+        self.meta(move |fs| reply_empty(reply, fs.access(ino.0, caller, mask), "access"));
     }
 
     fn create(

@@ -283,6 +283,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         root: connected.root.clone(),
         read_only: cfg.read_only,
         atomic_writes: cfg.atomic_writes,
+        close_to_open: cfg.close_to_open,
         block_size: cfg.block_size,
         read_ahead_blocks: cfg.read_ahead_blocks,
         cache_timeout: cfg.cache_timeout,
@@ -296,9 +297,11 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     fs.sweep_root();
     scrub_secret_env();
     let adapter = fuse::FuseAdapter::new(fs);
+    let notifier = adapter.notifier_slot();
     let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
     let session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
         .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
+    let _ = notifier.set(session.notifier());
     tracing::info!("mounted {}", cfg.mountpoint.display());
     raise_kernel_read_ahead(&cfg.mountpoint);
 

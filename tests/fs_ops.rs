@@ -45,7 +45,10 @@ on_every_server! {
     chmod_while_open_for_writing,
     read_only_modes_keep_writers,
     utimens_explicit_now_omit,
+    utimens_out_of_range,
+    ctime_follows_changes,
     chown,
+    access_follows_modes_and_owner,
     symlink_readlink_lstat,
     mkdir_rmdir,
     unlink,
@@ -55,14 +58,17 @@ on_every_server! {
     rename_racing_a_flush_keeps_data,
     rename_dir_over_empty_dir,
     rename_dir_over_nonempty_dir,
-    hard_link_is_eperm,
+    hard_link,
     statfs,
     names_spaces_unicode,
     names_leading_trailing_spaces,
     unlinked_file_stays_usable,
+    fstat_after_unlink_has_no_links,
     missing_is_enoent,
     name_too_long,
     server_changes_become_visible,
+    close_to_open,
+    nocto_trusts_the_cache,
     own_writes_visible_at_once,
     dir_mtime_follows_changes_through_mount,
     fsync_reaches_server,
@@ -620,6 +626,252 @@ fn utimens_explicit_now_omit(p: ServerKind) {
     }
 }
 
+// A time the protocol cannot carry (SFTP v3: 32-bit unsigned seconds; FTP:
+// no time before 1970, four-digit years) fails with EOVERFLOW and changes
+// nothing; it is never stored as 1970 or cut to 32 bits.
+fn utimens_out_of_range(p: ServerKind) {
+    let fx = Fixture::new(p, "timerange", &[]);
+    let s = fx.put("f", b"x");
+    // A recent whole minute: what an FTP listing shows exactly.
+    let t0 = (now_secs() - 3600) / 60 * 60;
+    set_server_times(&s, t0, t0);
+    let m = fx.m("f");
+    let e = &[libc::EOVERFLOW, libc::EINVAL];
+    let day = 86_400;
+    assert_errno(utimens(&m, T::At(-day), T::At(-day), false), e, "1969");
+    assert_errno(
+        utimens(&m, T::Omit, T::At(-1), false),
+        e,
+        "1969, mtime only",
+    );
+    let too_late = if p == Proto::Sftp {
+        1 << 32 // 2106-02-07 06:28:16
+    } else {
+        253_402_300_800 // year 10000
+    };
+    assert_errno(
+        utimens(&m, T::Omit, T::At(too_late), false),
+        e,
+        "past the range",
+    );
+    assert_eq!(meta(&s).mtime(), t0, "server mtime untouched");
+    assert_eq!(meta(&m).mtime(), t0, "mount mtime untouched");
+    if p == Proto::Sftp {
+        // The ends of the range are fine.
+        let last = i64::from(u32::MAX);
+        utimens(&m, T::At(0), T::At(last), false).expect("the last second SFTP v3 can carry");
+        assert_eq!((meta(&s).atime(), meta(&s).mtime()), (0, last));
+        assert_eq!(meta(&m).mtime(), last);
+    } else {
+        utimens(&m, T::Omit, T::At(1_600_000_000), false).expect("an ordinary time");
+        assert_eq!(meta(&s).mtime(), 1_600_000_000);
+    }
+}
+
+/// access(2) of `name` in `dir` by a process with `uid`, `gid` and the
+/// supplementary `groups`: a child that enters `dir` as root (so the path
+/// above it needs no permissions), drops to those ids and asks.
+fn access_as(dir: &Path, name: &str, ids: (u32, u32, &[u32]), mode: i32) -> std::io::Result<()> {
+    use std::ffi::CString;
+    const SETUP_FAILED: i32 = 200;
+    let (uid, gid, groups) = ids;
+    let dir = CString::new(dir.as_os_str().as_bytes()).unwrap();
+    let name = CString::new(name).unwrap();
+    let groups: Vec<libc::gid_t> = groups.to_vec();
+    // SAFETY: the child makes only async-signal-safe calls, on memory
+    // prepared before the fork, and ends with _exit.
+    let pid = unsafe { libc::fork() };
+    if pid == 0 {
+        unsafe {
+            let code = if libc::chdir(dir.as_ptr()) != 0
+                || libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                || libc::setgid(gid) != 0
+                || libc::setuid(uid) != 0
+            {
+                SETUP_FAILED
+            } else if libc::access(name.as_ptr(), mode) == 0 {
+                0
+            } else {
+                *libc::__errno_location()
+            };
+            libc::_exit(code);
+        }
+    }
+    assert!(pid > 0, "fork: {}", std::io::Error::last_os_error());
+    let mut status = 0;
+    // SAFETY: waits for the child just made.
+    let waited = unsafe { libc::waitpid(pid, &mut status, 0) };
+    assert_eq!(waited, pid, "waitpid");
+    assert!(libc::WIFEXITED(status), "the child died: {status:#x}");
+    match libc::WEXITSTATUS(status) {
+        0 => Ok(()),
+        SETUP_FAILED => panic!("the child could not enter the mount or take ids {uid}/{gid}"),
+        errno => Err(std::io::Error::from_raw_os_error(errno)),
+    }
+}
+
+/// access(2) as this process (root).
+fn access(p: &Path, mode: i32) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    // SAFETY: a valid C string.
+    if unsafe { libc::access(c.as_ptr(), mode) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+// access(2) answers from the mode bits and owner as the mount shows them, as
+// a local filesystem: owner, else group (primary or supplementary), else
+// other bits; root reads and writes anything and executes only what has an
+// x bit (or is a directory).
+fn access_follows_modes_and_owner(p: ServerKind) {
+    // Other users may use this mount, so that they can be asked about.
+    let fx = Fixture::new(p, "access", &["-o", "allow_other"]);
+    for (name, mode) in [
+        ("r644", 0o644),
+        ("x755", 0o755),
+        ("none", 0o000),
+        ("g640", 0o640),
+    ] {
+        set_mode(&fx.put(name, b"x"), mode);
+    }
+    set_mode(&fx.put("o077", b"x"), 0o077);
+    set_mode(&fx.put_dir("d700"), 0o700);
+    let owner = 4243;
+    if p == Proto::Sftp {
+        // The owner as the server has it (FTP shows every file as the
+        // local user's). Only its attributes are looked at, never its data.
+        std::os::unix::fs::chown(fx.s("o077"), Some(owner), Some(owner)).unwrap();
+    }
+    let (r, w, x) = (libc::R_OK, libc::W_OK, libc::X_OK);
+    let denied = &[libc::EACCES];
+
+    // Root.
+    access(&fx.m("r644"), libc::F_OK).expect("F_OK");
+    access(&fx.m("none"), r | w).expect("root reads and writes a 0000 file");
+    assert_errno(access(&fx.m("r644"), x), denied, "root X_OK on a 0644 file");
+    assert_errno(access(&fx.m("none"), x), denied, "root X_OK on a 0000 file");
+    access(&fx.m("x755"), x).expect("root X_OK on a 0755 file");
+    access(&fx.m("d700"), r | w | x).expect("root on a 0700 directory");
+    assert_errno(
+        access(&fx.m("missing"), libc::F_OK),
+        &[libc::ENOENT],
+        "F_OK of a missing name",
+    );
+
+    // Another user, in the file's group or not.
+    let dir = fx.m("");
+    let group = meta(&fx.m("g640")).gid();
+    assert_ne!(group, 4242, "the group the test takes as 'other'");
+    let other: (u32, u32, &[u32]) = (4242, 4242, &[]);
+    let in_group: (u32, u32, &[u32]) = (4242, group, &[]);
+    let supplementary: (u32, u32, &[u32]) = (4242, 4242, &[group]);
+    access_as(&dir, "r644", other, r).expect("other reads a 0644 file");
+    assert_errno(
+        access_as(&dir, "r644", other, w),
+        denied,
+        "other writes a 0644 file",
+    );
+    assert_errno(
+        access_as(&dir, "g640", other, r),
+        denied,
+        "other reads a 0640 file",
+    );
+    access_as(&dir, "g640", in_group, r).expect("the group reads a 0640 file");
+    assert_errno(
+        access_as(&dir, "g640", in_group, w),
+        denied,
+        "the group writes a 0640 file",
+    );
+    access_as(&dir, "g640", supplementary, r).expect("a supplementary group reads a 0640 file");
+    access_as(&dir, "x755", other, r | x).expect("other runs a 0755 file");
+    assert_errno(
+        access_as(&dir, "r644", other, x),
+        denied,
+        "other runs a 0644 file",
+    );
+    access_as(&dir, "missing", other, libc::F_OK).expect_err("F_OK of a missing name");
+    assert_errno(
+        access_as(&dir, "d700", other, x),
+        denied,
+        "other searches a 0700 directory",
+    );
+
+    // The owner's bits decide for the owner, even where others may more.
+    if p == Proto::Sftp {
+        assert_eq!(meta(&fx.m("o077")).uid(), owner);
+        let the_owner: (u32, u32, &[u32]) = (owner, owner, &[]);
+        assert_errno(
+            access_as(&dir, "o077", the_owner, r),
+            denied,
+            "the owner of a 0077 file",
+        );
+        access_as(&dir, "o077", other, r | w | x).expect("others on a 0077 file");
+    } else {
+        skip(
+            p,
+            "owner checks: FTP shows every file as the mounting user's",
+        );
+    }
+}
+
+// ctime moves forward with every change made through the mount (chmod,
+// chown, utimens, write, truncate, rename), though neither protocol can
+// store it; until then it is the mtime.
+fn ctime_follows_changes(p: ServerKind) {
+    let fx = Fixture::new(p, "ctime", &[]);
+    let s = fx.put("f", b"abc");
+    // A recent whole minute: what an FTP listing shows exactly.
+    let t0 = (now_secs() - 3600) / 60 * 60;
+    set_server_times(&s, t0, t0);
+    let mut m = fx.m("f");
+    let ctime_of = |path: &Path| {
+        let md = meta(path);
+        (md.ctime(), md.ctime_nsec())
+    };
+    assert_eq!(ctime_of(&m), (t0, 0), "nothing changed yet: the mtime");
+    let last = std::cell::Cell::new((t0, 0));
+    let check = |path: &Path, what: &str, started: i64| {
+        let (c, before) = (ctime_of(path), last.get());
+        assert!(c > before, "{what}: ctime {c:?} is not after {before:?}");
+        assert!(
+            c.0 >= started,
+            "{what}: ctime {c:?} before the change ({started})"
+        );
+        assert!(c.0 >= meta(path).mtime(), "{what}: ctime before the mtime");
+        last.set(c);
+    };
+
+    let started = now_secs();
+    set_mode(&m, 0o600);
+    check(&m, "chmod", started);
+    if p == Proto::Sftp {
+        // To the owner it has: allowed for any login, and still a change.
+        let md = meta(&m);
+        std::os::unix::fs::chown(&m, Some(md.uid()), Some(md.gid())).unwrap();
+        check(&m, "chown", started);
+    }
+    utimens(&m, T::At(t0), T::At(t0), false).unwrap();
+    assert_eq!(meta(&m).mtime(), t0, "utimens set an old mtime");
+    check(&m, "utimens to an old time", started);
+    let mut f = OpenOptions::new().append(true).open(&m).unwrap();
+    f.write_all(b"d").unwrap();
+    check(&m, "write, before close", started);
+    drop(f);
+    assert!(
+        ctime_of(&m) >= last.get(),
+        "the close kept the write's ctime"
+    );
+    // Growing: FTP can shrink a file by path only to nothing.
+    truncate_path(&m, 6).unwrap();
+    check(&m, "truncate", started);
+    fs::rename(&m, fx.m("g")).unwrap();
+    m = fx.m("g");
+    check(&m, "rename", started);
+    assert_eq!(read(&fx.s("g")), b"abcd\0\0");
+}
+
 // chown works where the server allows it (root over SFTP); FTP refuses clearly.
 fn chown(p: ServerKind) {
     let fx = Fixture::new(p, "chown", &[]);
@@ -1015,16 +1267,64 @@ fn rename_dir_over_nonempty_dir(p: ServerKind) {
     assert_eq!(read(&fx.m("d1/f")), b"one");
 }
 
-// Hard links are refused with EPERM on every protocol.
-fn hard_link_is_eperm(p: ServerKind) {
+// Hard links: SFTP makes them with hardlink@openssh.com (OpenSSH and
+// gesftpserver offer it), and both names then work, through the mount and
+// on the server; FTP cannot, and says EPERM.
+fn hard_link(p: ServerKind) {
     let fx = Fixture::new(p, "link", &[]);
-    fx.put("f", b"x");
+    let s = fx.put("f", b"linked content");
+    // An old mtime, so that a write through the mount makes a new version.
+    set_server_times(&s, 1_600_000_000, 1_600_000_000);
+    names(&fx.m("")); // the listing is cached: the new name must join it
+    if p.is_ftp() {
+        assert_errno(
+            fs::hard_link(fx.m("f"), fx.m("g")),
+            &[libc::EPERM],
+            "link() over FTP",
+        );
+        assert!(!fx.s("g").exists());
+        return;
+    }
+    let ctime = |md: &fs::Metadata| (md.ctime(), md.ctime_nsec());
+    let before = ctime(&meta(&fx.m("f")));
+    fs::hard_link(fx.m("f"), fx.m("g")).expect("link()");
+    let (sf, sg) = (meta(&fx.s("f")), meta(&fx.s("g")));
+    assert_eq!(sf.ino(), sg.ino(), "one file with two names on the server");
+    assert_eq!(sg.nlink(), 2);
+    assert_eq!(read(&fx.m("g")), b"linked content");
+    assert_eq!(meta(&fx.m("g")).len(), 14);
+    assert_eq!(mode(&fx.m("g")), mode(&fx.m("f")));
+    assert!(names(&fx.m("")).contains(&"g".into()), "listed at once");
+    assert!(
+        ctime(&meta(&fx.m("f"))) > before,
+        "the linked file's ctime moved"
+    );
+    assert!(
+        ctime(&meta(&fx.m("g"))) > before,
+        "and the new name shows that change"
+    );
     assert_errno(
         fs::hard_link(fx.m("f"), fx.m("g")),
-        &[libc::EPERM],
-        "link()",
+        &[libc::EEXIST],
+        "link() to a name that exists",
     );
-    assert!(!fx.s("g").exists());
+    assert_errno(
+        fs::hard_link(fx.m("missing"), fx.m("h")),
+        &[libc::ENOENT],
+        "link() of a missing file",
+    );
+    // An edit in place through one name shows through the other (its next
+    // open looks at the server: close-to-open).
+    open_rw(&fx.m("f")).write_all_at(b"LINKED", 0).unwrap();
+    assert_eq!(read(&fx.m("g")), b"LINKED content", "the edit, through g");
+    assert_eq!(read(&fx.s("g")), b"LINKED content", "on the server");
+    fs::remove_file(fx.m("f")).unwrap();
+    assert_eq!(
+        read(&fx.m("g")),
+        b"LINKED content",
+        "the other name keeps it"
+    );
+    assert_eq!(meta(&fx.s("g")).nlink(), 1);
 }
 
 // statfs reports the server filesystem's figures (SFTP) or sane ones (FTP).
@@ -1203,6 +1503,43 @@ fn unlinked_file_stays_usable(p: ServerKind) {
     );
 }
 
+// fstat of an open file whose name is gone shows no links (st_nlink 0), as
+// on a local filesystem; before the unlink it shows one.
+fn fstat_after_unlink_has_no_links(p: ServerKind) {
+    let fx = Fixture::new(p, "nlink", &[]);
+    set_mode(&fx.put("w", b"written"), 0o640);
+    fx.put("r", b"read only");
+    let w = open_rw(&fx.m("w"));
+    let r = File::open(fx.m("r")).unwrap();
+    let before = w.metadata().unwrap();
+    assert_eq!(before.nlink(), 1, "fstat before unlink");
+    assert_eq!(r.metadata().unwrap().nlink(), 1, "fstat before unlink");
+    fs::remove_file(fx.m("w")).unwrap();
+    fs::remove_file(fx.m("r")).unwrap();
+    let md = w.metadata().unwrap();
+    assert_eq!(md.nlink(), 0, "fstat of a writer after unlink");
+    assert_eq!(md.len(), 7, "and its size is still right");
+    assert_eq!(
+        (md.mode(), md.uid(), md.gid(), md.mtime()),
+        (before.mode(), before.uid(), before.gid(), before.mtime()),
+        "and its mode, owner and mtime"
+    );
+    assert_eq!(
+        r.metadata().unwrap().nlink(),
+        0,
+        "fstat of a reader after unlink"
+    );
+    w.write_all_at(b"!", 7).unwrap();
+    assert_eq!(w.metadata().unwrap().nlink(), 0, "after a write too");
+    drop(w);
+    drop(r);
+    wait_until(
+        "no .rmount-* leftovers on the server",
+        Duration::from_secs(10),
+        || private_leftovers(&fx.s("")).is_empty(),
+    );
+}
+
 // Missing names give ENOENT for every kind of access.
 fn missing_is_enoent(p: ServerKind) {
     let fx = Fixture::new(p, "enoent", &[]);
@@ -1277,6 +1614,70 @@ fn server_changes_become_visible(p: ServerKind) {
         COHERENCE_DEADLINE,
         || fs::metadata(fx.m("late")).is_err() && !names(&fx.m("")).contains(&"late".into()),
     );
+}
+
+// Close-to-open, as NFS: a change made on the server before open() is seen
+// by that open, even within the cache timeout (20 s here), while stat keeps
+// answering from the cache until then.
+fn close_to_open(p: ServerKind) {
+    let fx = Fixture::new(p, "cto", &[]);
+    let s = fx.put("c", b"version one");
+    set_server_times(&s, 1_600_000_000, 1_600_000_000);
+    let m = fx.m("c");
+    assert_eq!(read(&m), b"version one");
+    assert_eq!(read(&m), b"version one", "again, from the caches");
+
+    fs::write(&s, b"version two, longer").unwrap();
+    assert_eq!(meta(&m).len(), 11, "stat still answers from the cache");
+    let mut f = File::open(&m).unwrap();
+    let mut got = Vec::new();
+    f.read_to_end(&mut got).unwrap();
+    assert_eq!(got, b"version two, longer", "the next open sees it, whole");
+    assert_eq!(f.metadata().unwrap().len(), 19, "fstat of that open");
+    drop(f);
+
+    // Same size, another mtime: only the version tells.
+    fs::write(&s, b"VERSION TWO, LONGER").unwrap();
+    set_server_times(&s, 1_600_000_100, 1_600_000_100);
+    assert_eq!(read(&m), b"VERSION TWO, LONGER", "same size, new mtime");
+
+    // Shorter.
+    fs::write(&s, b"three").unwrap();
+    assert_eq!(read(&m), b"three", "a shorter file");
+
+    if matches!(p, ServerKind::Vsftpd | ServerKind::VsftpdTls) {
+        // Over FTP without MLST a stat lists the whole directory: an open
+        // asks SIZE and MDTM instead (no data connection). Counted in
+        // vsftpd's protocol log.
+        let count = |what: String| {
+            fs::read_to_string(fx.server.log_path())
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.contains(&what))
+                .count()
+        };
+        let listings = || count(format!("\"CWD /{}\"", fx.sub));
+        let sizes = || count(format!("\"SIZE /{}/c\"", fx.sub));
+        let (listed, sized) = (listings(), sizes());
+        assert!(listed > 0, "stats listed the directory: the count can tell");
+        for _ in 0..3 {
+            assert_eq!(read(&m), b"three");
+        }
+        assert_eq!(listings(), listed, "an open lists no directory");
+        assert!(sizes() >= sized + 3, "each open asks SIZE");
+    }
+}
+
+// -o nocto: open() trusts the caches for the cache timeout (today's
+// behaviour before close-to-open), so a server change is not seen at once.
+fn nocto_trusts_the_cache(p: ServerKind) {
+    let fx = Fixture::new(p, "nocto", &["-o", "nocto"]);
+    let s = fx.put("c", b"version one");
+    set_server_times(&s, 1_600_000_000, 1_600_000_000);
+    let m = fx.m("c");
+    assert_eq!(read(&m), b"version one");
+    fs::write(&s, b"version two, longer").unwrap();
+    assert_eq!(read(&m), b"version one", "served from the caches");
 }
 
 // What is written through the mount is visible through it at once, and on the server at close.

@@ -812,6 +812,19 @@ fn sftp_one_channel_per_connection_still_works() {
         .collect();
     names.sort();
     assert_eq!(names, ["seed.txt"], "nothing left aside");
+    // No channel for hardlink@openssh.com either: link() is EPERM, as on
+    // servers without the extension, and the connection still works.
+    let linked = fs::hard_link(root.join("seed.txt"), root.join("link.txt"));
+    assert_eq!(
+        linked.map_err(|e| e.raw_os_error()),
+        Err(Some(libc::EPERM)),
+        "link() without the extensions' channel"
+    );
+    assert!(!export.join("link.txt").exists());
+    assert_eq!(
+        fs::read(root.join("seed.txt")).expect("read after the refused link"),
+        b"written"
+    );
     let df = run_cmd(
         Command::new("df").args(["-B1", "--output=size"]).arg(root),
         Duration::from_secs(30),

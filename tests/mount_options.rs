@@ -796,6 +796,7 @@ fn help_and_version() {
         "cache_timeout",
         "cache_size",
         "atomic_writes",
+        "nocto",
         "ftp_active",
         "ftps_implicit",
         "cafile",

@@ -240,6 +240,8 @@ mod tests {
             gid: 0,
             atime: UNIX_EPOCH,
             mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            nlink: 1,
         }
     }
 

@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime};
 use super::streaming::Streamer;
 use super::write_behind::WriteBehind;
 use super::{Error, Result};
-use crate::remote::{Error as RemoteError, Remote, SetAttr};
+use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
 
 /// Writes are gathered into remote writes of up to this size: 1 MiB per
 /// remote write wherever the application writes that much in order.
@@ -222,6 +222,9 @@ pub struct FileState {
     /// for data that never arrived. Handles opened later do not.
     pub failures: u64,
     pub unlinked: bool,
+    /// Its attributes as the mount last knew them when its name went, for
+    /// fstat (the server has them no more).
+    pub last_attr: Option<Attr>,
     /// The file is being rewritten whole (opened with O_TRUNC or created).
     /// After a commit made part of it durable, later writes go to a fresh
     /// temporary copy, so a failure never leaves that part plus a partial
@@ -255,6 +258,7 @@ impl FileState {
             error: None,
             failures: 0,
             unlinked: false,
+            last_attr: None,
             rewriting: false,
             append_only: false,
             write_behind: None,

@@ -6,6 +6,7 @@
 //! affected cache entries at once. It must not name a fuser type (fuse.rs
 //! adapts) nor a protocol (it only sees `dyn Remote`).
 
+pub mod access;
 pub mod files;
 pub mod inodes;
 mod open_file;
@@ -55,6 +56,8 @@ pub enum Error {
     IsADirectory,
     #[error("file exists")]
     Exists,
+    #[error("permission denied")]
+    PermissionDenied,
     #[error("an earlier write failed: {0}")]
     WriteFailed(String),
     #[error("local I/O error: {0}")]
@@ -81,6 +84,9 @@ pub struct FsConfig {
     pub root: PathBuf,
     pub read_only: bool,
     pub atomic_writes: bool,
+    /// Every open looks at the file on the server (one stat) and drops
+    /// what is cached of an older version.
+    pub close_to_open: bool,
     pub block_size: u64,
     pub read_ahead_blocks: usize,
     pub cache_timeout: Duration,
@@ -141,6 +147,10 @@ pub struct Opened {
     pub fh: u64,
     /// The kernel may keep its page cache (the file did not change).
     pub keep_cache: bool,
+    /// The open found attributes newer than those the caches held: the
+    /// kernel's copy (its size above all, which bounds its reads) must be
+    /// dropped before the open returns.
+    pub attrs_changed: bool,
 }
 
 #[derive(Clone)]
@@ -197,6 +207,9 @@ pub struct Fs {
     seen: Mutex<HashMap<u64, (u64, SystemTime)>>,
     /// What each directory listed when last opened (its keep_cache).
     listed: Mutex<HashMap<u64, u64>>,
+    /// When each inode was last changed through the mount: its ctime, which
+    /// neither protocol stores (shown as the later of this and the mtime).
+    changed: Mutex<HashMap<u64, SystemTime>>,
     next_fh: AtomicU64,
     prefetch: OnceLock<Workers>,
 }
@@ -223,6 +236,7 @@ impl Fs {
             dirs: Mutex::new(HashMap::new()),
             seen: Mutex::new(HashMap::new()),
             listed: Mutex::new(HashMap::new()),
+            changed: Mutex::new(HashMap::new()),
             snapshots: Mutex::new(LruCache::new(SNAPSHOTS)),
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
@@ -267,13 +281,14 @@ impl Fs {
         }
     }
 
-    /// Attributes as the mount shows them: ids mapped, open files' sizes.
+    /// Attributes as the mount shows them: ids mapped, open files' sizes
+    /// and link counts, changes made through the mount in the ctime.
     fn present(&self, ino: Option<u64>, attr: Attr) -> Attr {
         let state = ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
-        self.present_with(attr, state.as_deref())
+        self.present_with(attr, ino, state.as_deref())
     }
 
-    fn present_with(&self, mut attr: Attr, open: Option<&OpenFile>) -> Attr {
+    fn present_with(&self, mut attr: Attr, ino: Option<u64>, open: Option<&OpenFile>) -> Attr {
         if let Some(map) = self.cfg.idmap {
             if attr.uid == map.remote_uid {
                 attr.uid = map.local_uid;
@@ -284,10 +299,31 @@ impl Fs {
         }
         attr.uid = self.cfg.owner.0.unwrap_or(attr.uid);
         attr.gid = self.cfg.owner.1.unwrap_or(attr.gid);
-        if let Some(size) = open.and_then(OpenFile::shown_size) {
-            attr.size = size;
+        if let Some(open) = open {
+            if let Some(size) = open.shown_size() {
+                attr.size = size;
+            }
+            if open.unlinked() {
+                attr.nlink = 0;
+            }
+        }
+        attr.ctime = attr.ctime.max(attr.mtime);
+        if let Some(changed) = ino.and_then(|ino| lock(&self.changed).get(&ino).copied()) {
+            attr.ctime = attr.ctime.max(changed);
         }
         attr
+    }
+
+    /// Records that `ino` changed through the mount now: its ctime moves
+    /// forward, even within one clock tick.
+    fn note_change(&self, ino: u64) {
+        let now = SystemTime::now();
+        let mut changed = lock(&self.changed);
+        let at = match changed.get(&ino) {
+            Some(&last) if last >= now => last + Duration::from_nanos(1),
+            _ => now,
+        };
+        changed.insert(ino, at);
     }
 
     /// Attributes of a remote path, through the cache.
@@ -301,7 +337,18 @@ impl Fs {
     }
 
     fn stat_fresh(&self, path: &Path) -> Result<Attr> {
-        match self.remote.stat(path) {
+        self.cache_stat(path, self.remote.stat(path))
+    }
+
+    /// `stat_fresh` of a file the caches know as `known`, for an open
+    /// (close-to-open): the remote may ask less than a whole stat.
+    fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        self.cache_stat(path, self.remote.stat_again(path, known))
+    }
+
+    /// Records the result of a stat in the caches.
+    fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
+        match result {
             Ok(attr) => {
                 self.meta.put(path, attr.clone());
                 Ok(attr)
@@ -347,6 +394,7 @@ impl Fs {
         if gone {
             lock(&self.seen).remove(&ino);
             lock(&self.listed).remove(&ino);
+            lock(&self.changed).remove(&ino);
             lock(&self.snapshots).pop(&ino);
             self.blocks.forget_file(ino);
         }
@@ -366,19 +414,48 @@ impl Fs {
         Ok(self.present(Some(ino), attr))
     }
 
+    /// access(2): whether `caller` may do what `mask` (of `access::READ`,
+    /// `WRITE`, `EXEC`; empty: existence) asks of `ino`, judged from the
+    /// attributes as the mount shows them (ids mapped), as a local
+    /// filesystem would. The server still decides each real operation.
+    pub fn access(&self, ino: u64, caller: access::Caller, mask: u32) -> Result<()> {
+        let attr = self.getattr(ino)?;
+        if mask & access::WRITE != 0 {
+            self.writable()?;
+        }
+        let in_groups = |gid| access::supplementary_groups(caller.pid).contains(&gid);
+        if access::permitted(&attr, caller.uid, caller.gid, mask, in_groups) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied)
+        }
+    }
+
     /// Attributes of a file that is open but has no name on the server.
     fn open_file_attr(&self, ino: u64) -> Option<Attr> {
         let state = lock(&self.open).get(&ino).cloned()?;
         let state = state.lock();
-        Some(Attr {
-            kind: Kind::File,
-            size: state.size,
-            perm: state.perm as u16,
-            uid: 0,
-            gid: 0,
-            atime: state.version.1,
-            mtime: state.version.1,
-        })
+        let attr = match &state.last_attr {
+            Some(last) => Attr {
+                size: state.size,
+                perm: state.perm as u16,
+                nlink: 0,
+                ..last.clone()
+            },
+            None => Attr {
+                kind: Kind::File,
+                size: state.size,
+                perm: state.perm as u16,
+                uid: 0,
+                gid: 0,
+                atime: state.version.1,
+                mtime: state.version.1,
+                ctime: state.version.1,
+                nlink: 0,
+            },
+        };
+        // No name on the server.
+        Some(attr)
     }
 
     pub fn setattr(&self, ino: u64, changes: SetAttrs) -> Result<Attr> {
@@ -405,7 +482,16 @@ impl Fs {
             let mut shown = current;
             shown.atime = resolve(changes.atime, shown.atime);
             shown.mtime = resolve(changes.mtime, shown.mtime);
+            self.note_change(ino);
             return Ok(self.show_times(ino, &path, shown));
+        }
+        // A time the protocol cannot carry fails the call before anything
+        // else changes.
+        let times = self.remote.caps().times;
+        for time in [changes.atime, changes.mtime] {
+            if let Some(TimeSet::At(t)) = time {
+                times.secs(t)?;
+            }
         }
         if let Some(mode) = changes.mode {
             let mode = mode & 0o7777;
@@ -495,6 +581,7 @@ impl Fs {
         }
         let shown_perm = open.as_ref().map(|st| st.perm as u16);
         drop(open);
+        self.note_change(ino);
         self.meta.forget(&path);
         let mut attr = self.stat_fresh(&path)?;
         if let Some(perm) = shown_perm {
@@ -621,6 +708,39 @@ impl Fs {
         self.created(&path)
     }
 
+    /// A hard link: `new_name` in `new_parent` for the file `ino`, where
+    /// the server can make one (`EPERM` otherwise). The new name gets an
+    /// inode of its own (inodes are names here); the file's ctime moves.
+    pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> Result<Entry> {
+        self.writable()?;
+        let to = self.child_path(new_parent, new_name)?;
+        if files::is_private_name(new_name.as_bytes()) {
+            return Err(Error::InvalidName);
+        }
+        // An open file stays locked while it gets the name, and what it
+        // holds goes to the server first, so the new name shows it (a
+        // rewrite under a temporary name would otherwise leave the new
+        // name on the old content).
+        let state = lock(&self.open).get(&ino).cloned();
+        let mut open = state.as_deref().map(OpenFile::lock);
+        let from = self.path_of(ino)?;
+        if let Some(st) = open.as_mut() {
+            if st.error.is_none() {
+                self.commit_locked(ino, st, &from)?;
+            }
+        }
+        self.remote.link(&from, &to)?;
+        drop(open);
+        self.note_change(ino);
+        // One file: the new name shows the same change.
+        let mut entry = self.created(&to)?;
+        self.note_change(entry.ino);
+        if let Some(&at) = lock(&self.changed).get(&entry.ino) {
+            entry.attr.ctime = entry.attr.ctime.max(at);
+        }
+        Ok(entry)
+    }
+
     pub fn rmdir(&self, parent: u64, name: &OsStr) -> Result<()> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
@@ -635,11 +755,17 @@ impl Fs {
         let ino = lock(&self.inodes).ino(&path);
         let state = ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
         match state {
-            Some(state) => self.unlink_open(&path, &state)?,
+            Some(state) => {
+                // What fstat shows once the server has no name for it.
+                let last = self.stat_path(&path).ok();
+                self.unlink_open(&path, &state, last)?
+            }
             None => self.remote.unlink(&path)?,
         }
         if let Some(ino) = ino {
             self.blocks.forget_file(ino);
+            // One name fewer: still seen through open descriptors.
+            self.note_change(ino);
         }
         self.removed(&path);
         Ok(())
@@ -648,7 +774,7 @@ impl Fs {
     /// Unlink of a file that is still open: its content must stay reachable
     /// through the open handles, so it moves to a hidden name (or, if it is
     /// being rewritten under a temporary name, the old file just goes).
-    fn unlink_open(&self, path: &Path, state: &OpenFile) -> Result<()> {
+    fn unlink_open(&self, path: &Path, state: &OpenFile, last: Option<Attr>) -> Result<()> {
         let mut state = state.lock();
         if state.handles == 0 {
             // The last release got here first: nothing keeps it open.
@@ -674,6 +800,7 @@ impl Fs {
             }
         }
         state.unlinked = true;
+        state.last_attr = last;
         Ok(())
     }
 
@@ -711,6 +838,10 @@ impl Fs {
         files::rename_over(&*self.remote, &from, &to)?;
         if let Some(ino) = replaced {
             self.blocks.forget_file(ino);
+            self.note_change(ino);
+        }
+        if let Some(ino) = source_ino {
+            self.note_change(ino);
         }
         self.forget_name(&from);
         self.meta.forget_tree(&to);
@@ -755,7 +886,7 @@ impl Fs {
         let path = lock(&self.inodes).path(ino)?.to_path_buf();
         match self.meta.get(&path) {
             Some(Lookup::Found(attr)) if attr.kind == Kind::Dir => {
-                Some(self.present_with(attr, None))
+                Some(self.present_with(attr, Some(ino), None))
             }
             _ => None,
         }
@@ -772,11 +903,13 @@ impl Fs {
                 return Some((s.items.clone(), s.names));
             }
         }
-        let items: Arc<[DirItem]> = self
-            .cached_items(dir)?
+        let items = self.cached_items(dir)?;
+        let inos = self.changed_inos(&items);
+        let items: Arc<[DirItem]> = items
             .into_iter()
-            .map(|mut item| {
-                item.attr = self.present_with(item.attr, None);
+            .zip(inos)
+            .map(|(mut item, ino)| {
+                item.attr = self.present_with(item.attr, ino, None);
                 item
             })
             .collect();
@@ -819,7 +952,11 @@ impl Fs {
         let keep_cache = lock(&self.listed).insert(ino, digest) == Some(digest);
         let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
         lock(&self.dirs).insert(fh, items);
-        Opened { fh, keep_cache }
+        Opened {
+            fh,
+            keep_cache,
+            attrs_changed: false,
+        }
     }
 
     /// A listing from the caches: a fresh listing whose every entry still
@@ -893,7 +1030,7 @@ impl Fs {
 
     fn present_items(&self, items: Vec<DirItem>) -> Vec<DirItem> {
         // One look at the open files for the whole listing (usually none).
-        let open: Vec<Option<Arc<OpenFile>>> = {
+        let open: Vec<Option<(u64, Arc<OpenFile>)>> = {
             let open = lock(&self.open);
             if open.is_empty() {
                 vec![None; items.len()]
@@ -901,18 +1038,34 @@ impl Fs {
                 let inodes = lock(&self.inodes);
                 items
                     .iter()
-                    .map(|i| inodes.ino(&i.path).and_then(|ino| open.get(&ino).cloned()))
+                    .map(|i| {
+                        let ino = inodes.ino(&i.path)?;
+                        Some((ino, open.get(&ino)?.clone()))
+                    })
                     .collect()
             }
         };
+        let changed = self.changed_inos(&items);
         items
             .into_iter()
-            .zip(open)
-            .map(|(mut item, state)| {
-                item.attr = self.present_with(item.attr, state.as_deref());
+            .zip(open.into_iter().zip(changed))
+            .map(|(mut item, (state, changed))| {
+                let ino = state.as_ref().map(|(ino, _)| *ino).or(changed);
+                let state = state.as_ref().map(|(_, s)| &**s);
+                item.attr = self.present_with(item.attr, ino, state);
                 item
             })
             .collect()
+    }
+
+    /// The inode of each listed entry that changed through the mount (its
+    /// ctime is then not the mtime); usually none.
+    fn changed_inos(&self, items: &[DirItem]) -> Vec<Option<u64>> {
+        if lock(&self.changed).is_empty() {
+            return vec![None; items.len()];
+        }
+        let inodes = lock(&self.inodes);
+        items.iter().map(|i| inodes.ino(&i.path)).collect()
     }
 
     /// The listing an open directory was opened on. Shared, not copied:
@@ -938,12 +1091,38 @@ impl Fs {
             self.writable()?;
         }
         let path = self.path_of(ino)?;
-        // Writers need the exact size (O_APPEND); readers accept the cache.
-        let attr = if flags.write {
-            self.stat_fresh(&path)?
-        } else {
-            self.stat_path(&path)?
+        // Close-to-open: a change made on the server before this open is
+        // seen by it, for one stat. Not while the file is open with
+        // content the server does not have yet: its open state is what
+        // counts then. Writers always need the exact size (O_APPEND).
+        let authoritative = lock(&self.open)
+            .get(&ino)
+            .is_some_and(|state| state.shown_size().is_some());
+        let check = self.cfg.close_to_open && !authoritative;
+        let cached = match self.meta.get(&path) {
+            Some(Lookup::Found(attr)) => Some(attr),
+            _ => None,
         };
+        let mut attr = match &cached {
+            Some(known) if check && !flags.write => self.stat_again(&path, known)?,
+            _ if flags.write || check => self.stat_fresh(&path)?,
+            _ => self.stat_path(&path)?,
+        };
+        let mut attrs_changed = false;
+        if check {
+            if let Some(cached) = &cached {
+                if attr.mtime != cached.mtime && self.remote.same_version(&path, cached, &attr) {
+                    // The same content, where the cache had a coarser time
+                    // (an FTP listing's): keep showing that one, so that
+                    // the file does not seem changed to those who saw it.
+                    attr.mtime = cached.mtime;
+                    attr.atime = cached.atime;
+                    attr.ctime = cached.ctime;
+                    self.meta.put(&path, attr.clone());
+                }
+            }
+            attrs_changed = cached.as_ref() != Some(&attr);
+        }
         if attr.kind == Kind::Dir {
             return Err(Error::IsADirectory);
         }
@@ -957,6 +1136,7 @@ impl Fs {
             Ok((keep_cache, failures)) => Ok(Opened {
                 fh: self.add_handle(ino, state, flags, failures),
                 keep_cache,
+                attrs_changed,
             }),
             Err(e) => {
                 let _ = self.drop_handle(ino, &state, false);
@@ -995,11 +1175,18 @@ impl Fs {
         let mut keep_cache = false;
         if flags.truncate && flags.write {
             self.truncate_on_open(st, path)?;
+            self.note_change(ino);
             self.blocks.forget_file(ino);
             self.meta.update(path, |a| a.size = 0);
         } else if !st.reads_bypass_cache() {
             let version = attr.version();
-            keep_cache = lock(&self.seen).insert(ino, version) == Some(version);
+            let previous = lock(&self.seen).insert(ino, version);
+            keep_cache = previous == Some(version);
+            if previous.is_some_and(|v| v != version) {
+                // Blocks are keyed by version: the old ones are only dead
+                // weight now.
+                self.blocks.forget_file(ino);
+            }
             st.version = version;
             st.size = attr.size;
         }
@@ -1166,6 +1353,7 @@ impl Fs {
             Opened {
                 fh,
                 keep_cache: false,
+                attrs_changed: false,
             },
         ))
     }
@@ -1358,6 +1546,7 @@ impl Fs {
         written?;
         let size = st.size;
         drop(st);
+        self.note_change(h.ino);
         // No need to drop cached blocks here: reads of a written file
         // bypass them until the commit, which drops them.
         self.meta.update(&path, |a| {

@@ -1,12 +1,13 @@
 //! One open file as all its handles share it: the state behind its lock,
-//! and the size that stat and listings show while it is open. That size is
-//! published whenever the lock is released, so a stat never waits for a
-//! write or an upload that holds the lock for a long time.
+//! and what stat and listings show of it while it is open (its size, and
+//! whether its name is gone). That is published whenever the lock is
+//! released, so a stat never waits for a write or an upload that holds the
+//! lock for a long time.
 //!
 //! It must not do any I/O: it only guards and publishes.
 
 use std::ops::{Deref, DerefMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use super::files::FileState;
@@ -18,14 +19,17 @@ const SERVER: u64 = u64::MAX;
 pub struct OpenFile {
     state: Mutex<FileState>,
     shown: AtomicU64,
+    unlinked: AtomicBool,
 }
 
 impl OpenFile {
     pub fn new(state: FileState) -> OpenFile {
         let shown = AtomicU64::new(shown(&state));
+        let unlinked = AtomicBool::new(state.unlinked);
         OpenFile {
             state: Mutex::new(state),
             shown,
+            unlinked,
         }
     }
 
@@ -33,7 +37,7 @@ impl OpenFile {
     pub fn lock(&self) -> Locked<'_> {
         Locked {
             state: lock(&self.state),
-            shown: &self.shown,
+            file: self,
         }
     }
 
@@ -44,6 +48,12 @@ impl OpenFile {
             SERVER => None,
             size => Some(size),
         }
+    }
+
+    /// Whether its name is gone (unlinked while open), as of the last
+    /// release of the lock. Never waits.
+    pub fn unlinked(&self) -> bool {
+        self.unlinked.load(Ordering::Acquire)
     }
 }
 
@@ -57,7 +67,7 @@ fn shown(state: &FileState) -> u64 {
 
 pub struct Locked<'a> {
     state: MutexGuard<'a, FileState>,
-    shown: &'a AtomicU64,
+    file: &'a OpenFile,
 }
 
 impl Deref for Locked<'_> {
@@ -76,6 +86,8 @@ impl DerefMut for Locked<'_> {
 
 impl Drop for Locked<'_> {
     fn drop(&mut self) {
-        self.shown.store(shown(&self.state), Ordering::Release);
+        let file = self.file;
+        file.shown.store(shown(&self.state), Ordering::Release);
+        file.unlinked.store(self.state.unlinked, Ordering::Release);
     }
 }

@@ -17,6 +17,7 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         root: PathBuf::from("/"),
         read_only: false,
         atomic_writes: true,
+        close_to_open: true,
         block_size: 4,
         read_ahead_blocks: 2,
         cache_timeout: Duration::from_secs(60),
@@ -556,6 +557,388 @@ fn a_file_busy_in_a_long_commit_stalls_no_stat_of_another() {
         lock(&fs.open).is_empty(),
         "both handles counted and released"
     );
+}
+
+#[test]
+fn a_time_the_protocol_cannot_carry_is_refused_and_changes_nothing() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"x");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let before = fs.getattr(entry.ino).expect("getattr");
+    let pre_1970 = std::time::UNIX_EPOCH - Duration::from_secs(86_400);
+    let after_2106 = std::time::UNIX_EPOCH + Duration::from_secs(1 << 32);
+    for t in [pre_1970, after_2106] {
+        let change = SetAttrs {
+            mode: Some(0o600),
+            atime: Some(TimeSet::Now),
+            mtime: Some(TimeSet::At(t)),
+            ..Default::default()
+        };
+        assert!(matches!(
+            fs.setattr(entry.ino, change),
+            Err(Error::Remote(remote::Error::TimeOutOfRange))
+        ));
+        let after = fs.getattr(entry.ino).expect("getattr");
+        assert_eq!(after.mtime, before.mtime, "no time stored");
+        assert_eq!(after.perm, 0o644, "nothing else changed either");
+    }
+    let fine = SetAttrs {
+        mtime: Some(TimeSet::At(std::time::UNIX_EPOCH)),
+        ..Default::default()
+    };
+    let attr = fs.setattr(entry.ino, fine).expect("1970 itself is fine");
+    assert_eq!(attr.mtime, std::time::UNIX_EPOCH);
+}
+
+#[test]
+fn ctime_moves_forward_with_every_change_through_the_mount() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"abc");
+    let old = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    let times = SetAttr::Times {
+        atime: old,
+        mtime: old,
+    };
+    mem.setattr(Path::new("/f"), times).expect("old times");
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    assert_eq!(f.attr.ctime, old, "nothing changed yet: the mtime");
+    let started = SystemTime::now();
+    let mut last = old;
+    let mut step = |what: &str, ino: u64| {
+        let attr = fs.getattr(ino).expect("getattr");
+        assert!(
+            attr.ctime > last,
+            "{what}: ctime {:?} <= {last:?}",
+            attr.ctime
+        );
+        assert!(attr.ctime >= started, "{what}");
+        assert!(attr.ctime >= attr.mtime, "{what}");
+        last = attr.ctime;
+    };
+    let set = |changes: SetAttrs| fs.setattr(f.ino, changes).expect("setattr");
+    set(SetAttrs {
+        mode: Some(0o600),
+        ..Default::default()
+    });
+    step("chmod", f.ino);
+    set(SetAttrs {
+        uid: Some(7),
+        gid: Some(8),
+        ..Default::default()
+    });
+    step("chown", f.ino);
+    let touched = set(SetAttrs {
+        atime: Some(TimeSet::At(old)),
+        mtime: Some(TimeSet::At(old)),
+        ..Default::default()
+    });
+    assert_eq!(touched.mtime, old, "utimens sets the mtime it was given");
+    step("utimens to an old time", f.ino);
+    let w = fs.open(f.ino, rw()).expect("open");
+    fs.write(w.fh, 0, b"X").expect("write");
+    step("write", f.ino);
+    fs.release(w.fh).expect("release");
+    set(SetAttrs {
+        size: Some(1),
+        ..Default::default()
+    });
+    step("truncate", f.ino);
+    fs.rename(
+        inodes::ROOT,
+        OsStr::new("f"),
+        inodes::ROOT,
+        OsStr::new("g"),
+        false,
+    )
+    .expect("rename");
+    let g = fs.lookup(inodes::ROOT, OsStr::new("g")).expect("lookup g");
+    assert_eq!(g.ino, f.ino, "the same file");
+    step("rename", g.ino);
+    mem.put_file("/other", b"o");
+    // Listings show it too (readdirplus gives the kernel these attributes).
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    let items = fs.readdir(dir.fh).expect("readdir");
+    fs.releasedir(dir.fh);
+    let listed = items.iter().find(|i| i.name == "g").expect("g listed");
+    assert_eq!(listed.attr.ctime, last, "the listing's ctime");
+    // Another file keeps its own.
+    let other = fs
+        .lookup(inodes::ROOT, OsStr::new("other"))
+        .expect("lookup");
+    assert_eq!(other.attr.ctime, other.attr.mtime);
+}
+
+#[test]
+fn an_open_file_whose_name_is_gone_has_no_links() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        mem.put_file("/f", b"data");
+        mem.setattr(Path::new("/f"), SetAttr::Owner(Some(7), Some(8)))
+            .expect("chown");
+        mem.setattr(Path::new("/f"), SetAttr::Mode(0o640))
+            .expect("chmod");
+        let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+        let h = fs.open(f.ino, rw()).expect("open");
+        assert_eq!(fs.getattr(f.ino).expect("fstat").nlink, 1);
+        fs.unlink(inodes::ROOT, OsStr::new("f")).expect("unlink");
+        let attr = fs.getattr(f.ino).expect("fstat after unlink");
+        assert_eq!(attr.nlink, 0, "random_write={random_write}");
+        assert_eq!(attr.size, 4);
+        assert_eq!((attr.uid, attr.gid, attr.perm), (7, 8, 0o640), "as it was");
+        assert_eq!(attr.mtime, f.attr.mtime);
+        fs.write(h.fh, 4, b"!").expect("write after unlink");
+        assert_eq!(fs.getattr(f.ino).expect("fstat").nlink, 0);
+        fs.release(h.fh).expect("release");
+    }
+}
+
+#[test]
+fn access_judges_the_attributes_as_the_mount_shows_them() {
+    let mem = Arc::new(Memory::new(true));
+    let (_, plain, _s) = setup(true);
+    let cfg = FsConfig {
+        idmap: Some(IdMapping {
+            remote_uid: 500,
+            remote_gid: 600,
+            local_uid: 1000,
+            local_gid: 1000,
+        }),
+        ..plain.cfg.clone()
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    mem.put_file("/f", b"x");
+    mem.setattr(Path::new("/f"), SetAttr::Mode(0o640))
+        .expect("chmod");
+    mem.setattr(Path::new("/f"), SetAttr::Owner(Some(500), Some(600)))
+        .expect("chown");
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let who = |uid, gid| access::Caller {
+        uid,
+        gid,
+        pid: std::process::id(),
+    };
+    let (r, w, x) = (access::READ, access::WRITE, access::EXEC);
+    fs.access(f.ino, who(1000, 1000), r | w)
+        .expect("the remote owner appears as the local user");
+    assert!(matches!(
+        fs.access(f.ino, who(500, 1), r),
+        Err(Error::PermissionDenied)
+    ));
+    fs.access(f.ino, who(2000, 1000), r)
+        .expect("the mapped group");
+    assert!(matches!(
+        fs.access(f.ino, who(2000, 1000), w),
+        Err(Error::PermissionDenied)
+    ));
+    fs.access(f.ino, who(0, 0), r | w).expect("root");
+    assert!(
+        matches!(fs.access(f.ino, who(0, 0), x), Err(Error::PermissionDenied)),
+        "X_OK on a file without x bits, even for root"
+    );
+    fs.access(f.ino, who(4321, 4321), 0)
+        .expect("F_OK: it exists");
+    fs.access(inodes::ROOT, who(0, 0), x)
+        .expect("a directory is searchable by root");
+}
+
+#[test]
+fn access_for_writing_on_a_read_only_mount_is_erofs() {
+    let mem = Arc::new(Memory::new(true));
+    let (_, plain, _s) = setup(true);
+    let cfg = FsConfig {
+        read_only: true,
+        ..plain.cfg.clone()
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    mem.put_file("/f", b"x");
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let root = access::Caller {
+        uid: 0,
+        gid: 0,
+        pid: std::process::id(),
+    };
+    fs.access(f.ino, root, access::READ).expect("read");
+    assert!(matches!(
+        fs.access(f.ino, root, access::WRITE),
+        Err(Error::ReadOnly)
+    ));
+}
+
+#[test]
+fn link_gives_a_second_name_and_moves_the_files_ctime() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"shared");
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    fs.releasedir(dir.fh);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let before = fs.getattr(f.ino).expect("getattr").ctime;
+    let g = fs.link(f.ino, inodes::ROOT, OsStr::new("g")).expect("link");
+    assert_ne!(g.ino, f.ino, "a name of its own");
+    assert_eq!(g.attr.size, 6, "the new name's attributes");
+    let linked = fs.getattr(f.ino).expect("getattr").ctime;
+    assert!(linked > before, "the file's ctime moved");
+    assert!(g.attr.ctime >= linked, "the new name shows that change");
+    assert_eq!(fs.getattr(g.ino).expect("getattr").ctime, g.attr.ctime);
+    let found = fs.lookup(inodes::ROOT, OsStr::new("g")).expect("lookup g");
+    assert_eq!(found.ino, g.ino);
+    let h = fs.open(g.ino, OpenFlags::default()).expect("open g");
+    assert_eq!(fs.read(h.fh, 0, 100).expect("read"), b"shared");
+    fs.release(h.fh).expect("release");
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    let names: Vec<_> = fs
+        .readdir(dir.fh)
+        .expect("readdir")
+        .iter()
+        .map(|i| i.name.clone())
+        .collect();
+    fs.releasedir(dir.fh);
+    assert_eq!(
+        names.len(),
+        2,
+        "the cached listing has the new name: {names:?}"
+    );
+    assert!(matches!(
+        fs.link(f.ino, inodes::ROOT, OsStr::new("g")),
+        Err(Error::Remote(remote::Error::Exists))
+    ));
+}
+
+#[test]
+fn link_of_a_file_being_written_shows_what_was_written() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        let (f, opened) = fs
+            .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+            .expect("create");
+        fs.write(opened.fh, 0, b"written").expect("write");
+        fs.link(f.ino, inodes::ROOT, OsStr::new("g")).expect("link");
+        assert_eq!(
+            mem.content("/g").as_deref(),
+            Some(&b"written"[..]),
+            "random_write={random_write}"
+        );
+        fs.release(opened.fh).expect("release");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"written"[..]));
+    }
+}
+
+/// Changes the server's copy of `path` behind the mount's back, with an
+/// mtime of its own.
+fn change_on_server(mem: &Memory, path: &str, data: &[u8], mtime_secs: u64) {
+    mem.put_file(path, data);
+    let t = std::time::UNIX_EPOCH + Duration::from_secs(mtime_secs);
+    mem.setattr(Path::new(path), SetAttr::Times { atime: t, mtime: t })
+        .expect("times");
+}
+
+fn read_all(fs: &Fs, ino: u64) -> (Vec<u8>, Opened) {
+    let h = fs.open(ino, OpenFlags::default()).expect("open");
+    let data = fs.read(h.fh, 0, 1000).expect("read");
+    fs.release(h.fh).expect("release");
+    (data, h)
+}
+
+#[test]
+fn an_open_sees_what_changed_on_the_server_before_it_for_one_stat() {
+    let (mem, fs, _s) = setup(true);
+    change_on_server(&mem, "/f", b"one", 1_000_000_000);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let (data, _) = read_all(&fs, f.ino);
+    assert_eq!(data, b"one");
+    let (_, again) = read_all(&fs, f.ino);
+    assert!(again.keep_cache && !again.attrs_changed, "unchanged");
+
+    // Same size, another mtime: only the version tells.
+    change_on_server(&mem, "/f", b"two", 1_000_000_001);
+    let stats = mem.stats.load(Ordering::SeqCst);
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"two", "the open saw the server's change");
+    assert_eq!(mem.stats.load(Ordering::SeqCst), stats + 1, "one stat");
+    assert!(!opened.keep_cache, "the kernel drops its pages");
+    assert!(opened.attrs_changed, "and its attributes");
+
+    // stat keeps using the cache.
+    change_on_server(&mem, "/f", b"three!", 1_000_000_002);
+    let stats = mem.stats.load(Ordering::SeqCst);
+    assert_eq!(fs.getattr(f.ino).expect("getattr").size, 3, "cached");
+    assert_eq!(mem.stats.load(Ordering::SeqCst), stats, "no stat");
+    assert_eq!(read_all(&fs, f.ino).0, b"three!", "a longer file");
+    assert_eq!(fs.getattr(f.ino).expect("getattr").size, 6);
+}
+
+#[test]
+fn without_close_to_open_an_open_trusts_the_cache() {
+    let (mem, plain, _s) = setup(true);
+    let cfg = FsConfig {
+        close_to_open: false,
+        ..plain.cfg.clone()
+    };
+    let fs = Fs::new(mem.clone(), cfg);
+    change_on_server(&mem, "/f", b"one", 1_000_000_000);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    assert_eq!(read_all(&fs, f.ino).0, b"one");
+    change_on_server(&mem, "/f", b"two", 1_000_000_001);
+    let stats = mem.stats.load(Ordering::SeqCst);
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"one", "served from the cache, as asked");
+    assert!(opened.keep_cache && !opened.attrs_changed);
+    assert_eq!(mem.stats.load(Ordering::SeqCst), stats, "no stat");
+}
+
+#[test]
+fn an_open_of_a_file_being_written_keeps_the_writers_state() {
+    for random_write in [true, false] {
+        let (mem, fs, _s) = setup(random_write);
+        change_on_server(&mem, "/f", b"old", 1_000_000_000);
+        let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+        let w = fs.open(f.ino, rw()).expect("open to write");
+        fs.write(w.fh, 3, b" and new").expect("write");
+        let stats = mem.stats.load(Ordering::SeqCst);
+        let r = fs.open(f.ino, OpenFlags::default()).expect("open to read");
+        assert_eq!(
+            mem.stats.load(Ordering::SeqCst),
+            stats,
+            "no stat of the server's older copy"
+        );
+        assert!(!r.attrs_changed);
+        assert_eq!(
+            fs.read(r.fh, 0, 100).expect("read"),
+            b"old and new",
+            "random_write={random_write}"
+        );
+        assert_eq!(fs.getattr(f.ino).expect("getattr").size, 11);
+        fs.release(r.fh).expect("release the reader");
+        fs.release(w.fh).expect("release the writer");
+        assert_eq!(mem.content("/f").as_deref(), Some(&b"old and new"[..]));
+    }
+}
+
+#[test]
+fn an_open_keeps_a_listings_coarser_time_while_the_file_is_the_same() {
+    let (mem, fs, _s) = setup(true);
+    mem.coarse_listings.store(true, Ordering::SeqCst);
+    change_on_server(&mem, "/f", b"one", 1_000_000_042);
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    fs.releasedir(dir.fh);
+    let f = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let listed = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_020);
+    assert_eq!(f.attr.mtime, listed, "the listing's time, to the minute");
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"one");
+    assert!(
+        !opened.attrs_changed,
+        "the exact time of the open's stat is the same file"
+    );
+    assert_eq!(
+        fs.getattr(f.ino).expect("getattr").mtime,
+        listed,
+        "so the file does not seem to change (editors would warn)"
+    );
+    // A real change is still one.
+    change_on_server(&mem, "/f", b"two", 1_000_000_100);
+    let (data, opened) = read_all(&fs, f.ino);
+    assert_eq!(data, b"two");
+    assert!(opened.attrs_changed && !opened.keep_cache);
 }
 
 #[test]

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{Attr, Caps, DirEntry, Error, Kind, Remote, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Kind, Remote, Result, SetAttr, StatFs, TimeRange};
 
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -26,6 +26,9 @@ pub struct Memory {
     pub fail_writes: AtomicBool,
     pub reads: AtomicUsize,
     pub stats: AtomicUsize,
+    /// Listings give mtimes cut to the minute, as an FTP `LIST` does
+    /// (stat stays exact, as with `MDTM`).
+    pub coarse_listings: AtomicBool,
 }
 
 /// An ordinary login may not change the content of a file whose mode has
@@ -38,15 +41,35 @@ fn writable(node: &Node) -> Result<()> {
 }
 
 fn attr(kind: Kind, perm: u16) -> Attr {
+    let now = SystemTime::now();
     Attr {
         kind,
         size: 0,
         perm,
         uid: 0,
         gid: 0,
-        atime: SystemTime::now(),
-        mtime: SystemTime::now(),
+        atime: now,
+        mtime: now,
+        // As SFTP v3 servers: no ctime, no link count.
+        ctime: now,
+        nlink: 1,
     }
+}
+
+/// Attributes as an SFTP v3 server gives them: no ctime but the mtime.
+fn shown(attr: &Attr) -> Attr {
+    Attr {
+        ctime: attr.mtime,
+        ..attr.clone()
+    }
+}
+
+fn to_the_minute(t: SystemTime) -> SystemTime {
+    let secs = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs - secs % 60)
 }
 
 impl Memory {
@@ -66,10 +89,12 @@ impl Memory {
                 random_write,
                 symlinks: true,
                 atomic_rename: true,
+                times: TimeRange::SFTP_V3,
             },
             fail_writes: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
+            coarse_listings: AtomicBool::new(false),
         }
     }
 
@@ -130,11 +155,18 @@ impl Remote for Memory {
         self.caps
     }
 
+    fn same_version(&self, _path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        cached.version() == fresh.version()
+            || (self.coarse_listings.load(Ordering::SeqCst)
+                && cached.size == fresh.size
+                && cached.mtime == to_the_minute(fresh.mtime))
+    }
+
     fn stat(&self, path: &Path) -> Result<Attr> {
         self.stats.fetch_add(1, Ordering::SeqCst);
         self.nodes()
             .get(path)
-            .map(|n| n.attr.clone())
+            .map(|n| shown(&n.attr))
             .ok_or(Error::NotFound)
     }
 
@@ -145,11 +177,18 @@ impl Remote for Memory {
             Some(_) => return Err(Error::NotADirectory),
             None => return Err(Error::NotFound),
         }
+        let coarse = self.coarse_listings.load(Ordering::SeqCst);
         Ok(Self::children(&nodes, path)
             .filter_map(|p| {
+                let mut attr = shown(&nodes.get(p)?.attr);
+                if coarse {
+                    attr.mtime = to_the_minute(attr.mtime);
+                    attr.atime = attr.mtime;
+                    attr.ctime = attr.mtime;
+                }
                 Some(DirEntry {
                     name: p.file_name()?.to_os_string(),
-                    attr: nodes.get(p)?.attr.clone(),
+                    attr,
                 })
             })
             .collect())
@@ -234,6 +273,9 @@ impl Remote for Memory {
                 node.attr.size = s;
             }
             SetAttr::Times { atime, mtime } => {
+                // What SFTP v3 can carry, as the real servers.
+                self.caps.times.secs(atime)?;
+                self.caps.times.secs(mtime)?;
                 node.attr.atime = atime;
                 node.attr.mtime = mtime;
             }
@@ -333,6 +375,22 @@ impl Remote for Memory {
                 link: Some(target.to_path_buf()),
             },
         );
+        Ok(())
+    }
+
+    /// The new name gets a copy of the node: enough for tests of names and
+    /// caches (a write through one name does not show in the other).
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, to)?;
+        if nodes.contains_key(to) {
+            return Err(Error::Exists);
+        }
+        let node = nodes.get(from).ok_or(Error::NotFound)?.clone();
+        if node.attr.kind == Kind::Dir {
+            return Err(Error::NotPermitted);
+        }
+        nodes.insert(to.to_path_buf(), node);
         Ok(())
     }
 

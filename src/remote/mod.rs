@@ -18,7 +18,7 @@ pub mod memory;
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// What kind of object a path names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +40,13 @@ pub struct Attr {
     pub gid: u32,
     pub atime: SystemTime,
     pub mtime: SystemTime,
+    /// When its attributes last changed. Neither SFTP v3 nor FTP carries
+    /// it, so remotes give the mtime; the filesystem layer moves it
+    /// forward for changes made through the mount.
+    pub ctime: SystemTime,
+    /// Names it has. SFTP v3 and FTP do not tell, so remotes give 1; the
+    /// filesystem layer gives 0 for an open file whose name is gone.
+    pub nlink: u32,
 }
 
 impl Attr {
@@ -113,6 +120,58 @@ pub struct Caps {
     pub symlinks: bool,
     /// `rename` replaces an existing target atomically.
     pub atomic_rename: bool,
+    /// The file times the protocol can carry.
+    pub times: TimeRange,
+}
+
+/// The file times a protocol can carry, in whole seconds since the epoch.
+/// A time outside is refused (`Error::TimeOutOfRange`), never stored as
+/// something else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeRange {
+    pub earliest: i64,
+    pub latest: i64,
+}
+
+impl TimeRange {
+    /// SFTP v3: an unsigned 32-bit count of seconds, 1970 to 2106-02-07.
+    pub const SFTP_V3: TimeRange = TimeRange {
+        earliest: 0,
+        latest: u32::MAX as i64,
+    };
+    /// FTP's `YYYYMMDDhhmmss` (MFMT, SITE UTIME, MDTM): servers take no
+    /// time before 1970, and the year has four digits.
+    pub const FTP: TimeRange = TimeRange {
+        earliest: 0,
+        latest: 253_402_300_799, // 9999-12-31 23:59:59 UTC
+    };
+
+    /// Whole seconds of `t` (rounded down), if the protocol can carry them.
+    pub fn secs(&self, t: SystemTime) -> Result<i64> {
+        let secs = unix_secs(t);
+        if (self.earliest..=self.latest).contains(&secs) {
+            Ok(secs)
+        } else {
+            Err(Error::TimeOutOfRange)
+        }
+    }
+}
+
+/// Whole seconds since the epoch, rounded down (so 0.5 s before the epoch
+/// is -1).
+pub fn unix_secs(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let d = before.duration();
+            let whole = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() > 0 {
+                whole.saturating_add(1).saturating_neg()
+            } else {
+                whole.saturating_neg()
+            }
+        }
+    }
 }
 
 /// Errors from the remote layer. `fuse.rs` maps them to errno (through the
@@ -141,6 +200,9 @@ pub enum Error {
     ReadOnly,
     #[error("invalid argument")]
     Invalid,
+    /// A file time the protocol cannot carry (see `TimeRange`).
+    #[error("time out of the range the server can store")]
+    TimeOutOfRange,
     #[error("operation timed out")]
     TimedOut,
     /// The connection broke (or answered garbage); it has been discarded.
@@ -181,8 +243,26 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub trait Remote: Send + Sync {
     fn caps(&self) -> Caps;
 
+    /// Whether `fresh` (from `stat`) shows the same content of `path` as
+    /// `cached` did (perhaps from a listing, which some protocols give with
+    /// a coarser mtime): compared by version unless the protocol knows
+    /// better.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        let _ = path;
+        cached.version() == fresh.version()
+    }
+
     /// Attributes of `path` itself (lstat: a symlink is not followed).
     fn stat(&self, path: &Path) -> Result<Attr>;
+
+    /// Fresh attributes of `path`, which the caches knew as `known`, for
+    /// an open that must see changes made on the server: as `stat`, but a
+    /// protocol whose stat is costly may ask only what tells the content's
+    /// version, and keep the rest of `known`.
+    fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        let _ = known;
+        self.stat(path)
+    }
 
     /// All entries of a directory except `.` and `..`.
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
@@ -214,8 +294,47 @@ pub trait Remote: Send + Sync {
     fn symlink(&self, target: &Path, link: &Path) -> Result<()>;
     fn readlink(&self, path: &Path) -> Result<std::path::PathBuf>;
 
+    /// A new name `to` for the file `from` (a hard link). `NotPermitted`
+    /// where the protocol or server cannot make one.
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        let _ = (from, to);
+        Err(Error::NotPermitted)
+    }
+
     fn statfs(&self, path: &Path) -> Result<StatFs>;
 
     /// Ask the server to commit a file to stable storage, where it can.
     fn fsync(&self, path: &Path) -> Result<()>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn unix_secs_rounds_down_on_both_sides_of_the_epoch() {
+        assert_eq!(unix_secs(UNIX_EPOCH), 0);
+        assert_eq!(unix_secs(UNIX_EPOCH + Duration::from_millis(1500)), 1);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(1)), -1);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_secs(2)), -2);
+        assert_eq!(unix_secs(UNIX_EPOCH - Duration::from_millis(2500)), -3);
+    }
+
+    #[test]
+    fn a_time_range_refuses_what_it_cannot_carry() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        let sftp = TimeRange::SFTP_V3;
+        assert_eq!(sftp.secs(at(0)).ok(), Some(0));
+        assert_eq!(sftp.secs(at(4_294_967_295)).ok(), Some(4_294_967_295));
+        assert!(matches!(
+            sftp.secs(at(4_294_967_296)),
+            Err(Error::TimeOutOfRange)
+        ));
+        let pre_1970 = UNIX_EPOCH - Duration::from_secs(1);
+        assert!(matches!(sftp.secs(pre_1970), Err(Error::TimeOutOfRange)));
+        let ftp = TimeRange::FTP;
+        assert!(ftp.secs(at(4_294_967_296)).is_ok(), "FTP goes past 2106");
+        assert!(matches!(ftp.secs(pre_1970), Err(Error::TimeOutOfRange)));
+    }
 }

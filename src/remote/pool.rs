@@ -45,6 +45,11 @@ fn counted<R>(counter: &AtomicU64, op: impl FnOnce() -> Result<R>) -> Result<R> 
 /// or stream may be stale.
 pub trait Connection: Send + 'static {
     fn stat(&mut self, path: &Path) -> Result<Attr>;
+    /// As `Remote::stat_again`.
+    fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        let _ = known;
+        self.stat(path)
+    }
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
     fn read(
         &mut self,
@@ -63,6 +68,11 @@ pub trait Connection: Send + 'static {
     fn rename(&mut self, from: &Path, to: &Path) -> Result<()>;
     fn symlink(&mut self, target: &Path, link: &Path) -> Result<()>;
     fn readlink(&mut self, path: &Path) -> Result<PathBuf>;
+    /// A hard link; `NotPermitted` unless the protocol can make one.
+    fn link(&mut self, from: &Path, to: &Path) -> Result<()> {
+        let _ = (from, to);
+        Err(Error::NotPermitted)
+    }
     fn statfs(&mut self, path: &Path) -> Result<StatFs>;
     fn fsync(&mut self, path: &Path) -> Result<()>;
     /// Cheap liveness probe for idle connections (SSH keepalive, FTP NOOP).
@@ -74,6 +84,11 @@ pub trait Connector: Send + Sync + 'static {
     type Conn: Connection;
     fn connect(&self) -> Result<Self::Conn>;
     fn caps(&self) -> Caps;
+    /// As `Remote::same_version`.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        let _ = path;
+        cached.version() == fresh.version()
+    }
 }
 
 /// While the server is known to be unreachable, calls fail at once instead of
@@ -499,8 +514,14 @@ impl<C: Connector> Remote for Pool<C> {
     fn caps(&self) -> Caps {
         self.connector.caps()
     }
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        self.connector.same_version(path, cached, fresh)
+    }
     fn stat(&self, path: &Path) -> Result<Attr> {
         self.run(Lane::Meta, true, |c| c.stat(path))
+    }
+    fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        self.run(Lane::Meta, true, |c| c.stat_again(path, known))
     }
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
         self.run(Lane::Meta, true, |c| c.list(path))
@@ -546,6 +567,10 @@ impl<C: Connector> Remote for Pool<C> {
     }
     fn readlink(&self, path: &Path) -> Result<PathBuf> {
         self.run(Lane::Meta, true, |c| c.readlink(path))
+    }
+    fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        // A new name: like create, it changes what `to` names.
+        self.renaming(|| self.run(Lane::Meta, false, |c| c.link(from, to)))
     }
     fn statfs(&self, path: &Path) -> Result<StatFs> {
         self.run(Lane::Meta, true, |c| c.statfs(path))
@@ -594,6 +619,7 @@ mod tests {
                 random_write: true,
                 symlinks: true,
                 atomic_rename: true,
+                times: crate::remote::TimeRange::SFTP_V3,
             }
         }
     }

@@ -17,7 +17,7 @@ use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 use super::pool::{Connection, Connector, Generation};
 use super::sftp_ext::SftpExt;
 use super::ssh::{self, Credentials, SshSettings};
-use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
 
 /// SFTP status codes (draft-ietf-secsh-filexfer, v3 and later).
 const FX_EOF: i32 = 1;
@@ -126,10 +126,11 @@ fn to_time(secs: Option<u64>) -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(secs.unwrap_or(0))
 }
 
-fn to_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+/// Seconds as SFTP v3 carries them (unsigned 32 bits): a time outside
+/// that range is refused, never sent as 0 or cut to 32 bits.
+fn to_secs(t: SystemTime) -> Result<u64> {
+    let secs = TimeRange::SFTP_V3.secs(t)?;
+    u64::try_from(secs).map_err(|_| Error::TimeOutOfRange)
 }
 
 pub fn attr_from_stat(st: &FileStat) -> Attr {
@@ -149,6 +150,8 @@ pub fn attr_from_stat(st: &FileStat) -> Attr {
         gid: st.gid.unwrap_or(0),
         atime: to_time(st.atime),
         mtime: to_time(st.mtime),
+        ctime: to_time(st.mtime),
+        nlink: 1,
     }
 }
 
@@ -265,6 +268,7 @@ impl Connector for SftpConnector {
             random_write: true,
             symlinks: true,
             atomic_rename: true,
+            times: TimeRange::SFTP_V3,
         }
     }
 }
@@ -315,7 +319,7 @@ impl SftpConnection {
     /// The extensions' channel; None when the server opens no second
     /// channel (`MaxSessions 1`): the extensions are then missing, as on
     /// servers that lack them.
-    fn ext(&mut self) -> Result<Option<&SftpExt>> {
+    fn ext(&mut self) -> Result<Option<&mut SftpExt>> {
         if self.ext.is_none() && !self.ext_refused {
             match SftpExt::open(&self.session)? {
                 Some(ext) => self.ext = Some(ext),
@@ -325,7 +329,7 @@ impl SftpConnection {
                 }
             }
         }
-        Ok(self.ext.as_ref())
+        Ok(self.ext.as_mut())
     }
 
     /// The result of a call on `path`, with a bare "failure" explained.
@@ -564,8 +568,8 @@ impl Connection for SftpConnection {
             }
             SetAttr::Size(size) => st.size = Some(size),
             SetAttr::Times { atime, mtime } => {
-                st.atime = Some(to_secs(atime));
-                st.mtime = Some(to_secs(mtime));
+                st.atime = Some(to_secs(atime)?);
+                st.mtime = Some(to_secs(mtime)?);
             }
         }
         let result = self.sftp.setstat(path, st);
@@ -619,6 +623,19 @@ impl Connection for SftpConnection {
 
     fn readlink(&mut self, path: &Path) -> Result<PathBuf> {
         self.sftp.readlink(path).map_err(|e| map_err(e, "readlink"))
+    }
+
+    fn link(&mut self, from: &Path, to: &Path) -> Result<()> {
+        let linked = match self.ext()? {
+            Some(ext) => ext.hardlink(from, to),
+            None => Ok(false),
+        };
+        match linked {
+            Ok(true) => Ok(()),
+            // Without hardlink@openssh.com SFTP v3 has no way: as FTP.
+            Ok(false) => Err(Error::NotPermitted),
+            Err(e) => Err(self.explain_failure(e, to, Expect::Absent)),
+        }
     }
 
     fn statfs(&mut self, path: &Path) -> Result<StatFs> {
@@ -716,6 +733,23 @@ mod tests {
         packet.extend_from_slice(&[0, 0, 0, 9, b'x']);
         assert_eq!(parse_extensions(&packet).len(), 2);
         assert!(parse_extensions(&[0xff, 0xff, 0xff, 0xff]).is_empty());
+    }
+
+    #[test]
+    fn times_sftp_v3_cannot_carry_are_refused() {
+        let at = |secs: u64| UNIX_EPOCH + Duration::from_secs(secs);
+        assert_eq!(to_secs(at(0)).ok(), Some(0));
+        assert_eq!(to_secs(at(1_600_000_000)).ok(), Some(1_600_000_000));
+        assert_eq!(
+            to_secs(at(u64::from(u32::MAX))).ok(),
+            Some(u64::from(u32::MAX))
+        );
+        let before_1970 = UNIX_EPOCH - Duration::from_secs(86_400);
+        assert!(matches!(to_secs(before_1970), Err(Error::TimeOutOfRange)));
+        let just_before = UNIX_EPOCH - Duration::from_millis(1);
+        assert!(matches!(to_secs(just_before), Err(Error::TimeOutOfRange)));
+        let after_2106 = at(u64::from(u32::MAX) + 1);
+        assert!(matches!(to_secs(after_2106), Err(Error::TimeOutOfRange)));
     }
 
     #[test]

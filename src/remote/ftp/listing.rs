@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::remote::{Attr, DirEntry, Kind};
+use crate::remote::{Attr, DirEntry, Error, Kind, TimeRange};
 
 /// Permissions shown when the listing tells none (DOS style, MLSD without
 /// `UNIX.mode`).
@@ -219,6 +219,8 @@ fn list_attr(kind: Kind, size: u64, perm: u16, mtime: SystemTime) -> Attr {
         gid: 0,
         atime: mtime,
         mtime,
+        ctime: mtime,
+        nlink: 1,
     }
 }
 
@@ -694,6 +696,8 @@ impl<'a> Facts<'a> {
             gid: self.gid,
             atime: mtime,
             mtime,
+            ctime: mtime,
+            nlink: 1,
         }
     }
 }
@@ -832,18 +836,18 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 }
 
 /// `YYYYMMDDhhmmss` in UTC, as `MFMT` and `SITE UTIME` take it: the
-/// inverse of [`parse_mdtm`]. Times before 1970 are sent as 1970-01-01 (FTP
-/// servers take no negative times).
-pub fn ftp_time(t: SystemTime) -> String {
-    let secs = system_to_secs(t).max(0);
+/// inverse of [`parse_mdtm`]. A time before 1970 (FTP servers take no
+/// negative times) or after the year 9999 is refused, not sent as another.
+pub fn ftp_time(t: SystemTime) -> Result<String, Error> {
+    let secs = TimeRange::FTP.secs(t)?;
     let (y, m, d) = civil_from_days(secs.div_euclid(SECS_PER_DAY));
     let rem = secs.rem_euclid(SECS_PER_DAY);
-    format!(
+    Ok(format!(
         "{y:04}{m:02}{d:02}{:02}{:02}{:02}",
         rem / 3600,
         (rem / 60) % 60,
         rem % 60
-    )
+    ))
 }
 
 fn system_to_secs(time: SystemTime) -> i64 {
@@ -1915,20 +1919,30 @@ type=file;size=1;modify=2024; badmodify\r\n";
 
     #[test]
     fn ftp_time_formats_utc() {
-        assert_eq!(ftp_time(UNIX_EPOCH), "19700101000000");
+        let stamp = |t: SystemTime| ftp_time(t).ok();
+        assert_eq!(stamp(UNIX_EPOCH).as_deref(), Some("19700101000000"));
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000); // 2023-11-14 22:13:20 UTC
-        assert_eq!(ftp_time(t), "20231114221320");
+        assert_eq!(stamp(t).as_deref(), Some("20231114221320"));
         let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661); // 2000-02-29 01:01:01
-        assert_eq!(ftp_time(leap), "20000229010101");
+        assert_eq!(stamp(leap).as_deref(), Some("20000229010101"));
+        let last = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        assert_eq!(stamp(last).as_deref(), Some("99991231235959"));
+    }
+
+    #[test]
+    fn ftp_time_refuses_what_the_format_cannot_say() {
         let before = UNIX_EPOCH - Duration::from_secs(10);
-        assert_eq!(ftp_time(before), "19700101000000");
+        assert!(matches!(ftp_time(before), Err(Error::TimeOutOfRange)));
+        let year_10000 = UNIX_EPOCH + Duration::from_secs(253_402_300_800);
+        assert!(matches!(ftp_time(year_10000), Err(Error::TimeOutOfRange)));
     }
 
     #[test]
     fn ftp_time_round_trips_through_the_mdtm_parser() {
         for secs in [0u64, 86_399, 86_400, 1_234_567_890, 4_102_444_800] {
             let t = UNIX_EPOCH + Duration::from_secs(secs);
-            assert_eq!(parse_mdtm(&ftp_time(t)), Some(t));
+            let stamp = ftp_time(t).expect("a time FTP can carry");
+            assert_eq!(parse_mdtm(&stamp), Some(t));
         }
     }
 }

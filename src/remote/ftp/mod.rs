@@ -51,7 +51,7 @@ use self::reply::{code, error_code, is_not_implemented, is_refusal, map_err, map
 use self::tls::RustlsStream;
 use self::wire::path_arg;
 use super::pool::{Connection, Connector, Generation};
-use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
 
 /// A download stream left open for the next sequential read is reused only
 /// this soon after its last read: later, the file may have changed (the same
@@ -196,7 +196,21 @@ impl Connector for FtpConnector {
             symlinks: false,
             // RNTO replaces an existing file on vsftpd and most servers.
             atomic_rename: true,
+            times: TimeRange::FTP,
         }
+    }
+
+    /// A listing's time may be coarse (minutes or days) where a stat asks
+    /// MDTM: the same file if its listing still shows the cached time and
+    /// that listed time was refined to exactly the fresh one.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        cached.version() == fresh.version()
+            || (cached.size == fresh.size
+                && self
+                    .core
+                    .learned
+                    .exact_mtime(path, cached.size, cached.mtime)
+                    == Some(fresh.mtime))
     }
 }
 
@@ -561,9 +575,12 @@ impl FtpConnection {
             return self.stat_by_cwd(path, Error::NotFound);
         };
         let precise = found.time_precise;
+        // As listed: `finish_entry` may put in the exact time learned
+        // before, but what is remembered pairs MDTM's with the listed one.
+        let listed = found.entry.attr.mtime;
         let mut attr = self.finish_entry(parent, found).attr;
         if !precise && attr.kind == Kind::File && self.features.mdtm {
-            self.refine_mtime(path, &mut attr)?;
+            self.refine_mtime(path, &mut attr, listed)?;
         }
         Ok(attr)
     }
@@ -580,8 +597,7 @@ impl FtpConnection {
 
     /// The listing's time is of minute or day precision: ask MDTM for the
     /// exact one, and remember it for later listings.
-    fn refine_mtime(&mut self, path: &Path, attr: &mut Attr) -> Result<()> {
-        let listed = attr.mtime;
+    fn refine_mtime(&mut self, path: &Path, attr: &mut Attr, listed: SystemTime) -> Result<()> {
         match self.mdtm(path) {
             Ok(Some(exact)) => {
                 attr.mtime = exact;
@@ -625,7 +641,8 @@ impl FtpConnection {
         attr.uid = self.core.ids.0;
         attr.gid = self.core.ids.1;
         if !facts.time_precise && attr.kind == Kind::File && self.features.mdtm {
-            self.refine_mtime(path, &mut attr)?;
+            let listed = attr.mtime;
+            self.refine_mtime(path, &mut attr, listed)?;
         }
         Ok(attr)
     }
@@ -641,7 +658,59 @@ impl FtpConnection {
             gid: self.core.ids.1,
             atime: UNIX_EPOCH,
             mtime: UNIX_EPOCH,
+            ctime: UNIX_EPOCH,
+            nlink: 1,
         }
+    }
+
+    /// `stat` for an open of a file known as `known`. With MLST a stat is
+    /// one command; without, it lists the whole parent directory, so where
+    /// the server has SIZE and MDTM (two commands, no data connection)
+    /// those tell whether the file is still the one known. A full stat
+    /// only when they cannot: the file is not one any more, or a listing's
+    /// coarse time is not yet paired with an exact one (the stat pairs it
+    /// for the next time).
+    fn version_check(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        if self.features.mlst
+            || known.kind != Kind::File
+            || !self.features.size
+            || !self.features.mdtm
+        {
+            return self.stat_inner(path);
+        }
+        let arg = path_arg(path)?;
+        let size = match self.ftp.size(&arg) {
+            Ok(size) => size as u64,
+            // Gone, or no longer a file: the full stat says which.
+            Err(e) if error_code(&e).is_some_and(|c| (400..600).contains(&c)) => {
+                return self.stat_inner(path)
+            }
+            Err(e) => return Err(map_err(e, "SIZE")),
+        };
+        let exact = match self.mdtm(path) {
+            Ok(Some(exact)) => exact,
+            Err(e) if e.breaks_connection() => return Err(e),
+            _ => return self.stat_inner(path),
+        };
+        let known_time = known.mtime == exact
+            || self
+                .learned()
+                .exact_mtime(path, known.size, known.mtime)
+                .is_some_and(|t| t == exact);
+        if size == known.size && known_time {
+            // The same file: as known (a listing's time stays as shown).
+            return Ok(known.clone());
+        }
+        if size != known.size {
+            return Ok(Attr {
+                size,
+                mtime: exact,
+                atime: exact,
+                ctime: exact,
+                ..known.clone()
+            });
+        }
+        self.stat_inner(path)
     }
 
     /// Whether anything exists at `path`, cheaply where the server helps:
@@ -809,7 +878,7 @@ impl FtpConnection {
     /// `mdtm_write`). Refusals are remembered for the mount.
     fn set_times(&mut self, path: &Path, mtime: SystemTime) -> Result<()> {
         let arg = path_arg(path)?;
-        let stamp = listing::ftp_time(mtime);
+        let stamp = listing::ftp_time(mtime)?;
         self.learned().forget(path);
         if self.features.mfmt {
             let result = self.command(format!("MFMT {stamp} {arg}"), &[Status::File], "MFMT");
@@ -967,6 +1036,10 @@ fn copy_into(src: &mut dyn Read, dst: &mut impl Write) -> std::result::Result<()
 impl Connection for FtpConnection {
     fn stat(&mut self, path: &Path) -> Result<Attr> {
         self.run(|c| c.stat_inner(path))
+    }
+
+    fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        self.run(|c| c.version_check(path, known))
     }
 
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
