@@ -797,6 +797,8 @@ fn help_and_version() {
         "cache_size",
         "atomic_writes",
         "nocto",
+        "uid",
+        "gid",
         "ftp_active",
         "ftps_implicit",
         "cafile",

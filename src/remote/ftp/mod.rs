@@ -138,19 +138,9 @@ impl Learned {
         crate::sync::lock(&self.exact_mtimes)
     }
 
-    /// The exact time learned for `path`, if it fits what a listing shows
-    /// now: the same size, and a listing time that is the exact time cut
-    /// to minutes or days (however it was listed when it was learned).
     fn exact_mtime(&self, path: &Path, size: u64, listed: SystemTime) -> Option<SystemTime> {
-        const COARSEST: Duration = Duration::from_secs(24 * 3600);
         match self.mtimes().get(path) {
-            Some(&(s, l, exact))
-                if s == size
-                    && (l == listed
-                        || exact.duration_since(listed).is_ok_and(|d| d < COARSEST)) =>
-            {
-                Some(exact)
-            }
+            Some(&(s, l, exact)) if s == size && l == listed => Some(exact),
             _ => None,
         }
     }
