@@ -11,6 +11,7 @@ mod fs;
 mod fuse;
 mod remote;
 mod sync;
+mod watchdog;
 mod workers;
 
 use std::path::{Path, PathBuf};
@@ -308,6 +309,14 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     if !cfg.foreground {
         daemonize()?;
     }
+    // Still one thread: the watchdog's fork copies nothing else.
+    let watchdog = match watchdog::Watchdog::start(&cfg.mountpoint) {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::warn!("no watchdog: a crash would leave a dead mount point ({e})");
+            None
+        }
+    };
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
         .context("cannot install signal handlers")?;
     let mountpoint = cfg.mountpoint.clone();
@@ -331,7 +340,11 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             })
             .context("cannot start the keepalive thread")?;
     }
-    session.run().context("FUSE session ended with an error")?;
+    let ended = session.run().context("FUSE session ended with an error");
+    if let Some(w) = watchdog {
+        w.disarm();
+    }
+    ended?;
     drop(staging);
     Ok(())
 }
@@ -381,22 +394,19 @@ fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {
     if cfg.default_permissions {
         options.push(M::DefaultPermissions);
     }
-    // AutoUnmount (no dead mount after a crash) needs allow_root or
-    // allow_other, which an unprivileged user may only ask for when
-    // /etc/fuse.conf says user_allow_other.
-    let privileged = unsafe { libc::geteuid() } == 0 || fuse_conf_allows_other();
+    // Without -o allow_other the kernel itself keeps every other user out
+    // (also of what it caches); FUSE's auto_unmount would need the kernel
+    // option allow_other, so the watchdog does its job instead.
     config.acl = if cfg.allow_other {
+        if !cfg.default_permissions {
+            tracing::warn!(
+                "allow_other without default_permissions: every local user can use this mount with your rights on the server"
+            );
+        }
         fuser::SessionACL::All
-    } else if privileged {
-        fuser::SessionACL::RootAndOwner
     } else {
         fuser::SessionACL::Owner
     };
-    if config.acl != fuser::SessionACL::Owner {
-        options.push(M::AutoUnmount);
-    } else {
-        tracing::info!("auto_unmount unavailable: /etc/fuse.conf lacks user_allow_other");
-    }
     config.mount_options = options;
     config.n_threads = Some(1);
     config
@@ -427,12 +437,6 @@ fn raise_kernel_read_ahead(mountpoint: &Path) {
             tracing::debug!("cannot raise {knob}: {e}");
         }
     }
-}
-
-fn fuse_conf_allows_other() -> bool {
-    std::fs::read_to_string("/etc/fuse.conf")
-        .map(|text| text.lines().any(|l| l.trim() == "user_allow_other"))
-        .unwrap_or(false)
 }
 
 /// Goes to the background once the mount works, like sshfs: the parent exits

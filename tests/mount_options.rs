@@ -973,3 +973,48 @@ fn set_mtime(path: &Path, secs: i64) {
     let rc = unsafe { libc::utimensat(libc::AT_FDCWD, c.as_ptr(), [t, t].as_ptr(), 0) };
     assert_eq!(rc, 0, "utimensat {}", path.display());
 }
+
+// Without -o allow_other no other local user reaches the mount, not even
+// what the owner has just looked at (the kernel would answer that from its
+// cache); with -o allow_other they do.
+#[test]
+fn other_users_see_nothing_without_allow_other() {
+    let server = Server::sftp();
+    server.put_file("f", b"seen");
+    let stat_as_other = |p: &Path| {
+        run_cmd(
+            Command::new("setpriv")
+                .args(["--reuid", SFTP_PW_USER, "--regid", SFTP_PW_USER])
+                .args(["--init-groups", "--", "stat", "-c", "%s"])
+                .arg(p),
+            Duration::from_secs(30),
+            None,
+        )
+    };
+    let m = Mount::new(&server, &[]);
+    assert_eq!(
+        fs::read(m.path("f")).unwrap(),
+        b"seen",
+        "the owner reads it"
+    );
+    let out = stat_as_other(&m.path("f"));
+    assert!(
+        !out.status.success() && stderr_text(&out).contains("Permission denied"),
+        "another user must not reach the mount\n{}",
+        describe_output(&out)
+    );
+    let entry = mount_entry(&m.dir).expect("mountinfo entry");
+    assert!(
+        !entry.super_options.contains("allow_other"),
+        "the kernel mount carries no allow_other: {entry:?}"
+    );
+    drop(m);
+
+    let m = Mount::new(&server, &["-o", "allow_other,default_permissions"]);
+    let out = stat_as_other(&m.path("f"));
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "4",
+        "with allow_other another user reaches the mount\n{}",
+        describe_output(&out)
+    );
+}
