@@ -573,8 +573,21 @@ fn ftp_garbage_after_transfer() {
 
 /// An sshd of our own whose `Subsystem sftp` is tests/data/hostile_sftp.py
 /// (or, for [`HostileSshd::one_channel`], OpenSSH's own, allowing a single
-/// channel per connection). Keys come from a (stopped) test [`Server`].
-/// Dropping it kills sshd and every process it forked, by PID.
+/// channel per connection; for [`HostileSshd::refusing_close`], OpenSSH's
+/// sftp-server behind tests/data/refuse_close_sftp.py). Keys come from a
+/// (stopped) test [`Server`]. Dropping it kills sshd and every process it
+/// forked, by PID.
+/// What [`HostileSshd`] serves as its sftp subsystem.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Subsystem {
+    Hostile,
+    OneChannel,
+    RefusingClose,
+}
+
+/// OpenSSH's SFTP server program, as Debian installs it.
+const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
+
 struct HostileSshd {
     child: Child,
     port: u16,
@@ -584,22 +597,33 @@ struct HostileSshd {
 
 impl HostileSshd {
     fn start() -> HostileSshd {
-        HostileSshd::start_with(true)
+        HostileSshd::start_with(Subsystem::Hostile)
     }
 
     /// `MaxSessions 1`: the one SFTP channel per connection that a server
     /// may allow.
     fn one_channel() -> HostileSshd {
-        HostileSshd::start_with(false)
+        HostileSshd::start_with(Subsystem::OneChannel)
     }
 
-    fn start_with(hostile_sftp: bool) -> HostileSshd {
+    /// OpenSSH's sftp-server, except that closing a written file fails.
+    fn refusing_close() -> HostileSshd {
+        HostileSshd::start_with(Subsystem::RefusingClose)
+    }
+
+    fn start_with(kind: Subsystem) -> HostileSshd {
         let mut server = Server::start(Proto::Sftp);
         server.stop();
-        let source = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/hostile_sftp.py");
+        let name = match kind {
+            Subsystem::RefusingClose => "refuse_close_sftp.py",
+            _ => "hostile_sftp.py",
+        };
+        let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name);
         // The login runs it: a copy in the server's own directory, which
         // an ordinary account can reach wherever the checkout is.
-        let script = server.dir().join("hostile_sftp.py");
+        let script = server.dir().join(name);
         fs::copy(&source, &script).unwrap_or_else(|e| panic!("copy {}: {e}", source.display()));
         let python = ["/usr/bin/python3", "/usr/local/bin/python3"]
             .into_iter()
@@ -618,9 +642,11 @@ impl HostileSshd {
                         "PidFile {}",
                         server.dir().join("hostile-sshd.pid").display()
                     )
-                } else if l.starts_with("Subsystem ") && hostile_sftp {
+                } else if l.starts_with("Subsystem ") && kind == Subsystem::Hostile {
                     format!("Subsystem sftp {python} {}", script.display())
-                } else if l.starts_with("MaxSessions ") && !hostile_sftp {
+                } else if l.starts_with("Subsystem ") && kind == Subsystem::RefusingClose {
+                    format!("Subsystem sftp {python} {} {SFTP_SERVER}", script.display())
+                } else if l.starts_with("MaxSessions ") && kind == Subsystem::OneChannel {
                     "MaxSessions 1".to_string()
                 } else {
                     l.to_string()
@@ -838,4 +864,47 @@ fn sftp_one_channel_per_connection_still_works() {
         "df without statvfs: {text}"
     );
     assert!(mount.is_mounted());
+}
+
+// A successful close means the server accepted the file: every handle that
+// wrote is closed, and its CLOSE status checked, before close() returns.
+// A server that refuses those CLOSEs makes `cp` fail, and the target never
+// gets the new bytes under its name.
+#[test]
+fn sftp_refused_close_fails_the_copy() {
+    let sshd = HostileSshd::refusing_close();
+    let export = sshd.server.export.clone();
+    sshd.server.put_file("kept.txt", b"old content");
+    let mount = sshd.mount();
+    let root = format!("{}{}", mount.mnt.dir.display(), export.display());
+    let root = Path::new(&root);
+    assert_eq!(
+        fs::read(root.join("kept.txt")).expect("reads still work"),
+        b"old content"
+    );
+    let local = tempfile::tempdir().unwrap();
+    let src = local.path().join("src.bin");
+    fs::write(&src, vec![7u8; 300_000]).unwrap();
+    for target in ["new.bin", "kept.txt"] {
+        let out = run_cmd(
+            Command::new("cp").arg(&src).arg(root.join(target)),
+            Duration::from_secs(60),
+            None,
+        );
+        assert!(
+            !out.status.success(),
+            "cp to {target} must fail when the server refuses to close what was written\n{}\n{}",
+            describe_output(&out),
+            sshd.log()
+        );
+    }
+    assert_eq!(
+        fs::read(export.join("kept.txt")).unwrap(),
+        b"old content",
+        "the old file keeps its bytes"
+    );
+    assert!(
+        fs::read(export.join("new.bin")).map_or(true, |d| d.len() < 300_000),
+        "the new name never holds the copy as if it had succeeded"
+    );
 }

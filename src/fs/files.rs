@@ -292,6 +292,25 @@ impl FileState {
         if let Some(e) = &self.error {
             return Err(Error::WriteFailed(e.clone()));
         }
+        let result = self.write_unchecked(remote, path, offset, data);
+        if let Err(e) = &result {
+            // Whatever failed (starting the temporary copy, making the file
+            // writable, sending), these bytes are lost: nothing of this
+            // rewrite may be committed, not even its truncation.
+            if self.error.is_none() {
+                self.lose(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn write_unchecked(
+        &mut self,
+        remote: &dyn Remote,
+        path: &Path,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
         let end = offset + data.len() as u64;
         if let Content::Local { synced, .. } = &self.content {
             if synced.is_some_and(|n| offset < n) {

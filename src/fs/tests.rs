@@ -1042,3 +1042,21 @@ fn truncate_by_path_without_remote_truncate_rewrites_the_file() {
     .expect("truncate");
     assert_eq!(mem.content("/f").as_deref(), Some(&b"0123"[..]));
 }
+
+#[test]
+fn a_rewrite_whose_temporary_copy_fails_keeps_the_old_file() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"old content");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(entry.ino, rewrite()).expect("open with O_TRUNC");
+    mem.fail_creates.store(true, Ordering::SeqCst);
+    assert!(fs.write(opened.fh, 0, b"new").is_err(), "the write fails");
+    mem.fail_creates.store(false, Ordering::SeqCst);
+    assert!(fs.flush(opened.fh).is_err(), "and so does the close");
+    let _ = fs.release(opened.fh);
+    assert_eq!(
+        mem.content("/f").as_deref(),
+        Some(&b"old content"[..]),
+        "the truncation of a failed rewrite is not committed"
+    );
+}

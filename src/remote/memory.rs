@@ -24,6 +24,8 @@ pub struct Memory {
     pub nodes: Mutex<BTreeMap<PathBuf, Node>>,
     pub caps: Caps,
     pub fail_writes: AtomicBool,
+    /// Creating files fails (as a server that refuses to close them).
+    pub fail_creates: AtomicBool,
     pub reads: AtomicUsize,
     pub stats: AtomicUsize,
     /// Listings give mtimes cut to the minute, as an FTP `LIST` does
@@ -92,6 +94,7 @@ impl Memory {
                 times: TimeRange::SFTP_V3,
             },
             fail_writes: AtomicBool::new(false),
+            fail_creates: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
             coarse_listings: AtomicBool::new(false),
@@ -238,6 +241,9 @@ impl Remote for Memory {
     }
 
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        if self.fail_creates.load(Ordering::SeqCst) {
+            return Err(Error::Failure("create refused".into()));
+        }
         let mut nodes = self.nodes();
         Self::check_parent(&nodes, path)?;
         if nodes.contains_key(path) && exclusive {
