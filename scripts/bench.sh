@@ -11,10 +11,14 @@
 #   BENCH_PROTOCOLS="sftp ftp"   which halves of the table to run
 #
 # One run starts a throwaway sshd and vsftpd on 127.0.0.1 (own temp dir,
-# generated keys, a dedicated system user "rmount-bench" for FTP), creates a
-# BENCH_SIZE_MIB file of random bytes and a tree of 5000 small files (50 dirs
-# x 100 files) on the server side, then times, for rmount and the other tool
-# side by side:
+# generated keys). Both log in an ordinary account, never root: a dedicated
+# system user "rmount-bench" that owns the served tree (sshd: PermitRootLogin
+# no, AllowUsers rmount-bench, the generated key authorized for it). The run
+# creates a BENCH_SIZE_MIB file of random bytes and a tree of 5000 small files
+# (50 dirs x 100 files) on the server side and, outside every mount, a small
+# git repository (300 files of 2-6 KiB in 20 dirs, 3 commits) and a tarball
+# (1500 text files of 1-8 KiB in 60 dirs, like a tree of headers), all with
+# fixed content. It then times, for rmount and the other tool side by side:
 #   seq read    dd bs=1M of the big file to /dev/null; fresh mount, page cache
 #               dropped (cold)
 #   seq write   dd bs=1M conv=fsync from /dev/zero into the mount, until the
@@ -22,11 +26,22 @@
 #               also for rclone, which uploads after close)
 #   ls cold     ls -lR of the tree on a fresh mount, page cache dropped
 #   ls warm     ls -lR again on the same mount
-# SFTP: rmount vs sshfs (its defaults; key, known_hosts, port and BatchMode=yes
-#       given).
+#   git clone   git clone -q --no-local of the repository into a new directory
+#               in the mount (fresh mount; the clone only), then checked with
+#               git fsck through the mount
+#   tar x       tar xf of the tarball into a new directory in the mount (fresh
+#               mount), until every file is complete on the server (includes
+#               rclone's upload after close), checked by the number and total
+#               size of the files there
+# git and tar run as the ordinary local user rmount-bench (setpriv), as a user
+# would (as root, tar would chown); so every mount has allow_other, and rmount
+# on FTP shows the files as that user's (-o uid=,gid=). git runs with a global
+# config of its own (safe.directory=*: rclone shows the files as root's).
+# SFTP: rmount vs sshfs (its defaults; key, known_hosts, port, BatchMode=yes
+#       and allow_other given).
 # FTP:  rmount vs rclone mount --vfs-cache-mode writes (needed for sequential
 #       writes; used for every FTP row) --vfs-write-back 0s (upload right after
-#       close instead of 5 s later).
+#       close instead of 5 s later) --allow-other.
 # A row that fails prints "error" (or "timeout"); the run goes on. The table
 # goes to stdout and target/bench/results.txt; logs of the mounts and servers
 # to target/bench/logs/.
@@ -60,7 +75,11 @@ fi
 size_bytes=$((size_mib * 1024 * 1024))
 tree_dirs=50
 tree_files=100
-ftp_user=rmount-bench
+repo_dirs=20  # the git repository cloned into the mounts
+repo_files=15 # per directory
+tar_dirs=60   # the tarball extracted into the mounts
+tar_files=25  # per directory
+bench_user=rmount-bench # the login of both servers, and who runs git and tar
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -76,7 +95,8 @@ mkdir -p "$logs"
 work=$(mktemp -d "${TMPDIR:-/tmp}/rmount-bench.XXXXXX")
 chmod 755 "$work"
 srv=$work/srv # served by both servers, outside every mount point's parents
-mkdir -p "$srv" "$work/sshd" "$work/ftp/empty" "$work/mnt" "$work/rclone"
+mkdir -p "$srv" "$work/sshd" "$work/ftp/empty" "$work/mnt" "$work/rclone" "$work/data"
+chmod 755 "$work/sshd" "$work/data"
 
 declare -A mount_pid=() # mount point -> PID of its FUSE process
 server_pids=()
@@ -195,10 +215,31 @@ drop_caches() {
 
 # --- servers --------------------------------------------------------------------
 echo "$(date +%T) Starting sshd and vsftpd on 127.0.0.1, creating test data in $srv..."
+# A dedicated ordinary user, the login of both servers (real users do not log
+# in as root; vsftpd refuses it), with a fresh random password (for FTP; it
+# also keeps the account unlocked, which sshd without PAM requires). vsftpd
+# changes to the home directory before local_root, so it must exist.
+bench_home=/var/lib/$bench_user
+if ! id -u "$bench_user" >/dev/null 2>&1; then
+    useradd --system --no-create-home --home-dir "$bench_home" --shell /bin/bash "$bench_user"
+fi
+if [[ $(getent passwd "$bench_user" | cut -d: -f6) != "$bench_home" ]]; then
+    usermod --home "$bench_home" "$bench_user"
+fi
+mkdir -p "$bench_home"
+chown "$bench_user:" "$bench_home"
+ftp_pass=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
+echo "$bench_user:$ftp_pass" | chpasswd
+bench_uid=$(id -u "$bench_user")
+bench_gid=$(id -g "$bench_user")
+chown "$bench_user:" "$srv"
+
 sshd_dir=$work/sshd
 ssh-keygen -q -t ed25519 -N '' -C rmount-bench-host -f "$sshd_dir/host_key"
 ssh-keygen -q -t ed25519 -N '' -C rmount-bench-user -f "$sshd_dir/id_ed25519"
+# The key of $bench_user (sshd reads the file as that user: world-readable).
 cp "$sshd_dir/id_ed25519.pub" "$sshd_dir/authorized_keys"
+chmod 644 "$sshd_dir/authorized_keys"
 sshd_port=$(free_port)
 cat >"$sshd_dir/sshd_config" <<EOF
 Port $sshd_port
@@ -208,8 +249,8 @@ PidFile $sshd_dir/sshd.pid
 AuthorizedKeysFile $sshd_dir/authorized_keys
 StrictModes no
 UsePAM no
-PermitRootLogin yes
-AllowUsers root
+PermitRootLogin no
+AllowUsers $bench_user
 PasswordAuthentication no
 KbdInteractiveAuthentication no
 MaxSessions 64
@@ -224,24 +265,10 @@ if ! wait_port "$sshd_port" "$!"; then
     echo "bench.sh: sshd did not start:" >&2; cat "$logs/sshd.log" >&2; exit 1
 fi
 
-# A dedicated FTP user (vsftpd refuses root), with a fresh random password.
-# vsftpd changes to the home directory before local_root, so it must exist.
-ftp_home=/var/lib/$ftp_user
-if ! id -u "$ftp_user" >/dev/null 2>&1; then
-    useradd --system --no-create-home --home-dir "$ftp_home" --shell /bin/bash "$ftp_user"
-fi
-if [[ $(getent passwd "$ftp_user" | cut -d: -f6) != "$ftp_home" ]]; then
-    usermod --home "$ftp_home" "$ftp_user"
-fi
-mkdir -p "$ftp_home"
-chown "$ftp_user:" "$ftp_home"
-ftp_pass=$(head -c 18 /dev/urandom | base64 | tr -d '/+=')
-echo "$ftp_user:$ftp_pass" | chpasswd
-
 ftp_dir=$work/ftp
 ftp_port=$(free_port)
 pasv_min=$(free_port_range 64)
-echo "$ftp_user" >"$ftp_dir/user_list"
+echo "$bench_user" >"$ftp_dir/user_list"
 cat >"$ftp_dir/vsftpd.conf" <<EOF
 listen=YES
 listen_ipv6=NO
@@ -285,7 +312,7 @@ cat >"$rclone_conf" <<EOF
 type = ftp
 host = 127.0.0.1
 port = $ftp_port
-user = $ftp_user
+user = $bench_user
 pass = $(rclone obscure "$ftp_pass")
 EOF
 chmod 600 "$rclone_conf"
@@ -299,8 +326,61 @@ for ((d = 0; d < tree_dirs; d++)); do
         printf 'small file %d of directory %d\n' "$f" "$d" >"$(printf '%s/f%03d.txt' "$dir" "$f")"
     done
 done
-chown -R "$ftp_user:" "$srv"
+chown -R "$bench_user:" "$srv"
 tree_total=$((tree_dirs * tree_files))
+
+# Local data for the git and tar rows, outside every mount, owned by (so
+# readable by) $bench_user. gen_files ROOT DIRS FILES MIN MAX SEED EXT writes
+# DIRS x FILES text files ROOT/dNN/fNNN.EXT of up to MIN..MAX bytes (whole
+# lines), the same every time (a Park-Miller generator: exact in awk).
+gen_files() {
+    local root=$1 dirs=$2 files=$3 d
+    for ((d = 0; d < dirs; d++)); do mkdir -p "$(printf '%s/d%02d' "$root" "$d")"; done
+    awk -v root="$root" -v dirs="$dirs" -v files="$files" -v min="$4" -v max="$5" -v x="$6" -v ext="$7" '
+        function rnd(n) { x = (x * 48271) % 2147483647; return x % n }
+        BEGIN {
+            for (d = 0; d < dirs; d++) for (f = 0; f < files; f++) {
+                path = sprintf("%s/d%02d/f%03d.%s", root, d, f, ext)
+                size = min + rnd(max - min + 1)
+                guard = sprintf("D%02d_F%03d_%s", d, f, toupper(ext))
+                out = sprintf("/* d%02d/f%03d.%s: generated for the rmount benchmark */\n#ifndef %s\n#define %s\n", d, f, ext, guard, guard)
+                for (;;) { # whole lines, as long as they fit
+                    line = sprintf("#define %s_%04X 0x%08x /* %d */\n", guard, rnd(65536), rnd(2147483647), rnd(1000))
+                    if (length(out) + length(line) > size - 8) break
+                    out = out line
+                }
+                printf "%s\n#endif\n", out >path
+                close(path)
+            }
+        }'
+}
+data=$work/data
+printf '[safe]\n\tdirectory = *\n[user]\n\tname = rmount bench\n\temail = rmount-bench@localhost\n[init]\n\tdefaultBranch = main\n' \
+    >"$data/gitconfig"
+# git for building the repository: that config only, fixed dates.
+git_env=(env GIT_CONFIG_GLOBAL="$data/gitconfig" GIT_CONFIG_NOSYSTEM=1
+    GIT_AUTHOR_DATE='2024-01-01T12:00:00Z' GIT_COMMITTER_DATE='2024-01-01T12:00:00Z')
+repo=$data/repo
+gen_files "$repo" "$repo_dirs" "$repo_files" 2048 6144 11 c
+"${git_env[@]}" git init -q "$repo"
+"${git_env[@]}" git -C "$repo" add -A
+"${git_env[@]}" git -C "$repo" commit -q -m "first: $((repo_dirs * repo_files)) files"
+for ((c = 2; c <= 3; c++)); do # two more commits, each changing every 10th file
+    for f in "$repo"/d*/f*"$c".c; do printf '/* change %d */\n' "$c" >>"$f"; done
+    "${git_env[@]}" git -C "$repo" commit -q -a -m "change $c"
+done
+repo_total=$("${git_env[@]}" git -C "$repo" ls-files | wc -l)
+gen_files "$data/tar/src" "$tar_dirs" "$tar_files" 1024 8192 7 h
+tarball=$data/src.tar
+tar -C "$data/tar" --sort=name --owner=0 --group=0 --mtime='2024-01-01 12:00Z' -cf "$tarball" src
+tar_total=$(find "$data/tar/src" -type f | wc -l)
+tar_bytes=$(find "$data/tar/src" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
+rm -rf "$data/tar"
+chown -R "$bench_user:" "$data"
+# Runs a command as $bench_user, as a user would: in $work, with its home and
+# the git config above.
+as_user=(setpriv --reuid "$bench_user" --regid "$bench_user" --init-groups --
+    env -C "$work" HOME="$bench_home" GIT_CONFIG_GLOBAL="$data/gitconfig" GIT_CONFIG_NOSYSTEM=1)
 
 # --- mounts ---------------------------------------------------------------------
 # Starts tool $1 on mount point $2 in the foreground (so we own its PID) and
@@ -314,20 +394,21 @@ mount_fs() {
     case $tool in
         rmount-sftp)
             setsid "$rmount" -f -i "$sshd_dir/id_ed25519" -o "UserKnownHostsFile=$sshd_dir/known_hosts" \
-                "sftp://root@127.0.0.1:$sshd_port$srv" "$mnt" >>"$log" 2>&1 </dev/null &
+                -o allow_other "sftp://$bench_user@127.0.0.1:$sshd_port$srv" "$mnt" >>"$log" 2>&1 </dev/null &
             ;;
         sshfs)
             setsid sshfs -f -o "IdentityFile=$sshd_dir/id_ed25519,UserKnownHostsFile=$sshd_dir/known_hosts,port=$sshd_port,BatchMode=yes" \
-                "root@127.0.0.1:$srv" "$mnt" >>"$log" 2>&1 </dev/null &
+                -o allow_other "$bench_user@127.0.0.1:$srv" "$mnt" >>"$log" 2>&1 </dev/null &
             ;;
         rmount-ftp)
-            RMOUNT_PASSWORD=$ftp_pass setsid "$rmount" -f \
-                "ftp://$ftp_user@127.0.0.1:$ftp_port/" "$mnt" >>"$log" 2>&1 </dev/null &
+            # (Without uid/gid, the files appear as the mounting user's: root's.)
+            RMOUNT_PASSWORD=$ftp_pass setsid "$rmount" -f -o "allow_other,uid=$bench_uid,gid=$bench_gid" \
+                "ftp://$bench_user@127.0.0.1:$ftp_port/" "$mnt" >>"$log" 2>&1 </dev/null &
             ;;
         rclone)
             rm -rf "$work/rclone/cache"
             setsid rclone --config "$rclone_conf" mount benchftp: "$mnt" \
-                --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$work/rclone/cache" \
+                --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$work/rclone/cache" --allow-other \
                 >>"$log" 2>&1 </dev/null &
             ;;
     esac
@@ -391,6 +472,8 @@ row_read="seq read ${size_mib} MiB (cold)"
 row_write="seq write ${size_mib} MiB"
 row_ls_cold="ls -lR ${tree_total} files (cold)"
 row_ls_warm="ls -lR ${tree_total} files (warm)"
+row_git="git clone ${repo_total} files"
+row_tar="tar x ${tar_total} files"
 
 skip() { [[ -n ${failed["$1|$2"]:-} ]]; }
 
@@ -490,14 +573,78 @@ bench_ls() { # proto tool mnt
     unmount_fs "$mnt"
 }
 
+# What a command said (file $1): each distinct line once, on one line, at
+# most 300 characters.
+one_line() { awk 'NF && !seen[$0]++' "$1" | tr '\n' ' ' | sed 's/ $//' | cut -c1-300; }
+
+bench_git() { # proto tool mnt
+    local row="$1 $row_git" tool=$2 mnt=$3 rc=0 name="clone-by-$2"
+    skip "$row" "$tool" && return 0
+    rm -rf "${srv:?}/$name"
+    mount_fs "$tool" "$mnt" || { record "$row" "$tool" mount; return 0; }
+    timed "${as_user[@]}" git clone -q --no-local "$repo" "$mnt/$name" >"$work/git.out" 2>&1 || rc=$?
+    if ((rc == 124)); then
+        record "$row" "$tool" timeout
+    elif ((rc != 0)); then
+        record "$row" "$tool" error "git clone failed (status $rc): $(one_line "$work/git.out")"
+    else
+        local t=$t_elapsed
+        rc=0
+        timeout -k 5 "$op_timeout" "${as_user[@]}" git -C "$mnt/$name" fsck --no-progress >"$work/git.out" 2>&1 || rc=$?
+        if ((rc != 0)); then
+            record "$row" "$tool" error "git fsck of the clone failed (status $rc): $(one_line "$work/git.out")"
+        else
+            record "$row" "$tool" ok "$t"
+        fi
+    fi
+    unmount_fs "$mnt"
+    rm -rf "${srv:?}/$name"
+}
+
+bench_tar() { # proto tool mnt
+    local row="$1 $row_tar" tool=$2 mnt=$3 rc=0 name="tar-by-$2" t0 t1 deadline have=
+    skip "$row" "$tool" && return 0
+    rm -rf "${srv:?}/$name"
+    mount_fs "$tool" "$mnt" || { record "$row" "$tool" mount; return 0; }
+    if ! "${as_user[@]}" mkdir "$mnt/$name" 2>"$work/tar.err"; then
+        record "$row" "$tool" error "mkdir failed: $(one_line "$work/tar.err")"
+        unmount_fs "$mnt"
+        return 0
+    fi
+    t0=$(now)
+    timeout -k 5 "$op_timeout" "${as_user[@]}" tar -xf "$tarball" -C "$mnt/$name" 2>"$work/tar.err" || rc=$?
+    # Until every file is complete on the server (rclone uploads after close):
+    # their number and total size.
+    deadline=$(awk -v t="$t0" -v d="$op_timeout" 'BEGIN { printf "%d", t + d + 1 }')
+    while ((rc == 0)); do
+        have=$(find "$srv/$name" -type f -printf '%s\n' 2>/dev/null | awk '{ n++; s += $1 } END { print n + 0, s + 0 }')
+        [[ $have == "$tar_total $tar_bytes" ]] && break
+        if (($(date +%s) >= deadline)); then rc=125; break; fi
+        sleep 0.05
+    done
+    t1=$(now)
+    if ((rc == 124 || rc == 137)); then
+        record "$row" "$tool" timeout
+    elif ((rc == 125)); then
+        record "$row" "$tool" error "after ${op_timeout}s the server has ${have% *} files of ${have#* } bytes, expected $tar_total of $tar_bytes"
+    elif ((rc != 0)); then
+        record "$row" "$tool" error "tar failed (status $rc): $(one_line "$work/tar.err")"
+    else
+        record "$row" "$tool" ok "$(elapsed "$t0" "$t1")"
+    fi
+    unmount_fs "$mnt"
+    rm -rf "${srv:?}/$name"
+}
+
 # --- the runs -------------------------------------------------------------------
 declare -A other=([sftp]=sshfs [ftp]=rclone)
 rows=()
 for proto in $protocols; do
-    for r in "$row_read" "$row_write" "$row_ls_cold" "$row_ls_warm"; do rows+=("$proto $r"); done
+    for r in "$row_read" "$row_write" "$row_ls_cold" "$row_ls_warm" "$row_git" "$row_tar"; do rows+=("$proto $r"); done
 done
 
-echo "$(date +%T) Benchmarking: file ${size_mib} MiB, tree ${tree_total} files, $runs run(s), timeout ${op_timeout}s"
+echo "$(date +%T) Benchmarking: file ${size_mib} MiB, tree ${tree_total} files, git clone ${repo_total} files," \
+    "tar x ${tar_total} files, $runs run(s), timeout ${op_timeout}s"
 for ((run = 1; run <= runs; run++)); do
     for proto in $protocols; do
         for tool in "rmount-$proto" "${other[$proto]}"; do
@@ -506,6 +653,8 @@ for ((run = 1; run <= runs; run++)); do
             bench_read "$proto" "$tool" "$mnt"
             bench_write "$proto" "$tool" "$mnt"
             bench_ls "$proto" "$tool" "$mnt"
+            bench_git "$proto" "$tool" "$mnt"
+            bench_tar "$proto" "$tool" "$mnt"
         done
     done
 done
@@ -525,6 +674,7 @@ cell() { # row tool -> median, or error / timeout
 results=$out_dir/results.txt
 {
     echo "# rmount benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): loopback, file ${size_mib} MiB, tree ${tree_total} files,"
+    echo "# git clone ${repo_total} files, tar x ${tar_total} files ($tar_bytes bytes), run as $bench_user, the login of both servers;"
     echo "# median of $runs run(s), seconds; load average at the end:$(cut -d' ' -f1-3 /proc/loadavg | sed 's/^/ /')"
     echo "# other = sshfs ($(sshfs --version 2>&1 | awk '/SSHFS version/ { print $3 }')) for SFTP, rclone mount ($(rclone version 2>/dev/null | awk 'NR == 1 { print $2 }'), --vfs-cache-mode writes) for FTP"
     echo "# ratio = rmount / other: < 1 means rmount is faster, > 1 means rmount is slower"
