@@ -56,6 +56,7 @@ on_every_server! {
     rename_replaces_file,
     rename_while_open_for_writing,
     rename_racing_a_flush_keeps_data,
+    renames_under_open_files,
     rename_dir_over_empty_dir,
     rename_dir_over_nonempty_dir,
     hard_link,
@@ -900,6 +901,53 @@ fn chown(p: ServerKind) {
         (shown.uid(), shown.gid()),
         "owner unchanged through the mount"
     );
+}
+
+// Open files keep working when what is around them moves: a file being
+// rewritten whose directory is renamed, an unlinked open file whose
+// directory is renamed, and a rewrite whose name `mv` gives to another
+// file (its close succeeds and commits nothing over that file).
+fn renames_under_open_files(p: ServerKind) {
+    let fx = Fixture::new(p, "renames", &[]);
+    fx.put("d/f", b"old f");
+    fx.put("d/g", b"kept by the descriptor");
+    fx.put("a", b"old a");
+    fx.put("b", b"the file mv brings");
+    let mut f = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(fx.m("d/f"))
+        .unwrap();
+    f.write_all(b"new f").unwrap();
+    let mut g = File::open(fx.m("d/g")).unwrap();
+    fs::remove_file(fx.m("d/g")).unwrap();
+    fs::rename(fx.m("d"), fx.m("e")).unwrap();
+    f.write_all(b", longer").unwrap();
+    drop(f);
+    assert_eq!(read(&fx.s("e/f")), b"new f, longer", "the rewrite followed");
+    let mut kept = Vec::new();
+    g.read_to_end(&mut kept).unwrap();
+    assert_eq!(kept, b"kept by the descriptor", "the unlinked file followed");
+    drop(g);
+
+    let mut a = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .truncate(true)
+        .open(fx.m("a"))
+        .unwrap();
+    a.write_all(b"new a").unwrap();
+    fs::rename(fx.m("b"), fx.m("a")).unwrap();
+    a.write_all(b"!").unwrap();
+    a.flush().unwrap();
+    a.sync_all().expect("fsync of the file that lost its name");
+    drop(a);
+    assert_eq!(read(&fx.s("a")), b"the file mv brings", "mv's file keeps the name");
+    assert_eq!(read(&fx.m("a")), b"the file mv brings");
+    assert!(!fx.s("d").exists() && !fx.s("b").exists());
+    wait_until("no .rmount-* leftovers", COHERENCE_DEADLINE, || {
+        private_leftovers(&fx.s("")).is_empty()
+    });
 }
 
 // ---------------------------------------------------------------------------

@@ -109,6 +109,16 @@ fn host_tag() -> &'static str {
     })
 }
 
+/// `path`, if it lies below directory `from`, as it is after `from` was
+/// renamed to `to`.
+pub fn move_under(path: &mut PathBuf, from: &Path, to: &Path) {
+    if let Ok(rest) = path.strip_prefix(from) {
+        if !rest.as_os_str().is_empty() {
+            *path = to.join(rest);
+        }
+    }
+}
+
 /// The mode a file gets on the server while the mount writes it: `perm`
 /// with the owner's read and write bits, which the login needs to write
 /// (and read back) its own file. The commit then sets `perm` itself.
@@ -634,6 +644,21 @@ impl FileState {
         result?;
         self.restore_perm(remote, path);
         Ok(changed)
+    }
+
+    /// A directory above this file was renamed from `from` to `to`: the
+    /// names it keeps on the server (a temporary or hidden copy, leftovers
+    /// to remove) moved with it.
+    pub fn moved(&mut self, from: &Path, to: &Path) {
+        if let Content::Temp(p) | Content::Hidden(p) = &mut self.content {
+            move_under(p, from, to);
+        }
+        for p in &mut self.orphans {
+            move_under(p, from, to);
+        }
+        if let Some(streamer) = &mut self.streamer {
+            streamer.moved(from, to);
+        }
     }
 
     /// Whether the server's file lacks the mode the mount shows (a commit

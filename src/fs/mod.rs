@@ -818,12 +818,24 @@ impl Fs {
         if files::is_private_name(new_name.as_bytes()) {
             return Err(Error::InvalidName);
         }
+        if from == to {
+            return Ok(()); // rename(2) of a name onto itself does nothing
+        }
         if no_replace {
             match self.remote.stat(&to) {
                 Ok(_) => return Err(Error::Exists),
                 Err(remote::Error::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
+        }
+        // An open file at the target loses its name, as by unlink: its
+        // content moves to a hidden name first, so its descriptors keep it
+        // and its commit never renames anything over the new file.
+        let replaced = lock(&self.inodes).ino(&to);
+        let replaced_state = replaced.and_then(|ino| lock(&self.open).get(&ino).cloned());
+        if let Some(state) = &replaced_state {
+            let last = self.stat_path(&to).ok();
+            self.unlink_open(&to, state, last)?;
         }
         // An open source file stays locked while it moves, so that a commit
         // (which renames its temporary file over the file's current path)
@@ -834,8 +846,30 @@ impl Fs {
         if let Some(st) = source_guard.as_mut() {
             st.send_pending(&*self.remote, &from)?;
         }
-        let replaced = lock(&self.inodes).ino(&to);
+        // Open files below a renamed directory keep names of their own
+        // there (temporary and hidden copies): they are locked while the
+        // directory moves (in inode order), then follow it.
+        let open: Vec<(u64, Arc<OpenFile>)> = lock(&self.open)
+            .iter()
+            .map(|(ino, state)| (*ino, state.clone()))
+            .collect();
+        let mut below: Vec<(u64, Arc<OpenFile>)> = {
+            let inodes = lock(&self.inodes);
+            open.into_iter()
+                .filter(|(ino, _)| {
+                    inodes
+                        .path(*ino)
+                        .is_some_and(|p| p != from && p.starts_with(&from))
+                })
+                .collect()
+        };
+        below.sort_by_key(|(ino, _)| *ino);
+        let mut below_guards: Vec<_> = below.iter().map(|(_, state)| state.lock()).collect();
         files::rename_over(&*self.remote, &from, &to)?;
+        for st in &mut below_guards {
+            st.moved(&from, &to);
+        }
+        drop(below_guards);
         if let Some(ino) = replaced {
             self.blocks.forget_file(ino);
             self.note_change(ino);

@@ -10,7 +10,7 @@
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
@@ -44,6 +44,11 @@ pub struct Streamer {
 }
 
 impl Streamer {
+    /// A directory above the temporary file was renamed from `from` to `to`.
+    pub fn moved(&mut self, from: &Path, to: &Path) {
+        super::files::move_under(&mut self.temp, from, to);
+    }
+
     /// Starts uploading `file` (empty so far) to `temp`, unless enough
     /// streams are running already.
     pub fn start(remote: Arc<dyn Remote>, file: &File, temp: PathBuf) -> Option<Streamer> {

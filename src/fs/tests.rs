@@ -1060,3 +1060,84 @@ fn a_rewrite_whose_temporary_copy_fails_keeps_the_old_file() {
         "the truncation of a failed rewrite is not committed"
     );
 }
+
+/// Renames `from` (in the root) to `to` (in the root) through the mount.
+fn mv(fs: &Fs, from: &str, to: &str) {
+    fs.rename(
+        inodes::ROOT,
+        OsStr::new(from),
+        inodes::ROOT,
+        OsStr::new(to),
+        false,
+    )
+    .unwrap_or_else(|e| panic!("mv {from} {to}: {e}"));
+}
+
+#[test]
+fn a_rewrite_follows_its_directory_when_the_directory_is_renamed() {
+    let (mem, fs, _s) = setup(true);
+    let d = fs
+        .mkdir(inodes::ROOT, OsStr::new("d"), 0o755)
+        .expect("mkdir");
+    let (f, opened) = fs
+        .create(d.ino, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    fs.write(opened.fh, 0, b"new bytes").expect("write");
+    mv(&fs, "d", "e");
+    fs.write(opened.fh, 9, b"!")
+        .expect("a write after the rename");
+    fs.flush(opened.fh).expect("close");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(mem.content("/e/f").as_deref(), Some(&b"new bytes!"[..]));
+    assert_eq!(fs.getattr(f.ino).expect("getattr").size, 10);
+    let names = mem.names();
+    assert!(
+        names.iter().all(|p| !p.starts_with("/d")),
+        "nothing left under the old name: {names:?}"
+    );
+    assert_eq!(names.len(), 3, "/, /e, /e/f: {names:?}");
+}
+
+#[test]
+fn an_unlinked_open_file_follows_its_directory_when_the_directory_is_renamed() {
+    let (mem, fs, _s) = setup(true);
+    let d = fs
+        .mkdir(inodes::ROOT, OsStr::new("d"), 0o755)
+        .expect("mkdir");
+    mem.put_file("/d/f", b"kept by the descriptor");
+    let f = fs.lookup(d.ino, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(f.ino, OpenFlags::default()).expect("open");
+    fs.unlink(d.ino, OsStr::new("f")).expect("unlink");
+    mv(&fs, "d", "e");
+    assert_eq!(
+        fs.read(opened.fh, 0, 100).expect("read after the rename"),
+        b"kept by the descriptor"
+    );
+    fs.release(opened.fh).expect("release");
+    assert_eq!(
+        mem.names().len(),
+        2,
+        "the hidden copy is gone: {:?}",
+        mem.names()
+    );
+}
+
+#[test]
+fn a_rewrite_whose_name_was_taken_by_mv_commits_nothing_over_it() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/a", b"old a");
+    mem.put_file("/b", b"bbb");
+    let a = fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
+    let opened = fs.open(a.ino, rewrite()).expect("open a with O_TRUNC");
+    fs.write(opened.fh, 0, b"new a").expect("write");
+    mv(&fs, "b", "a");
+    assert_eq!(
+        fs.read(opened.fh, 0, 100).expect("read through the old a"),
+        b"new a"
+    );
+    fs.flush(opened.fh)
+        .expect("close, as on a local filesystem");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(mem.content("/a").as_deref(), Some(&b"bbb"[..]), "mv's file");
+    assert_eq!(mem.names().len(), 2, "nothing else: {:?}", mem.names());
+}

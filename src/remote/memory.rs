@@ -334,6 +334,12 @@ impl Remote for Memory {
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         self.failing()?;
+        for p in [from, to] {
+            assert!(
+                !p.as_os_str().as_encoded_bytes().contains(&0),
+                "a name with NUL reached the server: {p:?}"
+            );
+        }
         let mut nodes = self.nodes();
         Self::check_parent(&nodes, to)?;
         if !nodes.contains_key(from) {

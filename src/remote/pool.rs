@@ -510,6 +510,16 @@ fn discard<T: Send + 'static>(conn: T) {
     }
 }
 
+/// No path with a NUL byte reaches a server: SFTP would send it as it is,
+/// and a name the mount gave a file that lost its own (see `fs::inodes`)
+/// carries one.
+fn no_nul(path: &Path) -> Result<()> {
+    if path.as_os_str().as_encoded_bytes().contains(&0) {
+        return Err(Error::Invalid);
+    }
+    Ok(())
+}
+
 impl<C: Connector> Remote for Pool<C> {
     fn caps(&self) -> Caps {
         self.connector.caps()
@@ -518,31 +528,38 @@ impl<C: Connector> Remote for Pool<C> {
         self.connector.same_version(path, cached, fresh)
     }
     fn stat(&self, path: &Path) -> Result<Attr> {
+        no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.stat(path))
     }
     fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
         self.run(Lane::Meta, true, |c| c.stat_again(path, known))
     }
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.list(path))
     }
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+        no_nul(path)?;
         let generation = self.generation();
         self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        no_nul(path)?;
         counted(&self.writes, || {
             let names = self.generation().names;
             self.run(Lane::Bulk, false, |c| c.write(path, offset, data, names))
         })
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
+        no_nul(path)?;
         self.renaming(|| self.run(Lane::Bulk, false, |c| c.upload(path, src, append)))
     }
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive)))
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
+        no_nul(path)?;
         let op = || self.run(Lane::Meta, false, |c| c.setattr(path, change));
         match change {
             // FTP resizes by uploading: a read stream may hold old bytes.
@@ -551,24 +568,34 @@ impl<C: Connector> Remote for Pool<C> {
         }
     }
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
+        no_nul(path)?;
         self.run(Lane::Meta, false, |c| c.mkdir(path, mode))
     }
     fn rmdir(&self, path: &Path) -> Result<()> {
+        no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.rmdir(path)))
     }
     fn unlink(&self, path: &Path) -> Result<()> {
+        no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.unlink(path)))
     }
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        no_nul(from)?;
+        no_nul(to)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.rename(from, to)))
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
+        no_nul(target)?;
+        no_nul(link)?;
         self.run(Lane::Meta, false, |c| c.symlink(target, link))
     }
     fn readlink(&self, path: &Path) -> Result<PathBuf> {
+        no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.readlink(path))
     }
     fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        no_nul(from)?;
+        no_nul(to)?;
         // A new name: like create, it changes what `to` names.
         self.renaming(|| self.run(Lane::Meta, false, |c| c.link(from, to)))
     }
@@ -576,6 +603,7 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Meta, true, |c| c.statfs(path))
     }
     fn fsync(&self, path: &Path) -> Result<()> {
+        no_nul(path)?;
         self.run(Lane::Bulk, false, |c| c.fsync(path))
     }
 }
