@@ -632,6 +632,7 @@ enum Opt {
     CacheSize,
     AtomicWrites,
     Nocto,
+    ContainSymlinks,
     FtpActive,
     FtpsImplicit,
     Cafile,
@@ -802,6 +803,12 @@ const OPTIONS: &[OptSpec] = &[
          and content for the cache timeout instead of checking the file \
          on the server (one round trip per open)",
     ),
+    flag(
+        "contain_symlinks",
+        Opt::ContainSymlinks,
+        "symlinks never lead out of the mount: absolute targets inside it \
+         become relative, targets outside it cannot be read (EPERM)",
+    ),
     // FTP / FTPS.
     flag(
         "ftp_active",
@@ -895,6 +902,7 @@ fn set_flag(config: &mut MountConfig, opt: Opt) {
         Opt::FtpsImplicit => config.ftps_implicit = true,
         Opt::NoVerifyCert => config.no_verify_cert = true,
         Opt::Nocto => config.close_to_open = false,
+        Opt::ContainSymlinks => config.contain_symlinks = true,
         // Valued options never get here: `apply_option` checked the spec.
         _ => {}
     }

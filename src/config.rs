@@ -87,6 +87,8 @@ pub struct MountConfig {
     /// Close-to-open consistency: every open checks the file on the server
     /// (`-o nocto` turns it off).
     pub close_to_open: bool,
+    /// `-o contain_symlinks`: symlinks never lead out of the mount.
+    pub contain_symlinks: bool,
 
     // FTP.
     pub ftp_active: bool,
@@ -130,6 +132,7 @@ impl MountConfig {
             server_alive_count_max: 3,
             atomic_writes: true,
             close_to_open: true,
+            contain_symlinks: false,
             ftp_active: false,
             ftps_implicit: false,
             cafile: None,

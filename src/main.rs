@@ -285,6 +285,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         read_only: cfg.read_only,
         atomic_writes: cfg.atomic_writes,
         close_to_open: cfg.close_to_open,
+        contain_symlinks: cfg.contain_symlinks,
         block_size: cfg.block_size,
         read_ahead_blocks: cfg.read_ahead_blocks,
         cache_timeout: cfg.cache_timeout,

@@ -78,6 +78,7 @@ on_every_server! {
     stat_answers_during_big_read,
     read_only_mount;
     sftp_only:
+    contain_symlinks,
     // FTP writes stage the whole file locally: a 5 GiB rewrite is no quick test.
     huge_sparse_file,
     // FTP has no symlinks.
@@ -927,7 +928,10 @@ fn renames_under_open_files(p: ServerKind) {
     assert_eq!(read(&fx.s("e/f")), b"new f, longer", "the rewrite followed");
     let mut kept = Vec::new();
     g.read_to_end(&mut kept).unwrap();
-    assert_eq!(kept, b"kept by the descriptor", "the unlinked file followed");
+    assert_eq!(
+        kept, b"kept by the descriptor",
+        "the unlinked file followed"
+    );
     drop(g);
 
     let mut a = OpenOptions::new()
@@ -942,7 +946,11 @@ fn renames_under_open_files(p: ServerKind) {
     a.flush().unwrap();
     a.sync_all().expect("fsync of the file that lost its name");
     drop(a);
-    assert_eq!(read(&fx.s("a")), b"the file mv brings", "mv's file keeps the name");
+    assert_eq!(
+        read(&fx.s("a")),
+        b"the file mv brings",
+        "mv's file keeps the name"
+    );
     assert_eq!(read(&fx.m("a")), b"the file mv brings");
     assert!(!fx.s("d").exists() && !fx.s("b").exists());
     wait_until("no .rmount-* leftovers", COHERENCE_DEADLINE, || {
@@ -1016,6 +1024,44 @@ fn symlink_readlink_lstat(p: ServerKind) {
     fs::remove_file(fx.m("ln")).unwrap();
     assert!(fs::symlink_metadata(fx.s("ln")).is_err(), "link removed");
     assert_eq!(read(&fx.s("target.txt")), b"pointed-to", "target kept");
+}
+
+// Without options a symlink shows its target as the server has it, so an
+// absolute target points into this machine's own tree; -o contain_symlinks
+// makes absolute targets inside the mount relative and refuses (EPERM) the
+// ones that lead out of it.
+fn contain_symlinks(p: ServerKind) {
+    let fx = Fixture::new(p, "contain", &["-o", "contain_symlinks"]);
+    fx.put("dir/file", b"inside");
+    let inside = fx.server.remote_path(&format!("{}/dir/file", fx.sub));
+    std::os::unix::fs::symlink(&inside, fx.s("abs-in")).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", fx.s("abs-out")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../etc/hostname", fx.s("rel-out")).unwrap();
+    std::os::unix::fs::symlink("dir/file", fx.s("rel-in")).unwrap();
+    assert_eq!(
+        fs::read_link(fx.m("abs-in")).unwrap(),
+        Path::new("dir/file")
+    );
+    assert_eq!(
+        read(&fx.m("abs-in")),
+        b"inside",
+        "followed inside the mount"
+    );
+    assert_eq!(
+        fs::read_link(fx.m("rel-in")).unwrap(),
+        Path::new("dir/file")
+    );
+    for out in ["abs-out", "rel-out"] {
+        assert_errno(fs::read_link(fx.m(out)), &[libc::EPERM], out);
+        assert!(fs::read(fx.m(out)).is_err(), "{out} cannot be followed");
+    }
+    let plain = Fixture::new(p, "plainlinks", &[]);
+    std::os::unix::fs::symlink("/etc/hostname", plain.s("abs-out")).unwrap();
+    assert_eq!(
+        fs::read_link(plain.m("abs-out")).unwrap(),
+        Path::new("/etc/hostname"),
+        "without the option, as the server has it"
+    );
 }
 
 // Changing a symlink's own attributes (touch -h, lchown) never changes its target.

@@ -797,6 +797,7 @@ fn help_and_version() {
         "cache_size",
         "atomic_writes",
         "nocto",
+        "contain_symlinks",
         "uid",
         "gid",
         "ftp_active",

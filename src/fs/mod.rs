@@ -87,6 +87,8 @@ pub struct FsConfig {
     /// Every open looks at the file on the server (one stat) and drops
     /// what is cached of an older version.
     pub close_to_open: bool,
+    /// Symlink targets are kept inside the mount (see `contained_target`).
+    pub contain_symlinks: bool,
     pub block_size: u64,
     pub read_ahead_blocks: usize,
     pub cache_timeout: Duration,
@@ -212,6 +214,58 @@ pub struct Fs {
     changed: Mutex<HashMap<u64, SystemTime>>,
     next_fh: AtomicU64,
     prefetch: OnceLock<Workers>,
+}
+
+/// `-o contain_symlinks`: the target a link at `link` (a server path below
+/// `root`) may show. An absolute target inside `root` becomes relative to
+/// the link's directory (so it resolves inside the mount, not on this
+/// machine); one that leads out of `root`, absolute or through `..`, is
+/// refused (None).
+fn contained_target(root: &Path, link: &Path, target: &Path) -> Option<PathBuf> {
+    use std::path::Component;
+    let dir = link.parent()?;
+    // Resolve lexically, as far as the root allows.
+    let mut at: Vec<&OsStr> = Vec::new();
+    let start = if target.is_absolute() {
+        Path::new("/")
+    } else {
+        dir
+    };
+    for c in start.components().chain(target.components()) {
+        match c {
+            Component::RootDir => at.clear(),
+            Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                at.pop()?;
+            }
+            Component::Normal(n) => at.push(n),
+        }
+    }
+    let resolved: PathBuf = std::iter::once(OsStr::new("/")).chain(at).collect();
+    if !resolved.starts_with(root) {
+        return None;
+    }
+    if !target.is_absolute() {
+        return Some(target.to_path_buf());
+    }
+    // Relative to the link's directory: up to the common part, then down.
+    let common = dir
+        .components()
+        .zip(resolved.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let ups = dir.components().count() - common;
+    let mut relative = PathBuf::new();
+    for _ in 0..ups {
+        relative.push("..");
+    }
+    for c in resolved.components().skip(common) {
+        relative.push(c);
+    }
+    if relative.as_os_str().is_empty() {
+        relative.push(".");
+    }
+    Some(relative)
 }
 
 fn check_name(name: &OsStr) -> Result<()> {
@@ -653,7 +707,11 @@ impl Fs {
 
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         let path = self.path_of(ino)?;
-        let target = self.remote.readlink(&path)?;
+        let mut target = self.remote.readlink(&path)?;
+        if self.cfg.contain_symlinks {
+            target = contained_target(&self.cfg.root, &path, &target)
+                .ok_or(remote::Error::NotPermitted)?;
+        }
         Ok(target.into_os_string().into_encoded_bytes())
     }
 

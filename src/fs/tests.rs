@@ -18,6 +18,7 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         read_only: false,
         atomic_writes: true,
         close_to_open: true,
+        contain_symlinks: false,
         block_size: 4,
         read_ahead_blocks: 2,
         cache_timeout: Duration::from_secs(60),
@@ -1140,4 +1141,24 @@ fn a_rewrite_whose_name_was_taken_by_mv_commits_nothing_over_it() {
     fs.release(opened.fh).expect("release");
     assert_eq!(mem.content("/a").as_deref(), Some(&b"bbb"[..]), "mv's file");
     assert_eq!(mem.names().len(), 2, "nothing else: {:?}", mem.names());
+}
+
+#[test]
+fn contained_symlink_targets_never_leave_the_root() {
+    let root = Path::new("/srv/export");
+    let link = Path::new("/srv/export/a/b/link");
+    let shown = |target: &str| contained_target(root, link, Path::new(target));
+    assert_eq!(shown("/srv/export/a/x"), Some(PathBuf::from("../x")));
+    assert_eq!(shown("/srv/export/a/b/y"), Some(PathBuf::from("y")));
+    assert_eq!(shown("/srv/export"), Some(PathBuf::from("../..")));
+    assert_eq!(shown("/srv/export/a/b"), Some(PathBuf::from(".")));
+    assert_eq!(shown("../c/../d"), Some(PathBuf::from("../c/../d")));
+    assert_eq!(shown("/etc/passwd"), None, "absolute, outside");
+    assert_eq!(
+        shown("/srv/exported"),
+        None,
+        "a sibling with the same prefix"
+    );
+    assert_eq!(shown("../../../x"), None, "relative, out through ..");
+    assert_eq!(shown("../../../../../../x"), None, "above /");
 }

@@ -365,6 +365,13 @@ impl Server {
         }
     }
 
+    /// SFTP: `export/rel` as the login sees it on the server (inside a
+    /// chroot, `/export/rel`).
+    pub fn remote_path(&self, rel: &str) -> String {
+        let rel = rel.trim_start_matches('/');
+        format!("{}/{rel}", self.remote_root.trim_end_matches('/'))
+    }
+
     /// SFTP only: the URL of `export` for another login (e.g. [`SFTP_PW_USER`]).
     pub fn url_for_user(&self, user: &str) -> String {
         assert_eq!(self.proto, Proto::Sftp, "url_for_user is for SFTP servers");
