@@ -10,9 +10,12 @@
 
 mod support;
 
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +75,92 @@ fn errno_of<T: std::fmt::Debug>(r: io::Result<T>, what: &str) -> i32 {
     }
 }
 
+/// The SHA256 fingerprint of `server`'s host key, as ssh-keygen shows it.
+fn host_fingerprint(server: &Server) -> String {
+    let out = run_cmd(
+        Command::new("ssh-keygen")
+            .arg("-lf")
+            .arg(server.dir().join("ssh_host_ed25519_key.pub")),
+        Duration::from_secs(30),
+        None,
+    );
+    assert!(out.status.success(), "ssh-keygen -lf: {out:?}");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find(|w| w.starts_with("SHA256:"))
+        .expect("a SHA256 fingerprint")
+        .to_string()
+}
+
+/// rmount in the foreground (`-f`), its stderr (the log) in a file.
+/// Dropping it stops the process by its pid; the mount point's own drop
+/// then unmounts and removes the directory.
+struct Foreground {
+    child: Child,
+    stderr_path: PathBuf,
+    mnt: MountPoint,
+}
+
+impl Foreground {
+    fn spawn(args: &[String], env: &[(&str, &str)]) -> Foreground {
+        let mnt = MountPoint::new("rmount-test-hostkeys-");
+        let stderr_path = mnt.base.join("stderr");
+        let mut cmd = Command::new(rmount_bin());
+        cmd.arg("-f")
+            .args(args)
+            .arg(&mnt.dir)
+            .env_remove("RMOUNT_PASSWORD")
+            .env_remove("SSH_AUTH_SOCK")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr_path).expect("create the stderr file"))
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+        let mut fg = Foreground {
+            child,
+            stderr_path,
+            mnt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !is_mounted(&fg.mnt.dir) {
+            let exited = fg.child.try_wait().expect("try_wait").is_some();
+            assert!(
+                !exited && Instant::now() < deadline,
+                "rmount did not mount\n{}",
+                fg.stderr()
+            );
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        fg
+    }
+
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&fs::read(&self.stderr_path).unwrap_or_default()).into_owned()
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.mnt.path(rel)
+    }
+}
+
+impl Drop for Foreground {
+    fn drop(&mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let stopped = poll_until(Duration::from_secs(5), || {
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        if !stopped {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Login {
     /// TEST_USER with its key (authorized on both servers).
@@ -127,22 +216,13 @@ fn reconnect_to_another_host_key_is_refused(policy: &str, login: Login) {
         args.push("-i".into());
         args.push(key);
     }
-    let mnt = MountPoint::new("rmount-test-hostkeys-");
     args.push(url.clone());
-    args.push(mnt.arg().to_string());
-    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let home_dir = home.path().to_str().expect("utf-8 temp path");
     let mut env = vec![("HOME", home_dir)];
     if matches!(login, Login::Password) {
         env.push(("RMOUNT_PASSWORD", SFTP_PW_PASSWORD));
     }
-    let out = run_rmount(&argv, &env, None);
-    assert!(
-        out.status.success() && is_mounted(&mnt.dir),
-        "mounting {url} through the proxy failed\n{}\n--- A's log ---\n{}",
-        describe_output(&out),
-        a.log_tail(15)
-    );
+    let mnt = Foreground::spawn(&args, &env);
     assert_eq!(
         fs::read(mnt.path("f.txt")).expect("read through the mount"),
         b"from A"
@@ -164,7 +244,21 @@ fn reconnect_to_another_host_key_is_refused(policy: &str, login: Login) {
             "{what} through the mount while B answers: errno {errno}, want EIO"
         );
     }
-    assert!(is_mounted(&mnt.dir), "the mount must stay while B answers");
+    assert!(
+        is_mounted(&mnt.mnt.dir),
+        "the mount must stay while B answers"
+    );
+    // The log says why, naming both keys.
+    let (fp_a, fp_b) = (host_fingerprint(&a), host_fingerprint(&b));
+    let log = mnt.stderr();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("WARN") && l.contains("differs from the one this mount verified"))
+        .unwrap_or_else(|| panic!("no warning about the other host key in the log:\n{log}"));
+    assert!(
+        warning.contains(&fp_a) && warning.contains(&fp_b),
+        "the warning should name A's key {fp_a} and B's key {fp_b}: {warning}"
+    );
     assert!(
         proxy.accepted() >= 2,
         "rmount did not try to reconnect (through the proxy to B)"
