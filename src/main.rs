@@ -117,6 +117,7 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
     let connector = SftpConnector {
         settings,
         credentials: Arc::new(Credentials::new(cfg.password_stdin)),
+        host_key: Default::default(),
         symlink_order: Default::default(),
     };
     if cfg.host_key_policy == HostKeyPolicy::No {

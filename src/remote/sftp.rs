@@ -164,6 +164,8 @@ pub fn valid_name(name: &[u8]) -> bool {
 pub struct SftpConnector {
     pub settings: SshSettings,
     pub credentials: Arc<Credentials>,
+    /// The host key of the first connection, the only one later ones accept.
+    pub host_key: ssh::HostKeyPin,
     /// The server's SYMLINK argument order, learned on the first connection.
     pub symlink_order: std::sync::OnceLock<SymlinkOrder>,
 }
@@ -245,7 +247,7 @@ impl Connector for SftpConnector {
     type Conn = SftpConnection;
 
     fn connect(&self) -> Result<SftpConnection> {
-        let session = ssh::connect(&self.settings, &self.credentials)?;
+        let session = ssh::connect(&self.settings, &self.credentials, &self.host_key)?;
         let symlink_order = match self.symlink_order.get() {
             Some(order) => *order,
             None => *self

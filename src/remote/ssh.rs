@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -180,10 +180,41 @@ impl Credentials {
     }
 }
 
+/// The host key a mount accepted on its first connection. Every later
+/// connection (reconnects included) accepts that key and no other, whatever
+/// `StrictHostKeyChecking` says, and keeps the first connection's verdict on
+/// whether a password may be sent. Safe to share between threads.
+#[derive(Debug, Default)]
+pub struct HostKeyPin(OnceLock<PinnedKey>);
+
+#[derive(Debug)]
+struct PinnedKey {
+    blob: Vec<u8>,
+    /// `ED25519 SHA256:...`, for messages.
+    shown: String,
+    passwords: PasswordUse,
+}
+
+/// Whether password and keyboard-interactive authentication may be used on
+/// a connection, decided by the host key check.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PasswordUse {
+    Allowed,
+    /// The host key does not match known_hosts and the connection goes on
+    /// only because `StrictHostKeyChecking=no`: as ssh does, no password is
+    /// sent to a server that may be a man in the middle.
+    DisabledChangedKey,
+}
+
 /// Opens a TCP connection, performs the SSH handshake, verifies the host key
-/// and authenticates. The session is in blocking mode with `settings.timeout`
-/// on every call.
-pub fn connect(settings: &SshSettings, creds: &Credentials) -> Result<Session, Error> {
+/// (against `pin` once it holds one, otherwise against known_hosts, and then
+/// pins it) and authenticates. The session is in blocking mode with
+/// `settings.timeout` on every call.
+pub fn connect(
+    settings: &SshSettings,
+    creds: &Credentials,
+    pin: &HostKeyPin,
+) -> Result<Session, Error> {
     let s = settings;
     if s.host.is_empty() || s.host.contains('\0') {
         return Err(Error::Setup(format!("invalid host name {:?}", s.host)));
@@ -218,8 +249,8 @@ pub fn connect(settings: &SshSettings, creds: &Credentials) -> Result<Session, E
     sess.handshake()
         .map_err(|e| handshake_error(&e, &display_addr(&s.host, s.port)))?;
 
-    verify_host_key(&sess, s, &name)?;
-    authenticate(&sess, s, creds)?;
+    let passwords = verify_host_key(&sess, s, &name, pin)?;
+    authenticate(&sess, s, creds, passwords)?;
     Ok(sess)
 }
 
@@ -636,11 +667,20 @@ fn check_known_hosts<'a>(
     }
 }
 
+/// Added to the warning when a changed key is let through.
+const NO_PASSWORDS: &str = "; password and keyboard-interactive authentication are disabled to \
+                            avoid man-in-the-middle attacks";
+
 /// Serializes check-and-append of known_hosts between the connections of
 /// this process, so accept-new records a key once.
 static KNOWN_HOSTS_LOCK: Mutex<()> = Mutex::new(());
 
-fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Error> {
+fn verify_host_key(
+    sess: &Session,
+    s: &SshSettings,
+    name: &str,
+    pin: &HostKeyPin,
+) -> Result<PasswordUse, Error> {
     let Some((blob, kind)) = sess.host_key() else {
         return Err(Error::Transport(format!(
             "{}: the server sent no host key",
@@ -654,13 +694,57 @@ fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Er
     let fp = fingerprint(blob);
     let label = key_type_label(&key_type);
     tracing::debug!("host key for {name}: {label} {fp}");
+    let shown = format!("{label} key {fp}");
 
+    if let Some(pinned) = pin.0.get() {
+        return check_pinned(pinned, name, blob, &shown);
+    }
+    let passwords = check_known_hosts_policy(s, name, blob, &key_type, &label, &fp)?;
+    // Concurrent first connections: the first to get here pins its key,
+    // and the others must have met the same one.
+    let pinned = pin.0.get_or_init(|| PinnedKey {
+        blob: blob.to_vec(),
+        shown: shown.clone(),
+        passwords,
+    });
+    check_pinned(pinned, name, blob, &shown)
+}
+
+/// A later connection: only the pinned key is accepted.
+fn check_pinned(
+    pinned: &PinnedKey,
+    name: &str,
+    blob: &[u8],
+    shown: &str,
+) -> Result<PasswordUse, Error> {
+    if pinned.blob == blob {
+        return Ok(pinned.passwords);
+    }
+    Err(Error::Setup(format!(
+        "host key for {name} differs from the one this mount verified: the server now presents \
+         {shown}, but the mount accepts only {}; not authenticating (someone could be \
+         eavesdropping, or another server answers at this address); if the server's key really \
+         changed, unmount and mount again",
+        pinned.shown
+    )))
+}
+
+/// The known_hosts check of a first connection under the configured
+/// `StrictHostKeyChecking` policy.
+fn check_known_hosts_policy(
+    s: &SshSettings,
+    name: &str,
+    blob: &[u8],
+    key_type: &str,
+    label: &str,
+    fp: &str,
+) -> Result<PasswordUse, Error> {
     let _guard = crate::sync::lock(&KNOWN_HOSTS_LOCK);
     let known = read_known_hosts(s);
     let policy = s.host_key_policy;
     let user_file = display_path(&s.user_known_hosts);
-    match check_known_hosts(&known, name, &key_type, blob) {
-        HostKeyStatus::Known => Ok(()),
+    match check_known_hosts(&known, name, key_type, blob) {
+        HostKeyStatus::Known => Ok(PasswordUse::Allowed),
         HostKeyStatus::Revoked(k) => Err(Error::Setup(format!(
             "host key for {name} ({label} key {fp}) is marked @revoked in {}; refusing to connect",
             k.location()
@@ -674,8 +758,8 @@ fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Er
                 k.location()
             );
             if policy == HostKeyPolicy::No {
-                tracing::warn!("{msg}; continuing because StrictHostKeyChecking=no");
-                Ok(())
+                tracing::warn!("{msg}; continuing because StrictHostKeyChecking=no{NO_PASSWORDS}");
+                Ok(PasswordUse::DisabledChangedKey)
             } else {
                 Err(Error::Setup(msg))
             }
@@ -690,8 +774,8 @@ fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Er
                 k.key_type
             );
             if policy == HostKeyPolicy::No {
-                tracing::warn!("{msg}; continuing because StrictHostKeyChecking=no");
-                Ok(())
+                tracing::warn!("{msg}; continuing because StrictHostKeyChecking=no{NO_PASSWORDS}");
+                Ok(PasswordUse::DisabledChangedKey)
             } else {
                 Err(Error::Setup(msg))
             }
@@ -702,7 +786,7 @@ fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Er
                  -o StrictHostKeyChecking=accept-new"
             ))),
             HostKeyPolicy::AcceptNew => {
-                let line = known_hosts_line(name, &key_type, blob);
+                let line = known_hosts_line(name, key_type, blob);
                 match append_known_host(&s.user_known_hosts, &line) {
                     Ok(()) => {
                         tracing::warn!("permanently added {name} ({label} key {fp}) to {user_file}")
@@ -712,14 +796,14 @@ fn verify_host_key(sess: &Session, s: &SshSettings, name: &str) -> Result<(), Er
                          record it in {user_file}: {e}"
                     ),
                 }
-                Ok(())
+                Ok(PasswordUse::Allowed)
             }
             HostKeyPolicy::No => {
                 tracing::warn!(
                     "host key for {name} is unknown ({label} key {fp}); continuing because \
                      StrictHostKeyChecking=no"
                 );
-                Ok(())
+                Ok(PasswordUse::Allowed)
             }
         },
     }
@@ -820,7 +904,12 @@ fn auth_methods(sess: &Session, user: &str) -> Result<Option<String>, ssh2::Erro
     }
 }
 
-fn authenticate(sess: &Session, s: &SshSettings, creds: &Credentials) -> Result<(), Error> {
+fn authenticate(
+    sess: &Session,
+    s: &SshSettings,
+    creds: &Credentials,
+    passwords: PasswordUse,
+) -> Result<(), Error> {
     let who = format!("{}@{}", s.user, s.host);
     let mut tried = Tried::default();
     let methods = match auth_methods(sess, &s.user) {
@@ -838,7 +927,8 @@ fn authenticate(sess: &Session, s: &SshSettings, creds: &Credentials) -> Result<
     }
 
     let mut no_password = false;
-    if offers("password") || offers("keyboard-interactive") {
+    let password_offered = offers("password") || offers("keyboard-interactive");
+    if password_offered && passwords == PasswordUse::Allowed {
         match try_password(sess, s, creds, &offers, &mut tried) {
             Ok(Some(true)) => return Ok(()),
             Ok(Some(false)) => {}
@@ -850,6 +940,12 @@ fn authenticate(sess: &Session, s: &SshSettings, creds: &Credentials) -> Result<
     let mut msg = format!("authentication failed for {who} (tried: {tried})");
     if tried.0.is_empty() {
         msg.push_str(&format!("; the server accepts: {methods}"));
+    }
+    if password_offered && passwords == PasswordUse::DisabledChangedKey {
+        msg.push_str(
+            "; password and keyboard-interactive authentication are disabled because the host \
+             key does not match known_hosts (possible man-in-the-middle attack)",
+        );
     }
     if no_password {
         msg.push_str(if creds.password_stdin {
@@ -1255,6 +1351,30 @@ mod tests {
         assert!(matches!(check("changed"), HostKeyStatus::Changed(k) if k.line == 2));
         assert!(matches!(check("rsaonly"), HostKeyStatus::OtherType(_)));
         assert!(matches!(check("revoked"), HostKeyStatus::Revoked(k) if k.line == 4));
+    }
+
+    #[test]
+    fn only_the_pinned_key_is_accepted() {
+        let other = blob("AAAAC3NzaC1lZDI1NTE5AAAAIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA");
+        let pinned = PinnedKey {
+            blob: blob(ED25519_PUB),
+            shown: format!("ED25519 key {ED25519_FP}"),
+            passwords: PasswordUse::DisabledChangedKey,
+        };
+        // The same key keeps the first connection's verdict on passwords.
+        assert!(matches!(
+            check_pinned(&pinned, "[h]:2222", &blob(ED25519_PUB), "x"),
+            Ok(PasswordUse::DisabledChangedKey)
+        ));
+        let shown = format!("ED25519 key {}", fingerprint(&other));
+        match check_pinned(&pinned, "[h]:2222", &other, &shown) {
+            Err(Error::Setup(msg)) => {
+                assert!(msg.contains(ED25519_FP), "{msg}");
+                assert!(msg.contains(&fingerprint(&other)), "{msg}");
+                assert!(!msg.contains('\n'), "{msg}");
+            }
+            other => panic!("another key must be refused: {other:?}"),
+        }
     }
 
     #[test]

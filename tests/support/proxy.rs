@@ -16,6 +16,9 @@
 //! - [`ProxyControl::refuse_new`]: accept new connections and close them at
 //!   once (the server is unreachable); current ones are left alone;
 //! - [`ProxyControl::restore`]: back to a healthy link.
+//! - [`ProxyControl::set_upstream`]: send new connections to another server
+//!   (current ones stay where they are); another machine answering at the
+//!   same address.
 //!
 //! FTP: the proxy notices an FTP control connection by its `220` greeting and
 //! rewrites the server's `227` (PASV) and `229` (EPSV) replies to point at a
@@ -68,7 +71,8 @@ pub struct ProxyControl {
 }
 
 struct Shared {
-    upstream: SocketAddr,
+    /// Where new control connections go.
+    upstream: Mutex<SocketAddr>,
     controls: Mutex<Controls>,
     /// Signalled whenever the controls change (a frozen pump waits on it).
     changed: Condvar,
@@ -128,7 +132,7 @@ impl FaultProxy {
             .set_nonblocking(true)
             .expect("proxy: non-blocking listener");
         let shared = Arc::new(Shared {
-            upstream,
+            upstream: Mutex::new(upstream),
             controls: Mutex::new(Controls::default()),
             changed: Condvar::new(),
             links: Mutex::new(Vec::new()),
@@ -207,6 +211,12 @@ impl ProxyControl {
     /// accepting.
     pub fn restore(&self) {
         self.shared.update(|c| *c = Controls::default());
+    }
+
+    /// Forward connections made from now on to `upstream` instead; those
+    /// already open stay connected where they are (cut them to move them).
+    pub fn set_upstream(&self, upstream: SocketAddr) {
+        *lock(&self.shared.upstream) = upstream;
     }
 
     /// Proxied connections (control and data) currently open.
@@ -289,7 +299,7 @@ impl Shared {
                 Ok((client, _)) => {
                     self.accepted.fetch_add(1, Ordering::SeqCst);
                     let this = self.clone();
-                    let upstream = to.unwrap_or(self.upstream);
+                    let upstream = to.unwrap_or_else(|| *lock(&self.upstream));
                     self.spawn(move || this.open_link(client, upstream, control));
                     if !control {
                         return;
@@ -567,7 +577,7 @@ impl FtpRewriter {
             })
         } else if text.starts_with("229 ") {
             parse_epsv(&text).and_then(|p| {
-                let target = SocketAddr::new(proxy.upstream.ip(), p);
+                let target = SocketAddr::new(lock(&proxy.upstream).ip(), p);
                 let port = proxy.data_relay(target)?;
                 Some(format!(
                     "229 Entering Extended Passive Mode (|||{port}|).\r\n"
