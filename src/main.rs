@@ -27,6 +27,10 @@ use remote::ssh::{Credentials, SshSettings};
 use remote::{Kind, Remote};
 
 fn main() -> ExitCode {
+    // Before any secret is read: no core file and no ptrace by other
+    // processes of this user, which could otherwise read the password
+    // kept in memory for reconnects.
+    let dumpable = remote::secrets::forbid_core_dumps();
     let parsed = match cli::parse(std::env::args_os()) {
         Ok(p) => p,
         Err(e) => {
@@ -42,6 +46,9 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cfg.debug);
+    if let Err(e) = dumpable {
+        tracing::warn!("cannot make the process non-dumpable: {e}");
+    }
     match run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

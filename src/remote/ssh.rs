@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 use ssh2::{ErrorCode, KeyboardInteractivePrompt, MethodType, Prompt, Session};
 
 use super::secrets::{
-    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, PASSPHRASE_ENV, PASSWORD_ENV,
+    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, Secret, PASSPHRASE_ENV, PASSWORD_ENV,
 };
 use super::Error;
 use crate::config::HostKeyPolicy;
@@ -74,7 +74,9 @@ pub struct SshSettings {
 
 /// Password and key passphrases, obtained at most once and reused by every
 /// later connection (reconnects from a daemon without a terminal never
-/// prompt). Safe to share between threads.
+/// prompt). Safe to share between threads. Each secret is held once, in a
+/// [`Secret`] (zeroed when dropped); connections borrow it through an `Arc`
+/// instead of copying it.
 pub struct Credentials {
     password_stdin: bool,
     state: Mutex<Secrets>,
@@ -89,10 +91,10 @@ enum Source {
 
 #[derive(Default)]
 struct Secrets {
-    password: Option<(String, Source)>,
+    password: Option<(Arc<Secret>, Source)>,
     /// Standard input has been consumed (it is read at most once).
     stdin_read: bool,
-    passphrases: HashMap<PathBuf, (String, Source)>,
+    passphrases: HashMap<PathBuf, (Arc<Secret>, Source)>,
 }
 
 impl fmt::Debug for Credentials {
@@ -123,26 +125,27 @@ impl Credentials {
 
     /// The password to try: cached, else from its source. The lock is held
     /// while prompting so that concurrent connections ask only once.
-    fn password(&self, user: &str, host: &str) -> Option<(String, Source)> {
+    fn password(&self, user: &str, host: &str) -> Option<(Arc<Secret>, Source)> {
         let mut s = self.lock();
-        if let Some(p) = &s.password {
-            return Some(p.clone());
+        if let Some((p, source)) = &s.password {
+            return Some((Arc::clone(p), *source));
         }
         let got = if self.password_stdin {
             if s.stdin_read {
                 None
             } else {
                 s.stdin_read = true;
-                read_stdin_line().map(|p| (p, Source::Stdin))
+                read_stdin_line().map(|p| (Arc::new(p), Source::Stdin))
             }
         } else if let Some(p) = env_secret(PASSWORD_ENV) {
-            Some((p, Source::Env))
+            Some((Arc::new(p), Source::Env))
         } else if stdin_is_tty() {
-            prompt_secret(&format!("{user}@{host}'s password: ")).map(|p| (p, Source::Terminal))
+            prompt_secret(&format!("{user}@{host}'s password: "))
+                .map(|p| (Arc::new(p), Source::Terminal))
         } else {
             None
         };
-        s.password = got.clone();
+        s.password = got.as_ref().map(|(p, source)| (Arc::clone(p), *source));
         got
     }
 
@@ -156,21 +159,22 @@ impl Credentials {
         }
     }
 
-    fn passphrase(&self, key: &Path) -> Option<(String, Source)> {
+    fn passphrase(&self, key: &Path) -> Option<(Arc<Secret>, Source)> {
         let mut s = self.lock();
-        if let Some(p) = s.passphrases.get(key) {
-            return Some(p.clone());
+        if let Some((p, source)) = s.passphrases.get(key) {
+            return Some((Arc::clone(p), *source));
         }
         let got = if let Some(p) = env_secret(PASSPHRASE_ENV) {
-            Some((p, Source::Env))
+            Some((Arc::new(p), Source::Env))
         } else if stdin_is_tty() {
             prompt_secret(&format!("Enter passphrase for key '{}': ", key.display()))
-                .map(|p| (p, Source::Terminal))
+                .map(|p| (Arc::new(p), Source::Terminal))
         } else {
             None
         };
-        if let Some(p) = &got {
-            s.passphrases.insert(key.to_path_buf(), p.clone());
+        if let Some((p, source)) = &got {
+            s.passphrases
+                .insert(key.to_path_buf(), (Arc::clone(p), *source));
         }
         got
     }
@@ -1011,7 +1015,7 @@ fn try_key_file(
             tracing::debug!("no passphrase available for {}", key.display());
             return Ok(false);
         };
-        match sess.userauth_pubkey_file(user, pubkey, key, Some(&passphrase)) {
+        match sess.userauth_pubkey_file(user, pubkey, key, Some(passphrase.expose())) {
             Ok(()) => {
                 tracing::debug!("authenticated with {}", key.display());
                 return Ok(true);
@@ -1060,7 +1064,9 @@ fn private_key_is_encrypted(text: &[u8]) -> bool {
         || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
 }
 
-/// Answers every keyboard-interactive prompt with the password.
+/// Answers every keyboard-interactive prompt with the password. ssh2 takes
+/// the answers as owned `String`s and drops them unzeroed right after the
+/// call: a short-lived copy that this crate cannot avoid.
 struct PasswordPrompter<'a> {
     password: &'a str,
 }
@@ -1100,12 +1106,12 @@ fn try_password(
         };
         tried.add(method);
         let r = if method == "password" {
-            sess.userauth_password(&s.user, &password)
+            sess.userauth_password(&s.user, password.expose())
         } else {
             sess.userauth_keyboard_interactive(
                 &s.user,
                 &mut PasswordPrompter {
-                    password: &password,
+                    password: password.expose(),
                 },
             )
         };
@@ -1339,17 +1345,42 @@ mod tests {
     #[test]
     fn credentials_debug_hides_secrets() {
         let c = Credentials::new(false);
-        c.lock().password = Some(("hunter2".into(), Source::Env));
+        c.lock().password = Some((Arc::new(Secret::from("hunter2")), Source::Env));
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"));
         c.refused_password();
         assert!(c.lock().password.is_some(), "an env password is kept");
-        c.lock().password = Some(("typed".into(), Source::Terminal));
+        c.lock().password = Some((Arc::new(Secret::from("typed")), Source::Terminal));
         c.refused_password();
         assert!(
             c.lock().password.is_none(),
             "a typed password is asked again"
         );
+    }
+
+    /// Every connection borrows the one stored copy: a reconnect never
+    /// duplicates the password.
+    #[test]
+    fn credentials_hand_out_the_one_stored_copy() {
+        let c = Credentials::new(false);
+        let stored = Arc::new(Secret::from("hunter2"));
+        c.lock().password = Some((Arc::clone(&stored), Source::Env));
+        for _ in 0..3 {
+            let (got, source) = c.password("u", "h").expect("cached password");
+            assert!(Arc::ptr_eq(&got, &stored));
+            assert_eq!(source, Source::Env);
+        }
+        let key = Path::new("/k");
+        c.lock()
+            .passphrases
+            .insert(key.to_path_buf(), (Arc::clone(&stored), Source::Env));
+        let (got, _) = c.passphrase(key).expect("cached passphrase");
+        assert!(Arc::ptr_eq(&got, &stored));
+        drop(got);
+        c.wrong_passphrase(key);
+        drop(c);
+        // Nothing else holds it: dropping this last handle zeroes it.
+        assert_eq!(Arc::strong_count(&stored), 1);
     }
 
     /// libssh2's own check (which we do not use) does handle hashed
