@@ -52,8 +52,10 @@ fn main() -> ExitCode {
     match run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the cause chain joined with ": ".
-            eprintln!("rmount: {}", format!("{e:#}").replace('\n', " "));
+            // One line: the cause chain joined with ": ", and whatever the
+            // server said in it with its control characters escaped.
+            let chain = format!("{e:#}").replace('\n', " ");
+            eprintln!("rmount: {}", remote::text::escape_controls(&chain));
             ExitCode::from(1)
         }
     }
@@ -65,9 +67,33 @@ fn init_logging(debug: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| EscapedStderr)
+        .with_ansi(false)
         .with_target(false)
         .init();
+}
+
+/// Standard error for log lines. Log messages quote what servers said (error
+/// texts, names): each line is written with its control characters escaped
+/// but its final newline, so that no server can forge log lines or drive
+/// the terminal. The formatter writes each event with one `write` call.
+struct EscapedStderr;
+
+impl std::io::Write for EscapedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let line = format!("{}{end}", remote::text::escape_controls(body));
+        std::io::stderr().write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 fn check_mountpoint(path: &Path) -> anyhow::Result<()> {

@@ -44,6 +44,7 @@ use ssh2::{ErrorCode, KeyboardInteractivePrompt, MethodType, Prompt, Session};
 use super::secrets::{
     env_secret, prompt_secret, read_stdin_line, stdin_is_tty, Secret, PASSPHRASE_ENV, PASSWORD_ENV,
 };
+use super::text::printable;
 use super::Error;
 use crate::config::HostKeyPolicy;
 
@@ -799,7 +800,8 @@ fn auth_error(e: &ssh2::Error, who: &str, tried: &Tried) -> Error {
 }
 
 /// The authentication methods the server offers (`None`: the "none" method
-/// already succeeded). Goes to libssh2 directly because ssh2's
+/// already succeeded), control characters escaped as they are shown in
+/// messages. Goes to libssh2 directly because ssh2's
 /// `auth_methods` panics on a list that is not UTF-8.
 fn auth_methods(sess: &Session, user: &str) -> Result<Option<String>, ssh2::Error> {
     let len = libc::c_uint::try_from(user.len()).unwrap_or(libc::c_uint::MAX);
@@ -813,7 +815,7 @@ fn auth_methods(sess: &Session, user: &str) -> Result<Option<String>, ssh2::Erro
             if p.is_null() {
                 None
             } else {
-                Some(String::from_utf8_lossy(CStr::from_ptr(p).to_bytes()).into_owned())
+                Some(printable(CStr::from_ptr(p).to_bytes()))
             }
         }
     };

@@ -12,6 +12,7 @@ use suppaftp::types::Response;
 use suppaftp::FtpError;
 
 use super::tls::tls_failure;
+use crate::remote::text::escape_controls;
 use crate::remote::Error;
 
 /// The three-digit code of a reply. suppaftp's `Status` knows only the codes
@@ -25,7 +26,8 @@ pub fn code(resp: &Response) -> u32 {
     }
 }
 
-/// The human part of a reply, on one line: `530 Login incorrect.`
+/// The human part of a reply, on one line, control characters escaped:
+/// `530 Login incorrect.`
 pub fn text(resp: &Response) -> String {
     let body = String::from_utf8_lossy(&resp.body);
     let joined: Vec<&str> = body
@@ -33,7 +35,7 @@ pub fn text(resp: &Response) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    joined.join(" ")
+    escape_controls(&joined.join(" ")).into_owned()
 }
 
 /// The reply code inside a suppaftp error, if the server answered at all.
@@ -134,6 +136,17 @@ mod tests {
             b"530-Login incorrect.\r\n530 Bye.\r\n".to_vec(),
         );
         assert_eq!(text(&r), "530-Login incorrect. 530 Bye.");
+    }
+
+    #[test]
+    fn reply_text_escapes_control_characters() {
+        let r = Response::new(
+            Status::FileUnavailable,
+            b"550 no\x1b[2J such\x07 file\r\n".to_vec(),
+        );
+        assert_eq!(text(&r), "550 no\\u{1b}[2J such\\u{7} file");
+        let shown = map_reply(&r, "open").to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
     }
 
     #[test]
