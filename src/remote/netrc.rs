@@ -466,3 +466,79 @@ mod tests {
         assert!(lookup(Path::new("/nonexistent/.netrc"), "h", None).is_none());
     }
 }
+
+/// Property tests: no file makes the parser panic or invent entries, and a
+/// quoted login and password read back as written.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn quote(token: &str) -> String {
+        let mut out = String::from("\"");
+        for c in token.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            Just(&b"machine"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"default"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"login"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"password"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"macdef"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"\n\n"[..]).prop_map(<[u8]>::to_vec),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        proptest::collection::vec(token, 0..24).prop_map(|t| t.join(&b" "[..]))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_file_parses_without_inventing_entries(text in text()) {
+            let n = Netrc::parse_bytes(&text);
+            // Each entry needs its own `machine` or `default` token.
+            prop_assert!(n.entries.len() * 7 <= text.len(), "{} entries", n.entries.len());
+            let _ = n.find("host", Some("user"));
+            let _ = n.take("host", None);
+        }
+
+        #[test]
+        fn quoted_tokens_read_back(
+            machine in "[a-z0-9][a-z0-9.-]{0,20}",
+            login in "\\PC{1,16}",
+            password in "(\\PC|[ \t\r\n\"\\\\]){0,24}",
+        ) {
+            let text = format!(
+                "# comment\nmachine {machine}\n\tlogin {} password {}\n",
+                quote(&login),
+                quote(&password)
+            );
+            let n = Netrc::parse(&text);
+            let e = n.find(&machine, None).ok_or_else(|| TestCaseError::fail(text.clone()))?;
+            prop_assert_eq!(e.login.as_deref(), Some(login.as_str()));
+            prop_assert_eq!(e.password.as_ref().map(Secret::expose), Some(password.as_str()));
+        }
+    }
+}

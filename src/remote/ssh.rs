@@ -1441,3 +1441,64 @@ sTQa6UeqysfViyZDempy8ByU8ZRMAAAAkPhL6PMREumLIW6W7GgXNgo/9M0wUER0Dnch22
 -----END OPENSSH PRIVATE KEY-----
 ";
 }
+
+/// Property tests: no known_hosts text makes the parser panic or yield more
+/// keys than lines, and a line written from its parts reads back.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "\\PC{0,60}",
+            "(@revoked |@cert-authority |@x )?[a-z0-9.,*?!\\[\\]:|=/+]{0,30} (ssh-ed25519|ssh-rsa|1024) [A-Za-z0-9+/=]{0,40}( .{0,10})?",
+        ];
+        proptest::collection::vec(line, 0..10).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_text_parses_to_at_most_one_key_a_line(text in text()) {
+            let keys = parse_known_hosts(&text, Path::new("known_hosts"));
+            prop_assert!(keys.len() <= text.lines().count());
+            for k in &keys {
+                prop_assert!(!k.hosts.is_empty() && !k.key_type.is_empty());
+                prop_assert!(!k.hosts.contains(char::is_whitespace));
+                prop_assert!(k.line >= 1 && k.line <= text.lines().count());
+            }
+        }
+
+        #[test]
+        fn a_line_reads_back(
+            hosts in "[a-z0-9][a-z0-9.-]{0,15}(,\\[[a-z0-9.]{1,10}\\]:[0-9]{1,5}){0,2}",
+            key_type in "(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256)",
+            blob in proptest::collection::vec(any::<u8>(), 1..64),
+            comment in "( [ -~]{0,20})?",
+            revoked in any::<bool>(),
+        ) {
+            let marker = if revoked { "@revoked " } else { "" };
+            let line = format!("{marker}{hosts} {key_type} {}{comment}", STANDARD.encode(&blob));
+            let text = format!("# header\n\n{line}\n");
+            let keys = parse_known_hosts(&text, Path::new("kh"));
+            prop_assert_eq!(keys.len(), 1);
+            let k = &keys[0];
+            prop_assert_eq!(&k.hosts, &hosts);
+            prop_assert_eq!(&k.key_type, &key_type);
+            prop_assert_eq!(&k.blob, &blob);
+            prop_assert_eq!(k.line, 3);
+            prop_assert_eq!(matches!(k.marker, Marker::Revoked), revoked);
+        }
+    }
+}

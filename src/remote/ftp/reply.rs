@@ -195,3 +195,51 @@ mod tests {
         ));
     }
 }
+
+/// Property tests: any reply a server sends is read without panicking, and
+/// what is shown of it is one line without control characters.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use suppaftp::Status;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_reply_is_read_and_shown_safely(
+            status in 0u32..1000,
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let resp = Response::new(Status::from(status), body.clone());
+            let c = code(&resp);
+            if body.len() >= 3 && body[..3].iter().all(u8::is_ascii_digit) {
+                prop_assert!(c < 1000);
+            }
+            let shown = text(&resp);
+            prop_assert!(!shown.chars().any(char::is_control), "{:?}", shown);
+            let err = map_reply(&resp, "op").to_string();
+            prop_assert!(!err.chars().any(char::is_control), "{:?}", err);
+        }
+
+        #[test]
+        fn a_reply_code_reads_back(
+            c in 100u32..1000,
+            rest in "[ -~]{0,40}",
+        ) {
+            let resp = Response::new(Status::Unknown, format!("{c} {rest}\r\n").into_bytes());
+            prop_assert_eq!(code(&resp), c);
+            prop_assert_eq!(text(&resp), format!("{c} {rest}").trim().to_string());
+        }
+    }
+}
