@@ -139,8 +139,9 @@ fn strip_line_ending(line: &mut Vec<u8>) {
 
 /// Marks the process not dumpable: no core file, and no ptrace or reading
 /// of its memory (or of /proc/PID/environ and the like) by other processes
-/// of the same user without CAP_SYS_PTRACE. The kernel then also shows
-/// /proc/PID as owned by root. Call early, before any secret is read.
+/// of the same user without CAP_SYS_PTRACE. The kernel then also shows the
+/// files in /proc/PID as owned by root. Call early, before any secret is
+/// read.
 pub fn forbid_core_dumps() -> std::io::Result<()> {
     // SAFETY: PR_SET_DUMPABLE takes one integer argument; the rest are unused.
     let rc = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
