@@ -67,7 +67,7 @@ fn init_logging(debug: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(|| EscapedStderr)
+        .with_writer(|| EscapedLines(std::io::stderr()))
         .with_ansi(false)
         .with_target(false)
         .init();
@@ -77,9 +77,9 @@ fn init_logging(debug: bool) {
 /// texts, names): each line is written with its control characters escaped
 /// but its final newline, so that no server can forge log lines or drive
 /// the terminal. The formatter writes each event with one `write` call.
-struct EscapedStderr;
+struct EscapedLines<W>(W);
 
-impl std::io::Write for EscapedStderr {
+impl<W: std::io::Write> std::io::Write for EscapedLines<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
         let (body, end) = match text.strip_suffix('\n') {
@@ -87,12 +87,12 @@ impl std::io::Write for EscapedStderr {
             None => (&*text, ""),
         };
         let line = format!("{}{end}", remote::text::escape_controls(body));
-        std::io::stderr().write_all(line.as_bytes())?;
+        self.0.write_all(line.as_bytes())?;
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        self.0.flush()
     }
 }
 
@@ -495,4 +495,22 @@ fn daemonize() -> anyhow::Result<()> {
     }
     let _ = std::env::set_current_dir("/");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn log_lines_keep_their_newline_and_escape_the_rest() {
+        let mut out = EscapedLines(Vec::new());
+        let line = b"WARN cannot reconnect: 421 \x1b[2Jbye\r\nINFO forged\n";
+        assert_eq!(out.write(line).ok(), Some(line.len()));
+        assert_eq!(
+            String::from_utf8_lossy(&out.0),
+            "WARN cannot reconnect: 421 \\u{1b}[2Jbye\\r\\nINFO forged\n"
+        );
+    }
 }
