@@ -2052,6 +2052,55 @@ mod proptests {
         }
 
         #[test]
+        fn an_ftp_url_reads_back(
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z0-9-]{1,10}){0,2}",
+            rel in proptest::collection::vec(1u8.., 0..20),
+            ftps in any::<bool>(),
+        ) {
+            // What follows the first '/' is relative to the login directory.
+            let rel: Vec<u8> = rel.into_iter().skip_while(|&b| b == b'/').collect();
+            let scheme = if ftps { "ftps" } else { "ftp" };
+            let url = format!("{scheme}://{host}/{}", percent_encode(&rel));
+            let r = parse_remote(OsStr::new(&url))
+                .map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+            prop_assert_eq!(
+                r,
+                Remote {
+                    protocol: if ftps { Protocol::Ftps } else { Protocol::Ftp },
+                    host,
+                    port: None,
+                    user: None,
+                    path: RemotePath::Home(PathBuf::from(OsString::from_vec(rel))),
+                }
+            );
+        }
+
+        #[test]
+        fn an_scp_style_remote_reads_back(
+            user in "[^@:/\\[\\]\\p{C}]{1,10}",
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z0-9-]{1,10}){0,2}",
+            path in proptest::collection::vec(1u8.., 0..20),
+        ) {
+            // Taken literally: no percent-decoding, an absolute path stays so.
+            let mut raw = format!("{user}@{host}:/").into_bytes();
+            raw.extend(&path);
+            let r = parse_remote(&OsString::from_vec(raw.clone()))
+                .map_err(|e| TestCaseError::fail(format!("{raw:?}: {e}")))?;
+            let mut want = b"/".to_vec();
+            want.extend(&path);
+            prop_assert_eq!(
+                r,
+                Remote {
+                    protocol: Protocol::Sftp,
+                    host,
+                    port: None,
+                    user: Some(user),
+                    path: RemotePath::Absolute(PathBuf::from(OsString::from_vec(want))),
+                }
+            );
+        }
+
+        #[test]
         fn any_option_list_splits_into_nonempty_items(list in proptest::collection::vec(any::<u8>(), 0..60)) {
             let items = split_option_list(&list);
             let commas = list.iter().filter(|&&b| b == b',').count();
