@@ -1952,3 +1952,206 @@ mod tests {
         }
     }
 }
+
+/// Property tests: no REMOTE or `-o` text makes the parser panic, and what
+/// is built from parts parses back to those parts.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// Every byte but the unreserved ones as `%XX`.
+    fn percent_encode(bytes: &[u8]) -> String {
+        bytes
+            .iter()
+            .map(|&b| {
+                if b.is_ascii_alphanumeric() || b"-._".contains(&b) {
+                    char::from(b).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    }
+
+    /// Escapes `\` and `,` as the `-o` list syntax wants.
+    fn option_escape(value: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for &b in value {
+            if b == b'\\' || b == b',' {
+                out.push(b'\\');
+            }
+            out.push(b);
+        }
+        out
+    }
+
+    fn remote_text() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..60),
+            "(sftp|ftp|ftps|SFTP|http)://([^@/]{0,10}@)?(\\[[0-9a-f:%]{0,12}\\]|[a-z.%-]{0,12})(:[0-9]{0,6})?(/[^\n]{0,20})?"
+                .prop_map(String::into_bytes),
+            "([^@:/]{0,8}@)?(\\[[0-9a-f:]{0,12}\\]|[a-z.-]{0,12}):[^\n]{0,20}".prop_map(String::into_bytes),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_remote_parses_or_is_refused(raw in remote_text()) {
+            // A command-line argument cannot hold NUL (argv is C strings);
+            // in a URL it can be written as %00, which is refused.
+            let raw: Vec<u8> = raw.into_iter().filter(|&b| b != 0).collect();
+            if let Ok(r) = parse_remote(&OsString::from_vec(raw)) {
+                prop_assert!(!r.host.is_empty());
+                prop_assert!(!r.host.contains(['/', '@', '\0']), "{:?}", r.host);
+                prop_assert!(r.port != Some(0));
+                if let RemotePath::Home(rel) = &r.path {
+                    prop_assert!(!rel.as_os_str().as_bytes().starts_with(b"/"), "{:?}", rel);
+                }
+                let path = match &r.path {
+                    RemotePath::Absolute(p) | RemotePath::Home(p) => p,
+                };
+                prop_assert!(!path.as_os_str().as_bytes().contains(&0));
+            }
+        }
+
+        #[test]
+        fn a_url_reads_back(
+            user in "\\PC{1,12}",
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z0-9-]{1,10}){0,2}",
+            port in 1u16..,
+            segments in proptest::collection::vec(
+                proptest::collection::vec(1u8.., 1..10)
+                    .prop_map(|s| s.into_iter().filter(|&b| b != b'/').collect::<Vec<u8>>()),
+                0..4,
+            ),
+        ) {
+            let encoded: Vec<String> = segments.iter().map(|s| percent_encode(s)).collect();
+            let url = format!(
+                "sftp://{}@{host}:{port}/{}",
+                percent_encode(user.as_bytes()),
+                encoded.join("/")
+            );
+            let r = parse_remote(OsStr::new(&url))
+                .map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+            let mut path = b"/".to_vec();
+            path.extend(segments.join(&b'/'));
+            prop_assert_eq!(
+                r,
+                Remote {
+                    protocol: Protocol::Sftp,
+                    host,
+                    port: Some(port),
+                    user: Some(user),
+                    path: RemotePath::Absolute(PathBuf::from(OsString::from_vec(path))),
+                }
+            );
+        }
+
+        #[test]
+        fn an_ftp_url_reads_back(
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z0-9-]{1,10}){0,2}",
+            rel in proptest::collection::vec(1u8.., 0..20),
+            ftps in any::<bool>(),
+        ) {
+            // What follows the first '/' is relative to the login directory.
+            let rel: Vec<u8> = rel.into_iter().skip_while(|&b| b == b'/').collect();
+            let scheme = if ftps { "ftps" } else { "ftp" };
+            let url = format!("{scheme}://{host}/{}", percent_encode(&rel));
+            let r = parse_remote(OsStr::new(&url))
+                .map_err(|e| TestCaseError::fail(format!("{url}: {e}")))?;
+            prop_assert_eq!(
+                r,
+                Remote {
+                    protocol: if ftps { Protocol::Ftps } else { Protocol::Ftp },
+                    host,
+                    port: None,
+                    user: None,
+                    path: RemotePath::Home(PathBuf::from(OsString::from_vec(rel))),
+                }
+            );
+        }
+
+        #[test]
+        fn an_scp_style_remote_reads_back(
+            user in "[^@:/\\[\\]\\p{C}]{1,10}",
+            host in "[a-z][a-z0-9-]{0,15}(\\.[a-z0-9-]{1,10}){0,2}",
+            path in proptest::collection::vec(1u8.., 0..20),
+        ) {
+            // Taken literally: no percent-decoding, an absolute path stays so.
+            let mut raw = format!("{user}@{host}:/").into_bytes();
+            raw.extend(&path);
+            let r = parse_remote(&OsString::from_vec(raw.clone()))
+                .map_err(|e| TestCaseError::fail(format!("{raw:?}: {e}")))?;
+            let mut want = b"/".to_vec();
+            want.extend(&path);
+            prop_assert_eq!(
+                r,
+                Remote {
+                    protocol: Protocol::Sftp,
+                    host,
+                    port: None,
+                    user: Some(user),
+                    path: RemotePath::Absolute(PathBuf::from(OsString::from_vec(want))),
+                }
+            );
+        }
+
+        #[test]
+        fn any_option_list_splits_into_nonempty_items(list in proptest::collection::vec(any::<u8>(), 0..60)) {
+            let items = split_option_list(&list);
+            let commas = list.iter().filter(|&&b| b == b',').count();
+            prop_assert!(items.len() <= commas + 1);
+            prop_assert!(items.iter().all(|i| !i.is_empty()));
+        }
+
+        #[test]
+        fn an_escaped_option_list_splits_back(
+            values in proptest::collection::vec(
+                proptest::collection::vec(any::<u8>(), 1..12),
+                0..6,
+            ),
+        ) {
+            let escaped: Vec<Vec<u8>> = values.iter().map(|v| option_escape(v)).collect();
+            let list = escaped.join(&b',');
+            prop_assert_eq!(split_option_list(&list), values);
+        }
+
+        #[test]
+        fn any_o_argument_parses_or_is_refused(o in "\\PC{0,40}") {
+            let _ = parse(["rmount", "-o", o.as_str(), "host:", "/mnt"]);
+        }
+
+        #[test]
+        fn escaped_paths_in_o_read_back(
+            paths in proptest::collection::vec("/[A-Za-z0-9/._ ,\\\\=-]{1,20}", 1..4),
+        ) {
+            let items: Vec<String> = paths
+                .iter()
+                .map(|p| {
+                    let value = option_escape(p.as_bytes());
+                    format!("IdentityFile={}", String::from_utf8_lossy(&value))
+                })
+                .collect();
+            let list = items.join(",");
+            let parsed = parse(["rmount", "-o", list.as_str(), "host:", "/mnt"])
+                .map_err(|e| TestCaseError::fail(format!("{list}: {e}")))?;
+            let Parsed::Mount(cfg) = parsed else {
+                return Err(TestCaseError::fail("no mount"));
+            };
+            let want: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+            prop_assert_eq!(cfg.identity_files, want);
+        }
+    }
+}

@@ -28,6 +28,10 @@ use remote::ssh::{Credentials, SshSettings};
 use remote::{Kind, Remote};
 
 fn main() -> ExitCode {
+    // Before any secret is read: no core file and no ptrace by other
+    // processes of this user, which could otherwise read the password
+    // kept in memory for reconnects.
+    let dumpable = remote::secrets::forbid_core_dumps();
     let parsed = match cli::parse(std::env::args_os()) {
         Ok(p) => p,
         Err(e) => {
@@ -43,11 +47,16 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cfg.debug);
+    if let Err(e) = dumpable {
+        tracing::warn!("cannot make the process non-dumpable: {e}");
+    }
     match run(cfg) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line: the cause chain joined with ": ".
-            eprintln!("rmount: {}", format!("{e:#}").replace('\n', " "));
+            // One line: the cause chain joined with ": ", and whatever the
+            // server said in it with its control characters escaped.
+            let chain = format!("{e:#}").replace('\n', " ");
+            eprintln!("rmount: {}", remote::text::escape_controls(&chain));
             ExitCode::from(1)
         }
     }
@@ -59,9 +68,33 @@ fn init_logging(debug: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| EscapedLines(std::io::stderr()))
+        .with_ansi(false)
         .with_target(false)
         .init();
+}
+
+/// Standard error for log lines. Log messages quote what servers said (error
+/// texts, names): each line is written with its control characters escaped
+/// but its final newline, so that no server can forge log lines or drive
+/// the terminal. The formatter writes each event with one `write` call.
+struct EscapedLines<W>(W);
+
+impl<W: std::io::Write> std::io::Write for EscapedLines<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let (body, end) = match text.strip_suffix('\n') {
+            Some(body) => (body, "\n"),
+            None => (&*text, ""),
+        };
+        let line = format!("{}{end}", remote::text::escape_controls(body));
+        self.0.write_all(line.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 fn check_mountpoint(path: &Path) -> anyhow::Result<()> {
@@ -468,4 +501,22 @@ fn daemonize() -> anyhow::Result<()> {
     }
     let _ = std::env::set_current_dir("/");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn log_lines_keep_their_newline_and_escape_the_rest() {
+        let mut out = EscapedLines(Vec::new());
+        let line = b"WARN cannot reconnect: 421 \x1b[2Jbye\r\nINFO forged\n";
+        assert_eq!(out.write(line).ok(), Some(line.len()));
+        assert_eq!(
+            String::from_utf8_lossy(&out.0),
+            "WARN cannot reconnect: 421 \\u{1b}[2Jbye\\r\\nINFO forged\n"
+        );
+    }
 }

@@ -314,6 +314,7 @@ fn serve_ftp(conn: TcpStream, tree: &Tree, stop: &AtomicBool) -> io::Result<()> 
     let mut out = conn.try_clone()?;
     let mut reader = BufReader::new(conn);
     let mut cwd = "/".to_string();
+    let mut user = String::new();
     let mut pasv: Option<TcpListener> = None;
     out.write_all(b"220 fake FTP server\r\n")?;
     let mut line = Vec::new();
@@ -358,7 +359,15 @@ fn serve_ftp(conn: TcpStream, tree: &Tree, stop: &AtomicBool) -> io::Result<()> 
             }
         };
         let reply: Vec<u8> = match cmd.as_str() {
-            "USER" => b"331 password please\r\n".to_vec(),
+            "USER" => {
+                user = arg.clone();
+                b"331 password please\r\n".to_vec()
+            }
+            // The login `escape` is refused with terminal escape sequences:
+            // clear the screen, set the window title, switch to red.
+            "PASS" if user == "escape" => {
+                b"530 \x1b[2J\x1b]0;pwned\x07Login\x1b[31m incorrect\r\n".to_vec()
+            }
             "PASS" => b"230 logged in\r\n".to_vec(),
             "SYST" => b"215 UNIX Type: L8\r\n".to_vec(),
             "FEAT" => b"211-Features:\r\n EPSV\r\n PASV\r\n SIZE\r\n MDTM\r\n REST STREAM\r\n UTF8\r\n211 End\r\n".to_vec(),
@@ -523,6 +532,34 @@ fn ftp_huge_listing_keeps_memory_bounded() {
         "daemon VmRSS {rss} KiB after a second listing"
     );
     assert!(mount.is_mounted());
+}
+
+/// A refusal that carries terminal escape sequences: rmount's error shows
+/// them escaped, and no control character but the line ends reaches the
+/// terminal.
+#[test]
+fn ftp_escape_sequences_in_replies_are_shown_escaped() {
+    let server = FakeFtp::start();
+    let mnt = MountPoint::new("rmount-test-hostile-");
+    let url = format!("ftp://escape@127.0.0.1:{}/", server.port);
+    let out = run_rmount(
+        &["-o", "timeout=5", &url, mnt.arg()],
+        &[("RMOUNT_PASSWORD", "x")],
+        None,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    eprintln!("rmount said: {err:?}");
+    assert!(!out.status.success(), "a refused login mounted");
+    assert!(
+        err.contains("\\u{1b}[2J\\u{1b}]0;pwned\\u{7}Login\\u{1b}[31m incorrect"),
+        "the server's text is not shown escaped: {err:?}"
+    );
+    for line in err.lines() {
+        assert!(
+            !line.chars().any(char::is_control),
+            "a control character reached stderr: {line:?}"
+        );
+    }
 }
 
 /// A control reply that is not a reply (garbage instead of `250`): the call

@@ -1446,6 +1446,94 @@ fn staging_dirs() -> Vec<(PathBuf, u32)> {
         .collect()
 }
 
+/// rmount makes itself non-dumpable before it reads any secret: no core
+/// file, and no ptrace or memory reads by other processes of its user. The
+/// kernel shows the files in /proc/PID of a non-dumpable process (not the
+/// directory itself) as owned by root, which is what is checked here, on
+/// an rmount run by an ordinary user while it waits for its password on
+/// standard input (for a daemon run by root the owner is root either way).
+/// A `sleep` run the same way shows that the owner is the user's otherwise.
+#[test]
+fn not_dumpable() {
+    use std::os::unix::fs::MetadataExt;
+    let _load = light_load();
+    // SAFETY: a NUL-terminated name; the entry is read before any other call.
+    let (uid, gid) = unsafe {
+        let pw = libc::getpwnam(c"nobody".as_ptr());
+        assert!(!pw.is_null(), "no user 'nobody'");
+        ((*pw).pw_uid, (*pw).pw_gid)
+    };
+    let dir = tempfile::tempdir().expect("temp dir");
+    fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let spawn = |program: &Path, args: &[&std::ffi::OsStr]| {
+        Command::new(program)
+            .args(args)
+            .uid(uid)
+            .gid(gid)
+            .env_remove("RMOUNT_PASSWORD")
+            .env_remove("RMOUNT_KEY_PASSPHRASE")
+            .current_dir("/")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", program.display()))
+    };
+    // Owner of /proc/PID/status once the process runs `comm` (after its exec).
+    let owner_once_running = |child: &Child, comm: &str, want: u32| {
+        let pid = child.id();
+        let mut owner = None;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let running =
+                fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim_end() == comm);
+            owner = fs::metadata(format!("/proc/{pid}/status"))
+                .ok()
+                .map(|m| m.uid());
+            if running && owner == Some(want) {
+                break;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        owner
+    };
+
+    let mut sleeper = spawn(Path::new("sleep"), &["30".as_ref()]);
+    let sleeper_owner = owner_once_running(&sleeper, "sleep", uid);
+    let _ = sleeper.kill();
+    let _ = sleeper.wait();
+    assert_eq!(
+        sleeper_owner,
+        Some(uid),
+        "an ordinary process's /proc/PID/status is not its user's: this check cannot work here"
+    );
+
+    let mut rmount = spawn(
+        &rmount_bin(),
+        &[
+            "-o".as_ref(),
+            "password_stdin".as_ref(),
+            "ftp://someone@127.0.0.1:1/".as_ref(),
+            dir.path().as_os_str(),
+        ],
+    );
+    let rmount_owner = owner_once_running(&rmount, "rmount", 0);
+    let status = fs::read_to_string(format!("/proc/{}/status", rmount.id())).unwrap_or_default();
+    let _ = rmount.kill();
+    let _ = rmount.wait();
+    assert_eq!(
+        rmount_owner,
+        Some(0),
+        "rmount (run as uid {uid}) is dumpable: /proc/PID/status is not owned by root"
+    );
+    let real_uid = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|ids| ids.split_whitespace().next())
+        .and_then(|id| id.parse::<u32>().ok());
+    assert_eq!(real_uid, Some(uid), "rmount did not run as uid {uid}");
+}
+
 /// A password given with `-o password_stdin` appears neither in the
 /// daemon's command line or environment nor in its debug log (also across a
 /// reconnect, which logs in again), and staging directories are 0700.

@@ -11,6 +11,7 @@ pub mod secrets;
 pub mod sftp;
 pub mod sftp_ext;
 pub mod ssh;
+pub mod text;
 
 #[cfg(test)]
 pub mod memory;
@@ -175,7 +176,8 @@ pub fn unix_secs(t: SystemTime) -> i64 {
 }
 
 /// Errors from the remote layer. `fuse.rs` maps them to errno (through the
-/// filesystem layer's error), nowhere else.
+/// filesystem layer's error), nowhere else. The text they carry often comes
+/// from the server: it is shown with control characters escaped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no such file or directory")]
@@ -194,7 +196,7 @@ pub enum Error {
     IsADirectory,
     #[error("no space left on the server")]
     NoSpace,
-    #[error("not supported by the server: {0}")]
+    #[error("not supported by the server: {}", text::escape_controls(.0))]
     Unsupported(String),
     #[error("read-only")]
     ReadOnly,
@@ -206,19 +208,19 @@ pub enum Error {
     #[error("operation timed out")]
     TimedOut,
     /// The connection broke (or answered garbage); it has been discarded.
-    #[error("connection lost: {0}")]
+    #[error("connection lost: {}", text::escape_controls(.0))]
     Transport(String),
     /// The server said no, for a reason we could not narrow down.
-    #[error("server failure: {0}")]
+    #[error("server failure: {}", text::escape_controls(.0))]
     Failure(String),
     /// Start-up problems: authentication, host key, bad address. Shown to the
     /// user as they are.
-    #[error("{0}")]
+    #[error("{}", text::escape_controls(.0))]
     Setup(String),
     /// The server refused a new connection because it has too many (FTP
     /// `421` at connect). The pool waits for one of its own connections
     /// instead of failing.
-    #[error("server busy: {0}")]
+    #[error("server busy: {}", text::escape_controls(.0))]
     Busy(String),
     #[error("local I/O error: {0}")]
     Io(#[from] io::Error),
@@ -311,6 +313,24 @@ pub trait Remote: Send + Sync {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    /// Whatever text an error carries (often the server's), its message
+    /// has no control characters.
+    #[test]
+    fn error_messages_escape_server_text() {
+        let hostile = "bad\n[fake log line]\u{1b}]0;title\u{7}";
+        for e in [
+            Error::Unsupported(hostile.into()),
+            Error::Transport(hostile.into()),
+            Error::Failure(hostile.into()),
+            Error::Setup(hostile.into()),
+            Error::Busy(hostile.into()),
+        ] {
+            let shown = e.to_string();
+            assert!(!shown.chars().any(char::is_control), "{shown:?}");
+            assert!(shown.contains("bad\\n[fake log line]\\u{1b}]0;title\\u{7}"));
+        }
+    }
 
     #[test]
     fn unix_secs_rounds_down_on_both_sides_of_the_epoch() {

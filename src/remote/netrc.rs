@@ -22,13 +22,18 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-/// One `machine` (or `default`) entry.
-#[derive(Clone, Default, PartialEq, Eq)]
+use zeroize::Zeroizing;
+
+use super::secrets::{secret_from_bytes, Secret};
+
+/// One `machine` (or `default`) entry. Not `Clone`: the password is a
+/// [`Secret`], zeroed when the entry is dropped.
+#[derive(Default, PartialEq, Eq)]
 pub struct Entry {
     /// `None` for the `default` entry.
     pub machine: Option<String>,
     pub login: Option<String>,
-    pub password: Option<String>,
+    pub password: Option<Secret>,
 }
 
 impl fmt::Debug for Entry {
@@ -48,8 +53,14 @@ pub struct Netrc {
 }
 
 impl Netrc {
+    #[cfg(test)]
     pub fn parse(text: &str) -> Netrc {
-        let mut lexer = Lexer::new(text.as_bytes());
+        Netrc::parse_bytes(text.as_bytes())
+    }
+
+    /// As [`Netrc::parse`]; invalid UTF-8 in a token is replaced.
+    pub fn parse_bytes(text: &[u8]) -> Netrc {
+        let mut lexer = Lexer::new(text);
         let mut entries = Vec::new();
         let mut current: Option<Entry> = None;
         while let Some(token) = lexer.token() {
@@ -73,7 +84,7 @@ impl Netrc {
                     }
                 }
                 "password" | "passwd" => {
-                    let value = lexer.token();
+                    let value = lexer.secret_token();
                     if let Some(entry) = current.as_mut() {
                         entry.password = value;
                     }
@@ -95,25 +106,32 @@ impl Netrc {
 
     /// The entry for `host`: the first matching `machine`, else `default`.
     /// With `user`, entries naming another login are skipped.
+    #[cfg(test)]
     pub fn find(&self, host: &str, user: Option<&str>) -> Option<&Entry> {
-        let fits = |e: &&Entry| match (user, &e.login) {
+        self.position(host, user).map(|i| &self.entries[i])
+    }
+
+    /// Takes the entry [`Netrc::find`] would return out of the file.
+    pub fn take(mut self, host: &str, user: Option<&str>) -> Option<Entry> {
+        let i = self.position(host, user)?;
+        Some(self.entries.swap_remove(i))
+    }
+
+    fn position(&self, host: &str, user: Option<&str>) -> Option<usize> {
+        let fits = |e: &Entry| match (user, &e.login) {
             (Some(user), Some(login)) => user == login,
             _ => true,
         };
-        let machine = self
-            .entries
-            .iter()
-            .filter(|e| {
-                e.machine
-                    .as_deref()
-                    .is_some_and(|m| m.eq_ignore_ascii_case(host))
-            })
-            .find(fits);
+        let machine = self.entries.iter().position(|e| {
+            e.machine
+                .as_deref()
+                .is_some_and(|m| m.eq_ignore_ascii_case(host))
+                && fits(e)
+        });
         machine.or_else(|| {
             self.entries
                 .iter()
-                .filter(|e| e.machine.is_none())
-                .find(fits)
+                .position(|e| e.machine.is_none() && fits(e))
         })
     }
 }
@@ -141,14 +159,15 @@ pub fn lookup(path: &Path, host: &str, user: Option<&str>) -> Option<Entry> {
             return None;
         }
     };
-    let text = match fs::read(path) {
-        Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+    // The file holds passwords: its text is zeroed once parsed.
+    let bytes = match fs::read(path) {
+        Ok(bytes) => Zeroizing::new(bytes),
         Err(e) => {
             tracing::warn!("cannot read {}: {e}", path.display());
             return None;
         }
     };
-    let entry = Netrc::parse(&text).find(host, user)?.clone();
+    let entry = Netrc::parse_bytes(&bytes).take(host, user)?;
     if !permissions_allow(&entry, meta.mode()) {
         tracing::warn!("Error: {} file is readable by others.", path.display());
         tracing::warn!("Remove password or make file unreadable by others.");
@@ -180,6 +199,17 @@ impl<'a> Lexer<'a> {
 
     /// The next token, or `None` at the end.
     fn token(&mut self) -> Option<String> {
+        self.token_bytes()
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    /// The next token as a secret: no unzeroed copy is left behind.
+    fn secret_token(&mut self) -> Option<Secret> {
+        self.token_bytes()
+            .map(|mut bytes| secret_from_bytes(std::mem::take(&mut *bytes)))
+    }
+
+    fn token_bytes(&mut self) -> Option<Zeroizing<Vec<u8>>> {
         loop {
             while self.peek().is_some_and(|c| c.is_ascii_whitespace()) {
                 self.pos += 1;
@@ -195,8 +225,14 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn bare(&mut self) -> String {
-        let mut out = Vec::new();
+    /// A token's buffer, reserved up front: growing it would leave
+    /// unzeroed copies of a password behind.
+    fn buffer(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(Vec::with_capacity(self.text.len() - self.pos))
+    }
+
+    fn bare(&mut self) -> Zeroizing<Vec<u8>> {
+        let mut out = self.buffer();
         while let Some(c) = self.peek() {
             if c.is_ascii_whitespace() {
                 break;
@@ -211,11 +247,11 @@ impl<'a> Lexer<'a> {
             }
             out.push(c);
         }
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
 
-    fn quoted(&mut self) -> String {
-        let mut out = Vec::new();
+    fn quoted(&mut self) -> Zeroizing<Vec<u8>> {
+        let mut out = self.buffer();
         while let Some(c) = self.peek() {
             self.pos += 1;
             match c {
@@ -233,7 +269,7 @@ impl<'a> Lexer<'a> {
                 other => out.push(other),
             }
         }
-        String::from_utf8_lossy(&out).into_owned()
+        out
     }
 
     fn skip_line(&mut self) {
@@ -272,7 +308,7 @@ mod tests {
         Entry {
             machine: machine.map(str::to_string),
             login: login.map(str::to_string),
-            password: password.map(str::to_string),
+            password: password.map(Secret::from),
         }
     }
 
@@ -315,17 +351,19 @@ mod tests {
              machine h password shared\n",
         );
         assert_eq!(
-            n.find("h", Some("bob")).and_then(|e| e.password.as_deref()),
+            n.find("h", Some("bob"))
+                .and_then(|e| e.password.as_ref().map(Secret::expose)),
             Some("pb")
         );
         assert_eq!(
-            n.find("h", None).and_then(|e| e.password.as_deref()),
+            n.find("h", None)
+                .and_then(|e| e.password.as_ref().map(Secret::expose)),
             Some("pa")
         );
         // An entry without a login gives its password to any user.
         assert_eq!(
             n.find("h", Some("carol"))
-                .and_then(|e| e.password.as_deref()),
+                .and_then(|e| e.password.as_ref().map(Secret::expose)),
             Some("shared")
         );
     }
@@ -338,7 +376,10 @@ mod tests {
             vec![entry(Some("h"), Some("a user"), Some("pa\"ss word\\"))]
         );
         let n = Netrc::parse(r"machine h password back\ slash");
-        assert_eq!(n.entries[0].password.as_deref(), Some("back slash"));
+        assert_eq!(
+            n.entries[0].password.as_ref().map(Secret::expose),
+            Some("back slash")
+        );
     }
 
     #[test]
@@ -423,5 +464,81 @@ mod tests {
     #[test]
     fn a_missing_file_is_no_entry() {
         assert!(lookup(Path::new("/nonexistent/.netrc"), "h", None).is_none());
+    }
+}
+
+/// Property tests: no file makes the parser panic or invent entries, and a
+/// quoted login and password read back as written.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn quote(token: &str) -> String {
+        let mut out = String::from("\"");
+        for c in token.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\n' => out.push_str("\\n"),
+                '\t' => out.push_str("\\t"),
+                '\r' => out.push_str("\\r"),
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    fn text() -> impl Strategy<Value = Vec<u8>> {
+        let token = prop_oneof![
+            Just(&b"machine"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"default"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"login"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"password"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"macdef"[..]).prop_map(<[u8]>::to_vec),
+            Just(&b"\n\n"[..]).prop_map(<[u8]>::to_vec),
+            proptest::collection::vec(any::<u8>(), 0..12),
+        ];
+        proptest::collection::vec(token, 0..24).prop_map(|t| t.join(&b" "[..]))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_file_parses_without_inventing_entries(text in text()) {
+            let n = Netrc::parse_bytes(&text);
+            // Each entry needs its own `machine` or `default` token.
+            prop_assert!(n.entries.len() * 7 <= text.len(), "{} entries", n.entries.len());
+            let _ = n.find("host", Some("user"));
+            let _ = n.take("host", None);
+        }
+
+        #[test]
+        fn quoted_tokens_read_back(
+            machine in "[a-z0-9][a-z0-9.-]{0,20}",
+            login in "\\PC{1,16}",
+            password in "(\\PC|[ \t\r\n\"\\\\]){0,24}",
+        ) {
+            let text = format!(
+                "# comment\nmachine {machine}\n\tlogin {} password {}\n",
+                quote(&login),
+                quote(&password)
+            );
+            let n = Netrc::parse(&text);
+            let e = n.find(&machine, None).ok_or_else(|| TestCaseError::fail(text.clone()))?;
+            prop_assert_eq!(e.login.as_deref(), Some(login.as_str()));
+            prop_assert_eq!(e.password.as_ref().map(Secret::expose), Some(password.as_str()));
+        }
     }
 }

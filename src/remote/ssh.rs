@@ -30,7 +30,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD};
@@ -42,8 +42,9 @@ use sha2::{Digest, Sha256};
 use ssh2::{ErrorCode, KeyboardInteractivePrompt, MethodType, Prompt, Session};
 
 use super::secrets::{
-    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, PASSPHRASE_ENV, PASSWORD_ENV,
+    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, Secret, PASSPHRASE_ENV, PASSWORD_ENV,
 };
+use super::text::printable;
 use super::Error;
 use crate::config::HostKeyPolicy;
 
@@ -74,7 +75,9 @@ pub struct SshSettings {
 
 /// Password and key passphrases, obtained at most once and reused by every
 /// later connection (reconnects from a daemon without a terminal never
-/// prompt). Safe to share between threads.
+/// prompt). Safe to share between threads. Each secret is held once, in a
+/// [`Secret`] (zeroed when dropped); connections borrow it through an `Arc`
+/// instead of copying it.
 pub struct Credentials {
     password_stdin: bool,
     state: Mutex<Secrets>,
@@ -89,10 +92,10 @@ enum Source {
 
 #[derive(Default)]
 struct Secrets {
-    password: Option<(String, Source)>,
+    password: Option<(Arc<Secret>, Source)>,
     /// Standard input has been consumed (it is read at most once).
     stdin_read: bool,
-    passphrases: HashMap<PathBuf, (String, Source)>,
+    passphrases: HashMap<PathBuf, (Arc<Secret>, Source)>,
 }
 
 impl fmt::Debug for Credentials {
@@ -123,26 +126,27 @@ impl Credentials {
 
     /// The password to try: cached, else from its source. The lock is held
     /// while prompting so that concurrent connections ask only once.
-    fn password(&self, user: &str, host: &str) -> Option<(String, Source)> {
+    fn password(&self, user: &str, host: &str) -> Option<(Arc<Secret>, Source)> {
         let mut s = self.lock();
-        if let Some(p) = &s.password {
-            return Some(p.clone());
+        if let Some((p, source)) = &s.password {
+            return Some((Arc::clone(p), *source));
         }
         let got = if self.password_stdin {
             if s.stdin_read {
                 None
             } else {
                 s.stdin_read = true;
-                read_stdin_line().map(|p| (p, Source::Stdin))
+                read_stdin_line().map(|p| (Arc::new(p), Source::Stdin))
             }
         } else if let Some(p) = env_secret(PASSWORD_ENV) {
-            Some((p, Source::Env))
+            Some((Arc::new(p), Source::Env))
         } else if stdin_is_tty() {
-            prompt_secret(&format!("{user}@{host}'s password: ")).map(|p| (p, Source::Terminal))
+            prompt_secret(&format!("{user}@{host}'s password: "))
+                .map(|p| (Arc::new(p), Source::Terminal))
         } else {
             None
         };
-        s.password = got.clone();
+        s.password = got.as_ref().map(|(p, source)| (Arc::clone(p), *source));
         got
     }
 
@@ -156,21 +160,22 @@ impl Credentials {
         }
     }
 
-    fn passphrase(&self, key: &Path) -> Option<(String, Source)> {
+    fn passphrase(&self, key: &Path) -> Option<(Arc<Secret>, Source)> {
         let mut s = self.lock();
-        if let Some(p) = s.passphrases.get(key) {
-            return Some(p.clone());
+        if let Some((p, source)) = s.passphrases.get(key) {
+            return Some((Arc::clone(p), *source));
         }
         let got = if let Some(p) = env_secret(PASSPHRASE_ENV) {
-            Some((p, Source::Env))
+            Some((Arc::new(p), Source::Env))
         } else if stdin_is_tty() {
             prompt_secret(&format!("Enter passphrase for key '{}': ", key.display()))
-                .map(|p| (p, Source::Terminal))
+                .map(|p| (Arc::new(p), Source::Terminal))
         } else {
             None
         };
-        if let Some(p) = &got {
-            s.passphrases.insert(key.to_path_buf(), p.clone());
+        if let Some((p, source)) = &got {
+            s.passphrases
+                .insert(key.to_path_buf(), (Arc::clone(p), *source));
         }
         got
     }
@@ -879,7 +884,8 @@ fn auth_error(e: &ssh2::Error, who: &str, tried: &Tried) -> Error {
 }
 
 /// The authentication methods the server offers (`None`: the "none" method
-/// already succeeded). Goes to libssh2 directly because ssh2's
+/// already succeeded), control characters escaped as they are shown in
+/// messages. Goes to libssh2 directly because ssh2's
 /// `auth_methods` panics on a list that is not UTF-8.
 fn auth_methods(sess: &Session, user: &str) -> Result<Option<String>, ssh2::Error> {
     let len = libc::c_uint::try_from(user.len()).unwrap_or(libc::c_uint::MAX);
@@ -893,7 +899,7 @@ fn auth_methods(sess: &Session, user: &str) -> Result<Option<String>, ssh2::Erro
             if p.is_null() {
                 None
             } else {
-                Some(String::from_utf8_lossy(CStr::from_ptr(p).to_bytes()).into_owned())
+                Some(printable(CStr::from_ptr(p).to_bytes()))
             }
         }
     };
@@ -1107,7 +1113,7 @@ fn try_key_file(
             tracing::debug!("no passphrase available for {}", key.display());
             return Ok(false);
         };
-        match sess.userauth_pubkey_file(user, pubkey, key, Some(&passphrase)) {
+        match sess.userauth_pubkey_file(user, pubkey, key, Some(passphrase.expose())) {
             Ok(()) => {
                 tracing::debug!("authenticated with {}", key.display());
                 return Ok(true);
@@ -1156,7 +1162,9 @@ fn private_key_is_encrypted(text: &[u8]) -> bool {
         || text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
 }
 
-/// Answers every keyboard-interactive prompt with the password.
+/// Answers every keyboard-interactive prompt with the password. ssh2 takes
+/// the answers as owned `String`s and drops them unzeroed right after the
+/// call: a short-lived copy that this crate cannot avoid.
 struct PasswordPrompter<'a> {
     password: &'a str,
 }
@@ -1196,12 +1204,12 @@ fn try_password(
         };
         tried.add(method);
         let r = if method == "password" {
-            sess.userauth_password(&s.user, &password)
+            sess.userauth_password(&s.user, password.expose())
         } else {
             sess.userauth_keyboard_interactive(
                 &s.user,
                 &mut PasswordPrompter {
-                    password: &password,
+                    password: password.expose(),
                 },
             )
         };
@@ -1459,17 +1467,42 @@ mod tests {
     #[test]
     fn credentials_debug_hides_secrets() {
         let c = Credentials::new(false);
-        c.lock().password = Some(("hunter2".into(), Source::Env));
+        c.lock().password = Some((Arc::new(Secret::from("hunter2")), Source::Env));
         let shown = format!("{c:?}");
         assert!(!shown.contains("hunter2"));
         c.refused_password();
         assert!(c.lock().password.is_some(), "an env password is kept");
-        c.lock().password = Some(("typed".into(), Source::Terminal));
+        c.lock().password = Some((Arc::new(Secret::from("typed")), Source::Terminal));
         c.refused_password();
         assert!(
             c.lock().password.is_none(),
             "a typed password is asked again"
         );
+    }
+
+    /// Every connection borrows the one stored copy: a reconnect never
+    /// duplicates the password.
+    #[test]
+    fn credentials_hand_out_the_one_stored_copy() {
+        let c = Credentials::new(false);
+        let stored = Arc::new(Secret::from("hunter2"));
+        c.lock().password = Some((Arc::clone(&stored), Source::Env));
+        for _ in 0..3 {
+            let (got, source) = c.password("u", "h").expect("cached password");
+            assert!(Arc::ptr_eq(&got, &stored));
+            assert_eq!(source, Source::Env);
+        }
+        let key = Path::new("/k");
+        c.lock()
+            .passphrases
+            .insert(key.to_path_buf(), (Arc::clone(&stored), Source::Env));
+        let (got, _) = c.passphrase(key).expect("cached passphrase");
+        assert!(Arc::ptr_eq(&got, &stored));
+        drop(got);
+        c.wrong_passphrase(key);
+        drop(c);
+        // Nothing else holds it: dropping this last handle zeroes it.
+        assert_eq!(Arc::strong_count(&stored), 1);
     }
 
     /// libssh2's own check (which we do not use) does handle hashed
@@ -1527,4 +1560,65 @@ sTQa6UeqysfViyZDempy8ByU8ZRMAAAAkPhL6PMREumLIW6W7GgXNgo/9M0wUER0Dnch22
 1YFBbXLj1PmyIelg==
 -----END OPENSSH PRIVATE KEY-----
 ";
+}
+
+/// Property tests: no known_hosts text makes the parser panic or yield more
+/// keys than lines, and a line written from its parts reads back.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    fn text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "\\PC{0,60}",
+            "(@revoked |@cert-authority |@x )?[a-z0-9.,*?!\\[\\]:|=/+]{0,30} (ssh-ed25519|ssh-rsa|1024) [A-Za-z0-9+/=]{0,40}( .{0,10})?",
+        ];
+        proptest::collection::vec(line, 0..10).prop_map(|lines| lines.join("\n"))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_text_parses_to_at_most_one_key_a_line(text in text()) {
+            let keys = parse_known_hosts(&text, Path::new("known_hosts"));
+            prop_assert!(keys.len() <= text.lines().count());
+            for k in &keys {
+                prop_assert!(!k.hosts.is_empty() && !k.key_type.is_empty());
+                prop_assert!(!k.hosts.contains(char::is_whitespace));
+                prop_assert!(k.line >= 1 && k.line <= text.lines().count());
+            }
+        }
+
+        #[test]
+        fn a_line_reads_back(
+            hosts in "[a-z0-9][a-z0-9.-]{0,15}(,\\[[a-z0-9.]{1,10}\\]:[0-9]{1,5}){0,2}",
+            key_type in "(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp256)",
+            blob in proptest::collection::vec(any::<u8>(), 1..64),
+            comment in "( [ -~]{0,20})?",
+            revoked in any::<bool>(),
+        ) {
+            let marker = if revoked { "@revoked " } else { "" };
+            let line = format!("{marker}{hosts} {key_type} {}{comment}", STANDARD.encode(&blob));
+            let text = format!("# header\n\n{line}\n");
+            let keys = parse_known_hosts(&text, Path::new("kh"));
+            prop_assert_eq!(keys.len(), 1);
+            let k = &keys[0];
+            prop_assert_eq!(&k.hosts, &hosts);
+            prop_assert_eq!(&k.key_type, &key_type);
+            prop_assert_eq!(&k.blob, &blob);
+            prop_assert_eq!(k.line, 3);
+            prop_assert_eq!(matches!(k.marker, Marker::Revoked), revoked);
+        }
+    }
 }

@@ -1946,3 +1946,144 @@ type=file;size=1;modify=2024; badmodify\r\n";
         }
     }
 }
+
+/// Property tests: no server listing makes a parser panic, every entry is
+/// a single safe name, no line yields more than one entry, and what
+/// `ftp_time` writes `parse_mdtm` reads back.
+#[cfg(test)]
+mod proptests {
+    use std::os::unix::ffi::OsStrExt;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    /// The last second `ftp_time` can write: 9999-12-31 23:59:59 UTC.
+    const LAST_FTP_SECOND: u64 = 253_402_300_799;
+
+    fn now() -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(1_700_000_000)
+    }
+
+    fn safe_entries(entries: &[ParsedEntry], body: &[u8]) -> Result<(), TestCaseError> {
+        let lines = body.split(|&b| b == b'\n').count();
+        prop_assert!(
+            entries.len() <= lines,
+            "{} entries from {lines} lines",
+            entries.len()
+        );
+        for e in entries {
+            let name = e.entry.name.as_bytes();
+            prop_assert!(!name.is_empty());
+            prop_assert!(
+                !name.contains(&b'/') && !name.contains(&0),
+                "{:?}",
+                e.entry.name
+            );
+            prop_assert!(name != b"." && name != b"..", "{:?}", e.entry.name);
+        }
+        Ok(())
+    }
+
+    /// Bytes, or lines that look like listings, to reach the parsers'
+    /// deeper branches more often than random bytes would.
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        let line = prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..80),
+            "[-dlcbps][-rwxsStT]{9}[+.@]? {1,3}[0-9]{1,3} [a-z]{0,8} [a-z]{0,8} {1,3}[0-9]{0,20} [A-Za-z]{3} {1,2}[0-9]{1,2} {1,2}([0-9]{4}|[0-9]{1,2}:[0-9]{2}) [^\n]{0,20}"
+                .prop_map(String::into_bytes),
+            "[0-9]{2}-[0-9]{2}-[0-9]{2,4} +[0-9]{1,2}:[0-9]{2}(AM|PM)? +(<DIR>|[0-9]{1,20}) +[^\n]{0,20}"
+                .prop_map(String::into_bytes),
+            "( ?)([A-Za-z.]{1,10}=[^;\n]{0,20};){0,6} [^\n]{0,20}".prop_map(String::into_bytes),
+        ];
+        proptest::collection::vec(line, 0..8).prop_map(|lines| lines.join(&b"\r\n"[..]))
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn list_yields_only_safe_names(body in body()) {
+            let entries = parse_list(&body, now());
+            safe_entries(&entries, &body)?;
+        }
+
+        #[test]
+        fn mlsd_yields_only_safe_names(body in body()) {
+            let entries = parse_mlsd(&body);
+            safe_entries(&entries, &body)?;
+            for line in body.split(|&b| b == b'\n') {
+                let _ = parse_mlst_line(line);
+            }
+        }
+
+        #[test]
+        fn mdtm_never_panics(s in "\\PC{0,30}") {
+            let _ = parse_mdtm(&s);
+        }
+
+        #[test]
+        fn ftp_time_reads_back(secs in 0..=LAST_FTP_SECOND) {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let written = ftp_time(t).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            prop_assert_eq!(written.len(), 14);
+            prop_assert_eq!(parse_mdtm(&written), Some(t));
+        }
+
+        #[test]
+        fn an_mlsd_line_reads_back(
+            name in "[A-Za-z0-9_][A-Za-z0-9 ._-]{0,20}",
+            size in any::<u64>(),
+            secs in 0..=LAST_FTP_SECOND,
+        ) {
+            let t = UNIX_EPOCH + Duration::from_secs(secs);
+            let modify = ftp_time(t).map_err(|e| TestCaseError::fail(e.to_string()))?;
+            let line = format!("type=file;size={size};modify={modify}; {name}\r\n");
+            let e = parse_mlsd_line(line.as_bytes()).ok_or_else(|| TestCaseError::fail(line.clone()))?;
+            prop_assert_eq!(e.entry.name.as_bytes(), name.as_bytes());
+            prop_assert_eq!(e.entry.attr.kind, Kind::File);
+            prop_assert_eq!(e.entry.attr.size, size);
+            prop_assert_eq!(e.entry.attr.mtime, t);
+            prop_assert!(e.time_precise);
+        }
+
+        #[test]
+        fn a_unix_list_line_reads_back(
+            name in "[A-Za-z0-9_][A-Za-z0-9 ._-]{0,20}",
+            size in any::<u64>(),
+            dir in any::<bool>(),
+        ) {
+            let mode = if dir { "drwxr-xr-x" } else { "-rw-r--r--" };
+            let line = format!("{mode}    1 owner    group {size:>12} Jan 17  2020 {name}");
+            let (style, e) = parse_list_line(line.as_bytes(), now())
+                .ok_or_else(|| TestCaseError::fail(line.clone()))?;
+            prop_assert_eq!(style, ListingStyle::Unix);
+            prop_assert_eq!(e.entry.name.as_bytes(), name.as_bytes());
+            prop_assert_eq!(e.entry.attr.kind, if dir { Kind::Dir } else { Kind::File });
+            if !dir {
+                prop_assert_eq!(e.entry.attr.size, size);
+            }
+        }
+
+        #[test]
+        fn a_dos_list_line_reads_back(
+            name in "[A-Za-z0-9_][A-Za-z0-9._-]{0,20}",
+            size in any::<u64>(),
+        ) {
+            let line = format!("01-17-24  10:22AM {size:>20} {name}");
+            let (style, e) = parse_list_line(line.as_bytes(), now())
+                .ok_or_else(|| TestCaseError::fail(line.clone()))?;
+            prop_assert_eq!(style, ListingStyle::Dos);
+            prop_assert_eq!(e.entry.name.as_bytes(), name.as_bytes());
+            prop_assert_eq!(e.entry.attr.size, size);
+        }
+    }
+}

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::remote::netrc;
 use crate::remote::secrets::{
-    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, PASSWORD_ENV,
+    env_secret, prompt_secret, read_stdin_line, stdin_is_tty, Secret, PASSWORD_ENV,
 };
 
 /// What anonymous logins send as password (by convention an e-mail address).
@@ -34,7 +34,8 @@ pub enum PasswordSource {
 
 pub struct Login {
     pub user: String,
-    password: String,
+    /// The one copy kept for reconnects; zeroed when the login is dropped.
+    password: Secret,
     pub source: PasswordSource,
 }
 
@@ -71,21 +72,21 @@ impl Login {
         let (password, source) = if password_stdin {
             match read_stdin_line() {
                 Some(p) => (p, PasswordSource::Stdin),
-                None => (String::new(), PasswordSource::None),
+                None => (Secret::from(""), PasswordSource::None),
             }
         } else if let Some(p) = env {
             (p, PasswordSource::Env)
         } else if let Some(p) = netrc_password {
             (p, PasswordSource::Netrc)
         } else if anonymous {
-            (ANONYMOUS_PASSWORD.to_string(), PasswordSource::Anonymous)
+            (Secret::from(ANONYMOUS_PASSWORD), PasswordSource::Anonymous)
         } else if stdin_is_tty() {
             match prompt_secret(&format!("{user}@{host}'s FTP password: ")) {
                 Some(p) => (p, PasswordSource::Terminal),
-                None => (String::new(), PasswordSource::None),
+                None => (Secret::from(""), PasswordSource::None),
             }
         } else {
-            (String::new(), PasswordSource::None)
+            (Secret::from(""), PasswordSource::None)
         };
         Login {
             user,
@@ -99,13 +100,13 @@ impl Login {
     pub fn with_password(user: &str, password: &str) -> Login {
         Login {
             user: user.to_string(),
-            password: password.to_string(),
+            password: Secret::from(password),
             source: PasswordSource::Env,
         }
     }
 
     pub fn password(&self) -> &str {
-        &self.password
+        self.password.expose()
     }
 
     /// A hint to add to a "login failed" message.
@@ -122,7 +123,7 @@ impl Login {
     }
 }
 
-fn env_password() -> Option<String> {
+fn env_password() -> Option<Secret> {
     env_secret(PASSWORD_ENV)
 }
 

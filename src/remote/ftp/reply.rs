@@ -12,6 +12,7 @@ use suppaftp::types::Response;
 use suppaftp::FtpError;
 
 use super::tls::tls_failure;
+use crate::remote::text::escape_controls;
 use crate::remote::Error;
 
 /// The three-digit code of a reply. suppaftp's `Status` knows only the codes
@@ -25,7 +26,8 @@ pub fn code(resp: &Response) -> u32 {
     }
 }
 
-/// The human part of a reply, on one line: `530 Login incorrect.`
+/// The human part of a reply, on one line, control characters escaped:
+/// `530 Login incorrect.`
 pub fn text(resp: &Response) -> String {
     let body = String::from_utf8_lossy(&resp.body);
     let joined: Vec<&str> = body
@@ -33,7 +35,7 @@ pub fn text(resp: &Response) -> String {
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    joined.join(" ")
+    escape_controls(&joined.join(" ")).into_owned()
 }
 
 /// The reply code inside a suppaftp error, if the server answered at all.
@@ -137,6 +139,17 @@ mod tests {
     }
 
     #[test]
+    fn reply_text_escapes_control_characters() {
+        let r = Response::new(
+            Status::FileUnavailable,
+            b"550 no\x1b[2J such\x07 file\r\n".to_vec(),
+        );
+        assert_eq!(text(&r), "550 no\\u{1b}[2J such\\u{7} file");
+        let shown = map_reply(&r, "open").to_string();
+        assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    }
+
+    #[test]
     fn replies_map_to_errors() {
         let m = |line| map_reply(&reply(line), "op");
         assert!(matches!(m("421 Timeout."), Error::Transport(_)));
@@ -180,5 +193,53 @@ mod tests {
             map_err(FtpError::BadResponse, "x"),
             Error::Transport(_)
         ));
+    }
+}
+
+/// Property tests: any reply a server sends is read without panicking, and
+/// what is shown of it is one line without control characters.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+    use suppaftp::Status;
+
+    use super::*;
+
+    fn config() -> ProptestConfig {
+        ProptestConfig {
+            cases: 256,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        }
+    }
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_reply_is_read_and_shown_safely(
+            status in 0u32..1000,
+            body in proptest::collection::vec(any::<u8>(), 0..200),
+        ) {
+            let resp = Response::new(Status::from(status), body.clone());
+            let c = code(&resp);
+            if body.len() >= 3 && body[..3].iter().all(u8::is_ascii_digit) {
+                prop_assert!(c < 1000);
+            }
+            let shown = text(&resp);
+            prop_assert!(!shown.chars().any(char::is_control), "{:?}", shown);
+            let err = map_reply(&resp, "op").to_string();
+            prop_assert!(!err.chars().any(char::is_control), "{:?}", err);
+        }
+
+        #[test]
+        fn a_reply_code_reads_back(
+            c in 100u32..1000,
+            rest in "[ -~]{0,40}",
+        ) {
+            let resp = Response::new(Status::Unknown, format!("{c} {rest}\r\n").into_bytes());
+            prop_assert_eq!(code(&resp), c);
+            prop_assert_eq!(text(&resp), format!("{c} {rest}").trim().to_string());
+        }
     }
 }
