@@ -7,6 +7,7 @@
 pub mod ftp;
 pub mod netrc;
 pub mod pool;
+pub mod resolve;
 pub mod secrets;
 pub mod sftp;
 pub mod sftp_ext;

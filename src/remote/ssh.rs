@@ -26,7 +26,7 @@ use std::ffi::{CStr, OsString};
 use std::fmt;
 use std::fs;
 use std::io::{self, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
 use std::os::unix::ffi::OsStringExt;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -275,10 +275,11 @@ fn display_addr(host: &str, port: u16) -> String {
 fn tcp_connect(s: &SshSettings) -> Result<TcpStream, Error> {
     let addr = display_addr(&s.host, s.port);
     let fail = |reason: String| Error::Setup(format!("cannot connect to {addr}: {reason}"));
-    let addrs: Vec<SocketAddr> = (s.host.as_str(), s.port)
-        .to_socket_addrs()
-        .map_err(|e| fail(e.to_string()))?
-        .collect();
+    let addrs: Vec<SocketAddr> = match super::resolve::resolve(&s.host, s.port, s.timeout) {
+        Ok(addrs) => addrs,
+        Err(Error::TimedOut) => return Err(Error::TimedOut),
+        Err(e) => return Err(fail(e.to_string())),
+    };
     if addrs.is_empty() {
         return Err(fail("the name has no address".into()));
     }

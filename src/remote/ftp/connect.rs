@@ -7,7 +7,7 @@
 //! nothing of files.
 
 use std::io;
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::TcpStream;
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
@@ -232,9 +232,7 @@ impl Core {
 
 /// Opens a TCP connection to any address of `host`, within `timeout` each.
 fn connect_tcp(host: &str, port: u16, timeout: Duration) -> Result<TcpStream> {
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| Error::Setup(format!("cannot resolve {host}: {e}")))?;
+    let addrs = crate::remote::resolve::resolve(host, port, timeout)?;
     let mut last = None;
     for addr in addrs {
         match connect_addr(addr, timeout) {
