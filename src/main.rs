@@ -147,9 +147,10 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
         global_known_hosts: PathBuf::from("/etc/ssh/ssh_known_hosts"),
         timeout: cfg.timeout,
     };
+    let credentials = Arc::new(Credentials::new(cfg.password_stdin));
     let connector = SftpConnector {
         settings,
-        credentials: Arc::new(Credentials::new(cfg.password_stdin)),
+        credentials: Arc::clone(&credentials),
         host_key: Default::default(),
         symlink_order: Default::default(),
     };
@@ -168,7 +169,9 @@ fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
         .map(|a| (a.uid, a.gid));
     // SSH handshakes cost noticeable CPU (key exchange): have them done
     // before the mount is ready rather than during its first transfer.
-    into_pool(cfg, connector, first, root, login_ids, true)
+    let connected = into_pool(cfg, connector, first, root, login_ids, true);
+    credentials.end_prompts();
+    connected
 }
 
 fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {

@@ -80,6 +80,9 @@ pub struct SshSettings {
 /// instead of copying it.
 pub struct Credentials {
     password_stdin: bool,
+    /// The terminal may be asked (until the mount is ready: a reconnect
+    /// never prompts, which would stall the mount behind a terminal).
+    may_prompt: std::sync::atomic::AtomicBool,
     state: Mutex<Secrets>,
 }
 
@@ -116,8 +119,20 @@ impl Credentials {
     pub fn new(password_stdin: bool) -> Credentials {
         Credentials {
             password_stdin,
+            may_prompt: std::sync::atomic::AtomicBool::new(true),
             state: Mutex::new(Secrets::default()),
         }
+    }
+
+    /// Start-up is over: from now on only what is cached, the environment
+    /// or standard input are used, never a prompt.
+    pub fn end_prompts(&self) {
+        self.may_prompt
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn prompts(&self) -> bool {
+        self.may_prompt.load(std::sync::atomic::Ordering::SeqCst) && stdin_is_tty()
     }
 
     fn lock(&self) -> MutexGuard<'_, Secrets> {
@@ -140,7 +155,7 @@ impl Credentials {
             }
         } else if let Some(p) = env_secret(PASSWORD_ENV) {
             Some((Arc::new(p), Source::Env))
-        } else if stdin_is_tty() {
+        } else if self.prompts() {
             prompt_secret(&format!("{user}@{host}'s password: "))
                 .map(|p| (Arc::new(p), Source::Terminal))
         } else {
@@ -167,7 +182,7 @@ impl Credentials {
         }
         let got = if let Some(p) = env_secret(PASSPHRASE_ENV) {
             Some((Arc::new(p), Source::Env))
-        } else if stdin_is_tty() {
+        } else if self.prompts() {
             prompt_secret(&format!("Enter passphrase for key '{}': ", key.display()))
                 .map(|p| (Arc::new(p), Source::Terminal))
         } else {
@@ -1463,6 +1478,17 @@ mod tests {
             b"-----BEGIN RSA PRIVATE KEY-----\nMIIE\n"
         ));
         assert!(!private_key_is_encrypted(b"garbage"));
+    }
+
+    #[test]
+    fn no_prompt_after_start_up() {
+        let c = Credentials::new(false);
+        assert!(c.may_prompt.load(std::sync::atomic::Ordering::SeqCst));
+        c.end_prompts();
+        assert!(!c.prompts(), "never a prompt once the mount is ready");
+        // Nothing cached, nothing in the environment's name for this test:
+        // no password, and no terminal touched.
+        assert!(c.password("u", "h").is_none() || std::env::var_os(PASSWORD_ENV).is_some());
     }
 
     #[test]
