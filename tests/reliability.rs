@@ -40,6 +40,7 @@ use support::*;
 
 per_protocol! {
     cut_during_sequential_read,
+    slow_link_read_finishes,
     cut_during_upload_keeps_old_version,
     flush_mid_rewrite_then_cut,
     outage_and_restart_keep_open_fd_working,
@@ -424,6 +425,27 @@ fn cut_during_sequential_read(p: Proto) {
         proxy.accepted()
     );
     assert!(mount.is_mounted());
+}
+
+/// Over a long link (10 ms each way through the proxy) a sequential read
+/// of 64 MiB finishes with the right bytes: the FTP data stream must not
+/// stall into the timeout (it did, after about 150 MiB of 512).
+fn slow_link_read_finishes(p: Proto) {
+    let server = Server::start(p);
+    let reference = put_random_file(&server, "big.bin", 64, 3);
+    let proxy = FaultProxy::for_server(&server);
+    proxy.set_latency(Duration::from_millis(10));
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=10"]);
+    let (result, took) = within(
+        "a 64 MiB read over a slow link",
+        Duration::from_secs(240),
+        {
+            let (m, r) = (mount.path("big.bin"), reference.clone());
+            move || compare_files(&m, &r, &AtomicU64::new(0))
+        },
+    );
+    assert!(matches!(result, Compared::Same), "{result:?}");
+    eprintln!("64 MiB over 10 ms each way took {took:?}");
 }
 
 /// A connection cut while a 64 MiB rewrite of an existing file is being

@@ -7,6 +7,10 @@
 //! while traffic flows:
 //!
 //! - [`ProxyControl::set_delay`]: a pause before each forwarded chunk;
+//! - [`ProxyControl::set_latency`]: a one-way delay, as on a long link:
+//!   every chunk arrives that long after it was sent, while the chunks
+//!   behind it keep flowing (up to [`LATENCY_WINDOW`] bytes in flight per
+//!   direction, like a TCP window);
 //! - [`ProxyControl::set_bandwidth`]: a byte rate per direction and connection;
 //! - [`ProxyControl::cut_after`] / [`ProxyControl::cut_now`]: close every current
 //!   connection (both sides see a FIN) after so many more forwarded bytes;
@@ -53,6 +57,8 @@ const CHUNK: usize = 32 * 1024;
 const UPSTREAM_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a PASV/EPSV data listener waits for the client.
 const DATA_ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes in flight per direction of a connection under `set_latency`.
+pub const LATENCY_WINDOW: usize = 4 << 20;
 /// An FTP control line longer than this is not FTP: stop parsing.
 const MAX_CONTROL_LINE: usize = 8 * 1024;
 
@@ -87,6 +93,7 @@ struct Shared {
 #[derive(Default)]
 struct Controls {
     delay: Duration,
+    latency: Duration,
     /// Bytes per second, per direction of each connection.
     bandwidth: Option<u64>,
     /// Bytes that may still be forwarded before every connection is cut.
@@ -177,6 +184,12 @@ impl ProxyControl {
     /// Pause `d` before forwarding each chunk (zero: no delay).
     pub fn set_delay(&self, d: Duration) {
         self.shared.update(|c| c.delay = d);
+    }
+
+    /// Deliver every chunk `d` after it was read, without holding up the
+    /// chunks behind it (zero: at once).
+    pub fn set_latency(&self, d: Duration) {
+        self.shared.update(|c| c.latency = d);
     }
 
     /// Limit each direction of each connection to `bytes_per_sec` (0: no limit).
@@ -363,7 +376,15 @@ impl Shared {
         mut rewriter: Option<FtpRewriter>,
     ) {
         let _ = from.set_read_timeout(Some(TICK));
-        self.pump_until_done(link, &mut from, &mut to, rewriter.as_mut());
+        // Reading and writing run apart, so that a latency delays every
+        // chunk without stopping the ones behind it.
+        let (sent, due) =
+            std::sync::mpsc::sync_channel::<Option<(Instant, Vec<u8>)>>(LATENCY_WINDOW / CHUNK);
+        std::thread::scope(|scope| {
+            scope.spawn(|| self.deliver(link, &mut to, due));
+            self.pump_until_done(link, &mut from, &sent, rewriter.as_mut());
+            let _ = sent.send(None);
+        });
         // Our clones of the sockets go with this function; the last pump
         // out closes the link's own.
         drop((from, to));
@@ -372,13 +393,38 @@ impl Shared {
         }
     }
 
+    /// Writes what `pump_until_done` read, each chunk once its latency has
+    /// passed; `None` is the end of input (passed on as a half-close).
+    fn deliver(
+        &self,
+        link: &Link,
+        to: &mut TcpStream,
+        due: std::sync::mpsc::Receiver<Option<(Instant, Vec<u8>)>>,
+    ) {
+        for item in due {
+            let Some((at, data)) = item else {
+                let _ = to.shutdown(Shutdown::Write);
+                return;
+            };
+            let wait = at.saturating_duration_since(Instant::now());
+            if !self.nap(link, wait) || self.forward(link, to, &data).is_err() {
+                link.close();
+                return;
+            }
+        }
+    }
+
     fn pump_until_done(
         self: &Arc<Self>,
         link: &Link,
         from: &mut TcpStream,
-        to: &mut TcpStream,
+        to: &std::sync::mpsc::SyncSender<Option<(Instant, Vec<u8>)>>,
         mut rewriter: Option<&mut FtpRewriter>,
     ) {
+        let send = |data: Vec<u8>| {
+            let latency = lock(&self.controls).latency;
+            to.send(Some((Instant::now() + latency, data))).is_ok()
+        };
         let mut buf = vec![0u8; CHUNK];
         loop {
             if self.stopped() || link.closed.load(Ordering::SeqCst) {
@@ -389,12 +435,11 @@ impl Shared {
             }
             let n = match from.read(&mut buf) {
                 Ok(0) => {
-                    // Pass the half-close on; the other direction goes on.
+                    // Pass the half-close on (after what is still on its
+                    // way); the other direction goes on.
                     if let Some(rw) = rewriter.as_mut() {
-                        let rest = rw.flush();
-                        let _ = self.forward(link, to, &rest);
+                        send(rw.flush());
                     }
-                    let _ = to.shutdown(Shutdown::Write);
                     break;
                 }
                 Ok(n) => n,
@@ -417,7 +462,7 @@ impl Shared {
                 Some(rw) => rw.feed(&buf[..n], self),
                 None => buf[..n].to_vec(),
             };
-            if self.forward(link, to, &out).is_err() {
+            if !send(out) {
                 link.close();
                 break;
             }
