@@ -830,6 +830,33 @@ fn sftp_wrong_id_and_silence_time_out() {
     assert!(mount.is_mounted());
 }
 
+/// A listing that never ends (every READDIR brings 100 more names) fails
+/// within a small multiple of the timeout, and the mount's memory stays
+/// bounded meanwhile; the mount works afterwards.
+#[test]
+fn sftp_endless_listing_fails_in_time() {
+    let sshd = HostileSshd::start();
+    let mount = sshd.mount();
+    let daemon = mount.daemon.expect("the daemon's pid");
+    let p = mount.path("endless");
+    let (r, took) = within(
+        "list an endless directory",
+        TIMEOUT * 3 + GRACE * 2,
+        move || fs::read_dir(p).map(|d| d.count()),
+    );
+    eprintln!("endless listing: {r:?} after {took:?}");
+    assert!(r.is_err(), "an endless listing cannot succeed: {r:?}");
+    let rss_kib: u64 = fs::read_to_string(format!("/proc/{daemon}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("the daemon's peak memory");
+    eprintln!("peak memory of the mount: {rss_kib} KiB");
+    assert!(rss_kib < 512 * 1024, "peak memory {rss_kib} KiB");
+    wait_until_works(&mount, "good.txt");
+}
+
 /// A server that opens one channel per connection has no room for the
 /// extensions' channel, so no posix-rename: the mount still reads, writes,
 /// replaces files (moving the old one aside first), and `df` shows

@@ -41,6 +41,11 @@ const FX_FILE_IS_A_DIRECTORY: i32 = 24;
 const READ_CHUNK: usize = 1 << 20;
 const MIN_READ_CALL: usize = 32 << 10;
 
+/// Most names one listing may have (about 200 bytes each in memory).
+const MAX_LISTING_ENTRIES: usize = 1_000_000;
+/// A whole listing may take this many times the mount's timeout.
+const LIST_TIMEOUTS: u32 = 3;
+
 /// A cached handle is reopened when what its path names changed through
 /// the mount (see `Generation`), and in any case after this long (changes
 /// made by others).
@@ -257,6 +262,7 @@ impl Connector for SftpConnector {
         let sftp = session.sftp().map_err(|e| map_err(e, "starting SFTP"))?;
         Ok(SftpConnection {
             symlink_order,
+            list_time: self.settings.timeout.max(Duration::from_secs(1)) * LIST_TIMEOUTS,
             ext: None,
             ext_refused: false,
             sftp,
@@ -309,6 +315,8 @@ pub struct SftpConnection {
     ext: Option<SftpExt>,
     ext_refused: bool,
     symlink_order: SymlinkOrder,
+    /// How long one whole listing may take.
+    list_time: Duration,
     sftp: Sftp,
     session: ssh2::Session,
 }
@@ -415,7 +423,21 @@ impl Connection for SftpConnection {
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
         let mut dir = self.sftp.opendir(path).map_err(|e| map_err(e, "opendir"))?;
         let mut entries = Vec::new();
+        // One deadline for the whole listing, and a bound on its size: a
+        // server that keeps sending names must not hold the call, or fill
+        // memory, without end. Either way the connection is dropped (it is
+        // still in the middle of that listing).
+        let deadline = Instant::now() + self.list_time;
         loop {
+            if entries.len() >= MAX_LISTING_ENTRIES {
+                return Err(Error::Transport(format!(
+                    "the listing of {} has more than {MAX_LISTING_ENTRIES} names",
+                    path.display()
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::TimedOut);
+            }
             match dir.readdir() {
                 Ok((name, st)) => {
                     let bytes = name.as_os_str().as_bytes();

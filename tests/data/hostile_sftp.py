@@ -16,6 +16,8 @@ which some paths misbehave:
   /wrongid          stat answered with another request's id
   /silent           stat never answered (the subsystem stays alive)
   /good.txt         a 5-byte file, "hello"
+  /endless          a listing that never ends: every READDIR answers 100
+                    new names (not listed in /)
 
 Everything else is "no such file". Writes are refused (permission denied).
 """
@@ -36,7 +38,7 @@ FX_OK, FX_EOF, FX_NO_SUCH_FILE, FX_PERMISSION_DENIED, FX_OP_UNSUPPORTED = 0, 1, 
 ATTR_SIZE, ATTR_UIDGID, ATTR_PERMISSIONS, ATTR_ACMODTIME = 1, 2, 4, 8
 
 MTIME = 1700000000
-DIRS = {"/", "/hostile", "/longname", "/badlen"}
+DIRS = {"/", "/hostile", "/longname", "/badlen", "/endless"}
 FILES = {"/good.txt": b"hello", "/wrongid": b"", "/silent": b""}
 HOSTILE_NAMES = [
     b"../x",
@@ -150,6 +152,13 @@ def main():
                 status(rid, FX_NO_SUCH_FILE, b"bad handle")
                 continue
             p, done = handles[h]
+            if p == "/endless":
+                first = int(handles[h][1])  # names sent so far
+                handles[h][1] = first + 100
+                names = [b"n%09d" % i for i in range(first, first + 100)]
+                entries = b"".join(name_entry(n, "/good.txt") for n in names)
+                send(FXP_NAME, u32(rid) + u32(len(names)) + entries)
+                continue
             if done:
                 status(rid, FX_EOF, b"eof")
                 continue
