@@ -448,6 +448,60 @@ fn slow_link_read_finishes(p: Proto) {
     eprintln!("64 MiB over 10 ms each way took {took:?}");
 }
 
+/// An FTP transfer that drips (a few bytes a second: every read still
+/// within its timeout) fails within a few timeouts (the minimum-progress
+/// rule), for a read and for an upload; the mount works again once the link
+/// is healthy.
+#[test]
+fn ftp_dripping_transfer_fails_in_time() {
+    let server = Server::start(Proto::Ftp);
+    let reference = sha256_file(&put_random_file(&server, "big.bin", 4, 4));
+    let proxy = FaultProxy::for_server(&server);
+    let mount = mount_via_proxy(&server, &proxy, &["-o", "timeout=3"]);
+    proxy.set_bandwidth(200);
+    let limit = Duration::from_secs(3 * 4) + GRACE;
+    let (read, took) = within("a read over a dripping link", limit, {
+        let m = mount.path("big.bin");
+        move || fs::read(m)
+    });
+    eprintln!(
+        "read over a drip: {:?} after {took:?}",
+        read.as_ref().map(Vec::len)
+    );
+    assert!(read.is_err(), "a dripping read cannot succeed");
+    // Healthy again before the upload, so that it meets the drip itself
+    // rather than a server the mount still counts as down.
+    proxy.restore();
+    wait_until("the mount to work again", Duration::from_secs(60), || {
+        sha256_file_opt(&mount.path("big.bin")).as_deref() == Some(reference.as_str())
+    });
+    proxy.set_bandwidth(200);
+    let (written, took) = within("an upload over a dripping link", limit, {
+        let m = mount.path("up.bin");
+        // fsync reports what close would (fs::write ignores close's answer).
+        move || {
+            let mut f = File::create(m)?;
+            f.write_all(&vec![1u8; 1 << 20])?;
+            f.sync_all()
+        }
+    });
+    eprintln!("upload over a drip: {written:?} after {took:?}");
+    assert!(written.is_err(), "a dripping upload cannot succeed");
+    assert!(
+        took >= Duration::from_secs(2),
+        "it met the drip, not a down server"
+    );
+    proxy.restore();
+    wait_until("the mount to work again", Duration::from_secs(60), || {
+        sha256_file_opt(&mount.path("big.bin")).as_deref() == Some(reference.as_str())
+    });
+}
+
+/// The SHA-256 of a file, or None if it cannot be read.
+fn sha256_file_opt(p: &Path) -> Option<String> {
+    fs::read(p).ok().map(|d| sha256_bytes(&d))
+}
+
 /// A connection cut while a 64 MiB rewrite of an existing file is being
 /// uploaded: either fsync or close reports the failure and the server keeps
 /// the old version byte for byte, or the upload was retried and the server

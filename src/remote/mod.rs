@@ -7,6 +7,7 @@
 pub mod ftp;
 pub mod netrc;
 pub mod pool;
+pub mod progress;
 pub mod resolve;
 pub mod secrets;
 pub mod sftp;

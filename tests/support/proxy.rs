@@ -378,11 +378,14 @@ impl Shared {
         let _ = from.set_read_timeout(Some(TICK));
         // Reading and writing run apart, so that a latency delays every
         // chunk without stopping the ones behind it.
+        // Without a latency nothing waits in between: a slow or frozen
+        // write holds up the reading too, as it always did.
         let (sent, due) =
             std::sync::mpsc::sync_channel::<Option<(Instant, Vec<u8>)>>(LATENCY_WINDOW / CHUNK);
+        let in_flight = AtomicUsize::new(0);
         std::thread::scope(|scope| {
-            scope.spawn(|| self.deliver(link, &mut to, due));
-            self.pump_until_done(link, &mut from, &sent, rewriter.as_mut());
+            scope.spawn(|| self.deliver(link, &mut to, due, &in_flight));
+            self.pump_until_done(link, &mut from, &sent, &in_flight, rewriter.as_mut());
             let _ = sent.send(None);
         });
         // Our clones of the sockets go with this function; the last pump
@@ -400,6 +403,7 @@ impl Shared {
         link: &Link,
         to: &mut TcpStream,
         due: std::sync::mpsc::Receiver<Option<(Instant, Vec<u8>)>>,
+        in_flight: &AtomicUsize,
     ) {
         for item in due {
             let Some((at, data)) = item else {
@@ -411,6 +415,7 @@ impl Shared {
                 link.close();
                 return;
             }
+            in_flight.fetch_sub(data.len(), Ordering::SeqCst);
         }
     }
 
@@ -419,11 +424,23 @@ impl Shared {
         link: &Link,
         from: &mut TcpStream,
         to: &std::sync::mpsc::SyncSender<Option<(Instant, Vec<u8>)>>,
+        in_flight: &AtomicUsize,
         mut rewriter: Option<&mut FtpRewriter>,
     ) {
         let send = |data: Vec<u8>| {
             let latency = lock(&self.controls).latency;
+            in_flight.fetch_add(data.len(), Ordering::SeqCst);
             to.send(Some((Instant::now() + latency, data))).is_ok()
+        };
+        // Room for more: a window's worth under a latency, else nothing
+        // until the writer has passed everything on.
+        let room = || {
+            let window = if lock(&self.controls).latency.is_zero() {
+                0
+            } else {
+                LATENCY_WINDOW
+            };
+            in_flight.load(Ordering::SeqCst) <= window
         };
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -432,6 +449,12 @@ impl Shared {
             }
             if !self.wait_while_frozen(link) {
                 break;
+            }
+            if !room() {
+                if !self.nap(link, Duration::from_millis(1)) {
+                    break;
+                }
+                continue;
             }
             let n = match from.read(&mut buf) {
                 Ok(0) => {

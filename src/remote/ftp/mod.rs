@@ -51,6 +51,7 @@ use self::reply::{code, error_code, is_not_implemented, is_refusal, map_err, map
 use self::tls::RustlsStream;
 use self::wire::path_arg;
 use super::pool::{Connection, Connector, Generation};
+use super::progress::{Progress, ProgressReader};
 use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
 
 /// A download stream left open for the next sequential read is reused only
@@ -462,7 +463,11 @@ impl FtpConnection {
     fn read_listing(&mut self, mut stream: TransferStream<RustlsStream>) -> Result<Vec<u8>> {
         let what = "listing";
         let mut body = Vec::new();
-        let read = read_all(&mut stream, &mut body, MAX_LISTING_BYTES);
+        let mut guarded = ProgressReader {
+            inner: &mut stream,
+            progress: self.progress(),
+        };
+        let read = read_all(&mut guarded, &mut body, MAX_LISTING_BYTES);
         if let Err(e) = read {
             let err = map_io(e, what);
             return Err(self.abandon(stream, err, what));
@@ -811,7 +816,8 @@ impl FtpConnection {
                 return Err(self.explain(err, path, Expect::NewFile));
             }
         };
-        match copy_into(src, &mut stream) {
+        let progress = self.progress();
+        match copy_into(src, &mut stream, progress) {
             Ok(()) => {}
             Err(Copy::Local(e)) => {
                 // The server keeps what it received; the caller's temporary
@@ -1009,7 +1015,11 @@ enum Copy {
     Remote(io::Error),
 }
 
-fn copy_into(src: &mut dyn Read, dst: &mut impl Write) -> std::result::Result<(), Copy> {
+fn copy_into(
+    src: &mut dyn Read,
+    dst: &mut impl Write,
+    mut progress: Progress,
+) -> std::result::Result<(), Copy> {
     let mut buf = vec![0u8; UPLOAD_CHUNK];
     loop {
         let n = match src.read(&mut buf) {
@@ -1018,7 +1028,22 @@ fn copy_into(src: &mut dyn Read, dst: &mut impl Write) -> std::result::Result<()
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => return Err(Copy::Local(e)),
         };
-        dst.write_all(&buf[..n]).map_err(Copy::Remote)?;
+        // Piece by piece, so that a server that drips its reads trips the
+        // minimum-progress rule.
+        let mut rest = &buf[..n];
+        while !rest.is_empty() {
+            let started = Instant::now();
+            let sent = match dst.write(rest) {
+                Ok(0) => return Err(Copy::Remote(io::ErrorKind::WriteZero.into())),
+                Ok(sent) => sent,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(Copy::Remote(e)),
+            };
+            progress
+                .account(sent, started.elapsed())
+                .map_err(Copy::Remote)?;
+            rest = &rest[sent..];
+        }
     }
     dst.flush().map_err(Copy::Remote)
 }
@@ -1227,6 +1252,11 @@ impl FtpConnection {
         Ok(())
     }
 
+    /// The minimum-progress rule for a transfer starting now.
+    fn progress(&self) -> Progress {
+        Progress::new(self.core.settings.timeout)
+    }
+
     /// Reads up to `len` bytes from the open download; at its end, checks the
     /// server's verdict on the transfer.
     fn continue_read(&mut self, len: usize) -> Result<Vec<u8>> {
@@ -1237,8 +1267,13 @@ impl FtpConnection {
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         let mut at_end = false;
+        let mut progress = Progress::new(self.core.settings.timeout);
         while filled < len {
-            match open.stream.read(&mut buf[filled..]) {
+            let read = open
+                .stream
+                .read(&mut buf[filled..])
+                .and_then(|n| progress.moved(n).map(|()| n));
+            match read {
                 Ok(0) => {
                     at_end = true;
                     break;
