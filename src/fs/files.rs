@@ -11,7 +11,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
@@ -34,26 +34,170 @@ const DOWNLOAD_CHUNK: usize = 1 << 20;
 /// mount hide them; leftovers carry the prefix so they are recognisable.
 pub const TEMP_PREFIX: &str = ".rmount-tmp-";
 pub const HIDDEN_PREFIX: &str = ".rmount-hidden-";
+/// Each mount's marker in its root: `LIVE_PREFIX<mount id>`. The mount
+/// creates it at start, refreshes its mtime while it runs and removes it
+/// at a clean unmount; it vouches for every private name with that id.
+pub const LIVE_PREFIX: &str = ".rmount-live-";
 
 pub fn is_private_name(name: &[u8]) -> bool {
-    name.starts_with(TEMP_PREFIX.as_bytes()) || name.starts_with(HIDDEN_PREFIX.as_bytes())
+    [TEMP_PREFIX, HIDDEN_PREFIX, LIVE_PREFIX]
+        .iter()
+        .any(|p| name.starts_with(p.as_bytes()))
 }
 
-/// A name in the same directory as `path`, unique to this process:
-/// `PREFIX<host>-<pid>-<n>-<nanos>`, so a leftover can be traced to its maker.
+/// Length of a mount id: hex digits of 64 random bits.
+const MOUNT_ID_LEN: usize = 16;
+
+/// This mount's random id, carried by every private name it makes.
+pub fn mount_id() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut bytes = [0u8; MOUNT_ID_LEN / 2];
+        if !fill_random(&mut bytes) {
+            // No kernel randomness: time and pid still make a collision
+            // between two mounts of one directory unlikely.
+            let nanos = SystemTime::now()
+                .duration_since(SystemTime::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0);
+            let mixed = nanos ^ (u64::from(std::process::id()) << 40);
+            bytes = mixed.to_le_bytes();
+        }
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
+    })
+}
+
+fn fill_random(buf: &mut [u8]) -> bool {
+    let mut filled = 0;
+    while filled < buf.len() {
+        // SAFETY: getrandom writes at most the given length into the buffer.
+        let n =
+            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
+        if n > 0 {
+            filled += n as usize;
+        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether this mount has its marker on the server. Until it has, its
+/// private names say so (`u` after the id), and no mount removes them:
+/// nothing could ever prove their maker gone.
+static MARKED: AtomicBool = AtomicBool::new(false);
+
+pub fn set_marked(marked: bool) {
+    MARKED.store(marked, Ordering::SeqCst);
+}
+
+/// The name of the marker of the mount `id`.
+pub fn marker_name(id: &str) -> String {
+    format!("{LIVE_PREFIX}{id}")
+}
+
+/// A name in the same directory as `path`, unique to this mount:
+/// `PREFIX<mount id>-<n>` (`PREFIX<mount id>u-<n>` while the mount has no
+/// marker), so a leftover can be traced to its maker.
 pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let name = format!(
-        "{prefix}{}-{}-{n}-{nanos:08x}",
-        host_tag(),
-        std::process::id()
-    );
+    let unmarked = if MARKED.load(Ordering::SeqCst) {
+        ""
+    } else {
+        "u"
+    };
+    let name = format!("{prefix}{}{unmarked}-{n}", mount_id());
     path.parent().unwrap_or(Path::new("/")).join(name)
+}
+
+/// Who made a private name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// This mount.
+    Ours,
+    /// The mount with this id, whose marker vouches for it.
+    Mount(String),
+    /// Made without a marker (by a mount that could not leave one, or by
+    /// an rmount older than markers): never removed automatically.
+    Unproven,
+}
+
+/// The maker of a private name (`None` for names that are not private).
+/// A marker's owner is the mount it stands for.
+pub fn owner_of(name: &[u8]) -> Option<Owner> {
+    let rest = [TEMP_PREFIX, HIDDEN_PREFIX, LIVE_PREFIX]
+        .iter()
+        .find_map(|p| name.strip_prefix(p.as_bytes()))?;
+    let is_id = |id: &[u8]| id.len() == MOUNT_ID_LEN && id.iter().all(u8::is_ascii_hexdigit);
+    // `<id>` for a marker; `<id>-<n>`, or `<id>u-<n>` without a marker.
+    let (id, proven) = if name.starts_with(LIVE_PREFIX.as_bytes()) {
+        (Some(rest).filter(|id| is_id(id)), true)
+    } else {
+        match rest.split_first_chunk::<MOUNT_ID_LEN>() {
+            Some((id, tail)) if is_id(&id[..]) => {
+                let (proven, tail) = match tail.strip_prefix(b"u") {
+                    Some(tail) => (false, tail),
+                    None => (true, tail),
+                };
+                let counted = tail
+                    .strip_prefix(b"-")
+                    .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
+                (Some(&id[..]).filter(|_| counted), proven)
+            }
+            _ => (None, false),
+        }
+    };
+    let Some(id) = id else {
+        return Some(Owner::Unproven);
+    };
+    Some(if id == mount_id().as_bytes() {
+        Owner::Ours
+    } else if proven {
+        Owner::Mount(String::from_utf8_lossy(id).into_owned())
+    } else {
+        Owner::Unproven
+    })
+}
+
+/// How often a mount refreshes its marker.
+pub const MARKER_REFRESH: Duration = Duration::from_secs(60);
+
+/// A marker not refreshed for this long belongs to a mount that is gone
+/// (or has been stopped for as long). Generous: thirty refresh intervals,
+/// which also covers clocks of two machines that disagree by minutes.
+pub const MARKER_STALE: Duration = Duration::from_secs(30 * 60);
+
+/// A stale marker itself is removed once it is this old.
+pub const MARKER_FORGOTTEN: Duration = Duration::from_secs(24 * 3600);
+
+/// What the server says of a mount's marker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Marker {
+    /// Present, refreshed within `MARKER_STALE` (or dated in the future).
+    Fresh,
+    /// Present but not refreshed for longer.
+    Stale,
+    /// In none of the directories where its mount's root can be.
+    Missing,
+    /// Could not be looked up (an error other than "no such file").
+    Unknown,
+}
+
+impl Marker {
+    pub fn of(mtime: SystemTime, now: SystemTime) -> Marker {
+        match now.duration_since(mtime) {
+            Ok(age) if age > MARKER_STALE => Marker::Stale,
+            _ => Marker::Fresh,
+        }
+    }
+}
+
+/// Whether a private name of `owner` may be removed, given its owner's
+/// marker: only another mount's name whose marker is missing or stale.
+/// Our own names and unproven ones never are.
+pub fn abandoned(owner: &Owner, marker: Marker) -> bool {
+    matches!(owner, Owner::Mount(_)) && matches!(marker, Marker::Missing | Marker::Stale)
 }
 
 /// Renames `from` over `to`. A server that cannot replace a file in one
@@ -78,76 +222,11 @@ pub fn rename_over(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote
     }
 }
 
-/// This machine's name, reduced to characters safe in a file name.
-fn host_tag() -> &'static str {
-    static TAG: OnceLock<String> = OnceLock::new();
-    TAG.get_or_init(|| {
-        let mut buf = [0u8; 256];
-        // SAFETY: gethostname writes at most buf.len() bytes into buf.
-        let ok = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) } == 0;
-        let raw = if ok {
-            &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)]
-        } else {
-            &[][..]
-        };
-        let tag: String = raw
-            .iter()
-            .map(|&b| {
-                if b.is_ascii_alphanumeric() || b == b'.' {
-                    b as char
-                } else {
-                    '_'
-                }
-            })
-            .take(40)
-            .collect();
-        if tag.is_empty() {
-            "host".into()
-        } else {
-            tag
-        }
-    })
-}
-
 /// The mode a file gets on the server while the mount writes it: `perm`
 /// with the owner's read and write bits, which the login needs to write
 /// (and read back) its own file. The commit then sets `perm` itself.
 pub fn writable_perm(perm: u32) -> u32 {
     perm | 0o600
-}
-
-/// Private names older than this are leftovers whoever made them.
-const LEFTOVER_AGE: Duration = Duration::from_secs(24 * 3600);
-
-/// Whether a private name seen in a listing is a leftover of a crashed
-/// rmount: made on this machine by a process that no longer runs, or old.
-pub fn is_leftover(name: &[u8], mtime: SystemTime) -> bool {
-    let Some(rest) = [TEMP_PREFIX, HIDDEN_PREFIX]
-        .iter()
-        .find_map(|p| name.strip_prefix(p.as_bytes()))
-    else {
-        return false;
-    };
-    let rest = String::from_utf8_lossy(rest);
-    // host-pid-n-nanos; the host part may itself contain '-'.
-    let mut parts = rest.rsplitn(4, '-');
-    let (_nanos, _n, pid, host) = (parts.next(), parts.next(), parts.next(), parts.next());
-    let pid = pid.and_then(|p| p.parse::<i32>().ok());
-    if let (Some(pid), Some(host)) = (pid, host) {
-        if pid == std::process::id() as i32 {
-            return false;
-        }
-        if host == host_tag() && !process_alive(pid) {
-            return true;
-        }
-    }
-    mtime.elapsed().is_ok_and(|age| age > LEFTOVER_AGE)
-}
-
-fn process_alive(pid: i32) -> bool {
-    // SAFETY: signal 0 only checks for existence and permission.
-    let rc = unsafe { libc::kill(pid, 0) };
-    rc == 0 || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
 }
 
 /// Where the content of an open file lives while it is open.
@@ -883,26 +962,63 @@ fn download_into(
 mod tests {
     use super::*;
 
-    #[test]
-    fn leftovers_are_recognised_by_maker_and_age() {
-        let ours = private_sibling(Path::new("/d/f"), TEMP_PREFIX);
-        let name = ours
-            .file_name()
+    fn name_of(path: &Path) -> Vec<u8> {
+        path.file_name()
             .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default();
-        assert!(is_private_name(&name));
-        assert!(
-            !is_leftover(&name, SystemTime::now()),
-            "our own temp file is in use"
+            .unwrap_or_default()
+    }
+
+    #[test]
+    fn private_names_carry_their_mount_and_only_a_gone_mount_loses_them() {
+        let ours = name_of(&private_sibling(Path::new("/d/f"), TEMP_PREFIX));
+        assert!(is_private_name(&ours));
+        assert_eq!(owner_of(&ours), Some(Owner::Ours));
+        assert_eq!(
+            owner_of(marker_name(mount_id()).as_bytes()),
+            Some(Owner::Ours)
         );
-        // Same host, a pid that cannot be running.
-        let dead = format!("{TEMP_PREFIX}{}-{}-0-0", host_tag(), i32::MAX);
-        assert!(is_leftover(dead.as_bytes(), SystemTime::now()));
-        // Another host: only by age.
-        let other = format!("{HIDDEN_PREFIX}elsewhere-1-0-0");
-        assert!(!is_leftover(other.as_bytes(), SystemTime::now()));
-        let old = SystemTime::now() - LEFTOVER_AGE - Duration::from_secs(1);
-        assert!(is_leftover(other.as_bytes(), old));
-        assert!(!is_leftover(b"ordinary-name", old));
+        let other = format!("{HIDDEN_PREFIX}0123456789abcdef-7");
+        let mount = Owner::Mount("0123456789abcdef".into());
+        assert_eq!(owner_of(other.as_bytes()), Some(mount));
+        assert_eq!(
+            owner_of(b".rmount-live-0123456789abcdef"),
+            Some(Owner::Mount("0123456789abcdef".into()))
+        );
+        // Names of a mount without a marker, and of older rmounts.
+        for unproven in [
+            format!("{TEMP_PREFIX}0123456789abcdefu-7"),
+            format!("{TEMP_PREFIX}somehost-1234-0-0badcafe"),
+            format!("{HIDDEN_PREFIX}0123456789abcdef-"),
+        ] {
+            assert_eq!(owner_of(unproven.as_bytes()), Some(Owner::Unproven));
+        }
+        assert_eq!(owner_of(b"ordinary-name"), None);
+
+        for marker in [
+            Marker::Fresh,
+            Marker::Stale,
+            Marker::Missing,
+            Marker::Unknown,
+        ] {
+            assert!(!abandoned(&Owner::Ours, marker), "ours, {marker:?}");
+            assert!(!abandoned(&Owner::Unproven, marker), "unproven, {marker:?}");
+        }
+        let mount = Owner::Mount("0123456789abcdef".into());
+        assert!(!abandoned(&mount, Marker::Fresh));
+        assert!(!abandoned(&mount, Marker::Unknown));
+        assert!(abandoned(&mount, Marker::Stale));
+        assert!(abandoned(&mount, Marker::Missing));
+
+        let now = SystemTime::now();
+        assert_eq!(Marker::of(now, now), Marker::Fresh);
+        assert_eq!(Marker::of(now + MARKER_STALE, now), Marker::Fresh);
+        assert_eq!(
+            Marker::of(now - MARKER_STALE + Duration::from_secs(60), now),
+            Marker::Fresh
+        );
+        assert_eq!(
+            Marker::of(now - MARKER_STALE - Duration::from_secs(1), now),
+            Marker::Stale
+        );
     }
 }
