@@ -200,25 +200,154 @@ pub fn abandoned(owner: &Owner, marker: Marker) -> bool {
     matches!(owner, Owner::Mount(_)) && matches!(marker, Marker::Missing | Marker::Stale)
 }
 
+/// A rename over `to` that did not complete.
+#[derive(Debug)]
+pub struct OverError {
+    pub error: RemoteError,
+    /// The old file could not be put back and is still under this name:
+    /// the new data (the source) must be kept as well.
+    pub aside: Option<PathBuf>,
+}
+
+impl From<OverError> for RemoteError {
+    fn from(e: OverError) -> RemoteError {
+        e.error
+    }
+}
+
+impl From<OverError> for Error {
+    fn from(e: OverError) -> Error {
+        Error::Remote(e.error)
+    }
+}
+
+/// Attempts of each rename step of `rename_over`, and of putting the old
+/// file back. After a broken connection the pool makes the next attempt
+/// on a fresh one.
+const RENAME_TRIES: u32 = 3;
+const RESTORE_TRIES: u32 = 5;
+
+/// The pause before attempt `n` (from 1) of a step.
+fn pause(n: u32) {
+    if !cfg!(test) {
+        std::thread::sleep(Duration::from_millis(200 * u64::from(n)));
+    }
+}
+
 /// Renames `from` over `to`. A server that cannot replace a file in one
 /// step (SFTP without posix-rename) answers `Exists`: `to` is then moved
 /// aside first and removed after, as sshfs's rename workaround does — for
-/// a moment the name is missing, but the old file is never lost.
-pub fn rename_over(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote::Result<()> {
+/// a moment the name is missing. Each step is checked: an error may come
+/// after the server did it (its reply was lost with the connection), so
+/// the names are looked at before a step is tried again. If the new file
+/// cannot take the name, the old one is put back, checked and retried the
+/// same way, before the error is returned; if even that fails, the error
+/// names where the old file is, and the caller keeps the new one too.
+pub fn rename_over(
+    remote: &dyn Remote,
+    from: &Path,
+    to: &Path,
+) -> std::result::Result<(), OverError> {
+    let fail = |error, aside| Err(OverError { error, aside });
     match remote.rename(from, to) {
-        Err(RemoteError::Exists) => {
-            let aside = private_sibling(to, HIDDEN_PREFIX);
-            remote.rename(to, &aside)?;
-            if let Err(e) = remote.rename(from, to) {
-                let _ = remote.rename(&aside, to);
-                return Err(e);
-            }
+        Ok(()) => return Ok(()),
+        Err(RemoteError::Exists) => {}
+        Err(e) if e.breaks_connection() && moved(remote, from, to) == Some(true) => return Ok(()),
+        Err(e) => return fail(e, None),
+    }
+    let aside = private_sibling(to, HIDDEN_PREFIX);
+    let step = rename_checked(remote, to, &aside).and_then(|()| rename_checked(remote, from, to));
+    match step {
+        Ok(()) => {
             if !remove(remote, &aside) {
                 tracing::warn!("cannot remove {}", aside.display());
             }
             Ok(())
         }
-        other => other,
+        Err(e) if restore(remote, &aside, to) => fail(e, None),
+        Err(e) => {
+            tracing::error!(
+                "cannot put {} back: the old file is under {}, the new one under {}",
+                to.display(),
+                aside.display(),
+                from.display()
+            );
+            fail(e, Some(aside))
+        }
+    }
+}
+
+/// Renames `from` to the free name `to`, checked and retried (see
+/// `rename_over`).
+fn rename_checked(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote::Result<()> {
+    let mut attempt = 0;
+    loop {
+        let e = match remote.rename(from, to) {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        match moved(remote, from, to) {
+            Some(true) => return Ok(()),
+            Some(false) if !e.breaks_connection() => return Err(e),
+            _ => {}
+        }
+        attempt += 1;
+        if attempt == RENAME_TRIES {
+            return Err(e);
+        }
+        pause(attempt);
+    }
+}
+
+/// Whether `from` has been renamed to `to`: `Some(true)` when `from` is
+/// gone and `to` is there, `Some(false)` when `from` is still there,
+/// `None` when the server cannot tell now.
+fn moved(remote: &dyn Remote, from: &Path, to: &Path) -> Option<bool> {
+    match remote.stat(from) {
+        Ok(_) => Some(false),
+        Err(RemoteError::NotFound) => remote.stat(to).ok().map(|_| true),
+        Err(_) => None,
+    }
+}
+
+/// Puts the old file back from `aside` to `to` after a failed step of
+/// `rename_over`. True when the old file is at `to` again (or never left).
+fn restore(remote: &dyn Remote, aside: &Path, to: &Path) -> bool {
+    for attempt in 0..RESTORE_TRIES {
+        if attempt > 0 {
+            pause(attempt);
+        }
+        match remote.stat(aside) {
+            // Never moved aside, or put back by an attempt whose reply
+            // was lost.
+            Err(RemoteError::NotFound) => return remote.stat(to).is_ok(),
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        if remote.rename(aside, to).is_ok() {
+            return true;
+        }
+    }
+    false
+}
+
+/// Renames the new content at `temp` over `path`; on failure removes
+/// `temp`, unless the old file could not be put back (then both stay,
+/// and the error says so in the log).
+fn commit_temp(
+    remote: &dyn Remote,
+    temp: &Path,
+    path: &Path,
+    orphans: &mut Vec<PathBuf>,
+) -> Result<()> {
+    match rename_over(remote, temp, path) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            if e.aside.is_none() {
+                remove_quietly(remote, temp, orphans);
+            }
+            Err(e.into())
+        }
     }
 }
 
@@ -631,10 +760,9 @@ impl FileState {
             Content::InPlace => Ok(()),
             Content::Truncated => remote.setattr(path, SetAttr::Size(0)).map_err(Error::from),
             Content::Temp(temp) => {
-                let renamed = rename_over(remote, &temp, path).map_err(Error::from);
-                match renamed {
-                    Ok(()) => self.server_perm = writable_perm(self.perm),
-                    Err(_) => remove_quietly(remote, &temp, &mut self.orphans),
+                let renamed = commit_temp(remote, &temp, path, &mut self.orphans);
+                if renamed.is_ok() {
+                    self.server_perm = writable_perm(self.perm);
                 }
                 renamed
             }
@@ -653,13 +781,7 @@ impl FileState {
                         .ok()
                 });
                 let result = match streamed {
-                    Some(temp) => {
-                        let renamed = rename_over(remote, &temp, path).map_err(Error::from);
-                        if renamed.is_err() {
-                            remove_quietly(remote, &temp, &mut self.orphans);
-                        }
-                        renamed
-                    }
+                    Some(temp) => commit_temp(remote, &temp, path, &mut self.orphans),
                     None => upload_local(
                         remote,
                         path,
@@ -817,13 +939,11 @@ fn upload_local(
         return remote.upload(path, &mut whole, false).map_err(Error::from);
     }
     let temp = private_sibling(path, TEMP_PREFIX);
-    let uploaded = remote
-        .upload(&temp, &mut whole, false)
-        .and_then(|()| rename_over(remote, &temp, path));
-    if uploaded.is_err() {
+    if let Err(e) = remote.upload(&temp, &mut whole, false) {
         remove_quietly(remote, &temp, orphans);
+        return Err(e.into());
     }
-    uploaded.map_err(Error::from)
+    commit_temp(remote, &temp, path, orphans)
 }
 
 const STAGING_PREFIX: &str = "rmount-staging-";
@@ -962,6 +1082,8 @@ fn download_into(
 mod tests {
     use super::*;
 
+    use crate::remote::memory::{Fault, Memory};
+
     fn name_of(path: &Path) -> Vec<u8> {
         path.file_name()
             .map(|n| n.as_encoded_bytes().to_vec())
@@ -1020,5 +1142,112 @@ mod tests {
             Marker::of(now - MARKER_STALE - Duration::from_secs(1), now),
             Marker::Stale
         );
+    }
+
+    /// Every way the renames of `rename_over` can fail or lose their reply
+    /// (on a server that cannot rename over a file): the target holds the
+    /// old or the new bytes, never nothing, unless the link goes down for
+    /// good before the old file can go back, and then both are kept;
+    /// success means the new bytes.
+    #[test]
+    fn rename_over_never_leaves_the_target_empty() {
+        use Fault::{Fail, LoseReply};
+        let faults = [Fault::None, Fail, LoseReply];
+        let mut scripts = vec![vec![]];
+        for len in 1..=4 {
+            let mut next = Vec::new();
+            for s in scripts.iter().filter(|s| s.len() == len - 1) {
+                for f in faults {
+                    let mut s: Vec<Fault> = s.clone();
+                    s.push(f);
+                    next.push(s);
+                }
+            }
+            scripts.extend(next);
+        }
+        // Then the link goes down for good after the k-th rename.
+        let mut cases: Vec<(Vec<Fault>, Option<usize>)> =
+            scripts.into_iter().map(|s| (s, None)).collect();
+        for k in 1..=3 {
+            cases.push((vec![], Some(k)));
+            cases.push((vec![LoseReply; k], Some(k)));
+        }
+        for (script, down_after) in cases {
+            let what = format!("{script:?}, down after {down_after:?}");
+            let mem = Memory::new(true);
+            mem.no_rename_over.store(true, Ordering::SeqCst);
+            mem.put_file("/f", b"old");
+            mem.put_file("/new", b"new");
+            let mut script: Vec<Fault> = script;
+            if let Some(k) = down_after {
+                script.resize(k, Fault::None);
+                script.extend([Fail; 40]);
+            }
+            *crate::sync::lock(&mem.rename_faults) = script.into_iter().collect();
+            let result = rename_over(&mem, Path::new("/new"), Path::new("/f"));
+            if let Err(OverError {
+                aside: Some(aside), ..
+            }) = &result
+            {
+                // Only with the link down for good before the old file
+                // could go back: both are kept.
+                assert!(down_after.is_some(), "{what}: old file left aside");
+                let aside = aside.to_string_lossy().into_owned();
+                assert_eq!(mem.content(&aside).as_deref(), Some(&b"old"[..]), "{what}");
+                assert_eq!(mem.content("/new").as_deref(), Some(&b"new"[..]), "{what}");
+                continue;
+            }
+            let at_target = mem.content("/f");
+            assert!(
+                matches!(at_target.as_deref(), Some(b"old") | Some(b"new")),
+                "{what}: target holds {at_target:?}"
+            );
+            match &result {
+                Ok(()) => {
+                    assert_eq!(at_target.as_deref(), Some(&b"new"[..]), "{what}");
+                    assert_eq!(mem.names().len(), 2, "{what}: {:?}", mem.names());
+                }
+                Err(_) => {
+                    if at_target.as_deref() == Some(b"old") {
+                        assert_eq!(mem.content("/new").as_deref(), Some(&b"new"[..]), "{what}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// With the link down for good between moving the old file aside and
+    /// putting it back, nothing is removed: the old bytes stay under the
+    /// aside name the error gives, the new ones under theirs.
+    #[test]
+    fn rename_over_keeps_both_files_when_the_old_cannot_go_back() {
+        let mem = Memory::new(true);
+        mem.no_rename_over.store(true, Ordering::SeqCst);
+        mem.put_file("/f", b"old");
+        mem.put_file("/new", b"new");
+        let mut script = vec![Fault::None, Fault::None];
+        script.extend([Fault::Fail; 40]);
+        *crate::sync::lock(&mem.rename_faults) = script.into_iter().collect();
+        let result = rename_over(&mem, Path::new("/new"), Path::new("/f"));
+        let Err(OverError {
+            aside: Some(aside), ..
+        }) = result
+        else {
+            panic!("expected the old file aside, got {result:?}");
+        };
+        assert_eq!(owner_of(&name_of(&aside)), Some(Owner::Ours));
+        let aside = aside.to_string_lossy().into_owned();
+        assert_eq!(mem.content(&aside).as_deref(), Some(&b"old"[..]));
+        assert_eq!(mem.content("/new").as_deref(), Some(&b"new"[..]));
+
+        // A commit in that state keeps the new data too.
+        *crate::sync::lock(&mem.rename_faults) = [Fault::Fail; 40].into_iter().collect();
+        mem.put_file("/g", b"old g");
+        mem.put_file("/tmp-g", b"new g");
+        let mut orphans = Vec::new();
+        let committed = commit_temp(&mem, Path::new("/tmp-g"), Path::new("/g"), &mut orphans);
+        assert!(committed.is_err());
+        assert!(orphans.is_empty());
+        assert_eq!(mem.content("/g").as_deref(), Some(&b"old g"[..]));
     }
 }
