@@ -214,6 +214,9 @@ pub struct Fs {
     prefetch: OnceLock<Workers>,
     /// This mount's marker is on the server (`start_marker`).
     marked: AtomicBool,
+    /// Held while the marker is refreshed or removed, so that a refresh
+    /// running at unmount cannot make it again after its removal.
+    marker_lock: Mutex<()>,
 }
 
 fn check_name(name: &OsStr) -> Result<()> {
@@ -243,6 +246,7 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
             marked: AtomicBool::new(false),
+            marker_lock: Mutex::new(()),
             remote,
             cfg,
         }
@@ -1093,6 +1097,7 @@ impl Fs {
     /// Shows that this mount still runs: the marker gets a new mtime (or,
     /// if it went, is made again). Called every `files::MARKER_REFRESH`.
     pub fn refresh_marker(&self) {
+        let _serial = lock(&self.marker_lock);
         if !self.marked.load(Ordering::SeqCst) {
             return;
         }
@@ -1122,6 +1127,7 @@ impl Fs {
     /// At a clean unmount: removes the marker, so that other mounts may
     /// remove whatever this one left behind.
     pub fn remove_marker(&self) {
+        let _serial = lock(&self.marker_lock);
         if self.marked.swap(false, Ordering::SeqCst)
             && !files::remove(&*self.remote, &self.marker_path())
         {
