@@ -249,10 +249,9 @@ pub fn rename_over(
     to: &Path,
 ) -> std::result::Result<(), OverError> {
     let fail = |error, aside| Err(OverError { error, aside });
-    match remote.rename(from, to) {
+    match rename_checked(remote, from, to) {
         Ok(()) => return Ok(()),
         Err(RemoteError::Exists) => {}
-        Err(e) if e.breaks_connection() && moved(remote, from, to) == Some(true) => return Ok(()),
         Err(e) => return fail(e, None),
     }
     let aside = private_sibling(to, HIDDEN_PREFIX);
@@ -277,19 +276,20 @@ pub fn rename_over(
     }
 }
 
-/// Renames `from` to the free name `to`, checked and retried (see
-/// `rename_over`).
+/// Renames `from` to `to`, checked and retried (see `rename_over`).
+/// `Exists` (a server that cannot rename over a file) is returned as it
+/// is.
 fn rename_checked(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote::Result<()> {
     let mut attempt = 0;
     loop {
         let e = match remote.rename(from, to) {
             Ok(()) => return Ok(()),
+            // The server answered: it did not do it.
+            Err(e) if !e.breaks_connection() => return Err(e),
             Err(e) => e,
         };
-        match moved(remote, from, to) {
-            Some(true) => return Ok(()),
-            Some(false) if !e.breaks_connection() => return Err(e),
-            _ => {}
+        if moved(remote, from, to) {
+            return Ok(());
         }
         attempt += 1;
         if attempt == RENAME_TRIES {
@@ -299,15 +299,10 @@ fn rename_checked(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote:
     }
 }
 
-/// Whether `from` has been renamed to `to`: `Some(true)` when `from` is
-/// gone and `to` is there, `Some(false)` when `from` is still there,
-/// `None` when the server cannot tell now.
-fn moved(remote: &dyn Remote, from: &Path, to: &Path) -> Option<bool> {
-    match remote.stat(from) {
-        Ok(_) => Some(false),
-        Err(RemoteError::NotFound) => remote.stat(to).ok().map(|_| true),
-        Err(_) => None,
-    }
+/// Whether `from` has been renamed to `to` as far as the server shows:
+/// `from` is gone and `to` is there.
+fn moved(remote: &dyn Remote, from: &Path, to: &Path) -> bool {
+    matches!(remote.stat(from), Err(RemoteError::NotFound)) && remote.stat(to).is_ok()
 }
 
 /// Puts the old file back from `aside` to `to` after a failed step of
