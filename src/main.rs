@@ -333,9 +333,10 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         prefetch_threads: cfg.max_conns.saturating_sub(1).max(1),
     };
     let fs = Arc::new(Fs::new(connected.remote, fs_cfg));
+    fs.start_marker();
     fs.sweep_root();
     scrub_secret_env();
-    let adapter = fuse::FuseAdapter::new(fs);
+    let adapter = fuse::FuseAdapter::new(fs.clone());
     let notifier = adapter.notifier_slot();
     let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
     let session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
@@ -378,11 +379,20 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             })
             .context("cannot start the keepalive thread")?;
     }
-    let ended = session.run().context("FUSE session ended with an error");
+    let marker_fs = fs.clone();
+    std::thread::Builder::new()
+        .name("marker".into())
+        .spawn(move || loop {
+            std::thread::sleep(fs::files::MARKER_REFRESH);
+            marker_fs.refresh_marker();
+        })
+        .context("cannot start the marker thread")?;
+    let ran = session.run().context("FUSE session ended with an error");
+    fs.remove_marker();
     if let Some(w) = watchdog {
         w.disarm();
     }
-    ended?;
+    ran?;
     drop(staging);
     Ok(())
 }

@@ -64,6 +64,7 @@ on_every_server! {
     names_spaces_unicode,
     names_leading_trailing_spaces,
     unlinked_file_stays_usable,
+    two_mounts_leave_each_others_files_alone,
     fstat_after_unlink_has_no_links,
     missing_is_enoent,
     name_too_long,
@@ -1951,6 +1952,108 @@ fn sequential_readers_progress_together(p: ServerKind) {
         at_end.iter().all(|&blocks| blocks >= SIZE / 4),
         "when the first reader finished, the others had read {at_end:?} of {SIZE} MiB"
     );
+}
+
+/// futimens(2) of an open file, both times to `secs`.
+fn futimens(f: &File, secs: i64) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    let t = libc::timespec {
+        tv_sec: secs as libc::time_t,
+        tv_nsec: 0,
+    };
+    // SAFETY: a descriptor we own and a two-element timespec array.
+    if unsafe { libc::futimens(f.as_raw_fd(), [t, t].as_ptr()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// close(2) of a file, with its result (dropping a `File` ignores it).
+fn close(f: File) -> std::io::Result<()> {
+    use std::os::fd::IntoRawFd;
+    // SAFETY: the descriptor is ours and closed once.
+    if unsafe { libc::close(f.into_raw_fd()) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+// Two mounts of one directory. In A, a file dated two days ago is open
+// after its unlink (so it lives under a hidden name), and another one is
+// being rewritten with its times set two days back (so its temporary file
+// is dated so). B, which caches nothing, lists the directory again and
+// again: it must leave both alone, as A is running. Once A unmounts, its
+// marker is gone, and B removes a leftover of A's on sight.
+fn two_mounts_leave_each_others_files_alone(p: ServerKind) {
+    let fx = Fixture::new(p, "twomounts", &[]);
+    let old = now_secs() - 2 * 86400;
+    fx.put("gone", b"unlinked but open");
+    fx.put("rewritten", b"old bytes");
+    set_server_times(&fx.s("gone"), old, old);
+    set_server_times(&fx.s("rewritten"), old, old);
+    let markers = || {
+        let mut m: Vec<String> = fs::read_dir(fx.s(""))
+            .expect("list the server directory")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|n| n.strip_prefix(".rmount-live-").map(str::to_owned))
+            .collect();
+        m.sort();
+        m
+    };
+    let url = fx.server.remote_url_for(&fx.sub);
+    let a = Mount::with_url(&fx.server, &url, &[]);
+    let [a_id] = &markers()[..] else {
+        panic!("one marker for A: {:?}", markers());
+    };
+    let a_id = a_id.clone();
+    let b = Mount::with_url(&fx.server, &url, &["-o", "cache_timeout=0"]);
+    assert_eq!(markers().len(), 2, "one marker per mount: {:?}", markers());
+
+    let mut held = File::open(a.path("gone")).expect("open");
+    fs::remove_file(a.path("gone")).expect("unlink while open");
+    let mut w = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(a.path("rewritten"))
+        .expect("open with O_TRUNC");
+    w.write_all(b"new bytes").expect("write");
+    futimens(&w, old).expect("futimens");
+    for _ in 0..5 {
+        let listed = names(&b.path(""));
+        assert_eq!(listed, ["rewritten"], "B lists");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut content = Vec::new();
+    held.read_to_end(&mut content)
+        .expect("read the unlinked file");
+    assert_eq!(content, b"unlinked but open", "through the open descriptor");
+    close(w).expect("close of the rewrite");
+    assert_eq!(
+        read(&fx.s("rewritten")),
+        b"new bytes",
+        "server has the rewrite"
+    );
+    drop(held);
+
+    // A leftover of A's, as a crash would leave it: kept while A runs,
+    // removed by B once A is gone.
+    let leftover = format!(".rmount-tmp-{a_id}-999");
+    fx.put(&leftover, b"partial");
+    set_server_times(&fx.s(&leftover), old, old);
+    names(&b.path(""));
+    assert!(fx.s(&leftover).exists(), "A runs: its names stay");
+    drop(a);
+    assert!(
+        !markers().contains(&a_id),
+        "A's marker goes at unmount: {:?}",
+        markers()
+    );
+    wait_until("B to remove A's leftover", Duration::from_secs(10), || {
+        names(&b.path(""));
+        !fx.s(&leftover).exists()
+    });
 }
 
 // While a 200 MiB read is going on, stats of another file still answer quickly.

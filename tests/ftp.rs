@@ -148,6 +148,7 @@ fn names_in(dir: &Path) -> Vec<String> {
                 .to_string_lossy()
                 .into_owned()
         })
+        .filter(|n| !n.starts_with(".rmount-live-"))
         .collect();
     names.sort();
     names

@@ -904,19 +904,27 @@ fn private_names(dir: &Path, prefix: &[u8]) -> Vec<OsString> {
         .collect()
 }
 
-// Leftovers of a crashed rmount are recognised by name and removed by the
-// next mount: at once when their maker (this host, a pid that no longer
-// runs) is gone, otherwise only once they are a day old.
+// Leftovers are recognised by name and removed by the next mount only
+// when the mount that made them is gone: their name carries its id, and
+// its marker (`.rmount-live-<id>`) is missing or stale. Names that carry
+// no mount id, and names of a mount whose marker is fresh, are kept
+// whatever their age.
 #[test]
 fn crash_leftovers_are_removed_at_the_next_mount() {
     let server = Server::sftp();
-    let dead = format!(".rmount-tmp-{}-{}-0-0", host_tag(), i32::MAX);
-    let elsewhere_new = ".rmount-tmp-otherhost-1-0-0";
-    let elsewhere_old = ".rmount-hidden-otherhost-2-0-0";
-    for name in [dead.as_str(), elsewhere_new, elsewhere_old] {
+    let gone = ".rmount-tmp-00000000000000aa-0";
+    let stale = ".rmount-hidden-00000000000000bb-1";
+    let live = ".rmount-hidden-00000000000000cc-2";
+    let old_format = ".rmount-tmp-otherhost-1-0-0";
+    for name in [gone, stale, live, old_format] {
         fs::write(server.export.join(name), b"partial").expect("put a leftover");
+        set_mtime(&server.export.join(name), now_secs() - 2 * 86400);
     }
-    set_mtime(&server.export.join(elsewhere_old), now_secs() - 2 * 86400);
+    for (id, age) in [("00000000000000bb", 3600), ("00000000000000cc", 0)] {
+        let marker = server.export.join(format!(".rmount-live-{id}"));
+        fs::write(&marker, b"").expect("put a marker");
+        set_mtime(&marker, now_secs() - age);
+    }
 
     let m = Mount::new(&server, &[]);
     // Unfiltered: names() itself drops rmount's private names.
@@ -926,35 +934,24 @@ fn crash_leftovers_are_removed_at_the_next_mount() {
         .collect();
     assert!(listed.is_empty(), "leftovers are never listed: {listed:?}");
     wait_until(
-        "the leftovers of gone makers to go",
+        "the leftovers of gone mounts to go",
         Duration::from_secs(10),
         || {
             let left = private_names(&server.export, b".rmount-");
-            !left.contains(&OsString::from(&dead)) && !left.contains(&OsString::from(elsewhere_old))
+            !left.contains(&OsString::from(gone)) && !left.contains(&OsString::from(stale))
         },
     );
-    assert!(
-        server.export.join(elsewhere_new).exists(),
-        "a recent leftover of another machine may still be in use: kept"
-    );
-}
-
-/// The machine name as rmount puts it into its temporary names.
-fn host_tag() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes.
-    unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let raw = &buf[..buf.iter().position(|&b| b == 0).unwrap_or(0)];
-    raw.iter()
-        .map(|&b| {
-            if b.is_ascii_alphanumeric() || b == b'.' {
-                b as char
-            } else {
-                '_'
-            }
-        })
-        .take(40)
-        .collect()
+    for kept in [live, old_format] {
+        assert!(
+            server.export.join(kept).exists(),
+            "{kept}: its maker may still use it: kept"
+        );
+    }
+    let markers = private_names(&server.export, b".rmount-live-");
+    assert_eq!(markers.len(), 3, "the mount's own marker too: {markers:?}");
+    drop(m);
+    let markers = private_names(&server.export, b".rmount-live-");
+    assert_eq!(markers.len(), 2, "its marker goes at unmount: {markers:?}");
 }
 
 fn now_secs() -> i64 {

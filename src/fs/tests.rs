@@ -1162,3 +1162,121 @@ fn contained_symlink_targets_never_leave_the_root() {
     assert_eq!(shown("../../../x"), None, "relative, out through ..");
     assert_eq!(shown("../../../../../../x"), None, "above /");
 }
+
+/// Sets the server's times of `path`, as another client would.
+fn date(mem: &Memory, path: &str, ago: Duration) {
+    let t = SystemTime::now() - ago;
+    mem.setattr(Path::new(path), SetAttr::Times { atime: t, mtime: t })
+        .expect("set times");
+}
+
+const DAYS_2: Duration = Duration::from_secs(2 * 24 * 3600);
+
+fn listed(fs: &Fs) -> Vec<DirItem> {
+    let dir = fs.opendir(inodes::ROOT).expect("opendir");
+    let items = fs.readdir(dir.fh).expect("readdir").to_vec();
+    fs.releasedir(dir.fh);
+    items
+}
+
+/// Private names of other mounts are removed only when their mount's
+/// marker is missing or stale; ours, a live mount's (whatever their
+/// mtime) and names that carry no mount id stay.
+#[test]
+fn a_listing_removes_only_names_of_gone_mounts() {
+    let (mem, fs, _s) = setup(true);
+    fs.start_marker();
+    let ours_marker = format!("/{}", files::marker_name(files::mount_id()));
+    assert!(mem.content(&ours_marker).is_some(), "{:?}", mem.names());
+    let live = "1111111111111111";
+    let stale = "2222222222222222";
+    let gone = "3333333333333333";
+    mem.put_file(&format!("/{}", files::marker_name(live)), b"");
+    mem.put_file(&format!("/{}", files::marker_name(stale)), b"");
+    date(
+        &mem,
+        &format!("/{}", files::marker_name(stale)),
+        Duration::from_secs(3600),
+    );
+    mem.mkdir(Path::new("/sub"), 0o755).expect("mkdir");
+    let keep = [
+        format!("/{}{live}-1", files::HIDDEN_PREFIX),
+        format!("/sub/{}{live}-2", files::TEMP_PREFIX),
+        format!("/{}{gone}u-3", files::TEMP_PREFIX),
+        format!("/{}somehost-1-0-0", files::TEMP_PREFIX),
+        files::private_sibling(Path::new("/f"), files::HIDDEN_PREFIX)
+            .to_string_lossy()
+            .into_owned(),
+    ];
+    let swept = [
+        format!("/{}{stale}-1", files::HIDDEN_PREFIX),
+        format!("/sub/{}{gone}-2", files::TEMP_PREFIX),
+        format!("/{}{gone}-4", files::TEMP_PREFIX),
+    ];
+    for name in keep.iter().chain(&swept) {
+        mem.put_file(name, b"data");
+        date(&mem, name, DAYS_2);
+    }
+    mem.put_file("/plain", b"x");
+    let shown: Vec<OsString> = listed(&fs).into_iter().map(|i| i.name).collect();
+    assert_eq!(shown, vec![OsString::from("plain"), OsString::from("sub")]);
+    let sub = fs.lookup(inodes::ROOT, OsStr::new("sub")).expect("lookup");
+    let dir = fs.opendir(sub.ino).expect("opendir");
+    assert!(fs.readdir(dir.fh).expect("readdir").is_empty());
+    for name in &keep {
+        assert!(mem.content(name).is_some(), "{name} was removed");
+    }
+    for name in &swept {
+        assert!(mem.content(name).is_none(), "{name} was kept");
+    }
+    assert!(mem.content(&ours_marker).is_some());
+    assert!(mem
+        .content(&format!("/{}", files::marker_name(live)))
+        .is_some());
+
+    // The marker is refreshed, made again if it went, removed at unmount.
+    date(&mem, &ours_marker, Duration::from_secs(3600));
+    fs.refresh_marker();
+    let attr = mem.stat(Path::new(&ours_marker)).expect("marker");
+    assert_eq!(
+        files::Marker::of(attr.mtime, SystemTime::now()),
+        files::Marker::Fresh
+    );
+    mem.unlink(Path::new(&ours_marker)).expect("unlink");
+    fs.refresh_marker();
+    assert!(mem.content(&ours_marker).is_some());
+    fs.remove_marker();
+    assert!(mem.content(&ours_marker).is_none());
+}
+
+/// A mount without its own marker (it could not make one, or it is
+/// read-only) removes nothing.
+#[test]
+fn a_mount_without_a_marker_removes_nothing() {
+    let (mem, fs, _s) = setup(true);
+    let gone = format!("/{}4444444444444444-1", files::TEMP_PREFIX);
+    mem.put_file(&gone, b"data");
+    date(&mem, &gone, DAYS_2);
+    assert!(listed(&fs).is_empty());
+    assert!(mem.content(&gone).is_some());
+}
+
+/// An open file unlinked in this mount lives under a hidden name that its
+/// own listings never remove, whatever its mtime.
+#[test]
+fn our_hidden_file_survives_our_listings() {
+    let (mem, fs, _s) = setup(true);
+    fs.start_marker();
+    mem.put_file("/f", b"keep me");
+    date(&mem, "/f", DAYS_2);
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(entry.ino, OpenFlags::default()).expect("open");
+    fs.unlink(inodes::ROOT, OsStr::new("f")).expect("unlink");
+    for _ in 0..3 {
+        fs.meta.forget_tree(Path::new("/"));
+        assert!(listed(&fs).is_empty());
+    }
+    assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
+    fs.release(opened.fh).expect("release");
+    fs.remove_marker();
+}

@@ -1,10 +1,11 @@
 //! An in-memory `Remote` for unit tests of the filesystem logic. It keeps
 //! POSIX-like semantics (rename over, ENOTEMPTY, …) as an ordinary login
 //! sees them (no writing to a file without its owner's write bit), counts
-//! calls, and can be told to fail writes. Never a replacement for the
-//! real-server tests.
+//! calls, and can be told to fail writes, refuse a rename over an
+//! existing file (as SFTP without posix-rename), or fail the next renames
+//! in a scripted way. Never a replacement for the real-server tests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -31,6 +32,22 @@ pub struct Memory {
     /// Listings give mtimes cut to the minute, as an FTP `LIST` does
     /// (stat stays exact, as with `MDTM`).
     pub coarse_listings: AtomicBool,
+    /// `rename` over an existing file answers `Exists`.
+    pub no_rename_over: AtomicBool,
+    /// What the next renames do, one entry each; renames work as usual
+    /// once it is empty.
+    pub rename_faults: Mutex<VecDeque<Fault>>,
+}
+
+/// A scripted fault of one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// Works as usual.
+    None,
+    /// The connection breaks before the server does it.
+    Fail,
+    /// The server does it, then the connection breaks before its reply.
+    LoseReply,
 }
 
 /// An ordinary login may not change the content of a file whose mode has
@@ -98,6 +115,8 @@ impl Memory {
             reads: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
             coarse_listings: AtomicBool::new(false),
+            no_rename_over: AtomicBool::new(false),
+            rename_faults: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -142,6 +161,43 @@ impl Memory {
         nodes
             .keys()
             .filter(move |p| p.parent() == Some(dir) && p.as_path() != dir)
+    }
+
+    fn rename_now(&self, from: &Path, to: &Path) -> Result<()> {
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, to)?;
+        if !nodes.contains_key(from) {
+            return Err(Error::NotFound);
+        }
+        if let Some(t) = nodes.get(to) {
+            if t.attr.kind != Kind::Dir && self.no_rename_over.load(Ordering::SeqCst) {
+                return Err(Error::Exists);
+            }
+            if t.attr.kind == Kind::Dir && Self::children(&nodes, to).next().is_some() {
+                return Err(Error::NotEmpty);
+            }
+        }
+        let moved: Vec<PathBuf> = nodes
+            .keys()
+            .filter(|p| p.starts_with(from))
+            .cloned()
+            .collect();
+        nodes.remove(to);
+        for old in moved {
+            if let Some(node) = nodes.remove(&old) {
+                let rest = old
+                    .strip_prefix(from)
+                    .map(Path::to_path_buf)
+                    .unwrap_or_default();
+                let new = if rest.as_os_str().is_empty() {
+                    to.to_path_buf()
+                } else {
+                    to.join(rest)
+                };
+                nodes.insert(new, node);
+            }
+        }
+        Ok(())
     }
 
     fn failing(&self) -> Result<()> {
@@ -340,35 +396,15 @@ impl Remote for Memory {
                 "a name with NUL reached the server: {p:?}"
             );
         }
-        let mut nodes = self.nodes();
-        Self::check_parent(&nodes, to)?;
-        if !nodes.contains_key(from) {
-            return Err(Error::NotFound);
+        let fault = crate::sync::lock(&self.rename_faults)
+            .pop_front()
+            .unwrap_or(Fault::None);
+        if fault == Fault::Fail {
+            return Err(Error::Transport("injected failure".into()));
         }
-        if let Some(t) = nodes.get(to) {
-            if t.attr.kind == Kind::Dir && Self::children(&nodes, to).next().is_some() {
-                return Err(Error::NotEmpty);
-            }
-        }
-        let moved: Vec<PathBuf> = nodes
-            .keys()
-            .filter(|p| p.starts_with(from))
-            .cloned()
-            .collect();
-        nodes.remove(to);
-        for old in moved {
-            if let Some(node) = nodes.remove(&old) {
-                let rest = old
-                    .strip_prefix(from)
-                    .map(Path::to_path_buf)
-                    .unwrap_or_default();
-                let new = if rest.as_os_str().is_empty() {
-                    to.to_path_buf()
-                } else {
-                    to.join(rest)
-                };
-                nodes.insert(new, node);
-            }
+        self.rename_now(from, to)?;
+        if fault == Fault::LoseReply {
+            return Err(Error::Transport("injected lost reply".into()));
         }
         Ok(())
     }

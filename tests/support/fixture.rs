@@ -60,7 +60,7 @@ macro_rules! per_server {
 }
 
 use std::collections::BTreeMap;
-use std::ffi::{CString, OsString};
+use std::ffi::{CString, OsStr, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
@@ -329,18 +329,27 @@ pub fn set_server_times(p: &Path, atime: i64, mtime: i64) {
         .unwrap_or_else(|e| panic!("utimensat {}: {e}", p.display()));
 }
 
-/// Names in a directory (sorted), without `.` and `..`.
+/// The marker a running mount keeps in its root (`.rmount-live-<id>`): on
+/// the server side while mounted, never a leftover.
+pub fn is_live_marker(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(b".rmount-live-")
+}
+
+/// Names in a directory (sorted), without `.` and `..`, nor a mount's
+/// live marker.
 pub fn names(dir: &Path) -> Vec<OsString> {
     let mut v: Vec<OsString> = fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
         .map(|e| e.expect("dir entry").file_name())
+        .filter(|n| !is_live_marker(n))
         .collect();
     v.sort();
     v
 }
 
 /// Names under `dir` (recursively, server side) that rmount keeps for
-/// itself (`.rmount-tmp-*`, `.rmount-hidden-*`); must be empty at rest.
+/// itself (`.rmount-tmp-*`, `.rmount-hidden-*`; not the live marker of a
+/// running mount); must be empty at rest.
 pub fn private_leftovers(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let Ok(entries) = fs::read_dir(dir) else {
@@ -348,7 +357,8 @@ pub fn private_leftovers(dir: &Path) -> Vec<PathBuf> {
     };
     for e in entries.flatten() {
         let p = e.path();
-        if e.file_name().as_bytes().starts_with(b".rmount-") {
+        let name = e.file_name();
+        if name.as_bytes().starts_with(b".rmount-") && !is_live_marker(&name) {
             found.push(p.clone());
         }
         if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
@@ -358,7 +368,8 @@ pub fn private_leftovers(dir: &Path) -> Vec<PathBuf> {
     found
 }
 
-/// What a tree looks like, for comparing copies: per relative path, the
+/// What a tree looks like, for comparing copies (a live marker left out):
+/// per relative path, the
 /// kind, permission bits, mtime (whole seconds), size and symlink target.
 /// Symlinks carry no mode or mtime (neither protocol sets a link's own).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -374,6 +385,9 @@ pub fn tree(root: &Path) -> BTreeMap<PathBuf, Node> {
     fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Node>) {
         for e in fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display())) {
             let e = e.expect("dir entry");
+            if is_live_marker(&e.file_name()) {
+                continue;
+            }
             let p = e.path();
             let md =
                 fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
