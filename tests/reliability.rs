@@ -1186,6 +1186,33 @@ fn soak_16_processes(p: Proto) {
             .expect("start a soak worker");
         workers.0.push(child);
     }
+    // A second mount of the same export lists every worker's directory
+    // again and again meanwhile (no cache: each listing asks the server),
+    // as another machine would: it must never remove a running mount's
+    // temporary or hidden files.
+    let other = Mount::new(&server, &["-o", "cache_timeout=0,max_conns=2"]);
+    let listing = Arc::new(AtomicBool::new(true));
+    let lister = {
+        let (dirs, listing) = (
+            (0..SOAK_WORKERS)
+                .map(|w| other.path(&format!("w{w}")))
+                .collect::<Vec<_>>(),
+            listing.clone(),
+        );
+        std::thread::spawn(move || {
+            let mut rounds = 0u64;
+            // Bounded: it stops with the workers, or after the soak's time.
+            let end = Instant::now() + Duration::from_secs(secs + 120);
+            while listing.load(Ordering::SeqCst) && Instant::now() < end {
+                for d in &dirs {
+                    let _ = fs::read_dir(d).map(|entries| entries.count());
+                }
+                rounds += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            rounds
+        })
+    };
 
     let deadline = Instant::now() + Duration::from_secs(secs + 120);
     let mut statuses = [None; SOAK_WORKERS];
@@ -1210,6 +1237,11 @@ fn soak_16_processes(p: Proto) {
             Some(_) => {}
         }
     }
+    listing.store(false, Ordering::SeqCst);
+    let rounds = lister.join().expect("the second mount's lister");
+    eprintln!("soak: the second mount listed every worker directory {rounds} times");
+    assert!(rounds > 0, "the second mount listed nothing");
+    drop(other);
 
     let mut files = 0;
     for w in 0..SOAK_WORKERS {
