@@ -1961,13 +1961,7 @@ mod proptests {
 
     use super::*;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
+    use crate::testing::proptest_config as config;
 
     /// Every byte but the unreserved ones as `%XX`.
     fn percent_encode(bytes: &[u8]) -> String {

@@ -11,6 +11,8 @@ mod fs;
 mod fuse;
 mod remote;
 mod sync;
+#[cfg(test)]
+mod testing;
 mod watchdog;
 mod workers;
 

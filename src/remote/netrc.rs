@@ -475,13 +475,7 @@ mod proptests {
 
     use super::*;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
+    use crate::testing::proptest_config as config;
 
     fn quote(token: &str) -> String {
         let mut out = String::from("\"");

@@ -1958,13 +1958,7 @@ mod proptests {
 
     use super::*;
 
-    fn config() -> ProptestConfig {
-        ProptestConfig {
-            cases: 256,
-            failure_persistence: None,
-            ..ProptestConfig::default()
-        }
-    }
+    use crate::testing::proptest_config as config;
 
     /// The last second `ftp_time` can write: 9999-12-31 23:59:59 UTC.
     const LAST_FTP_SECOND: u64 = 253_402_300_799;
