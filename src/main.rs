@@ -269,8 +269,8 @@ fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
 }
 
 /// Unmounts (lazily, as libfuse does on a signal); the FUSE session then
-/// ends and `run` returns. fuser's own unmounter does not unmount when
-/// auto_unmount is on, so this asks fusermount3, or the kernel directly.
+/// ends and `run` returns. Asks fusermount3 (which made the mount, so an
+/// unprivileged user may undo it), else the kernel directly.
 fn unmount(mountpoint: &Path) {
     let done = std::process::Command::new("fusermount3")
         .args(["-u", "-q", "-z", "--"])

@@ -896,7 +896,7 @@ fn unreachable_server_fails_fast(p: Proto) {
 // ----- daemon crash ---------------------------------------------------------------------
 
 /// `kill -9` of the rmount daemon in the middle of rewriting an 8 MiB file:
-/// the mount point is usable again (auto_unmount removes the dead mount, no
+/// the mount point is usable again (rmount's watchdog removes the dead mount, no
 /// "Transport endpoint is not connected"), and the file on the server is
 /// what the last rewrite that closed successfully wrote, never a mix or a
 /// prefix.
@@ -930,7 +930,7 @@ fn kill_9_during_write_leaves_usable_mount_point(p: Proto) {
             .map(str::to_string)
             .collect();
         panic!(
-            "the dead mount is still there 30 s after kill -9 (auto_unmount); \
+            "the dead mount is still there 30 s after kill -9 (the watchdog); \
              stat of it: {:?}; processes: {helpers:#?}",
             fs::metadata(&mount.dir).map(|m| m.is_dir())
         );

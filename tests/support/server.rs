@@ -1,18 +1,21 @@
-//! Throwaway SFTP / FTP / FTPS servers on loopback for the integration tests.
+//! Throwaway SFTP / FTP / FTPS servers on loopback for the integration tests,
+//! one per [`ServerKind`] of the matrix.
 //!
-//! Each [`Server`] owns a temp dir (`rmount-test-<proto>-*` under the system
-//! temp dir) holding its configuration, keys or certificates, its log and
-//! `export`, the directory the tests mount. Nothing is shared between
-//! servers except the two system accounts (see `users.rs`).
+//! Each [`Server`] owns a temp dir (`rmount-test-<kind>-*` under the system
+//! temp dir; a chroot's under `/var/lib/rmount-test`) holding its
+//! configuration, keys or certificates, its log and `export`, the directory
+//! the tests mount, owned by the ordinary login [`TEST_USER`]. Nothing is
+//! shared between servers except the two system accounts (see `users.rs`).
 //!
 //! - SFTP: `/usr/sbin/sshd -D -e -f CONFIG` with a generated ed25519 host key
-//!   and user key; root logs in with the key, [`SFTP_PW_USER`] with a
-//!   password; `internal-sftp`. No chroot: the URL names `export` by its
-//!   absolute path.
-//! - FTP: `/usr/sbin/vsftpd CONFIG`, one login ([`TEST_USER`]), chrooted to
-//!   `export`, so the FTP path `/` and the login directory are both `export`.
-//!   `export` is owned by that user so it can write there.
-//! - FTPS: the FTP setup plus explicit TLS (AUTH TLS) with a certificate
+//!   and user key; [`TEST_USER`] logs in with the key, [`SFTP_PW_USER`] with
+//!   a password. `internal-sftp` (the URL names `export` by its absolute
+//!   path), `internal-sftp` in a `ChrootDirectory` (`/export`), or
+//!   gesftpserver as the subsystem.
+//! - FTP: vsftpd, or pure-ftpd from `/opt/rmount-test-servers`; the login is
+//!   chrooted to `export`, so the FTP path `/` and the login directory are
+//!   both `export`.
+//! - FTPS: vsftpd or ProFTPD with explicit TLS (AUTH TLS), a certificate
 //!   signed by a per-server test CA ([`Server::ca_file`]), TLS required for
 //!   login and data, and data-connection session reuse required.
 //!

@@ -39,8 +39,8 @@ use crate::remote::{Error, Result};
 /// suppaftp's rustls stream type, which it does not export by name.
 pub type RustlsStream = <RustlsConnector as TlsConnector>::Stream;
 
-/// Sessions (and TLS 1.3 tickets) kept per control connection. One server
-/// name is ever used; rustls keeps up to 8 tickets for it.
+/// TLS sessions kept per control connection. One server name is ever
+/// used; a TLS 1.2 session resumes any number of times.
 const SESSIONS_PER_CONNECTION: usize = 8;
 
 /// How long [`end_upload`] waits for the server to close the data connection.
