@@ -662,14 +662,20 @@ fn editor_style_save(p: ServerKind) {
     assert_eq!(fs::read(fx.s("doc.txt")).unwrap(), b"new text\n");
     assert_eq!(fs::read(fx.m("doc.txt")).unwrap(), b"new text\n");
     assert_eq!(mode(&fx.s("doc.txt")), 0o640);
+    wait_until_only(&fx, "doc.txt");
+}
+
+/// Waits until `ls -A` of the fixture's server directory shows `name`
+/// alone (the mount's live marker aside): the save left nothing behind.
+fn wait_until_only(fx: &Fixture, name: &str) {
     wait_until(
-        "only doc.txt on the server (ls -A; the live marker aside)",
+        &format!("only {name} on the server (ls -A)"),
         Duration::from_secs(10),
         || {
             ok(cmd("ls")
                 .args(["-A", "--ignore=.rmount-live-*"])
                 .arg(fx.s("")))
-                == "doc.txt\n"
+                == format!("{name}\n")
         },
     );
 }
@@ -703,16 +709,7 @@ fn vim_edit_and_save(p: ServerKind) {
         b"alpha\ngamma\n",
         "mount content"
     );
-    wait_until(
-        "only notes.txt on the server (ls -A; the live marker aside)",
-        Duration::from_secs(10),
-        || {
-            ok(cmd("ls")
-                .args(["-A", "--ignore=.rmount-live-*"])
-                .arg(fx.s("")))
-                == "notes.txt\n"
-        },
-    );
+    wait_until_only(&fx, "notes.txt");
 }
 
 // `>>` from a shell appends; `>` truncates and rewrites.
