@@ -39,8 +39,11 @@ pub const HIDDEN_PREFIX: &str = ".rmount-hidden-";
 /// at a clean unmount; it vouches for every private name with that id.
 pub const LIVE_PREFIX: &str = ".rmount-live-";
 
+/// Every prefix of the names a mount makes for itself.
+const PRIVATE_PREFIXES: [&str; 3] = [TEMP_PREFIX, HIDDEN_PREFIX, LIVE_PREFIX];
+
 pub fn is_private_name(name: &[u8]) -> bool {
-    [TEMP_PREFIX, HIDDEN_PREFIX, LIVE_PREFIX]
+    PRIVATE_PREFIXES
         .iter()
         .any(|p| name.starts_with(p.as_bytes()))
 }
@@ -126,7 +129,7 @@ pub enum Owner {
 /// The maker of a private name (`None` for names that are not private).
 /// A marker's owner is the mount it stands for.
 pub fn owner_of(name: &[u8]) -> Option<Owner> {
-    let rest = [TEMP_PREFIX, HIDDEN_PREFIX, LIVE_PREFIX]
+    let rest = PRIVATE_PREFIXES
         .iter()
         .find_map(|p| name.strip_prefix(p.as_bytes()))?;
     let is_id = |id: &[u8]| id.len() == MOUNT_ID_LEN && id.iter().all(u8::is_ascii_hexdigit);

@@ -1220,10 +1220,11 @@ impl Fs {
     /// remove whatever this one left behind.
     pub fn remove_marker(&self) {
         let _serial = lock(&self.marker_lock);
-        if self.marked.swap(false, Ordering::SeqCst)
-            && !files::remove(&*self.remote, &self.marker_path())
-        {
-            tracing::warn!("cannot remove {}", self.marker_path().display());
+        if self.marked.swap(false, Ordering::SeqCst) {
+            files::set_marked(false);
+            if !files::remove(&*self.remote, &self.marker_path()) {
+                tracing::warn!("cannot remove {}", self.marker_path().display());
+            }
         }
     }
 

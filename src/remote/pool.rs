@@ -58,7 +58,7 @@ pub trait Connection: Send + 'static {
         len: usize,
         generation: Generation,
     ) -> Result<Vec<u8>>;
-    fn write(&mut self, path: &Path, offset: u64, data: &[u8], generation: u64) -> Result<()>;
+    fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()>;
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
     fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()>;
@@ -532,6 +532,7 @@ impl<C: Connector> Remote for Pool<C> {
         self.run(Lane::Meta, true, |c| c.stat(path))
     }
     fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.stat_again(path, known))
     }
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
@@ -546,8 +547,7 @@ impl<C: Connector> Remote for Pool<C> {
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
         no_nul(path)?;
         counted(&self.writes, || {
-            let names = self.generation().names;
-            self.run(Lane::Bulk, false, |c| c.write(path, offset, data, names))
+            self.run(Lane::Bulk, false, |c| c.write(path, offset, data))
         })
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
@@ -666,7 +666,7 @@ mod tests {
         fn read(&mut self, _: &Path, _: u64, _: usize, _: Generation) -> Result<Vec<u8>> {
             no()
         }
-        fn write(&mut self, _: &Path, _: u64, _: &[u8], _: u64) -> Result<()> {
+        fn write(&mut self, _: &Path, _: u64, _: &[u8]) -> Result<()> {
             no()
         }
         fn upload(&mut self, _: &Path, _: &mut dyn io::Read, _: bool) -> Result<()> {

@@ -253,12 +253,9 @@ impl Connector for SftpConnector {
 
     fn connect(&self) -> Result<SftpConnection> {
         let session = ssh::connect(&self.settings, &self.credentials, &self.host_key)?;
-        let symlink_order = match self.symlink_order.get() {
-            Some(order) => *order,
-            None => *self
-                .symlink_order
-                .get_or_init(|| probe_symlink_order(&session).unwrap_or(SymlinkOrder::TargetFirst)),
-        };
+        let symlink_order = *self
+            .symlink_order
+            .get_or_init(|| probe_symlink_order(&session).unwrap_or(SymlinkOrder::TargetFirst));
         let sftp = session.sftp().map_err(|e| map_err(e, "starting SFTP"))?;
         Ok(SftpConnection {
             symlink_order,
@@ -508,7 +505,7 @@ impl Connection for SftpConnection {
     /// left open would keep the file busy on the server (a program just
     /// linked on the mount could not run there: ETXTBSY) after the
     /// application's close() returned.
-    fn write(&mut self, path: &Path, offset: u64, data: &[u8], _generation: u64) -> Result<()> {
+    fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
         self.reader = None;
         let mut file = self
             .sftp

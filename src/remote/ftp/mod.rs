@@ -1096,7 +1096,7 @@ impl Connection for FtpConnection {
         result
     }
 
-    fn write(&mut self, _path: &Path, _offset: u64, _data: &[u8], _generation: u64) -> Result<()> {
+    fn write(&mut self, _path: &Path, _offset: u64, _data: &[u8]) -> Result<()> {
         Err(Error::Unsupported("random writes over FTP".into()))
     }
 
