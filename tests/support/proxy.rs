@@ -102,6 +102,35 @@ struct Controls {
     refuse: bool,
 }
 
+/// Bytes read from one side and not yet written to the other.
+#[derive(Default)]
+struct InFlight {
+    bytes: Mutex<usize>,
+    drained: Condvar,
+}
+
+impl InFlight {
+    fn sent(&self, n: usize) {
+        *lock(&self.bytes) += n;
+    }
+
+    fn delivered(&self, n: usize) {
+        *lock(&self.bytes) -= n;
+        self.drained.notify_all();
+    }
+
+    /// Waits (at most `tick`) until no more than `window` bytes are on
+    /// their way; whether they are.
+    fn wait_for_room(&self, window: usize, tick: Duration) -> bool {
+        let bytes = lock(&self.bytes);
+        let (bytes, _) = self
+            .drained
+            .wait_timeout_while(bytes, tick, |b| *b > window)
+            .unwrap_or_else(|e| e.into_inner());
+        *bytes <= window
+    }
+}
+
 /// One proxied connection: the client side and the upstream side.
 struct Link {
     /// (client, upstream); None once closed. The pumps hold clones, which
@@ -382,7 +411,7 @@ impl Shared {
         // write holds up the reading too, as it always did.
         let (sent, due) =
             std::sync::mpsc::sync_channel::<Option<(Instant, Vec<u8>)>>(LATENCY_WINDOW / CHUNK);
-        let in_flight = AtomicUsize::new(0);
+        let in_flight = InFlight::default();
         std::thread::scope(|scope| {
             scope.spawn(|| self.deliver(link, &mut to, due, &in_flight));
             self.pump_until_done(link, &mut from, &sent, &in_flight, rewriter.as_mut());
@@ -403,7 +432,7 @@ impl Shared {
         link: &Link,
         to: &mut TcpStream,
         due: std::sync::mpsc::Receiver<Option<(Instant, Vec<u8>)>>,
-        in_flight: &AtomicUsize,
+        in_flight: &InFlight,
     ) {
         for item in due {
             let Some((at, data)) = item else {
@@ -415,7 +444,7 @@ impl Shared {
                 link.close();
                 return;
             }
-            in_flight.fetch_sub(data.len(), Ordering::SeqCst);
+            in_flight.delivered(data.len());
         }
     }
 
@@ -424,23 +453,22 @@ impl Shared {
         link: &Link,
         from: &mut TcpStream,
         to: &std::sync::mpsc::SyncSender<Option<(Instant, Vec<u8>)>>,
-        in_flight: &AtomicUsize,
+        in_flight: &InFlight,
         mut rewriter: Option<&mut FtpRewriter>,
     ) {
         let send = |data: Vec<u8>| {
             let latency = lock(&self.controls).latency;
-            in_flight.fetch_add(data.len(), Ordering::SeqCst);
+            in_flight.sent(data.len());
             to.send(Some((Instant::now() + latency, data))).is_ok()
         };
         // Room for more: a window's worth under a latency, else nothing
         // until the writer has passed everything on.
-        let room = || {
-            let window = if lock(&self.controls).latency.is_zero() {
+        let window = || {
+            if lock(&self.controls).latency.is_zero() {
                 0
             } else {
                 LATENCY_WINDOW
-            };
-            in_flight.load(Ordering::SeqCst) <= window
+            }
         };
         let mut buf = vec![0u8; CHUNK];
         loop {
@@ -450,11 +478,8 @@ impl Shared {
             if !self.wait_while_frozen(link) {
                 break;
             }
-            if !room() {
-                if !self.nap(link, Duration::from_millis(1)) {
-                    break;
-                }
-                continue;
+            if !in_flight.wait_for_room(window(), TICK) {
+                continue; // look at the stop flag and the controls again
             }
             let n = match from.read(&mut buf) {
                 Ok(0) => {
