@@ -1,13 +1,14 @@
 //! Every filesystem operation through a real rmount mount, checked both
 //! through the mount and directly in the server's own directory.
 //!
-//! One suite, parametrised over protocols: each behaviour is a function
-//! `fn xxx(p: Proto)`, and `per_protocol!` turns it into the tests
-//! `sftp::xxx` and `ftp::xxx`. Where FTP cannot do something (symlinks,
-//! chown, byte-exact names, huge sparse files) the FTP test asserts the
-//! documented failure or prints why it is skipped.
+//! One suite, run on every server of the matrix: each behaviour is a
+//! function `fn xxx(p: ServerKind)`, and `on_every_server!` turns it into
+//! the tests `sftp::xxx`, `sftp_chroot::xxx`, `gesftp::xxx`, `ftp::xxx`,
+//! `ftps::xxx`, `proftpd::xxx` and `pureftpd::xxx`. Where a server cannot
+//! do something (symlinks, chown, byte-exact names, huge sparse files over
+//! FTP) its test asserts what the mount does instead.
 //!
-//! One server per protocol is shared by the tests running at the same time
+//! One server per kind is shared by the tests running at the same time
 //! (see support/fixture.rs); every test mounts its own subdirectory.
 //! Run: `cargo test --test fs_ops -- --test-threads=2`.
 
@@ -875,7 +876,8 @@ fn ctime_follows_changes(p: ServerKind) {
     assert_eq!(read(&fx.s("g")), b"abcd\0\0");
 }
 
-// chown works where the server allows it (root over SFTP); FTP refuses clearly.
+// chown to the owner shown is a no-op that succeeds; to anyone else the
+// ordinary login gets EPERM (FTP: EPERM or ENOTSUP).
 fn chown(p: ServerKind) {
     let fx = Fixture::new(p, "chown", &[]);
     fx.put("f", b"x");

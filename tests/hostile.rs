@@ -608,12 +608,6 @@ fn ftp_garbage_after_transfer() {
 
 // ----- the hostile SFTP subsystem ---------------------------------------------------------
 
-/// An sshd of our own whose `Subsystem sftp` is tests/data/hostile_sftp.py
-/// (or, for [`HostileSshd::one_channel`], OpenSSH's own, allowing a single
-/// channel per connection; for [`HostileSshd::refusing_close`], OpenSSH's
-/// sftp-server behind tests/data/refuse_close_sftp.py). Keys come from a
-/// (stopped) test [`Server`]. Dropping it kills sshd and every process it
-/// forked, by PID.
 /// What [`HostileSshd`] serves as its sftp subsystem.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Subsystem {
@@ -625,6 +619,12 @@ enum Subsystem {
 /// OpenSSH's SFTP server program, as Debian installs it.
 const SFTP_SERVER: &str = "/usr/lib/openssh/sftp-server";
 
+/// An sshd of our own whose `Subsystem sftp` is tests/data/hostile_sftp.py
+/// (or, for [`HostileSshd::one_channel`], OpenSSH's own, allowing a single
+/// channel per connection; for [`HostileSshd::refusing_close`], OpenSSH's
+/// sftp-server behind tests/data/refuse_close_sftp.py). Keys come from a
+/// (stopped) test [`Server`]. Dropping it kills sshd and every process it
+/// forked, by PID.
 struct HostileSshd {
     child: Child,
     port: u16,

@@ -54,7 +54,7 @@ fn ok(out: &Output, what: &str) {
 }
 
 #[test]
-fn sftp_server_accepts_key_login_as_root() {
+fn sftp_server_accepts_key_login() {
     let server = Server::sftp();
     server.put_file("hello.txt", b"hello from the export\n");
     let cat = format!("cat {}", server.export_path("hello.txt").display());

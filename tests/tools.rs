@@ -2,10 +2,10 @@
 //! working in a real rmount mount; every test checks the result in the
 //! server's own directory too.
 //!
-//! Parametrised over protocols like tests/fs_ops.rs: `sftp::xxx`, `ftp::xxx`.
-//! FTP cannot change owners or make symlinks: where a tool would try
-//! (cp -a, tar and rsync as root preserve owners), the FTP variant tells it
-//! not to, and says so.
+//! Run on every server of the matrix like tests/fs_ops.rs (`on_every_server!`),
+//! with the tools run as the ordinary local account that logs in
+//! ([`TEST_USER`]), as users work. Where a server cannot do something
+//! (symlinks over FTP, so no Python venv) the test asserts what happens.
 //! Run: `cargo test --test tools -- --test-threads=2`.
 
 #[macro_use]
@@ -306,9 +306,9 @@ fn tar_extract(p: ServerKind) {
     );
 }
 
-/// A global git configuration that trusts every repository: the files of an
-/// FTP mount show the mounting user (root here) as their owner, and git
-/// refuses a repository that another user owns unless told to trust it.
+/// A global git configuration that trusts every repository: git refuses
+/// a repository whose files another user owns, and which owner a mount
+/// shows depends on the server and the options, not on what git tests.
 fn git_config() -> PathBuf {
     static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     ONCE.get_or_init(|| {

@@ -1,5 +1,5 @@
 //! Per-test fixtures for the filesystem-operation and tool suites
-//! (tests/fs_ops.rs, tests/tools.rs): one server per protocol shared by the
+//! (tests/fs_ops.rs, tests/tools.rs): one server per kind shared by the
 //! tests of a test binary, one mount per test on its own subdirectory of the
 //! export, and small helpers for errno, times and statvfs.
 //!
@@ -179,7 +179,7 @@ impl Drop for Fixture {
     }
 }
 
-/// Prints why a test (or part of one) does not apply to this protocol.
+/// Prints why a test (or part of one) does not apply to this server kind.
 pub fn skip(kind: ServerKind, reason: &str) {
     eprintln!("skipped ({kind:?}): {reason}");
 }

@@ -2,10 +2,11 @@
 //!
 //! Every integration test file starts with `mod support;` and gets:
 //!
-//! - [`Server`]: a real, throwaway SFTP (OpenSSH `sshd`), FTP or FTPS
-//!   (`vsftpd`) server on a free loopback port, with its own temp dir, keys,
-//!   certificates and an `export` directory that is what the tests mount
-//!   (see `server.rs`).
+//! - [`Server`]: a real, throwaway server of one [`ServerKind`] (OpenSSH,
+//!   OpenSSH in a chroot, gesftpserver, vsftpd plain or TLS, ProFTPD,
+//!   pure-ftpd) on a free loopback port, with its own temp dir, keys,
+//!   certificates and an `export` directory, owned by the ordinary login,
+//!   that is what the tests mount (see `server.rs`).
 //! - [`Mount`]: the real `rmount` binary mounting a server on a fresh mount
 //!   point; dropping it always unmounts (see `mount.rs`). [`MountPoint`]:
 //!   just the fresh mount point, for tests that run the client themselves.

@@ -451,7 +451,7 @@ impl Server {
         self.dir.path()
     }
 
-    /// The server's log file (stderr of sshd / vsftpd, plus vsftpd's protocol log).
+    /// The server's log file (its stderr, plus its protocol or transfer log).
     pub fn log_path(&self) -> &Path {
         &self.log
     }
