@@ -5,6 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::remote::ssh::HostKeyPolicy;
+
 /// Which protocol the REMOTE argument named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Protocol {
@@ -12,17 +14,6 @@ pub enum Protocol {
     Ftp,
     /// FTP with explicit TLS (AUTH TLS).
     Ftps,
-}
-
-/// How to treat a host key that known_hosts does not vouch for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HostKeyPolicy {
-    /// Refuse unknown and changed keys (the default).
-    Yes,
-    /// Record an unknown key; refuse a changed one.
-    AcceptNew,
-    /// Warn and go on.
-    No,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

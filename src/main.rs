@@ -13,6 +13,7 @@ mod remote;
 mod sync;
 #[cfg(test)]
 mod testing;
+mod types;
 mod watchdog;
 mod workers;
 

@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use crate::remote::{Attr, Kind};
 use crate::sync::lock;
+use crate::types::{Attr, Kind};
 
 const MAX_ATTRS: usize = 200_000;
 const MAX_DIRS: usize = 2_000;

@@ -46,7 +46,17 @@ use super::secrets::{
 };
 use super::text::printable;
 use super::Error;
-use crate::config::HostKeyPolicy;
+
+/// How to treat a host key that known_hosts does not vouch for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HostKeyPolicy {
+    /// Refuse unknown and changed keys (the default).
+    Yes,
+    /// Record an unknown key; refuse a changed one.
+    AcceptNew,
+    /// Warn and go on.
+    No,
+}
 
 /// Key files tried when no identity file is given, in this order (in `~/.ssh`).
 const DEFAULT_KEY_FILES: [&str; 3] = ["id_ed25519", "id_ecdsa", "id_rsa"];
