@@ -11,7 +11,6 @@ pub mod progress;
 pub mod resolve;
 pub mod secrets;
 pub mod sftp;
-pub mod sftp_ext;
 pub mod ssh;
 pub mod text;
 
