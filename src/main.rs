@@ -14,7 +14,6 @@ mod sync;
 #[cfg(test)]
 mod testing;
 mod types;
-mod watchdog;
 mod workers;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +24,8 @@ use anyhow::{bail, Context};
 
 use config::{HostKeyPolicy, IdMap, MountConfig, Protocol, RemotePath};
 use fs::{Fs, FsConfig, IdMapping};
+use fuse::mount::{unmount, Mount, MountOptions};
+use fuse::watchdog::Watchdog;
 use remote::pool::{Connector, Pool, PoolOptions};
 use remote::sftp::SftpConnector;
 use remote::ssh::{Credentials, SshSettings};
@@ -269,31 +270,6 @@ fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unmounts (lazily, as libfuse does on a signal); the FUSE session then
-/// ends and `run` returns. Asks fusermount3 (which made the mount, so an
-/// unprivileged user may undo it), else the kernel directly.
-fn unmount(mountpoint: &Path) {
-    let done = std::process::Command::new("fusermount3")
-        .args(["-u", "-q", "-z", "--"])
-        .arg(mountpoint)
-        .status()
-        .is_ok_and(|status| status.success());
-    if done {
-        return;
-    }
-    let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) else {
-        return;
-    };
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
-        tracing::warn!(
-            "cannot unmount {}: {}",
-            mountpoint.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
 fn pool_options(cfg: &MountConfig) -> PoolOptions {
     PoolOptions {
         max_conns: cfg.max_conns,
@@ -339,20 +315,19 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     fs.start_marker();
     fs.sweep_root();
     scrub_secret_env();
-    let adapter = fuse::FuseAdapter::new(fs.clone());
-    let notifier = adapter.notifier_slot();
-    let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
-    let session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
-        .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
-    let _ = notifier.set(session.notifier());
-    tracing::info!("mounted {}", cfg.mountpoint.display());
-    raise_kernel_read_ahead(&cfg.mountpoint);
+    let options = MountOptions {
+        fsname: format!("{}:{}", cfg.target.host, connected.root.display()),
+        read_only: cfg.read_only,
+        default_permissions: cfg.default_permissions,
+        allow_other: cfg.allow_other,
+    };
+    let mount = Mount::new(fs.clone(), &cfg.mountpoint, options)?;
 
     if !cfg.foreground {
         daemonize()?;
     }
     // Still one thread: the watchdog's fork copies nothing else.
-    let watchdog = match watchdog::Watchdog::start(&cfg.mountpoint) {
+    let watchdog = match Watchdog::start(&cfg.mountpoint) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("no watchdog: a crash would leave a dead mount point ({e})");
@@ -390,7 +365,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             marker_fs.refresh_marker();
         })
         .context("cannot start the marker thread")?;
-    let ran = session.run().context("FUSE session ended with an error");
+    let ran = mount.run();
     fs.remove_marker();
     if let Some(w) = watchdog {
         w.disarm();
@@ -402,7 +377,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
 
 /// Secrets given in the environment were read by the first connection and
 /// are kept in memory for reconnects. Wipe them from the environment, in
-/// place, so that no child (fusermount3) inherits them and
+/// place, so that no child (the unmount helper) inherits them and
 /// /proc/PID/environ does not show them.
 fn scrub_secret_env() {
     extern "C" {
@@ -426,66 +401,6 @@ fn scrub_secret_env() {
                 entry = entry.add(1);
             }
             std::env::remove_var(name);
-        }
-    }
-}
-
-fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {
-    use fuser::MountOption as M;
-    let mut config = fuser::Config::default();
-    let mut options = vec![
-        M::FSName(fsname),
-        M::Subtype("rmount".into()),
-        M::NoDev,
-        M::NoSuid,
-    ];
-    if cfg.read_only {
-        options.push(M::RO);
-    }
-    if cfg.default_permissions {
-        options.push(M::DefaultPermissions);
-    }
-    // Without -o allow_other the kernel itself keeps every other user out
-    // (also of what it caches); FUSE's auto_unmount would need the kernel
-    // option allow_other, so the watchdog does its job instead.
-    config.acl = if cfg.allow_other {
-        if !cfg.default_permissions {
-            tracing::warn!(
-                "allow_other without default_permissions: every local user can use this mount with your rights on the server"
-            );
-        }
-        fuser::SessionACL::All
-    } else {
-        fuser::SessionACL::Owner
-    };
-    config.mount_options = options;
-    config.n_threads = Some(1);
-    config
-}
-
-/// The kernel reads a FUSE file in requests of at most its read-ahead
-/// window (128 KiB by default). Raising the mount's window to 1 MiB (root
-/// only) lets large sequential reads arrive in 1 MiB requests. Reads the
-/// device number from mountinfo: a stat of the mount point would deadlock,
-/// as nothing serves the mount yet.
-fn raise_kernel_read_ahead(mountpoint: &Path) {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let wanted = mountpoint.as_os_str().to_string_lossy();
-    // Fields: id parent major:minor root mountpoint …; the last match wins.
-    let device = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            (fields.get(4).copied() == Some(&*wanted))
-                .then(|| fields.get(2).map(|d| d.to_string()))?
-        })
-        .next_back();
-    if let Some(device) = device {
-        let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
-        if let Err(e) = std::fs::write(&knob, "1024") {
-            tracing::debug!("cannot raise {knob}: {e}");
         }
     }
 }

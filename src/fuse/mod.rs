@@ -9,6 +9,13 @@
 //! (READDIRPLUS, max_write, open flags) and notifications to the kernel,
 //! and passes on the TTL the caches use; it must not contain filesystem
 //! logic.
+//!
+//! Mounting, unmounting and the kernel's mount options are in `mount`; the
+//! child that unmounts after a crash in `watchdog`. No other part of the
+//! program names a fuser type.
+
+pub mod mount;
+pub mod watchdog;
 
 use std::ffi::OsStr;
 use std::io;
