@@ -6,6 +6,7 @@
 
 pub mod ftp;
 pub mod netrc;
+pub mod open;
 pub mod pool;
 pub mod progress;
 pub mod resolve;
