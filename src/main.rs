@@ -1,8 +1,10 @@
 //! rmount: mount a remote SFTP, FTP or FTPS server as a local directory.
 //!
-//! Start-up only: parse the command line, connect and check the remote path,
-//! mount, go to the background once the mount is ready (like sshfs), and
-//! unmount cleanly on SIGINT/SIGTERM. The layers are described in DESIGN.md.
+//! Start-up only: parse the command line, set up logging, open the remote
+//! (`remote::open`), mount (`fuse::mount`), go to the background once the
+//! mount is ready (like sshfs), and unmount cleanly on SIGINT/SIGTERM. It
+//! only turns the configuration into each layer's options; the layers are
+//! described in DESIGN.md.
 
 mod cache;
 mod cli;
@@ -14,21 +16,20 @@ mod sync;
 #[cfg(test)]
 mod testing;
 mod types;
-mod watchdog;
 mod workers;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::{bail, Context};
 
-use config::{HostKeyPolicy, IdMap, MountConfig, Protocol, RemotePath};
+use config::{IdMap, MountConfig, Protocol, RemotePath};
 use fs::{Fs, FsConfig, IdMapping};
-use remote::pool::{Connector, Pool, PoolOptions};
-use remote::sftp::SftpConnector;
-use remote::ssh::{Credentials, SshSettings};
-use remote::{Kind, Remote};
+use fuse::mount::{unmount, Mount, MountOptions};
+use fuse::watchdog::Watchdog;
+use remote::ftp::Security;
+use remote::open;
 
 fn main() -> ExitCode {
     // Before any secret is read: no core file and no ptrace by other
@@ -111,144 +112,40 @@ fn check_mountpoint(path: &Path) -> anyhow::Result<()> {
     }
 }
 
-fn local_user() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            if unsafe { libc::geteuid() } == 0 {
-                "root".into()
-            } else {
-                "nobody".into()
-            }
-        })
-}
-
-/// The connected remote, its root directory and the login user's ids.
-struct Connected {
-    remote: Arc<dyn Remote>,
-    root: PathBuf,
-    /// Called periodically to keep idle connections alive or drop dead ones.
-    keepalive: Box<dyn Fn() + Send>,
-    login_ids: Option<(u32, u32)>,
-}
-
-fn connect_sftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
+/// What the remote layer needs of the configuration to connect.
+fn open_options(cfg: &MountConfig) -> open::Options {
     let target = &cfg.target;
-    let settings = SshSettings {
-        host: target.host.clone(),
-        port: target.port,
-        user: target.user.clone().unwrap_or_else(local_user),
-        identity_files: cfg.identity_files.clone(),
-        host_key_policy: cfg.host_key_policy,
-        user_known_hosts: cfg.user_known_hosts.clone().unwrap_or_else(|| {
-            // The user's own file, found as ssh finds it (HOME, else
-            // the passwd entry).
-            remote::ssh::home_dir()
-                .unwrap_or_else(|| PathBuf::from("/"))
-                .join(".ssh/known_hosts")
+    let protocol = match target.protocol {
+        Protocol::Sftp => open::Protocol::Sftp(open::SshOptions {
+            identity_files: cfg.identity_files.clone(),
+            host_key_policy: cfg.host_key_policy,
+            user_known_hosts: cfg.user_known_hosts.clone(),
         }),
-        global_known_hosts: PathBuf::from("/etc/ssh/ssh_known_hosts"),
-        timeout: cfg.timeout,
+        Protocol::Ftp | Protocol::Ftps => open::Protocol::Ftp(open::FtpOptions {
+            security: match target.protocol {
+                Protocol::Ftps if cfg.ftps_implicit => Security::ImplicitTls,
+                Protocol::Ftps => Security::ExplicitTls,
+                _ => Security::Plain,
+            },
+            active: cfg.ftp_active,
+            cafile: cfg.cafile.clone(),
+            no_verify_cert: cfg.no_verify_cert,
+        }),
     };
-    let credentials = Arc::new(Credentials::new(cfg.password_stdin));
-    let connector = SftpConnector {
-        settings,
-        credentials: Arc::clone(&credentials),
-        host_key: Default::default(),
-        symlink_order: Default::default(),
-    };
-    if cfg.host_key_policy == HostKeyPolicy::No {
-        tracing::warn!("host key checking is off (StrictHostKeyChecking=no)");
-    }
-    let mut first = connector.connect()?;
-    let home = first.home().context("cannot find the login directory")?;
-    let root = match &target.path {
-        RemotePath::Absolute(p) => p.clone(),
-        RemotePath::Home(rel) if rel.as_os_str().is_empty() => home.clone(),
-        RemotePath::Home(rel) => home.join(rel),
-    };
-    let login_ids = remote::pool::Connection::stat(&mut first, &home)
-        .ok()
-        .map(|a| (a.uid, a.gid));
-    // SSH handshakes cost noticeable CPU (key exchange): have them done
-    // before the mount is ready rather than during its first transfer.
-    let connected = into_pool(cfg, connector, first, root, login_ids, true);
-    credentials.end_prompts();
-    connected
-}
-
-fn connect_ftp(cfg: &MountConfig) -> anyhow::Result<Connected> {
-    use remote::ftp::{FtpConnector, FtpSettings, Login, Security};
-    let target = &cfg.target;
-    let security = match target.protocol {
-        Protocol::Ftps if cfg.ftps_implicit => Security::ImplicitTls,
-        Protocol::Ftps => Security::ExplicitTls,
-        _ => Security::Plain,
-    };
-    let settings = FtpSettings {
+    open::Options {
+        protocol,
         host: target.host.clone(),
         port: target.port,
-        security,
-        active: cfg.ftp_active,
+        user: target.user.clone(),
+        root: match &target.path {
+            RemotePath::Absolute(p) => open::Root::Absolute(p.clone()),
+            RemotePath::Home(rel) => open::Root::Home(rel.clone()),
+        },
+        password_stdin: cfg.password_stdin,
         timeout: cfg.timeout,
-        cafile: cfg.cafile.clone(),
-        no_verify_cert: cfg.no_verify_cert,
-    };
-    // Resolved now, while standard input and the terminal are ours.
-    let netrc = remote::netrc::default_path();
-    let login = Login::resolve(
-        target.user.as_deref(),
-        &target.host,
-        cfg.password_stdin,
-        netrc.as_deref(),
-    );
-    let connector = FtpConnector::new(settings, login)?;
-    let mut first = connector.connect()?;
-    let root = match &target.path {
-        RemotePath::Absolute(p) => p.clone(),
-        RemotePath::Home(rel) => {
-            let home = first.home().context("cannot find the login directory")?;
-            if rel.as_os_str().is_empty() {
-                home
-            } else {
-                home.join(rel)
-            }
-        }
-    };
-    // FTP tells no numeric owners; files show as the local user's. Its
-    // data connections open on demand: logins are cheap, and FTP servers
-    // often cap connections per address.
-    into_pool(cfg, connector, first, root, None, false)
-}
-
-/// Checks that the remote root is a directory and puts the first
-/// connection into a pool; with `open_all`, opens the others too.
-fn into_pool<C: Connector>(
-    cfg: &MountConfig,
-    connector: C,
-    mut first: C::Conn,
-    root: PathBuf,
-    login_ids: Option<(u32, u32)>,
-    open_all: bool,
-) -> anyhow::Result<Connected> {
-    use remote::pool::Connection;
-    let attr = first
-        .stat(&root)
-        .with_context(|| format!("remote path {}", root.display()))?;
-    if attr.kind != Kind::Dir {
-        bail!("remote path {} is not a directory", root.display());
+        max_conns: cfg.max_conns,
+        alive_count_max: cfg.server_alive_count_max,
     }
-    let pool = Arc::new(Pool::new(connector, first, pool_options(cfg)));
-    if open_all {
-        pool.open_all();
-    }
-    let keepalive_pool = pool.clone();
-    Ok(Connected {
-        remote: pool,
-        root,
-        keepalive: Box::new(move || keepalive_pool.keepalive_idle()),
-        login_ids,
-    })
 }
 
 /// The daemon changes to `/`, and reconnects read key and known_hosts files
@@ -269,46 +166,10 @@ fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Unmounts (lazily, as libfuse does on a signal); the FUSE session then
-/// ends and `run` returns. Asks fusermount3 (which made the mount, so an
-/// unprivileged user may undo it), else the kernel directly.
-fn unmount(mountpoint: &Path) {
-    let done = std::process::Command::new("fusermount3")
-        .args(["-u", "-q", "-z", "--"])
-        .arg(mountpoint)
-        .status()
-        .is_ok_and(|status| status.success());
-    if done {
-        return;
-    }
-    let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_encoded_bytes()) else {
-        return;
-    };
-    // SAFETY: a valid NUL-terminated path.
-    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
-        tracing::warn!(
-            "cannot unmount {}: {}",
-            mountpoint.display(),
-            std::io::Error::last_os_error()
-        );
-    }
-}
-
-fn pool_options(cfg: &MountConfig) -> PoolOptions {
-    PoolOptions {
-        max_conns: cfg.max_conns,
-        timeout: cfg.timeout,
-        alive_count_max: cfg.server_alive_count_max,
-    }
-}
-
 fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     absolutize(&mut cfg)?;
     check_mountpoint(&cfg.mountpoint)?;
-    let connected = match cfg.target.protocol {
-        Protocol::Sftp => connect_sftp(&cfg)?,
-        Protocol::Ftp | Protocol::Ftps => connect_ftp(&cfg)?,
-    };
+    let connected = open::open(&open_options(&cfg))?;
     // Private staging area for protocols without random writes: 0700.
     let staging = fs::files::staging_dir().context("cannot create a staging directory")?;
     let idmap = match (cfg.idmap, connected.login_ids) {
@@ -339,20 +200,19 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     fs.start_marker();
     fs.sweep_root();
     scrub_secret_env();
-    let adapter = fuse::FuseAdapter::new(fs.clone());
-    let notifier = adapter.notifier_slot();
-    let fsname = format!("{}:{}", cfg.target.host, connected.root.display());
-    let session = fuser::Session::new(adapter, &cfg.mountpoint, &fuser_config(&cfg, fsname))
-        .with_context(|| format!("cannot mount on {}", cfg.mountpoint.display()))?;
-    let _ = notifier.set(session.notifier());
-    tracing::info!("mounted {}", cfg.mountpoint.display());
-    raise_kernel_read_ahead(&cfg.mountpoint);
+    let options = MountOptions {
+        fsname: format!("{}:{}", cfg.target.host, connected.root.display()),
+        read_only: cfg.read_only,
+        default_permissions: cfg.default_permissions,
+        allow_other: cfg.allow_other,
+    };
+    let mount = Mount::new(fs.clone(), &cfg.mountpoint, options)?;
 
     if !cfg.foreground {
         daemonize()?;
     }
     // Still one thread: the watchdog's fork copies nothing else.
-    let watchdog = match watchdog::Watchdog::start(&cfg.mountpoint) {
+    let watchdog = match Watchdog::start(&cfg.mountpoint) {
         Ok(w) => Some(w),
         Err(e) => {
             tracing::warn!("no watchdog: a crash would leave a dead mount point ({e})");
@@ -390,7 +250,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             marker_fs.refresh_marker();
         })
         .context("cannot start the marker thread")?;
-    let ran = session.run().context("FUSE session ended with an error");
+    let ran = mount.run();
     fs.remove_marker();
     if let Some(w) = watchdog {
         w.disarm();
@@ -402,7 +262,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
 
 /// Secrets given in the environment were read by the first connection and
 /// are kept in memory for reconnects. Wipe them from the environment, in
-/// place, so that no child (fusermount3) inherits them and
+/// place, so that no child (the unmount helper) inherits them and
 /// /proc/PID/environ does not show them.
 fn scrub_secret_env() {
     extern "C" {
@@ -426,66 +286,6 @@ fn scrub_secret_env() {
                 entry = entry.add(1);
             }
             std::env::remove_var(name);
-        }
-    }
-}
-
-fn fuser_config(cfg: &MountConfig, fsname: String) -> fuser::Config {
-    use fuser::MountOption as M;
-    let mut config = fuser::Config::default();
-    let mut options = vec![
-        M::FSName(fsname),
-        M::Subtype("rmount".into()),
-        M::NoDev,
-        M::NoSuid,
-    ];
-    if cfg.read_only {
-        options.push(M::RO);
-    }
-    if cfg.default_permissions {
-        options.push(M::DefaultPermissions);
-    }
-    // Without -o allow_other the kernel itself keeps every other user out
-    // (also of what it caches); FUSE's auto_unmount would need the kernel
-    // option allow_other, so the watchdog does its job instead.
-    config.acl = if cfg.allow_other {
-        if !cfg.default_permissions {
-            tracing::warn!(
-                "allow_other without default_permissions: every local user can use this mount with your rights on the server"
-            );
-        }
-        fuser::SessionACL::All
-    } else {
-        fuser::SessionACL::Owner
-    };
-    config.mount_options = options;
-    config.n_threads = Some(1);
-    config
-}
-
-/// The kernel reads a FUSE file in requests of at most its read-ahead
-/// window (128 KiB by default). Raising the mount's window to 1 MiB (root
-/// only) lets large sequential reads arrive in 1 MiB requests. Reads the
-/// device number from mountinfo: a stat of the mount point would deadlock,
-/// as nothing serves the mount yet.
-fn raise_kernel_read_ahead(mountpoint: &Path) {
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return;
-    };
-    let wanted = mountpoint.as_os_str().to_string_lossy();
-    // Fields: id parent major:minor root mountpoint …; the last match wins.
-    let device = mountinfo
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            (fields.get(4).copied() == Some(&*wanted))
-                .then(|| fields.get(2).map(|d| d.to_string()))?
-        })
-        .next_back();
-    if let Some(device) = device {
-        let knob = format!("/sys/class/bdi/{device}/read_ahead_kb");
-        if let Err(e) = std::fs::write(&knob, "1024") {
-            tracing::debug!("cannot raise {knob}: {e}");
         }
     }
 }

@@ -6,12 +6,12 @@
 
 pub mod ftp;
 pub mod netrc;
+pub mod open;
 pub mod pool;
 pub mod progress;
 pub mod resolve;
 pub mod secrets;
 pub mod sftp;
-pub mod sftp_ext;
 pub mod ssh;
 pub mod text;
 

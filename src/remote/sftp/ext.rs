@@ -15,7 +15,7 @@ use std::path::Path;
 
 use libssh2_sys as raw;
 
-use super::{Error, Result, StatFs};
+use crate::remote::{Error, Result, StatFs};
 
 extern "C" {
     // Exported by the libssh2 that libssh2-sys builds (1.11), not declared by it.
@@ -165,7 +165,7 @@ impl SftpExt {
         match parse_status(&reply, id) {
             Some(FX_OK) => Ok(true),
             Some(code) if u64::from(code) == FX_OP_UNSUPPORTED => Ok(false),
-            Some(code) => Err(super::sftp::map_sftp_code(
+            Some(code) => Err(super::status::map_sftp_code(
                 i32::try_from(code).unwrap_or(i32::MAX),
                 "hardlink",
             )),
@@ -185,9 +185,9 @@ impl SftpExt {
             if code == FX_OP_UNSUPPORTED {
                 return Ok(None);
             }
-            return Err(super::sftp::map_sftp_code(code as i32, "extension"));
+            return Err(super::status::map_sftp_code(code as i32, "extension"));
         }
-        Err(super::sftp::map_session_code(rc))
+        Err(super::status::map_session_code(rc))
     }
 }
 
@@ -230,7 +230,7 @@ fn write_all(channel: *mut raw::LIBSSH2_CHANNEL, mut data: &[u8]) -> Result<()> 
         match usize::try_from(n) {
             Ok(0) => return Err(Error::Transport("SFTP channel closed".into())),
             Ok(n) => data = data.get(n..).unwrap_or_default(),
-            Err(_) => return Err(super::sftp::map_session_code(n as i32)),
+            Err(_) => return Err(super::status::map_session_code(n as i32)),
         }
     }
     Ok(())
@@ -249,7 +249,7 @@ fn read_exact(channel: *mut raw::LIBSSH2_CHANNEL, buf: &mut [u8]) -> Result<()> 
         match usize::try_from(n) {
             Ok(0) => return Err(Error::Transport("SFTP channel closed".into())),
             Ok(n) => filled += n,
-            Err(_) => return Err(super::sftp::map_session_code(n as i32)),
+            Err(_) => return Err(super::status::map_session_code(n as i32)),
         }
     }
     Ok(())

@@ -9,6 +9,14 @@
 //! (READDIRPLUS, max_write, open flags) and notifications to the kernel,
 //! and passes on the TTL the caches use; it must not contain filesystem
 //! logic.
+//!
+//! Mounting, unmounting and the kernel's mount options are in `mount`; the
+//! child that unmounts after a crash in `watchdog`; type translations in
+//! `convert`. No other part of the program names a fuser type.
+
+mod convert;
+pub mod mount;
+pub mod watchdog;
 
 use std::ffi::OsStr;
 use std::io;
@@ -17,15 +25,16 @@ use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, Notifier, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, Request, TimeOrNow, WriteFlags,
+    AccessFlags, Errno, FileHandle, FileType, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    Request, TimeOrNow, WriteFlags,
 };
 
-use crate::fs::{self, Fs, Opened, SetAttrs, TimeSet};
+use crate::fs::{self, Fs, Opened, SetAttrs};
 use crate::remote::{self, Attr, Kind};
 use crate::workers::{Job, Workers};
+use convert::{file_attr, fopen_flags, open_flags, time_set};
 
 /// Largest write the kernel may send in one request.
 const MAX_WRITE: u32 = 1 << 20;
@@ -131,53 +140,6 @@ fn fail(op: &str, e: &fs::Error) -> Errno {
     errno(e)
 }
 
-fn file_attr(ino: u64, attr: &Attr) -> FileAttr {
-    let kind = match attr.kind {
-        Kind::Dir => FileType::Directory,
-        Kind::Symlink => FileType::Symlink,
-        Kind::File | Kind::Other => FileType::RegularFile,
-    };
-    FileAttr {
-        ino: INodeNo(ino),
-        size: attr.size,
-        blocks: attr.size.div_ceil(512),
-        atime: attr.atime,
-        mtime: attr.mtime,
-        ctime: attr.ctime.max(attr.mtime),
-        crtime: attr.mtime,
-        kind,
-        perm: attr.perm,
-        // Directories: the two names every directory has, as the
-        // protocols do not count its subdirectories.
-        nlink: if attr.kind == Kind::Dir {
-            attr.nlink.max(2)
-        } else {
-            attr.nlink
-        },
-        uid: attr.uid,
-        gid: attr.gid,
-        rdev: 0,
-        blksize: 4096,
-        flags: 0,
-    }
-}
-
-fn time_set(t: Option<TimeOrNow>) -> Option<TimeSet> {
-    t.map(|t| match t {
-        TimeOrNow::Now => TimeSet::Now,
-        TimeOrNow::SpecificTime(t) => TimeSet::At(t),
-    })
-}
-
-/// `base` plus keep-cache where the kernel's cached pages are still right.
-fn fopen_flags(base: FopenFlags, opened: &Opened) -> FopenFlags {
-    if opened.keep_cache {
-        base | FopenFlags::FOPEN_KEEP_CACHE
-    } else {
-        base
-    }
-}
-
 /// Makes the kernel drop its cached attributes of `ino` (not its pages:
 /// an open without keep-cache does that).
 fn forget_kernel_attrs(notifier: &OnceLock<Notifier>, ino: INodeNo) {
@@ -186,16 +148,6 @@ fn forget_kernel_attrs(notifier: &OnceLock<Notifier>, ino: INodeNo) {
     };
     if let Err(e) = notifier.inval_inode(ino, -1, 0) {
         tracing::debug!("cannot invalidate the attributes of inode {}: {e}", ino.0);
-    }
-}
-
-fn open_flags(flags: i32) -> fs::OpenFlags {
-    let acc = OpenFlags(flags).acc_mode();
-    fs::OpenFlags {
-        write: acc != OpenAccMode::O_RDONLY,
-        truncate: flags & libc::O_TRUNC != 0,
-        append: flags & libc::O_APPEND != 0,
-        exclusive: flags & libc::O_EXCL != 0,
     }
 }
 

@@ -1,10 +1,12 @@
 //! SFTP over ssh2: one `SftpConnection` per SSH session, driven by the pool.
 //!
-//! Owns the mapping of SFTP status codes to `Error` (with follow-up checks
-//! where SFTP v3 answers only "failure") and keeps at most one open read
-//! handle per connection, so sequential reads do not pay an open/close round
-//! trip per call. Write handles are closed (and their status checked) before
-//! each write call returns. Must not cache anything else.
+//! Owns the follow-up checks where SFTP v3 answers only "failure" (the
+//! status codes themselves are mapped in `status`) and keeps at most one
+//! open read handle per connection, so sequential reads do not pay an
+//! open/close round trip per call. Write handles are closed (and their
+//! status checked) before each write call returns. Must not cache anything
+//! else. The OpenSSH extensions ssh2 lacks are in `ext`, the SYMLINK
+//! argument order in `symlink_order`.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -14,27 +16,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 
+mod ext;
+mod status;
+mod symlink_order;
+
 use super::pool::{Connection, Connector, Generation};
-use super::sftp_ext::SftpExt;
 use super::ssh::{self, Credentials, SshSettings};
 use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
-
-/// SFTP status codes (draft-ietf-secsh-filexfer, v3 and later).
-const FX_EOF: i32 = 1;
-const FX_NO_SUCH_FILE: i32 = 2;
-const FX_PERMISSION_DENIED: i32 = 3;
-const FX_BAD_MESSAGE: i32 = 5;
-const FX_NO_CONNECTION: i32 = 6;
-const FX_CONNECTION_LOST: i32 = 7;
-const FX_OP_UNSUPPORTED: i32 = 8;
-const FX_NO_SUCH_PATH: i32 = 10;
-const FX_FILE_ALREADY_EXISTS: i32 = 11;
-const FX_WRITE_PROTECT: i32 = 12;
-const FX_NO_SPACE: i32 = 14;
-const FX_QUOTA_EXCEEDED: i32 = 15;
-const FX_DIR_NOT_EMPTY: i32 = 18;
-const FX_NOT_A_DIRECTORY: i32 = 19;
-const FX_FILE_IS_A_DIRECTORY: i32 = 24;
+use ext::SftpExt;
+use status::{map_err, map_io, FX_EOF, FX_OP_UNSUPPORTED};
+use symlink_order::probe_symlink_order;
+pub use symlink_order::SymlinkOrder;
 
 /// libssh2 asks the server for 4x the caller's buffer; larger single reads
 /// keep the pipe full. The pool's callers read whole blocks (>= 1 MiB).
@@ -50,71 +42,6 @@ const LIST_TIMEOUTS: u32 = 3;
 /// the mount (see `Generation`), and in any case after this long (changes
 /// made by others).
 const HANDLE_MAX_AGE: Duration = Duration::from_secs(2);
-
-pub fn map_sftp_code(code: i32, what: &str) -> Error {
-    match code {
-        FX_NO_SUCH_FILE | FX_NO_SUCH_PATH => Error::NotFound,
-        FX_PERMISSION_DENIED => Error::PermissionDenied,
-        FX_FILE_ALREADY_EXISTS => Error::Exists,
-        FX_WRITE_PROTECT => Error::ReadOnly,
-        FX_NO_SPACE | FX_QUOTA_EXCEEDED => Error::NoSpace,
-        FX_DIR_NOT_EMPTY => Error::NotEmpty,
-        FX_NOT_A_DIRECTORY => Error::NotADirectory,
-        FX_FILE_IS_A_DIRECTORY => Error::IsADirectory,
-        FX_OP_UNSUPPORTED => Error::Unsupported(what.to_string()),
-        FX_BAD_MESSAGE => Error::Invalid,
-        FX_NO_CONNECTION | FX_CONNECTION_LOST => {
-            Error::Transport(format!("{what}: connection lost"))
-        }
-        FX_EOF => Error::Failure(format!("{what}: unexpected end of file")),
-        _ => Error::Failure(format!("{what}: SFTP status {code}")),
-    }
-}
-
-pub fn map_session_code(code: i32) -> Error {
-    if code == libssh2_sys::LIBSSH2_ERROR_TIMEOUT
-        || code == libssh2_sys::LIBSSH2_ERROR_SOCKET_TIMEOUT
-    {
-        Error::TimedOut
-    } else if code == libssh2_sys::LIBSSH2_ERROR_INVAL {
-        // Refused before anything was sent (e.g. a NUL in a path).
-        Error::Invalid
-    } else {
-        // Any other session-level error leaves the transport in an unknown
-        // state: the connection must be dropped.
-        Error::Transport(format!("SSH error {code}"))
-    }
-}
-
-fn map_err(e: ssh2::Error, what: &str) -> Error {
-    match e.code() {
-        ErrorCode::SFTP(code) => map_sftp_code(code, what),
-        ErrorCode::Session(code) => {
-            let mut err = map_session_code(code);
-            if let Error::Transport(msg) = &mut err {
-                *msg = format!("{what}: {}", e.message());
-            }
-            err
-        }
-    }
-}
-
-fn map_io(e: io::Error, what: &str) -> Error {
-    // ssh2's Read/Write impls turn its error into an io::Error that keeps
-    // only the message. A server status (no space, permission denied...)
-    // still has ssh2's fixed message for its code: recover the code from it,
-    // so that it is not taken for a broken connection.
-    let msg = e.to_string();
-    let status = (1..=21).find(|&code| {
-        let known = ssh2::Error::from_errno(ErrorCode::SFTP(code));
-        known.message() != "unknown error" && known.message() == msg
-    });
-    match status {
-        Some(code) => map_sftp_code(code, what),
-        None if e.kind() == io::ErrorKind::TimedOut => Error::TimedOut,
-        None => Error::Transport(format!("{what}: {e}")),
-    }
-}
 
 /// The error to report when the stat that was to explain `err` failed too:
 /// ENOENT if the path is missing, the stat's own error if it broke the
@@ -173,79 +100,6 @@ pub struct SftpConnector {
     pub host_key: ssh::HostKeyPin,
     /// The server's SYMLINK argument order, learned on the first connection.
     pub symlink_order: std::sync::OnceLock<SymlinkOrder>,
-}
-
-/// The order of SSH_FXP_SYMLINK's two paths. OpenSSH (and most servers,
-/// following it) reads the target first, the reverse of the draft; a server
-/// that follows the draft says so with the `symlink-order@rjk.greenend.org.uk`
-/// extension (Green End's gesftpserver).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SymlinkOrder {
-    TargetFirst,
-    LinkFirst,
-}
-
-/// SSH_FXP_INIT / SSH_FXP_VERSION.
-const FXP_INIT: u8 = 1;
-const FXP_VERSION: u8 = 2;
-/// A VERSION reply larger than this is not a server we can talk to.
-const MAX_VERSION_PACKET: usize = 64 << 10;
-
-/// Reads the extensions of the server's SSH_FXP_VERSION reply on a channel
-/// of its own (libssh2 reads them but does not keep them) and returns the
-/// SYMLINK order they announce.
-fn probe_symlink_order(session: &ssh2::Session) -> Result<SymlinkOrder> {
-    let fail = |what: &str, e: &dyn std::fmt::Display| {
-        Error::Transport(format!("probing the SFTP server ({what}): {e}"))
-    };
-    let mut ch = session
-        .channel_session()
-        .map_err(|e| map_err(e, "opening a channel"))?;
-    ch.subsystem("sftp")
-        .map_err(|e| map_err(e, "sftp subsystem"))?;
-    ch.write_all(&[0, 0, 0, 5, FXP_INIT, 0, 0, 0, 3])
-        .map_err(|e| fail("INIT", &e))?;
-    let mut len = [0u8; 4];
-    ch.read_exact(&mut len).map_err(|e| fail("VERSION", &e))?;
-    let len = u32::from_be_bytes(len) as usize;
-    if !(5..=MAX_VERSION_PACKET).contains(&len) {
-        return Err(fail("VERSION", &format!("bad length {len}")));
-    }
-    let mut packet = vec![0u8; len];
-    ch.read_exact(&mut packet)
-        .map_err(|e| fail("VERSION", &e))?;
-    let _ = ch.close();
-    if packet[0] != FXP_VERSION {
-        return Err(fail("VERSION", &format!("packet type {}", packet[0])));
-    }
-    Ok(symlink_order_in(&parse_extensions(&packet[5..])))
-}
-
-/// The (name, value) pairs after a VERSION packet's version field; a
-/// truncated pair ends the list.
-fn parse_extensions(mut rest: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    fn string<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
-        let len = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let s = rest.get(4..4 + len)?;
-        *rest = &rest[4 + len..];
-        Some(s)
-    }
-    let mut out = Vec::new();
-    while let (Some(name), Some(value)) = (string(&mut rest), string(&mut rest)) {
-        out.push((name.to_vec(), value.to_vec()));
-    }
-    out
-}
-
-fn symlink_order_in(extensions: &[(Vec<u8>, Vec<u8>)]) -> SymlinkOrder {
-    let draft = extensions.iter().any(|(name, value)| {
-        name == b"symlink-order@rjk.greenend.org.uk" && value == b"linkpath-targetpath"
-    });
-    if draft {
-        SymlinkOrder::LinkFirst
-    } else {
-        SymlinkOrder::TargetFirst
-    }
 }
 
 impl Connector for SftpConnector {
@@ -726,35 +580,7 @@ impl SftpConnection {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn via_io(code: ErrorCode) -> io::Error {
-        ssh2::Error::from_errno(code).into()
-    }
-
-    #[test]
-    fn the_symlink_order_comes_from_the_version_extensions() {
-        let mut packet = Vec::new();
-        for s in [&b"posix-rename@openssh.com"[..], b"1"] {
-            packet.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            packet.extend_from_slice(s);
-        }
-        let ext = parse_extensions(&packet);
-        assert_eq!(symlink_order_in(&ext), SymlinkOrder::TargetFirst);
-        for s in [
-            &b"symlink-order@rjk.greenend.org.uk"[..],
-            b"linkpath-targetpath",
-        ] {
-            packet.extend_from_slice(&(s.len() as u32).to_be_bytes());
-            packet.extend_from_slice(s);
-        }
-        let ext = parse_extensions(&packet);
-        assert_eq!(ext.len(), 2);
-        assert_eq!(symlink_order_in(&ext), SymlinkOrder::LinkFirst);
-        // A truncated pair ends the list; garbage lengths never panic.
-        packet.extend_from_slice(&[0, 0, 0, 9, b'x']);
-        assert_eq!(parse_extensions(&packet).len(), 2);
-        assert!(parse_extensions(&[0xff, 0xff, 0xff, 0xff]).is_empty());
-    }
+    use status::{FX_NO_SUCH_FILE, FX_PERMISSION_DENIED};
 
     #[test]
     fn times_sftp_v3_cannot_carry_are_refused() {
@@ -771,24 +597,6 @@ mod tests {
         assert!(matches!(to_secs(just_before), Err(Error::TimeOutOfRange)));
         let after_2106 = at(u64::from(u32::MAX) + 1);
         assert!(matches!(to_secs(after_2106), Err(Error::TimeOutOfRange)));
-    }
-
-    #[test]
-    fn server_statuses_survive_ssh2s_io_errors() {
-        let e = via_io(ErrorCode::SFTP(FX_NO_SPACE));
-        assert!(matches!(map_io(e, "write"), Error::NoSpace));
-        let e = via_io(ErrorCode::SFTP(FX_PERMISSION_DENIED));
-        assert!(matches!(map_io(e, "write"), Error::PermissionDenied));
-        let e = via_io(ErrorCode::SFTP(FX_QUOTA_EXCEEDED));
-        assert!(matches!(map_io(e, "write"), Error::NoSpace));
-    }
-
-    #[test]
-    fn session_failures_still_break_the_connection() {
-        let e = via_io(ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_TIMEOUT));
-        assert!(matches!(map_io(e, "read"), Error::TimedOut));
-        let e = via_io(ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_SOCKET_SEND));
-        assert!(map_io(e, "read").breaks_connection());
     }
 
     #[test]
