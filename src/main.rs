@@ -7,6 +7,7 @@
 mod cache;
 mod cli;
 mod config;
+mod errno;
 mod fs;
 mod fuse;
 mod remote;

@@ -7,6 +7,7 @@
 //! adapts) nor a protocol (it only sees `dyn Remote`).
 
 pub mod access;
+mod error;
 pub mod files;
 pub mod inodes;
 mod open_file;
@@ -37,34 +38,7 @@ use open_file::OpenFile;
 use read_ahead::ReadAhead;
 use write_behind::WriteBehind;
 
-/// Errors of the filesystem layer; `fuse.rs` maps them to errno.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Remote(#[from] remote::Error),
-    #[error("no such file or directory")]
-    NotFound,
-    #[error("unknown file handle")]
-    BadHandle,
-    #[error("read-only mount")]
-    ReadOnly,
-    #[error("name too long")]
-    NameTooLong,
-    #[error("invalid name")]
-    InvalidName,
-    #[error("is a directory")]
-    IsADirectory,
-    #[error("file exists")]
-    Exists,
-    #[error("permission denied")]
-    PermissionDenied,
-    #[error("an earlier write failed: {0}")]
-    WriteFailed(String),
-    #[error("local I/O error: {0}")]
-    Io(std::io::Error),
-}
-
-pub type Result<T> = std::result::Result<T, Error>;
+pub use error::{Error, Result, WriteLoss};
 
 /// Longest name a component may have (as most Unix filesystems).
 const NAME_MAX: usize = 255;
@@ -315,7 +289,7 @@ impl Fs {
     fn path_of(&self, ino: u64) -> Result<PathBuf> {
         let path = self.any_path_of(ino)?;
         if inodes::is_detached(&path) {
-            return Err(Error::NotFound);
+            return Err(Error::not_found());
         }
         Ok(path)
     }
@@ -326,7 +300,7 @@ impl Fs {
         lock(&self.inodes)
             .path(ino)
             .map(Path::to_path_buf)
-            .ok_or(Error::NotFound)
+            .ok_or_else(Error::not_found)
     }
 
     fn child_path(&self, parent: u64, name: &OsStr) -> Result<PathBuf> {
@@ -336,7 +310,7 @@ impl Fs {
 
     fn writable(&self) -> Result<()> {
         if self.cfg.read_only {
-            Err(Error::ReadOnly)
+            Err(remote::Error::ReadOnly.into())
         } else {
             Ok(())
         }
@@ -391,7 +365,7 @@ impl Fs {
     fn stat_path(&self, path: &Path) -> Result<Attr> {
         match self.meta.get(path) {
             Some(Lookup::Found(attr)) => return Ok(attr),
-            Some(Lookup::Missing) => return Err(Error::NotFound),
+            Some(Lookup::Missing) => return Err(Error::not_found()),
             None => {}
         }
         self.stat_fresh(path)
@@ -416,7 +390,7 @@ impl Fs {
             }
             Err(remote::Error::NotFound) => {
                 self.meta.put_missing(path);
-                Err(Error::NotFound)
+                Err(Error::not_found())
             }
             Err(e) => Err(e.into()),
         }
@@ -435,14 +409,14 @@ impl Fs {
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
         if files::is_private_name(name.as_bytes()) {
-            return Err(Error::NotFound);
+            return Err(Error::not_found());
         }
         if self.meta.get(&path).is_none() {
             // A fresh listing of the parent that lacks the name answers
             // "no such file" without a round trip.
             if let Some(names) = path.parent().and_then(|dir| self.meta.listing(dir)) {
                 if !names.iter().any(|n| n == name) {
-                    return Err(Error::NotFound);
+                    return Err(Error::not_found());
                 }
             }
         }
@@ -469,7 +443,9 @@ impl Fs {
     pub fn getattr(&self, ino: u64) -> Result<Attr> {
         let attr = self.path_of(ino).and_then(|path| self.stat_path(&path));
         let attr = match attr {
-            Err(Error::NotFound) => self.open_file_attr(ino).ok_or(Error::NotFound)?,
+            Err(Error::Remote(remote::Error::NotFound)) => {
+                self.open_file_attr(ino).ok_or_else(Error::not_found)?
+            }
             other => other?,
         };
         Ok(self.present(Some(ino), attr))
@@ -488,7 +464,7 @@ impl Fs {
         if access::permitted(&attr, caller.uid, caller.gid, mask, in_groups) {
             Ok(())
         } else {
-            Err(Error::PermissionDenied)
+            Err(remote::Error::PermissionDenied.into())
         }
     }
 
@@ -853,7 +829,7 @@ impl Fs {
                 state.load_everything(&*self.remote, path)?;
                 self.remote.unlink(path)?;
             }
-            Content::Hidden(_) => return Err(Error::NotFound),
+            Content::Hidden(_) => return Err(Error::not_found()),
             Content::InPlace | Content::Truncated => {
                 let hidden = files::private_sibling(path, files::HIDDEN_PREFIX);
                 state.send_pending(&*self.remote, path)?;
@@ -888,7 +864,7 @@ impl Fs {
         }
         if no_replace {
             match self.remote.stat(&to) {
-                Ok(_) => return Err(Error::Exists),
+                Ok(_) => return Err(remote::Error::Exists.into()),
                 Err(remote::Error::NotFound) => {}
                 Err(e) => return Err(e.into()),
             }
@@ -1331,7 +1307,7 @@ impl Fs {
             attrs_changed = cached.as_ref() != Some(&attr);
         }
         if attr.kind == Kind::Dir {
-            return Err(Error::IsADirectory);
+            return Err(remote::Error::IsADirectory.into());
         }
         let state = self.open_state(ino, &attr)?;
         let prepared = {
