@@ -4,7 +4,7 @@
 //! Owns inodes ↔ paths, open handles, read-ahead, write staging and commit,
 //! and cache coherence: every change made here updates or invalidates the
 //! affected cache entries at once. It must not name a fuser type (fuse.rs
-//! adapts) nor a protocol (it only sees `dyn Remote`).
+//! adapts) nor a protocol (it only sees `dyn Remote` and its `Caps`).
 
 pub mod access;
 mod error;
@@ -70,7 +70,7 @@ pub struct FsConfig {
     pub idmap: Option<IdMapping>,
     /// The owner and group every file is shown with (`-o uid=`, `-o gid=`).
     pub owner: (Option<u32>, Option<u32>),
-    /// Where protocols without random writes stage files (0700).
+    /// Where files are staged for a server without random writes (0700).
     pub staging_dir: PathBuf,
     pub prefetch_threads: usize,
 }
@@ -184,7 +184,7 @@ pub struct Fs {
     /// What each directory listed when last opened (its keep_cache).
     listed: Mutex<HashMap<u64, u64>>,
     /// When each inode was last changed through the mount: its ctime, which
-    /// neither protocol stores (shown as the later of this and the mtime).
+    /// servers do not store (shown as the later of this and the mtime).
     changed: Mutex<HashMap<u64, SystemTime>>,
     next_fh: AtomicU64,
     prefetch: OnceLock<Workers>,
@@ -509,12 +509,12 @@ impl Fs {
             Some(TimeSet::At(t)) => t,
             None => old,
         };
-        if current.kind == Kind::Symlink {
-            // SFTP setstat follows symlinks; changing a link must never
-            // change its target, and Linux ignores a link's own mode. The
-            // server cannot take a link's own times, so the mount shows the
-            // ones asked for until the cache expires (rsync -a then sees
-            // its links as up to date).
+        if current.kind == Kind::Symlink && self.remote.caps().setattr_follows_symlinks {
+            // The server's setattr would act on the link's target: changing
+            // a link must never change its target, and Linux ignores a
+            // link's own mode. The server cannot take a link's own times,
+            // so the mount shows the ones asked for until the cache expires
+            // (rsync -a then sees its links as up to date).
             drop(open);
             let mut shown = current;
             shown.atime = resolve(changes.atime, shown.atime);
@@ -522,7 +522,7 @@ impl Fs {
             self.note_change(ino);
             return Ok(self.show_times(ino, &path, shown));
         }
-        // A time the protocol cannot carry fails the call before anything
+        // A time the server cannot store fails the call before anything
         // else changes.
         let times = self.remote.caps().times;
         for time in [changes.atime, changes.mtime] {
@@ -553,7 +553,7 @@ impl Fs {
         }
         if self.owner_changes(&current, changes.uid, changes.gid) {
             let (uid, gid) = self.unmap_ids(changes.uid, changes.gid);
-            // chown(2) says EPERM where SFTP says "permission denied".
+            // chown(2) says EPERM where the server says "permission denied".
             let denied = |e: remote::Error| match e {
                 remote::Error::PermissionDenied => remote::Error::NotPermitted,
                 e => e,
@@ -605,7 +605,7 @@ impl Fs {
                 .setattr(&target, SetAttr::Times { atime, mtime })
             {
                 Err(remote::Error::Unsupported(why)) if current.kind == Kind::Dir => {
-                    // A server that cannot set a directory's times (vsftpd):
+                    // A server that cannot set a directory's times:
                     // kept like a symlink's, so `tar x` and `cp -a` finish.
                     tracing::debug!("directory times not set: {why}");
                     drop(open);
@@ -628,8 +628,8 @@ impl Fs {
     }
 
     /// Changes the size of the server's file. Without a remote truncate
-    /// (FTP cannot shrink a file), the file is rewritten through a staging
-    /// copy, as an open file would be.
+    /// (a server without random writes may not shrink a file), the file
+    /// is rewritten through a staging copy, as an open file would be.
     fn truncate_on_server(&self, path: &Path, current: &Attr, size: u64) -> Result<()> {
         match self.remote.setattr(path, SetAttr::Size(size)) {
             Err(remote::Error::Unsupported(_)) if !self.remote.caps().random_write => {
@@ -650,7 +650,7 @@ impl Fs {
     }
 
     /// Times the server cannot store (a symlink's own, a directory's on
-    /// some FTP servers): the mount shows them until the cache expires, so
+    /// some servers): the mount shows them until the cache expires, so
     /// `rsync -a` sees its copy as up to date.
     fn show_times(&self, ino: u64, path: &Path, shown: Attr) -> Attr {
         self.meta.put(path, shown.clone());
@@ -660,7 +660,7 @@ impl Fs {
     /// Whether a chown asks for an owner or group other than the ones the
     /// mount shows: one that does not is a successful no-op, as on a local
     /// filesystem (`cp -a` and `rsync -a` of one's own files ask for it,
-    /// also over FTP, which cannot change owners at all).
+    /// also from a server that cannot change owners at all).
     fn owner_changes(&self, current: &Attr, uid: Option<u32>, gid: Option<u32>) -> bool {
         let shown = self.present(None, current.clone());
         uid.is_some_and(|u| u != shown.uid) || gid.is_some_and(|g| g != shown.gid)
@@ -1296,7 +1296,7 @@ impl Fs {
             if let Some(cached) = &cached {
                 if attr.mtime != cached.mtime && self.remote.same_version(&path, cached, &attr) {
                     // The same content, where the cache had a coarser time
-                    // (an FTP listing's): keep showing that one, so that
+                    // (a listing's): keep showing that one, so that
                     // the file does not seem changed to those who saw it.
                     attr.mtime = cached.mtime;
                     attr.atime = cached.atime;

@@ -111,6 +111,8 @@ impl Memory {
                 symlinks: true,
                 atomic_rename: true,
                 times: TimeRange::SFTP_V3,
+                // As the SFTP servers it stands in for.
+                setattr_follows_symlinks: true,
             },
             fail_writes: AtomicBool::new(false),
             full: AtomicBool::new(false),

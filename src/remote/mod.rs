@@ -39,6 +39,9 @@ pub struct Caps {
     pub atomic_rename: bool,
     /// The file times the protocol can carry.
     pub times: TimeRange,
+    /// `setattr` of a symlink acts on the file it points to, never on the
+    /// link itself: the filesystem logic then sends none for a link.
+    pub setattr_follows_symlinks: bool,
 }
 
 /// The file times a protocol can carry, in whole seconds since the epoch.
