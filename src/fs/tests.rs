@@ -7,9 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::names::contained_target;
 use super::*;
 use crate::errno::ToErrno;
 use crate::remote::memory::Memory;
+use crate::remote::SetAttr;
+use crate::sync::lock;
 
 fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
     let mem = Arc::new(Memory::new(random_write));
