@@ -9,6 +9,7 @@
 mod cache;
 mod cli;
 mod config;
+mod errno;
 mod fs;
 mod fuse;
 mod remote;

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use super::streaming::Streamer;
 use super::write_behind::WriteBehind;
-use super::{Error, Result};
+use super::{Error, Result, WriteLoss};
 use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
 
 /// Writes are gathered into remote writes of up to this size: 1 MiB per
@@ -430,7 +430,7 @@ pub struct FileState {
     pub version: (u64, SystemTime),
     /// Why written data was lost (a failed write or commit): until a new
     /// writer opens the file (`recover`), nothing more is committed.
-    pub error: Option<String>,
+    pub error: Option<WriteLoss>,
     /// Losses so far. Every handle open at a loss reports it from every
     /// later write, flush, fsync and close (`Handle::failures_seen`): a
     /// close of a forked copy of a descriptor reaches us as the same
@@ -514,7 +514,7 @@ impl FileState {
             // writable, sending), these bytes are lost: nothing of this
             // rewrite may be committed, not even its truncation.
             if self.error.is_none() {
-                self.lose(e.to_string());
+                self.lose(WriteLoss::of(e));
             }
         }
         result
@@ -679,7 +679,7 @@ impl FileState {
 
     /// Remembers a failed write for the next flush/fsync/close.
     fn failed(&mut self, e: RemoteError) -> Error {
-        self.lose(e.to_string());
+        self.lose(WriteLoss::of(&e));
         Error::Remote(e)
     }
 
@@ -754,7 +754,7 @@ impl FileState {
         }
         let result = self.commit_now(remote, path);
         if let Err(e) = &result {
-            self.lose(e.to_string());
+            self.lose(WriteLoss::of(e));
         }
         result
     }
@@ -891,7 +891,7 @@ impl FileState {
     }
 
     /// Records that written data was lost.
-    fn lose(&mut self, why: String) {
+    fn lose(&mut self, why: WriteLoss) {
         self.error = Some(why);
         self.failures += 1;
     }

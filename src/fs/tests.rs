@@ -7,8 +7,12 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::names::contained_target;
 use super::*;
+use crate::errno::ToErrno;
 use crate::remote::memory::Memory;
+use crate::remote::SetAttr;
+use crate::sync::lock;
 
 fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
     let mem = Arc::new(Memory::new(random_write));
@@ -88,6 +92,29 @@ fn failed_rewrite_keeps_old_version_and_no_temp() {
     let _ = fs.release(opened.fh);
     assert_eq!(mem.content("/f").as_deref(), Some(&b"old content"[..]));
     assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
+}
+
+#[test]
+fn a_later_close_reports_the_errno_of_the_lost_write() {
+    let (mem, fs, _s) = setup(true);
+    mem.put_file("/f", b"old content");
+    let entry = fs.lookup(inodes::ROOT, OsStr::new("f")).expect("lookup");
+    let opened = fs.open(entry.ino, rewrite()).expect("open");
+    fs.write(opened.fh, 0, b"new").expect("buffered write");
+    mem.full.store(true, Ordering::SeqCst);
+    let first = fs
+        .flush(opened.fh)
+        .expect_err("close must report the failure");
+    assert_eq!(first.to_errno(), libc::ENOSPC, "{first}");
+    mem.full.store(false, Ordering::SeqCst);
+    // A later close of the same file (a dup's, then the release) reports
+    // the loss again, with the errno of the failure itself.
+    let later = fs.flush(opened.fh).expect_err("a later close");
+    assert!(matches!(later, Error::WriteFailed(_)), "{later}");
+    assert_eq!(later.to_errno(), libc::ENOSPC, "{later}");
+    let last = fs.release(opened.fh).expect_err("the release");
+    assert_eq!(last.to_errno(), libc::ENOSPC, "{last}");
+    assert_eq!(mem.content("/f").as_deref(), Some(&b"old content"[..]));
 }
 
 #[test]
@@ -178,7 +205,7 @@ fn unlinked_open_file_stays_readable_then_vanishes() {
     fs.unlink(inodes::ROOT, OsStr::new("f")).expect("unlink");
     assert!(matches!(
         fs.lookup(inodes::ROOT, OsStr::new("f")),
-        Err(Error::NotFound)
+        Err(Error::Remote(remote::Error::NotFound))
     ));
     let dir = fs.opendir(inodes::ROOT).expect("opendir");
     assert!(
@@ -300,7 +327,7 @@ fn caches_answer_repeated_lookups_and_follow_changes() {
     fs.lookup(inodes::ROOT, OsStr::new("a")).expect("lookup");
     assert!(matches!(
         fs.lookup(inodes::ROOT, OsStr::new("zz")),
-        Err(Error::NotFound)
+        Err(Error::Remote(remote::Error::NotFound))
     ));
     assert_eq!(
         mem.stats.load(Ordering::SeqCst),
@@ -317,7 +344,7 @@ fn caches_answer_repeated_lookups_and_follow_changes() {
     .expect("rename");
     assert!(matches!(
         fs.lookup(inodes::ROOT, OsStr::new("a")),
-        Err(Error::NotFound)
+        Err(Error::Remote(remote::Error::NotFound))
     ));
     assert_eq!(
         fs.lookup(inodes::ROOT, OsStr::new("b"))
@@ -371,7 +398,7 @@ fn errors_for_names_and_directories() {
     ));
     assert!(matches!(
         fs.open(d.ino, OpenFlags::default()),
-        Err(Error::IsADirectory)
+        Err(Error::Remote(remote::Error::IsADirectory))
     ));
 }
 
@@ -723,17 +750,20 @@ fn access_judges_the_attributes_as_the_mount_shows_them() {
         .expect("the remote owner appears as the local user");
     assert!(matches!(
         fs.access(f.ino, who(500, 1), r),
-        Err(Error::PermissionDenied)
+        Err(Error::Remote(remote::Error::PermissionDenied))
     ));
     fs.access(f.ino, who(2000, 1000), r)
         .expect("the mapped group");
     assert!(matches!(
         fs.access(f.ino, who(2000, 1000), w),
-        Err(Error::PermissionDenied)
+        Err(Error::Remote(remote::Error::PermissionDenied))
     ));
     fs.access(f.ino, who(0, 0), r | w).expect("root");
     assert!(
-        matches!(fs.access(f.ino, who(0, 0), x), Err(Error::PermissionDenied)),
+        matches!(
+            fs.access(f.ino, who(0, 0), x),
+            Err(Error::Remote(remote::Error::PermissionDenied))
+        ),
         "X_OK on a file without x bits, even for root"
     );
     fs.access(f.ino, who(4321, 4321), 0)
@@ -761,7 +791,7 @@ fn access_for_writing_on_a_read_only_mount_is_erofs() {
     fs.access(f.ino, root, access::READ).expect("read");
     assert!(matches!(
         fs.access(f.ino, root, access::WRITE),
-        Err(Error::ReadOnly)
+        Err(Error::Remote(remote::Error::ReadOnly))
     ));
 }
 

@@ -5,7 +5,8 @@
 //! data requests have separate workers so a slow read never delays a `stat`.
 //! What the caches alone can answer without waiting (readdir pages, a cached
 //! directory's opendir and getattr) is answered on the dispatcher itself.
-//! This is the one place where errors become errno. It owns kernel options
+//! This is the one place where errors (which know their errno) become
+//! replies to the kernel. It owns kernel options
 //! (READDIRPLUS, max_write, open flags) and notifications to the kernel,
 //! and passes on the TTL the caches use; it must not contain filesystem
 //! logic.
@@ -31,6 +32,7 @@ use fuser::{
     Request, TimeOrNow, WriteFlags,
 };
 
+use crate::errno::ToErrno;
 use crate::fs::{self, Fs, Opened, SetAttrs};
 use crate::remote::{self, Attr, Kind};
 use crate::workers::{Job, Workers};
@@ -95,44 +97,15 @@ impl FuseAdapter {
     }
 }
 
-/// The errno a local filesystem would give (DESIGN invariant 5).
+/// The errno a local filesystem would give (DESIGN invariant 5): each
+/// layer's error knows its own.
 pub fn errno(e: &fs::Error) -> Errno {
-    use remote::Error as R;
-    let code = match e {
-        fs::Error::Remote(r) => match r {
-            R::NotFound => libc::ENOENT,
-            R::Exists => libc::EEXIST,
-            R::NotEmpty => libc::ENOTEMPTY,
-            R::PermissionDenied => libc::EACCES,
-            R::NotPermitted => libc::EPERM,
-            R::NotADirectory => libc::ENOTDIR,
-            R::IsADirectory => libc::EISDIR,
-            R::NoSpace => libc::ENOSPC,
-            R::Unsupported(_) => libc::ENOTSUP,
-            R::ReadOnly => libc::EROFS,
-            R::Invalid => libc::EINVAL,
-            R::TimeOutOfRange => libc::EOVERFLOW,
-            R::TimedOut => libc::ETIMEDOUT,
-            R::Transport(_) | R::Failure(_) | R::Setup(_) | R::Busy(_) => libc::EIO,
-            R::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
-        },
-        fs::Error::NotFound => libc::ENOENT,
-        fs::Error::BadHandle => libc::EBADF,
-        fs::Error::ReadOnly => libc::EROFS,
-        fs::Error::NameTooLong => libc::ENAMETOOLONG,
-        fs::Error::InvalidName => libc::EINVAL,
-        fs::Error::IsADirectory => libc::EISDIR,
-        fs::Error::Exists => libc::EEXIST,
-        fs::Error::PermissionDenied => libc::EACCES,
-        fs::Error::WriteFailed(_) => libc::EIO,
-        fs::Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
-    };
-    Errno::from_i32(code)
+    Errno::from_i32(e.to_errno())
 }
 
 fn fail(op: &str, e: &fs::Error) -> Errno {
     match e {
-        fs::Error::NotFound | fs::Error::Remote(remote::Error::NotFound) => {
+        fs::Error::Remote(remote::Error::NotFound) => {
             tracing::trace!("{op}: {e}")
         }
         _ => tracing::debug!("{op}: {e}"),

@@ -25,6 +25,8 @@ pub struct Memory {
     pub nodes: Mutex<BTreeMap<PathBuf, Node>>,
     pub caps: Caps,
     pub fail_writes: AtomicBool,
+    /// The server is full: writes fail with `NoSpace`.
+    pub full: AtomicBool,
     /// Creating files fails (as a server that refuses to close them).
     pub fail_creates: AtomicBool,
     pub reads: AtomicUsize,
@@ -109,8 +111,11 @@ impl Memory {
                 symlinks: true,
                 atomic_rename: true,
                 times: TimeRange::SFTP_V3,
+                // As the SFTP servers it stands in for.
+                setattr_follows_symlinks: true,
             },
             fail_writes: AtomicBool::new(false),
+            full: AtomicBool::new(false),
             fail_creates: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
@@ -201,6 +206,9 @@ impl Memory {
     }
 
     fn failing(&self) -> Result<()> {
+        if self.full.load(Ordering::SeqCst) {
+            return Err(Error::NoSpace);
+        }
         if self.fail_writes.load(Ordering::SeqCst) {
             Err(Error::Transport("injected failure".into()))
         } else {

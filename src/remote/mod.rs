@@ -26,6 +26,8 @@ use std::io;
 use std::path::Path;
 use std::time::SystemTime;
 
+use crate::errno::ToErrno;
+
 /// What a protocol can do; the filesystem logic chooses its strategy from this.
 #[derive(Clone, Copy, Debug)]
 pub struct Caps {
@@ -37,6 +39,9 @@ pub struct Caps {
     pub atomic_rename: bool,
     /// The file times the protocol can carry.
     pub times: TimeRange,
+    /// `setattr` of a symlink acts on the file it points to, never on the
+    /// link itself: the filesystem logic then sends none for a link.
+    pub setattr_follows_symlinks: bool,
 }
 
 /// The file times a protocol can carry, in whole seconds since the epoch.
@@ -72,9 +77,10 @@ impl TimeRange {
     }
 }
 
-/// Errors from the remote layer. `fuse.rs` maps them to errno (through the
-/// filesystem layer's error), nowhere else. The text they carry often comes
-/// from the server: it is shown with control characters escaped.
+/// Errors from the remote layer. Each knows its errno (`ToErrno`, below);
+/// `fuse.rs` asks for it (through the filesystem layer's error), nowhere
+/// else. The text they carry often comes from the server: it is shown with
+/// control characters escaped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no such file or directory")]
@@ -128,6 +134,29 @@ impl Error {
     /// (DESIGN invariant 2: never reuse a connection after a timeout).
     pub fn breaks_connection(&self) -> bool {
         matches!(self, Error::TimedOut | Error::Transport(_))
+    }
+}
+
+impl ToErrno for Error {
+    /// The errno a local filesystem would give (DESIGN invariant 5).
+    fn to_errno(&self) -> i32 {
+        match self {
+            Error::NotFound => libc::ENOENT,
+            Error::Exists => libc::EEXIST,
+            Error::NotEmpty => libc::ENOTEMPTY,
+            Error::PermissionDenied => libc::EACCES,
+            Error::NotPermitted => libc::EPERM,
+            Error::NotADirectory => libc::ENOTDIR,
+            Error::IsADirectory => libc::EISDIR,
+            Error::NoSpace => libc::ENOSPC,
+            Error::Unsupported(_) => libc::ENOTSUP,
+            Error::ReadOnly => libc::EROFS,
+            Error::Invalid => libc::EINVAL,
+            Error::TimeOutOfRange => libc::EOVERFLOW,
+            Error::TimedOut => libc::ETIMEDOUT,
+            Error::Transport(_) | Error::Failure(_) | Error::Setup(_) | Error::Busy(_) => libc::EIO,
+            Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+        }
     }
 }
 

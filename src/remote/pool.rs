@@ -648,6 +648,7 @@ mod tests {
                 symlinks: true,
                 atomic_rename: true,
                 times: crate::remote::TimeRange::SFTP_V3,
+                setattr_follows_symlinks: true,
             }
         }
     }

@@ -188,6 +188,8 @@ impl Connector for FtpConnector {
             // RNTO replaces an existing file on vsftpd and most servers.
             atomic_rename: true,
             times: TimeRange::FTP,
+            // MFMT and SITE CHMOD act on what a listed link points to.
+            setattr_follows_symlinks: true,
         }
     }
 

@@ -128,6 +128,7 @@ impl Connector for SftpConnector {
             symlinks: true,
             atomic_rename: true,
             times: TimeRange::SFTP_V3,
+            setattr_follows_symlinks: true,
         }
     }
 }

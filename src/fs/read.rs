@@ -1,0 +1,153 @@
+//! Reads through a handle: from the open state for files being written,
+//! else from whole cached blocks, with a read-ahead chain per handle. It
+//! must not change a file.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use super::handles::Handle;
+use super::read_ahead::ReadAhead;
+use super::{Fs, Result};
+use crate::cache::blocks::{BlockKey, Reservation};
+use crate::sync::lock;
+use crate::workers::Workers;
+
+impl Fs {
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let Handle {
+            ino,
+            file,
+            ahead,
+            failures_seen,
+            ..
+        } = self.handle(fh)?;
+        let (path, version) = {
+            let mut st = file.lock();
+            if st.failures > failures_seen {
+                // What this descriptor wrote never arrived: the server's
+                // bytes would not be what it wrote.
+                return Err(st.lost());
+            }
+            let path = self.any_path_of(ino)?;
+            if st.reads_bypass_cache() {
+                return st.read(&*self.remote, &path, offset, size as usize);
+            }
+            (path, st.version)
+        };
+        let data = self.read_blocks(ino, &path, version, offset, size as usize)?;
+        self.read_ahead(&ahead, ino, &path, version, offset, data.len());
+        Ok(data)
+    }
+
+    fn block_key(ino: u64, version: (u64, SystemTime), index: u64) -> BlockKey {
+        BlockKey {
+            file: ino,
+            size: version.0,
+            mtime: version.1,
+            index,
+        }
+    }
+
+    /// Serves a read of a clean file from whole blocks (fetched on a miss).
+    fn read_blocks(
+        &self,
+        ino: u64,
+        path: &Path,
+        version: (u64, SystemTime),
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        let size = version.0;
+        if offset >= size || len == 0 {
+            return Ok(Vec::new());
+        }
+        let end = size.min(offset + len as u64);
+        let bs = self.cfg.block_size;
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for index in offset / bs..=(end - 1) / bs {
+            let start = index * bs;
+            let key = Self::block_key(ino, version, index);
+            let block = self
+                .blocks
+                .get_or_fetch(&key, || self.remote.read(path, start, bs as usize))?;
+            let from = (offset.max(start) - start) as usize;
+            let to = ((end.min(start + bs)) - start) as usize;
+            if from >= block.len() {
+                break;
+            }
+            out.extend_from_slice(&block[from..to.min(block.len())]);
+            if block.len() < to {
+                // The file is shorter than it was: stop at its real end.
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// After a sequential read, promises the blocks wanted ahead of it and
+    /// makes sure this handle's read-ahead chain runs: one task that fetches
+    /// them in order (see read_ahead.rs), so the reader finds them cached.
+    fn read_ahead(
+        &self,
+        ahead: &Arc<Mutex<ReadAhead<Reservation>>>,
+        ino: u64,
+        path: &Path,
+        version: (u64, SystemTime),
+        offset: u64,
+        len: usize,
+    ) {
+        let bs = self.cfg.block_size;
+        {
+            let mut ra = lock(ahead);
+            let wanted = ra.after_read(
+                offset,
+                len,
+                bs,
+                version.0.div_ceil(bs),
+                self.cfg.read_ahead_blocks as u64,
+            );
+            for index in wanted {
+                // A running chain promises the block now; a starting one
+                // when it begins (see read_ahead.rs).
+                let promise = if ra.running() {
+                    match self.blocks.reserve(&Self::block_key(ino, version, index)) {
+                        Some(promise) => Some(promise),
+                        None => continue, // cached, or being fetched
+                    }
+                } else {
+                    None
+                };
+                ra.queue(index, promise);
+            }
+            if !ra.start() {
+                return;
+            }
+        }
+        let workers = self
+            .prefetch
+            .get_or_init(|| Workers::new("prefetch", self.cfg.prefetch_threads, 64));
+        let (blocks, remote) = (self.blocks.clone(), self.remote.clone());
+        let (path, chain) = (path.to_path_buf(), ahead.clone());
+        let queued = workers.try_spawn(Box::new(move || {
+            lock(&chain).begin(|index| blocks.reserve(&Self::block_key(ino, version, index)));
+            loop {
+                let Some((index, promise)) = lock(&chain).next_block() else {
+                    return;
+                };
+                match remote.read(&path, index * bs, bs as usize) {
+                    Ok(data) => promise.fill(Arc::new(data)),
+                    Err(e) => {
+                        tracing::debug!("read-ahead of {} failed: {e}", path.display());
+                        lock(&chain).end();
+                        return;
+                    }
+                }
+            }
+        }));
+        if !queued {
+            // Every prefetch worker is busy: a later read tries again.
+            lock(ahead).end();
+        }
+    }
+}
