@@ -50,6 +50,7 @@ use self::listing::ParsedEntry;
 use self::reply::{code, error_code, is_not_implemented, is_refusal, map_err, map_io};
 use self::tls::RustlsStream;
 use self::wire::path_arg;
+use super::explain::{self, Expect, Looks, Refusals};
 use super::pool::{Connection, Connector, Generation};
 use super::progress::{Progress, ProgressReader};
 use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
@@ -536,17 +537,7 @@ impl FtpConnection {
 
     /// A directory could not be entered or listed: say why.
     fn explain_dir_failure(&mut self, err: Error, dir: &Path) -> Error {
-        if !is_refusal(&err) {
-            return err;
-        }
-        match self.stat_inner(dir) {
-            Ok(attr) if attr.kind != Kind::Dir => Error::NotADirectory,
-            Ok(_) => Error::PermissionDenied,
-            Err(Error::NotFound) => Error::NotFound,
-            Err(Error::NotADirectory) => Error::NotADirectory,
-            Err(e) if e.breaks_connection() => e,
-            Err(_) => Error::PermissionDenied,
-        }
+        self.explain(err, dir, Expect::Dir)
     }
 
     fn stat_inner(&mut self, path: &Path) -> Result<Attr> {
@@ -735,60 +726,12 @@ impl FtpConnection {
     /// A command that answered with a bare refusal: look at the paths to
     /// say why, as a local filesystem would.
     fn explain(&mut self, err: Error, path: &Path, expect: Expect) -> Error {
-        if !is_refusal(&err) {
-            return err;
-        }
-        let looked = self.stat_inner(path);
-        let parent_missing = |this: &mut Self| {
-            path.parent().is_some_and(|p| {
-                matches!(
-                    this.stat_inner(p),
-                    Err(Error::NotFound | Error::NotADirectory)
-                )
-            })
-        };
-        match (expect, looked) {
-            (_, Err(e)) if e.breaks_connection() => e,
-            (Expect::Absent, Ok(_)) => Error::Exists,
-            (Expect::Absent, Err(Error::NotFound)) if parent_missing(self) => Error::NotFound,
-            (Expect::File, Ok(attr)) if attr.kind == Kind::Dir => Error::IsADirectory,
-            (Expect::EmptyDir, Ok(attr)) if attr.kind != Kind::Dir => Error::NotADirectory,
-            (Expect::EmptyDir, Ok(_)) => match self.list_parsed(path) {
-                Ok(entries) if !entries.is_empty() => Error::NotEmpty,
-                Err(e) if e.breaks_connection() => e,
-                _ => Error::PermissionDenied,
-            },
-            (Expect::NewFile, Ok(attr)) if attr.kind == Kind::Dir => Error::IsADirectory,
-            (Expect::NewFile, Err(Error::NotFound)) if parent_missing(self) => Error::NotFound,
-            (Expect::Absent | Expect::NewFile, _) => Error::PermissionDenied,
-            (_, Err(Error::NotFound)) => Error::NotFound,
-            (_, Err(Error::NotADirectory)) => Error::NotFound,
-            _ => Error::PermissionDenied,
-        }
+        explain::explain(err, path, expect, REFUSALS, self)
     }
 
     /// RNTO failed: compare the two sides as rename(2) would.
     fn explain_rename(&mut self, err: Error, from: &Path, to: &Path) -> Error {
-        if !is_refusal(&err) {
-            return err;
-        }
-        let src = match self.stat_inner(from) {
-            Ok(a) => a,
-            Err(e) if e.breaks_connection() => return e,
-            Err(_) => return Error::NotFound,
-        };
-        match self.stat_inner(to) {
-            Ok(dst) if dst.kind == Kind::Dir && src.kind != Kind::Dir => Error::IsADirectory,
-            Ok(dst) if dst.kind != Kind::Dir && src.kind == Kind::Dir => Error::NotADirectory,
-            Ok(_) if src.kind == Kind::Dir => match self.list_parsed(to) {
-                Ok(entries) if !entries.is_empty() => Error::NotEmpty,
-                Err(e) if e.breaks_connection() => e,
-                _ => Error::PermissionDenied,
-            },
-            Err(e) if e.breaks_connection() => e,
-            Err(_) => self.explain(err, to, Expect::NewFile),
-            Ok(_) => Error::PermissionDenied,
-        }
+        explain::explain_rename(err, from, to, REFUSALS, self)
     }
 
     /// A simple command expecting one of `ok`; a refusal is explained.
@@ -932,7 +875,7 @@ impl FtpConnection {
                     Err(unsupported(self))
                 }
             }
-            Err(e) if is_refusal(&e) => match self.explain(e, path, Expect::File) {
+            Err(e) if is_refusal(&e) => match self.explain(e, path, Expect::NotDir) {
                 // MDTM is about files: a directory's time cannot be set.
                 Error::IsADirectory => Err(Error::Unsupported("MDTM of a directory".into())),
                 Error::PermissionDenied if !proven => Err(unsupported(self)),
@@ -983,19 +926,22 @@ fn whole_secs(t: SystemTime) -> u64 {
 /// The marker of the TLS-reuse failure in error messages.
 const REUSE_REFUSED: &str = "TLS session reuse refused";
 
-/// What an operation needs at a path, to explain a refusal.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// The operation creates the path (MKD).
-    Absent,
-    /// The operation writes a file at the path, new or existing (STOR).
-    NewFile,
-    /// The operation removes a file (DELE).
-    File,
-    /// The operation removes an empty directory (RMD).
-    EmptyDir,
-    /// Anything else that needs the path to exist.
-    Exists,
+/// A bare `550` the follow-up looks cannot narrow down is most often a
+/// refusal; RNTO replaces an existing file on vsftpd and most servers.
+const REFUSALS: Refusals = Refusals {
+    unexplained_is_denied: true,
+    rename_replaces_files: true,
+};
+
+/// The follow-up looks that explain a bare refusal.
+impl Looks for FtpConnection {
+    fn kind(&mut self, path: &Path) -> Result<Kind> {
+        Ok(self.stat_inner(path)?.kind)
+    }
+
+    fn has_entries(&mut self, dir: &Path) -> Result<bool> {
+        Ok(!self.list_parsed(dir)?.is_empty())
+    }
 }
 
 /// Reads to the end, up to one byte past `max` (the caller checks). A TLS
@@ -1161,7 +1107,7 @@ impl Connection for FtpConnection {
             c.learned().forget(path);
             c.ftp.rm(&arg).map_err(|e| {
                 let err = map_err(e, "DELE");
-                c.explain(err, path, Expect::File)
+                c.explain(err, path, Expect::NotDir)
             })
         })
     }
@@ -1239,7 +1185,7 @@ impl FtpConnection {
             Ok(s) => s,
             Err(e) => {
                 let err = map_err(e, "RETR");
-                return Err(self.explain(err, path, Expect::File));
+                return Err(self.explain(err, path, Expect::NotDir));
             }
         };
         self.reader = Some(OpenRead {
