@@ -4,6 +4,7 @@
 //! Nothing here knows about FUSE or the caches. Paths are absolute paths on the
 //! server, as bytes (`Path` on Unix), so non-UTF-8 names round-trip.
 
+pub mod explain;
 pub mod ftp;
 pub mod netrc;
 pub mod open;

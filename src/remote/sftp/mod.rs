@@ -20,6 +20,7 @@ mod ext;
 mod status;
 mod symlink_order;
 
+use super::explain::{self, Expect, Looks, Refusals};
 use super::pool::{Connection, Connector, Generation};
 use super::ssh::{self, Credentials, SshSettings};
 use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
@@ -43,14 +44,23 @@ const LIST_TIMEOUTS: u32 = 3;
 /// made by others).
 const HANDLE_MAX_AGE: Duration = Duration::from_secs(2);
 
-/// The error to report when the stat that was to explain `err` failed too:
-/// ENOENT if the path is missing, the stat's own error if it broke the
-/// connection (the pool must see that), else `err` as it was.
-fn failed_look(stat: ssh2::Error, err: Error) -> Error {
-    match map_err(stat, "stat") {
-        Error::NotFound => Error::NotFound,
-        broken if broken.breaks_connection() => broken,
-        _ => err,
+/// How SFTP v3 reads a bare "failure" the follow-up looks cannot narrow
+/// down (as it was), and its plain rename refuses an existing target.
+const REFUSALS: Refusals = Refusals {
+    unexplained_is_denied: false,
+    rename_replaces_files: false,
+};
+
+/// The follow-up looks that explain a bare "failure".
+impl Looks for &Sftp {
+    fn kind(&mut self, path: &Path) -> Result<Kind> {
+        let st = self.lstat(path).map_err(|e| map_err(e, "stat"))?;
+        Ok(attr_from_stat(&st).kind)
+    }
+
+    fn has_entries(&mut self, dir: &Path) -> Result<bool> {
+        let entries = self.readdir(dir).map_err(|e| map_err(e, "readdir"))?;
+        Ok(!entries.is_empty())
     }
 }
 
@@ -207,21 +217,7 @@ impl SftpConnection {
 
     /// SFTP v3 often answers only "failure"; look at the path to say why.
     fn explain_failure(&self, err: Error, path: &Path, expect: Expect) -> Error {
-        if !matches!(err, Error::Failure(_)) {
-            return err;
-        }
-        let sftp = &self.sftp;
-        match (expect, sftp.lstat(path)) {
-            (Expect::Absent, Ok(_)) => Error::Exists,
-            (Expect::EmptyDir, Ok(st)) if !st.is_dir() => Error::NotADirectory,
-            (Expect::EmptyDir, Ok(_)) => match sftp.readdir(path) {
-                Ok(entries) if !entries.is_empty() => Error::NotEmpty,
-                _ => err,
-            },
-            (Expect::NotDir, Ok(st)) if st.is_dir() => Error::IsADirectory,
-            (_, Err(e)) if expect != Expect::Absent => failed_look(e, err),
-            _ => err,
-        }
+        explain::explain(err, path, expect, REFUSALS, &mut &self.sftp)
     }
 
     fn open_read(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
@@ -252,18 +248,6 @@ fn reuse_or_open<'a>(
         });
     }
     slot.as_mut().ok_or(Error::Invalid)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// The operation creates the path.
-    Absent,
-    /// The operation removes an empty directory.
-    EmptyDir,
-    /// The operation needs a non-directory.
-    NotDir,
-    /// Anything else that needs the path to exist.
-    Exists,
 }
 
 impl Connection for SftpConnection {
@@ -549,25 +533,7 @@ impl Connection for SftpConnection {
 
 impl SftpConnection {
     fn explain_rename(&self, err: Error, from: &Path, to: &Path) -> Error {
-        if !matches!(err, Error::Failure(_)) {
-            return err;
-        }
-        let sftp = &self.sftp;
-        let src = match sftp.lstat(from) {
-            Ok(src) => src,
-            Err(e) => return failed_look(e, err),
-        };
-        match sftp.lstat(to) {
-            Ok(dst) if dst.is_dir() && !src.is_dir() => Error::IsADirectory,
-            Ok(dst) if !dst.is_dir() && src.is_dir() => Error::NotADirectory,
-            Ok(dst) if dst.is_dir() => match sftp.readdir(to) {
-                Ok(entries) if !entries.is_empty() => Error::NotEmpty,
-                _ => err,
-            },
-            // Plain SFTP rename (without posix-rename) refuses to replace.
-            Ok(_) => Error::Exists,
-            _ => err,
-        }
+        explain::explain_rename(err, from, to, REFUSALS, &mut &self.sftp)
     }
 
     /// The login directory, for `user@host:` paths.
@@ -602,13 +568,31 @@ mod tests {
 
     #[test]
     fn a_failed_explaining_stat_keeps_a_broken_connection_visible() {
-        let failure = || Error::Failure("rename".into());
-        let gone = ssh2::Error::from_errno(ErrorCode::SFTP(FX_NO_SUCH_FILE));
-        assert!(matches!(failed_look(gone, failure()), Error::NotFound));
-        let cut =
-            ssh2::Error::from_errno(ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_SOCKET_RECV));
-        assert!(failed_look(cut, failure()).breaks_connection());
-        let denied = ssh2::Error::from_errno(ErrorCode::SFTP(FX_PERMISSION_DENIED));
-        assert!(matches!(failed_look(denied, failure()), Error::Failure(_)));
+        /// A look that fails with what `map_err` makes of an SFTP error.
+        struct FailedLook(ErrorCode);
+        impl Looks for FailedLook {
+            fn kind(&mut self, _: &Path) -> Result<Kind> {
+                Err(map_err(ssh2::Error::from_errno(self.0), "stat"))
+            }
+            fn has_entries(&mut self, _: &Path) -> Result<bool> {
+                Ok(false)
+            }
+        }
+        let failed_look = |code| {
+            let failure = Error::Failure("rename".into());
+            explain::explain(
+                failure,
+                Path::new("/f"),
+                Expect::Exists,
+                REFUSALS,
+                &mut FailedLook(code),
+            )
+        };
+        let gone = ErrorCode::SFTP(FX_NO_SUCH_FILE);
+        assert!(matches!(failed_look(gone), Error::NotFound));
+        let cut = ErrorCode::Session(libssh2_sys::LIBSSH2_ERROR_SOCKET_RECV);
+        assert!(failed_look(cut).breaks_connection());
+        let denied = ErrorCode::SFTP(FX_PERMISSION_DENIED);
+        assert!(matches!(failed_look(denied), Error::Failure(_)));
     }
 }
