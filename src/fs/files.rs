@@ -15,8 +15,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use super::streaming::Streamer;
-use super::write_behind::WriteBehind;
+use super::write::behind::WriteBehind;
+use super::write::upload_stream::Streamer;
 use super::{Error, Result};
 use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
 

@@ -10,9 +10,8 @@ pub mod access;
 pub mod files;
 pub mod inodes;
 mod open_file;
-mod read_ahead;
-mod streaming;
-mod write_behind;
+mod read;
+mod write;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -34,8 +33,8 @@ use crate::workers::Workers;
 use files::{Content, FileState};
 use inodes::Inodes;
 use open_file::OpenFile;
-use read_ahead::ReadAhead;
-use write_behind::WriteBehind;
+use read::ahead::ReadAhead;
+use write::behind::WriteBehind;
 
 /// Errors of the filesystem layer; `fuse.rs` maps them to errno.
 #[derive(Debug, thiserror::Error)]
@@ -1408,7 +1407,7 @@ impl Fs {
         }
         if let Content::Local { file, .. } = &st.content {
             let temp = files::private_sibling(path, files::TEMP_PREFIX);
-            st.streamer = streaming::Streamer::start(self.remote.clone(), file, temp);
+            st.streamer = write::upload_stream::Streamer::start(self.remote.clone(), file, temp);
         }
     }
 
@@ -1673,7 +1672,7 @@ impl Fs {
 
     /// After a sequential read, promises the blocks wanted ahead of it and
     /// makes sure this handle's read-ahead chain runs: one task that fetches
-    /// them in order (see read_ahead.rs), so the reader finds them cached.
+    /// them in order (see read/ahead.rs), so the reader finds them cached.
     fn read_ahead(
         &self,
         ahead: &Arc<Mutex<ReadAhead<Reservation>>>,
@@ -1695,7 +1694,7 @@ impl Fs {
             );
             for index in wanted {
                 // A running chain promises the block now; a starting one
-                // when it begins (see read_ahead.rs).
+                // when it begins (see read/ahead.rs).
                 let promise = if ra.running() {
                     match self.blocks.reserve(&Self::block_key(ino, version, index)) {
                         Some(promise) => Some(promise),
