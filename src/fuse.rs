@@ -90,7 +90,7 @@ impl FuseAdapter {
 pub fn errno(e: &fs::Error) -> Errno {
     use remote::Error as R;
     let code = match e {
-        fs::Error::Remote(r) => match r {
+        fs::Error::Remote(r) => match r.cause() {
             R::NotFound => libc::ENOENT,
             R::Exists => libc::EEXIST,
             R::NotEmpty => libc::ENOTEMPTY,
@@ -106,6 +106,8 @@ pub fn errno(e: &fs::Error) -> Errno {
             R::TimedOut => libc::ETIMEDOUT,
             R::Transport(_) | R::Failure(_) | R::Setup(_) | R::Busy(_) => libc::EIO,
             R::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+            // Never: `cause` looks through it.
+            R::KeptAside { .. } => libc::EIO,
         },
         fs::Error::NotFound => libc::ENOENT,
         fs::Error::BadHandle => libc::EBADF,

@@ -299,6 +299,7 @@ fn pool_options(cfg: &MountConfig) -> PoolOptions {
         max_conns: cfg.max_conns,
         timeout: cfg.timeout,
         alive_count_max: cfg.server_alive_count_max,
+        mount_id: remote::private_names::mount_id(),
     }
 }
 
@@ -386,7 +387,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("marker".into())
         .spawn(move || loop {
-            std::thread::sleep(fs::files::MARKER_REFRESH);
+            std::thread::sleep(remote::private_names::MARKER_REFRESH);
             marker_fs.refresh_marker();
         })
         .context("cannot start the marker thread")?;

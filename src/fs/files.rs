@@ -11,13 +11,12 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
 use super::write::behind::WriteBehind;
 use super::write::upload_stream::Streamer;
 use super::{Error, Result};
+use crate::remote::private_names::{self, move_under, private_sibling, TEMP_PREFIX};
 use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
 
 /// Writes are gathered into remote writes of up to this size: 1 MiB per
@@ -30,305 +29,6 @@ pub const WRITE_CHUNK: usize = 1 << 20;
 /// Size of each remote read when filling a staging file.
 const DOWNLOAD_CHUNK: usize = 1 << 20;
 
-/// Names we create on the server for our own purposes. Listings through the
-/// mount hide them; leftovers carry the prefix so they are recognisable.
-pub const TEMP_PREFIX: &str = ".rmount-tmp-";
-pub const HIDDEN_PREFIX: &str = ".rmount-hidden-";
-/// Each mount's marker in its root: `LIVE_PREFIX<mount id>`. The mount
-/// creates it at start, refreshes its mtime while it runs and removes it
-/// at a clean unmount; it vouches for every private name with that id.
-pub const LIVE_PREFIX: &str = ".rmount-live-";
-
-/// Every prefix of the names a mount makes for itself.
-const PRIVATE_PREFIXES: [&str; 3] = [TEMP_PREFIX, HIDDEN_PREFIX, LIVE_PREFIX];
-
-pub fn is_private_name(name: &[u8]) -> bool {
-    PRIVATE_PREFIXES
-        .iter()
-        .any(|p| name.starts_with(p.as_bytes()))
-}
-
-/// Length of a mount id: hex digits of 64 random bits.
-const MOUNT_ID_LEN: usize = 16;
-
-/// This mount's random id, carried by every private name it makes.
-pub fn mount_id() -> &'static str {
-    static ID: OnceLock<String> = OnceLock::new();
-    ID.get_or_init(|| {
-        let mut bytes = [0u8; MOUNT_ID_LEN / 2];
-        if !fill_random(&mut bytes) {
-            // No kernel randomness: time and pid still make a collision
-            // between two mounts of one directory unlikely.
-            let nanos = SystemTime::now()
-                .duration_since(SystemTime::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            let mixed = nanos ^ (u64::from(std::process::id()) << 40);
-            bytes = mixed.to_le_bytes();
-        }
-        bytes.iter().map(|b| format!("{b:02x}")).collect()
-    })
-}
-
-fn fill_random(buf: &mut [u8]) -> bool {
-    let mut filled = 0;
-    while filled < buf.len() {
-        // SAFETY: getrandom writes at most the given length into the buffer.
-        let n =
-            unsafe { libc::getrandom(buf[filled..].as_mut_ptr().cast(), buf.len() - filled, 0) };
-        if n > 0 {
-            filled += n as usize;
-        } else if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
-            return false;
-        }
-    }
-    true
-}
-
-/// Whether this mount has its marker on the server. Until it has, its
-/// private names say so (`u` after the id), and no mount removes them:
-/// nothing could ever prove their maker gone.
-static MARKED: AtomicBool = AtomicBool::new(false);
-
-pub fn set_marked(marked: bool) {
-    MARKED.store(marked, Ordering::SeqCst);
-}
-
-/// The name of the marker of the mount `id`.
-pub fn marker_name(id: &str) -> String {
-    format!("{LIVE_PREFIX}{id}")
-}
-
-/// A name in the same directory as `path`, unique to this mount:
-/// `PREFIX<mount id>-<n>` (`PREFIX<mount id>u-<n>` while the mount has no
-/// marker), so a leftover can be traced to its maker.
-pub fn private_sibling(path: &Path, prefix: &str) -> PathBuf {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let unmarked = if MARKED.load(Ordering::SeqCst) {
-        ""
-    } else {
-        "u"
-    };
-    let name = format!("{prefix}{}{unmarked}-{n}", mount_id());
-    path.parent().unwrap_or(Path::new("/")).join(name)
-}
-
-/// Who made a private name.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Owner {
-    /// This mount.
-    Ours,
-    /// The mount with this id, whose marker vouches for it.
-    Mount(String),
-    /// Made without a marker (by a mount that could not leave one, or by
-    /// an rmount older than markers): never removed automatically.
-    Unproven,
-}
-
-/// The maker of a private name (`None` for names that are not private).
-/// A marker's owner is the mount it stands for.
-pub fn owner_of(name: &[u8]) -> Option<Owner> {
-    let rest = PRIVATE_PREFIXES
-        .iter()
-        .find_map(|p| name.strip_prefix(p.as_bytes()))?;
-    let is_id = |id: &[u8]| id.len() == MOUNT_ID_LEN && id.iter().all(u8::is_ascii_hexdigit);
-    // `<id>` for a marker; `<id>-<n>`, or `<id>u-<n>` without a marker.
-    let (id, proven) = if name.starts_with(LIVE_PREFIX.as_bytes()) {
-        (Some(rest).filter(|id| is_id(id)), true)
-    } else {
-        match rest.split_first_chunk::<MOUNT_ID_LEN>() {
-            Some((id, tail)) if is_id(&id[..]) => {
-                let (proven, tail) = match tail.strip_prefix(b"u") {
-                    Some(tail) => (false, tail),
-                    None => (true, tail),
-                };
-                let counted = tail
-                    .strip_prefix(b"-")
-                    .is_some_and(|n| !n.is_empty() && n.iter().all(u8::is_ascii_digit));
-                (Some(&id[..]).filter(|_| counted), proven)
-            }
-            _ => (None, false),
-        }
-    };
-    let Some(id) = id else {
-        return Some(Owner::Unproven);
-    };
-    Some(if id == mount_id().as_bytes() {
-        Owner::Ours
-    } else if proven {
-        Owner::Mount(String::from_utf8_lossy(id).into_owned())
-    } else {
-        Owner::Unproven
-    })
-}
-
-/// How often a mount refreshes its marker.
-pub const MARKER_REFRESH: Duration = Duration::from_secs(60);
-
-/// A marker not refreshed for this long belongs to a mount that is gone
-/// (or has been stopped for as long). Generous: thirty refresh intervals,
-/// which also covers clocks of two machines that disagree by minutes.
-pub const MARKER_STALE: Duration = Duration::from_secs(30 * 60);
-
-/// A stale marker itself is removed once it is this old.
-pub const MARKER_FORGOTTEN: Duration = Duration::from_secs(24 * 3600);
-
-/// What the server says of a mount's marker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Marker {
-    /// Present, refreshed within `MARKER_STALE` (or dated in the future).
-    Fresh,
-    /// Present but not refreshed for longer.
-    Stale,
-    /// In none of the directories where its mount's root can be.
-    Missing,
-    /// Could not be looked up (an error other than "no such file").
-    Unknown,
-}
-
-impl Marker {
-    pub fn of(mtime: SystemTime, now: SystemTime) -> Marker {
-        match now.duration_since(mtime) {
-            Ok(age) if age > MARKER_STALE => Marker::Stale,
-            _ => Marker::Fresh,
-        }
-    }
-}
-
-/// Whether a private name of `owner` may be removed, given its owner's
-/// marker: only another mount's name whose marker is missing or stale.
-/// Our own names and unproven ones never are.
-pub fn abandoned(owner: &Owner, marker: Marker) -> bool {
-    matches!(owner, Owner::Mount(_)) && matches!(marker, Marker::Missing | Marker::Stale)
-}
-
-/// A rename over `to` that did not complete.
-#[derive(Debug)]
-pub struct OverError {
-    pub error: RemoteError,
-    /// The old file could not be put back and is still under this name:
-    /// the new data (the source) must be kept as well.
-    pub aside: Option<PathBuf>,
-}
-
-impl From<OverError> for RemoteError {
-    fn from(e: OverError) -> RemoteError {
-        e.error
-    }
-}
-
-impl From<OverError> for Error {
-    fn from(e: OverError) -> Error {
-        Error::Remote(e.error)
-    }
-}
-
-/// Attempts of each rename step of `rename_over`, and of putting the old
-/// file back. After a broken connection the pool makes the next attempt
-/// on a fresh one.
-const RENAME_TRIES: u32 = 3;
-const RESTORE_TRIES: u32 = 5;
-
-/// The pause before attempt `n` (from 1) of a step.
-fn pause(n: u32) {
-    if !cfg!(test) {
-        std::thread::sleep(Duration::from_millis(200 * u64::from(n)));
-    }
-}
-
-/// Renames `from` over `to`. A server that cannot replace a file in one
-/// step (SFTP without posix-rename) answers `Exists`: `to` is then moved
-/// aside first and removed after, as sshfs's rename workaround does — for
-/// a moment the name is missing. Each step is checked: an error may come
-/// after the server did it (its reply was lost with the connection), so
-/// the names are looked at before a step is tried again. If the new file
-/// cannot take the name, the old one is put back, checked and retried the
-/// same way, before the error is returned; if even that fails, the error
-/// names where the old file is, and the caller keeps the new one too.
-pub fn rename_over(
-    remote: &dyn Remote,
-    from: &Path,
-    to: &Path,
-) -> std::result::Result<(), OverError> {
-    let fail = |error, aside| Err(OverError { error, aside });
-    match rename_checked(remote, from, to) {
-        Ok(()) => return Ok(()),
-        Err(RemoteError::Exists) => {}
-        Err(e) => return fail(e, None),
-    }
-    let aside = private_sibling(to, HIDDEN_PREFIX);
-    let step = rename_checked(remote, to, &aside).and_then(|()| rename_checked(remote, from, to));
-    match step {
-        Ok(()) => {
-            if !remove(remote, &aside) {
-                tracing::warn!("cannot remove {}", aside.display());
-            }
-            Ok(())
-        }
-        Err(e) if restore(remote, &aside, to) => fail(e, None),
-        Err(e) => {
-            tracing::error!(
-                "cannot put {} back: the old file is under {}, the new one under {}",
-                to.display(),
-                aside.display(),
-                from.display()
-            );
-            fail(e, Some(aside))
-        }
-    }
-}
-
-/// Renames `from` to `to`, checked and retried (see `rename_over`).
-/// `Exists` (a server that cannot rename over a file) is returned as it
-/// is.
-fn rename_checked(remote: &dyn Remote, from: &Path, to: &Path) -> crate::remote::Result<()> {
-    let mut attempt = 0;
-    loop {
-        let e = match remote.rename(from, to) {
-            Ok(()) => return Ok(()),
-            // The server answered: it did not do it.
-            Err(e) if !e.breaks_connection() => return Err(e),
-            Err(e) => e,
-        };
-        if moved(remote, from, to) {
-            return Ok(());
-        }
-        attempt += 1;
-        if attempt == RENAME_TRIES {
-            return Err(e);
-        }
-        pause(attempt);
-    }
-}
-
-/// Whether `from` has been renamed to `to` as far as the server shows:
-/// `from` is gone and `to` is there.
-fn moved(remote: &dyn Remote, from: &Path, to: &Path) -> bool {
-    matches!(remote.stat(from), Err(RemoteError::NotFound)) && remote.stat(to).is_ok()
-}
-
-/// Puts the old file back from `aside` to `to` after a failed step of
-/// `rename_over`. True when the old file is at `to` again (or never left).
-fn restore(remote: &dyn Remote, aside: &Path, to: &Path) -> bool {
-    for attempt in 0..RESTORE_TRIES {
-        if attempt > 0 {
-            pause(attempt);
-        }
-        match remote.stat(aside) {
-            // Never moved aside, or put back by an attempt whose reply
-            // was lost.
-            Err(RemoteError::NotFound) => return remote.stat(to).is_ok(),
-            Ok(_) => {}
-            Err(_) => continue,
-        }
-        if remote.rename(aside, to).is_ok() {
-            return true;
-        }
-    }
-    false
-}
-
 /// Renames the new content at `temp` over `path`; on failure removes
 /// `temp`, unless the old file could not be put back (then both stay,
 /// and the error says so in the log).
@@ -338,23 +38,14 @@ fn commit_temp(
     path: &Path,
     orphans: &mut Vec<PathBuf>,
 ) -> Result<()> {
-    match rename_over(remote, temp, path) {
+    match remote.rename(temp, path) {
         Ok(()) => Ok(()),
+        // The old file is still aside: the new one at `temp` is the only
+        // other copy, and stays.
+        Err(RemoteError::KeptAside { error, .. }) => Err(Error::Remote(*error)),
         Err(e) => {
-            if e.aside.is_none() {
-                remove_quietly(remote, temp, orphans);
-            }
+            remove_quietly(remote, temp, orphans);
             Err(e.into())
-        }
-    }
-}
-
-/// `path`, if it lies below directory `from`, as it is after `from` was
-/// renamed to `to`.
-pub fn move_under(path: &mut PathBuf, from: &Path, to: &Path) {
-    if let Ok(rest) = path.strip_prefix(from) {
-        if !rest.as_os_str().is_empty() {
-            *path = to.join(rest);
         }
     }
 }
@@ -1060,16 +751,11 @@ fn try_lock(file: &File) -> bool {
 /// a later retry.
 fn remove_quietly(remote: &dyn Remote, path: &Path, orphans: &mut Vec<PathBuf>) {
     for _ in 0..2 {
-        if remove(remote, path) {
+        if private_names::remove(remote, path) {
             return;
         }
     }
     orphans.push(path.to_path_buf());
-}
-
-/// Whether `path` is gone (removed now, or already).
-pub fn remove(remote: &dyn Remote, path: &Path) -> bool {
-    matches!(remote.unlink(path), Ok(()) | Err(RemoteError::NotFound))
 }
 
 /// Copies the first `len` bytes of one remote file into another.
@@ -1126,163 +812,11 @@ mod tests {
 
     use crate::remote::memory::{Fault, Memory};
 
-    fn name_of(path: &Path) -> Vec<u8> {
-        path.file_name()
-            .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default()
-    }
-
+    /// A commit whose rename fails leaves the old file, and removes the
+    /// temporary copy (nothing left for a later retry).
     #[test]
-    fn private_names_carry_their_mount_and_only_a_gone_mount_loses_them() {
-        let ours = name_of(&private_sibling(Path::new("/d/f"), TEMP_PREFIX));
-        assert!(is_private_name(&ours));
-        assert_eq!(owner_of(&ours), Some(Owner::Ours));
-        assert_eq!(
-            owner_of(marker_name(mount_id()).as_bytes()),
-            Some(Owner::Ours)
-        );
-        let other = format!("{HIDDEN_PREFIX}0123456789abcdef-7");
-        let mount = Owner::Mount("0123456789abcdef".into());
-        assert_eq!(owner_of(other.as_bytes()), Some(mount));
-        assert_eq!(
-            owner_of(b".rmount-live-0123456789abcdef"),
-            Some(Owner::Mount("0123456789abcdef".into()))
-        );
-        // Names of a mount without a marker, and of older rmounts.
-        for unproven in [
-            format!("{TEMP_PREFIX}0123456789abcdefu-7"),
-            format!("{TEMP_PREFIX}somehost-1234-0-0badcafe"),
-            format!("{HIDDEN_PREFIX}0123456789abcdef-"),
-        ] {
-            assert_eq!(owner_of(unproven.as_bytes()), Some(Owner::Unproven));
-        }
-        assert_eq!(owner_of(b"ordinary-name"), None);
-
-        for marker in [
-            Marker::Fresh,
-            Marker::Stale,
-            Marker::Missing,
-            Marker::Unknown,
-        ] {
-            assert!(!abandoned(&Owner::Ours, marker), "ours, {marker:?}");
-            assert!(!abandoned(&Owner::Unproven, marker), "unproven, {marker:?}");
-        }
-        let mount = Owner::Mount("0123456789abcdef".into());
-        assert!(!abandoned(&mount, Marker::Fresh));
-        assert!(!abandoned(&mount, Marker::Unknown));
-        assert!(abandoned(&mount, Marker::Stale));
-        assert!(abandoned(&mount, Marker::Missing));
-
-        let now = SystemTime::now();
-        assert_eq!(Marker::of(now, now), Marker::Fresh);
-        assert_eq!(Marker::of(now + MARKER_STALE, now), Marker::Fresh);
-        assert_eq!(
-            Marker::of(now - MARKER_STALE + Duration::from_secs(60), now),
-            Marker::Fresh
-        );
-        assert_eq!(
-            Marker::of(now - MARKER_STALE - Duration::from_secs(1), now),
-            Marker::Stale
-        );
-    }
-
-    /// Every way the renames of `rename_over` can fail or lose their reply
-    /// (on a server that cannot rename over a file): the target holds the
-    /// old or the new bytes, never nothing, unless the link goes down for
-    /// good before the old file can go back, and then both are kept;
-    /// success means the new bytes.
-    #[test]
-    fn rename_over_never_leaves_the_target_empty() {
-        use Fault::{Fail, LoseReply};
-        let faults = [Fault::None, Fail, LoseReply];
-        let mut scripts = vec![vec![]];
-        for len in 1..=4 {
-            let mut next = Vec::new();
-            for s in scripts.iter().filter(|s| s.len() == len - 1) {
-                for f in faults {
-                    let mut s: Vec<Fault> = s.clone();
-                    s.push(f);
-                    next.push(s);
-                }
-            }
-            scripts.extend(next);
-        }
-        // Then the link goes down for good after the k-th rename.
-        let mut cases: Vec<(Vec<Fault>, Option<usize>)> =
-            scripts.into_iter().map(|s| (s, None)).collect();
-        for k in 1..=3 {
-            cases.push((vec![], Some(k)));
-            cases.push((vec![LoseReply; k], Some(k)));
-        }
-        for (script, down_after) in cases {
-            let what = format!("{script:?}, down after {down_after:?}");
-            let mem = Memory::new(true);
-            mem.no_rename_over.store(true, Ordering::SeqCst);
-            mem.put_file("/f", b"old");
-            mem.put_file("/new", b"new");
-            let mut script: Vec<Fault> = script;
-            if let Some(k) = down_after {
-                script.resize(k, Fault::None);
-                script.extend([Fail; 40]);
-            }
-            *crate::sync::lock(&mem.rename_faults) = script.into_iter().collect();
-            let result = rename_over(&mem, Path::new("/new"), Path::new("/f"));
-            if let Err(OverError {
-                aside: Some(aside), ..
-            }) = &result
-            {
-                // Only with the link down for good before the old file
-                // could go back: both are kept.
-                assert!(down_after.is_some(), "{what}: old file left aside");
-                let aside = aside.to_string_lossy().into_owned();
-                assert_eq!(mem.content(&aside).as_deref(), Some(&b"old"[..]), "{what}");
-                assert_eq!(mem.content("/new").as_deref(), Some(&b"new"[..]), "{what}");
-                continue;
-            }
-            let at_target = mem.content("/f");
-            assert!(
-                matches!(at_target.as_deref(), Some(b"old") | Some(b"new")),
-                "{what}: target holds {at_target:?}"
-            );
-            match &result {
-                Ok(()) => {
-                    assert_eq!(at_target.as_deref(), Some(&b"new"[..]), "{what}");
-                    assert_eq!(mem.names().len(), 2, "{what}: {:?}", mem.names());
-                }
-                Err(_) => {
-                    if at_target.as_deref() == Some(b"old") {
-                        assert_eq!(mem.content("/new").as_deref(), Some(&b"new"[..]), "{what}");
-                    }
-                }
-            }
-        }
-    }
-
-    /// With the link down for good between moving the old file aside and
-    /// putting it back, nothing is removed: the old bytes stay under the
-    /// aside name the error gives, the new ones under theirs.
-    #[test]
-    fn rename_over_keeps_both_files_when_the_old_cannot_go_back() {
+    fn a_failed_commit_keeps_the_old_file() {
         let mem = Memory::new(true);
-        mem.no_rename_over.store(true, Ordering::SeqCst);
-        mem.put_file("/f", b"old");
-        mem.put_file("/new", b"new");
-        let mut script = vec![Fault::None, Fault::None];
-        script.extend([Fault::Fail; 40]);
-        *crate::sync::lock(&mem.rename_faults) = script.into_iter().collect();
-        let result = rename_over(&mem, Path::new("/new"), Path::new("/f"));
-        let Err(OverError {
-            aside: Some(aside), ..
-        }) = result
-        else {
-            panic!("expected the old file aside, got {result:?}");
-        };
-        assert_eq!(owner_of(&name_of(&aside)), Some(Owner::Ours));
-        let aside = aside.to_string_lossy().into_owned();
-        assert_eq!(mem.content(&aside).as_deref(), Some(&b"old"[..]));
-        assert_eq!(mem.content("/new").as_deref(), Some(&b"new"[..]));
-
-        // A commit in that state keeps the new data too.
         *crate::sync::lock(&mem.rename_faults) = [Fault::Fail; 40].into_iter().collect();
         mem.put_file("/g", b"old g");
         mem.put_file("/tmp-g", b"new g");

@@ -27,6 +27,7 @@ use lru::LruCache;
 
 use crate::cache::blocks::{BlockCache, BlockKey, Reservation};
 use crate::cache::meta::{Lookup, MetaCache};
+use crate::remote::private_names;
 use crate::remote::{self, Attr, Kind, Remote, SetAttr, StatFs};
 use crate::sync::lock;
 use crate::workers::Workers;
@@ -433,7 +434,7 @@ impl Fs {
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
-        if files::is_private_name(name.as_bytes()) {
+        if private_names::is_private_name(name.as_bytes()) {
             return Err(Error::NotFound);
         }
         if self.meta.get(&path).is_none() {
@@ -778,7 +779,7 @@ impl Fs {
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> Result<Entry> {
         self.writable()?;
         let to = self.child_path(new_parent, new_name)?;
-        if files::is_private_name(new_name.as_bytes()) {
+        if private_names::is_private_name(new_name.as_bytes()) {
             return Err(Error::InvalidName);
         }
         // An open file stays locked while it gets the name, and what it
@@ -854,7 +855,7 @@ impl Fs {
             }
             Content::Hidden(_) => return Err(Error::NotFound),
             Content::InPlace | Content::Truncated => {
-                let hidden = files::private_sibling(path, files::HIDDEN_PREFIX);
+                let hidden = private_names::private_sibling(path, private_names::HIDDEN_PREFIX);
                 state.send_pending(&*self.remote, path)?;
                 self.remote.rename(path, &hidden)?;
                 if matches!(state.content, Content::Truncated) {
@@ -879,7 +880,7 @@ impl Fs {
         self.writable()?;
         let from = self.child_path(parent, name)?;
         let to = self.child_path(new_parent, new_name)?;
-        if files::is_private_name(new_name.as_bytes()) {
+        if private_names::is_private_name(new_name.as_bytes()) {
             return Err(Error::InvalidName);
         }
         if from == to {
@@ -929,7 +930,7 @@ impl Fs {
         };
         below.sort_by_key(|(ino, _)| *ino);
         let mut below_guards: Vec<_> = below.iter().map(|(_, state)| state.lock()).collect();
-        files::rename_over(&*self.remote, &from, &to)?;
+        self.remote.rename(&from, &to)?;
         for st in &mut below_guards {
             st.moved(&from, &to);
         }
@@ -1106,7 +1107,7 @@ impl Fs {
             tracing::debug!("hiding a {}-byte name in {}", bytes.len(), dir.display());
             return false;
         }
-        if !files::is_private_name(bytes) {
+        if !private_names::is_private_name(bytes) {
             return true;
         }
         if self.abandoned(dir, bytes, attr) {
@@ -1123,47 +1124,49 @@ impl Fs {
     /// gone: one with another mount's id whose marker is missing or stale.
     /// Only a mount that has its own marker removes anything (it then
     /// knows markers can be made here), never its own names, and never a
-    /// name whose maker cannot be told (see `files::Owner`). A marker is
+    /// name whose maker cannot be told (see `private_names::Owner`). A marker is
     /// itself removed once long forgotten.
     fn abandoned(&self, dir: &Path, name: &[u8], attr: &Attr) -> bool {
         if self.cfg.read_only || !self.marked.load(Ordering::SeqCst) {
             return false;
         }
-        let Some(owner) = files::owner_of(name) else {
+        let Some(owner) = private_names::owner_of(name) else {
             return false;
         };
-        let files::Owner::Mount(id) = &owner else {
+        let private_names::Owner::Mount(id) = &owner else {
             return false;
         };
-        if name.starts_with(files::LIVE_PREFIX.as_bytes()) {
+        if name.starts_with(private_names::LIVE_PREFIX.as_bytes()) {
             return SystemTime::now()
                 .duration_since(attr.mtime)
-                .is_ok_and(|age| age > files::MARKER_FORGOTTEN);
+                .is_ok_and(|age| age > private_names::MARKER_FORGOTTEN);
         }
-        files::abandoned(&owner, self.marker_of(dir, id))
+        private_names::abandoned(&owner, self.marker_of(dir, id))
     }
 
     /// The marker of mount `id`, whose names are in `dir`: that mount's
     /// root is `dir` or one of its parents (its private names are all
     /// under its root), so each is looked at, nearest first.
-    fn marker_of(&self, dir: &Path, id: &str) -> files::Marker {
-        let marker = files::marker_name(id);
+    fn marker_of(&self, dir: &Path, id: &str) -> private_names::Marker {
+        let marker = private_names::marker_name(id);
         let now = SystemTime::now();
         for at in dir.ancestors() {
             match self.remote.stat(&at.join(&marker)) {
-                Ok(attr) => return files::Marker::of(attr.mtime, now),
+                Ok(attr) => return private_names::Marker::of(attr.mtime, now),
                 Err(remote::Error::NotFound) => {}
                 Err(e) => {
                     tracing::debug!("cannot look for {marker} in {}: {e}", at.display());
-                    return files::Marker::Unknown;
+                    return private_names::Marker::Unknown;
                 }
             }
         }
-        files::Marker::Missing
+        private_names::Marker::Missing
     }
 
     fn marker_path(&self) -> PathBuf {
-        self.cfg.root.join(files::marker_name(files::mount_id()))
+        self.cfg
+            .root
+            .join(private_names::marker_name(private_names::mount_id()))
     }
 
     /// Creates this mount's marker in its root. Without it (a read-only
@@ -1176,7 +1179,7 @@ impl Fs {
         match self.remote.create(&self.marker_path(), 0o600, true) {
             Ok(()) => {
                 self.marked.store(true, Ordering::SeqCst);
-                files::set_marked(true);
+                private_names::set_marked(true);
             }
             Err(e) => tracing::info!(
                 "cannot create {}: {e}; leftovers of other mounts are not removed",
@@ -1186,7 +1189,7 @@ impl Fs {
     }
 
     /// Shows that this mount still runs: the marker gets a new mtime (or,
-    /// if it went, is made again). Called every `files::MARKER_REFRESH`.
+    /// if it went, is made again). Called every `private_names::MARKER_REFRESH`.
     pub fn refresh_marker(&self) {
         let _serial = lock(&self.marker_lock);
         if !self.marked.load(Ordering::SeqCst) {
@@ -1220,8 +1223,8 @@ impl Fs {
     pub fn remove_marker(&self) {
         let _serial = lock(&self.marker_lock);
         if self.marked.swap(false, Ordering::SeqCst) {
-            files::set_marked(false);
-            if !files::remove(&*self.remote, &self.marker_path()) {
+            private_names::set_marked(false);
+            if !private_names::remove(&*self.remote, &self.marker_path()) {
                 tracing::warn!("cannot remove {}", self.marker_path().display());
             }
         }
@@ -1406,7 +1409,7 @@ impl Fs {
             return;
         }
         if let Content::Local { file, .. } = &st.content {
-            let temp = files::private_sibling(path, files::TEMP_PREFIX);
+            let temp = private_names::private_sibling(path, private_names::TEMP_PREFIX);
             st.streamer = write::upload_stream::Streamer::start(self.remote.clone(), file, temp);
         }
     }
@@ -1498,7 +1501,7 @@ impl Fs {
     ) -> Result<(Entry, Opened)> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
-        if files::is_private_name(name.as_bytes()) {
+        if private_names::is_private_name(name.as_bytes()) {
             return Err(Error::InvalidName);
         }
         // The server's file must stay writable for the writes that follow,
@@ -1578,7 +1581,7 @@ impl Fs {
             .spawn(move || {
                 for attempt in 0..24u32 {
                     std::thread::sleep(Duration::from_millis(500 * u64::from(attempt.min(10) + 1)));
-                    orphans.retain(|p| !files::remove(&*remote, p));
+                    orphans.retain(|p| !private_names::remove(&*remote, p));
                     if orphans.is_empty() {
                         return;
                     }
