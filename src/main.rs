@@ -311,7 +311,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         Protocol::Ftp | Protocol::Ftps => connect_ftp(&cfg)?,
     };
     // Private staging area for protocols without random writes: 0700.
-    let staging = fs::files::staging_dir().context("cannot create a staging directory")?;
+    let staging = fs::write::staging::staging_dir().context("cannot create a staging directory")?;
     let idmap = match (cfg.idmap, connected.login_ids) {
         (IdMap::User, Some((remote_uid, remote_gid))) => Some(IdMapping {
             remote_uid,

@@ -7,11 +7,11 @@
 //! adapts) nor a protocol (it only sees `dyn Remote`).
 
 pub mod access;
-pub mod files;
+mod file_state;
 pub mod inodes;
 mod open_file;
 mod read;
-mod write;
+pub mod write;
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -31,7 +31,7 @@ use crate::remote::private_names;
 use crate::remote::{self, Attr, Kind, Remote, SetAttr, StatFs};
 use crate::sync::lock;
 use crate::workers::Workers;
-use files::{Content, FileState};
+use file_state::{Content, FileState};
 use inodes::Inodes;
 use open_file::OpenFile;
 use read::ahead::ReadAhead;
@@ -561,8 +561,8 @@ impl Fs {
                 Some(st) => {
                     // While open, the copy that is written keeps the
                     // owner's write bit, so `chmod 0444` does not break a
-                    // writer; the commit gives it `mode` (files::writable_perm).
-                    let writable = files::writable_perm(mode);
+                    // writer; the commit gives it `mode` (file_state::writable_perm).
+                    let writable = file_state::writable_perm(mode);
                     match st.content.temp() {
                         Some(temp) => {
                             self.remote.setattr(&path, SetAttr::Mode(mode))?;
@@ -1506,10 +1506,10 @@ impl Fs {
         }
         // The server's file must stay writable for the writes that follow,
         // as the descriptor of a file created read-only is on a local
-        // filesystem; the commit gives it `mode` (files::writable_perm).
+        // filesystem; the commit gives it `mode` (file_state::writable_perm).
         match self
             .remote
-            .create(&path, files::writable_perm(mode & 0o7777), true)
+            .create(&path, file_state::writable_perm(mode & 0o7777), true)
         {
             Ok(()) => {}
             Err(remote::Error::Exists) if !flags.exclusive => {
@@ -1525,7 +1525,7 @@ impl Fs {
         let failures = {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
-            st.server_perm = files::writable_perm(st.perm);
+            st.server_perm = file_state::writable_perm(st.perm);
             if !self.remote.caps().random_write {
                 let staged = st.stage_locally(&self.cfg.staging_dir, true);
                 if let Err(e) = staged {

@@ -1,54 +1,28 @@
-//! Open files: the state shared by every handle of one inode while it is
-//! open — the coalescing write buffer, where the content lives on the server
-//! right now (the file itself, a temporary name during an atomic rewrite, a
-//! hidden name after unlink, or a local staging file for protocols without
-//! random writes), the size the mount shows, and a sticky write error.
+//! The state of one open file, shared by all its handles: the coalescing
+//! write buffer, where the content lives on the server right now (the file
+//! itself, a temporary name during an atomic rewrite, a hidden name after
+//! unlink, or a local staging file for protocols without random writes),
+//! the size the mount shows, and a sticky write error.
 //!
-//! This module decides *where* bytes go and when they are committed; it does
-//! not own caches or the inode table (the caller updates those).
+//! This module decides *where* bytes go and when they are committed; the
+//! moving of bytes is `write::transfer`'s. It does not own caches or the
+//! inode table (the caller updates those).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use super::write::behind::WriteBehind;
+use super::write::staging::{read_full_at, staging_file};
+use super::write::transfer::{
+    commit_temp, copy_remote, download_into, remove_quietly, upload_local, DOWNLOAD_CHUNK,
+    WRITE_CHUNK,
+};
 use super::write::upload_stream::Streamer;
 use super::{Error, Result};
-use crate::remote::private_names::{self, move_under, private_sibling, TEMP_PREFIX};
+use crate::remote::private_names::{move_under, private_sibling, TEMP_PREFIX};
 use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
-
-/// Writes are gathered into remote writes of up to this size: 1 MiB per
-/// remote write wherever the application writes that much in order.
-/// Larger chunks measured slower over SFTP: a chunk bigger than the SSH
-/// channel window (2 MiB with OpenSSH) stalls its sender on window updates,
-/// and more is left to send when the file is flushed.
-pub const WRITE_CHUNK: usize = 1 << 20;
-
-/// Size of each remote read when filling a staging file.
-const DOWNLOAD_CHUNK: usize = 1 << 20;
-
-/// Renames the new content at `temp` over `path`; on failure removes
-/// `temp`, unless the old file could not be put back (then both stay,
-/// and the error says so in the log).
-fn commit_temp(
-    remote: &dyn Remote,
-    temp: &Path,
-    path: &Path,
-    orphans: &mut Vec<PathBuf>,
-) -> Result<()> {
-    match remote.rename(temp, path) {
-        Ok(()) => Ok(()),
-        // The old file is still aside: the new one at `temp` is the only
-        // other copy, and stays.
-        Err(RemoteError::KeptAside { error, .. }) => Err(Error::Remote(*error)),
-        Err(e) => {
-            remove_quietly(remote, temp, orphans);
-            Err(e.into())
-        }
-    }
-}
 
 /// The mode a file gets on the server while the mount writes it: `perm`
 /// with the owner's read and write bits, which the login needs to write
@@ -631,199 +605,5 @@ impl FileState {
             }
             _ => {}
         }
-    }
-}
-
-fn read_full_at(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match file.read_at(&mut buf[filled..], offset + filled as u64) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(Error::Io(e)),
-        }
-    }
-    Ok(filled)
-}
-
-/// Uploads a local staging file: appending the new tail where the server
-/// already holds the head, otherwise whole under a temporary name that is
-/// then renamed over the target, so a failed upload leaves the old file.
-fn upload_local(
-    remote: &dyn Remote,
-    path: &Path,
-    file: &mut File,
-    synced: Option<u64>,
-    size: u64,
-    orphans: &mut Vec<PathBuf>,
-) -> Result<()> {
-    if let Some(from) = synced {
-        if from == size {
-            return Ok(());
-        }
-        file.seek(SeekFrom::Start(from)).map_err(Error::Io)?;
-        let mut tail = Read::take(&mut *file, size - from);
-        return remote.upload(path, &mut tail, true).map_err(Error::from);
-    }
-    file.seek(SeekFrom::Start(0)).map_err(Error::Io)?;
-    let mut whole = Read::take(&mut *file, size);
-    if !remote.caps().atomic_rename {
-        return remote.upload(path, &mut whole, false).map_err(Error::from);
-    }
-    let temp = private_sibling(path, TEMP_PREFIX);
-    if let Err(e) = remote.upload(&temp, &mut whole, false) {
-        remove_quietly(remote, &temp, orphans);
-        return Err(e.into());
-    }
-    commit_temp(remote, &temp, path, orphans)
-}
-
-const STAGING_PREFIX: &str = "rmount-staging-";
-const STAGING_LOCK: &str = "lock";
-
-/// The private staging directory of this mount (mode 0700) under the system
-/// temp directory. It holds a lock file locked for the life of the process
-/// (the lock survives the fork into the background), so a directory whose
-/// lock can be taken was left by an rmount that no longer runs.
-pub struct Staging {
-    dir: tempfile::TempDir,
-    _lock: File,
-}
-
-impl Staging {
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-/// Creates this process's staging directory, first removing those left
-/// by dead rmount processes.
-pub fn staging_dir() -> std::io::Result<Staging> {
-    use std::os::unix::fs::PermissionsExt;
-    let tmp = std::env::temp_dir();
-    remove_dead_staging(&tmp);
-    let dir = tempfile::Builder::new()
-        .prefix(STAGING_PREFIX)
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir_in(tmp)?;
-    let lock = File::create(dir.path().join(STAGING_LOCK))?;
-    if !try_lock(&lock) {
-        return Err(std::io::Error::other("cannot lock the staging directory"));
-    }
-    Ok(Staging { dir, _lock: lock })
-}
-
-fn remove_dead_staging(tmp: &Path) {
-    let Ok(entries) = std::fs::read_dir(tmp) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let is_staging = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.starts_with(STAGING_PREFIX));
-        // A directory made a moment ago may not be locked yet.
-        let settled = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t.elapsed().is_ok_and(|age| age > Duration::from_secs(10)));
-        if !is_staging || !settled {
-            continue;
-        }
-        let dead = File::open(entry.path().join(STAGING_LOCK)).is_ok_and(|f| try_lock(&f));
-        if dead {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Takes an exclusive lock without waiting.
-fn try_lock(file: &File) -> bool {
-    use std::os::fd::AsRawFd;
-    // SAFETY: flock on a descriptor we own.
-    unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) == 0 }
-}
-
-/// Removes a temporary file after a failure. The failure often broke the
-/// connection the first attempt goes over, so a second one (on a fresh
-/// connection) is made; if that fails too, the path goes to `orphans` for
-/// a later retry.
-fn remove_quietly(remote: &dyn Remote, path: &Path, orphans: &mut Vec<PathBuf>) {
-    for _ in 0..2 {
-        if private_names::remove(remote, path) {
-            return;
-        }
-    }
-    orphans.push(path.to_path_buf());
-}
-
-/// Copies the first `len` bytes of one remote file into another.
-fn copy_remote(remote: &dyn Remote, from: &Path, to: &Path, len: u64) -> Result<()> {
-    read_remote(remote, from, len, WRITE_CHUNK, |offset, data| {
-        Ok(remote.write(to, offset, data)?)
-    })
-}
-
-/// Reads the first `len` bytes of a remote file in `chunk`-sized calls,
-/// handing each piece and its offset to `sink`.
-fn read_remote(
-    remote: &dyn Remote,
-    path: &Path,
-    len: u64,
-    chunk: usize,
-    mut sink: impl FnMut(u64, &[u8]) -> Result<()>,
-) -> Result<()> {
-    let mut offset = 0;
-    while offset < len {
-        let data = remote.read(path, offset, chunk.min((len - offset) as usize))?;
-        if data.is_empty() {
-            break;
-        }
-        sink(offset, &data)?;
-        offset += data.len() as u64;
-    }
-    Ok(())
-}
-
-/// A private staging file on local disk: mode 0600 in a 0700 directory.
-pub fn staging_file(dir: &Path) -> Result<File> {
-    let file = tempfile::tempfile_in(dir).map_err(Error::Io)?;
-    Ok(file)
-}
-
-/// Copies `len` bytes of the remote file into a staging file, for random
-/// writes into an existing file over protocols without random writes.
-fn download_into(
-    remote: &dyn Remote,
-    path: &Path,
-    len: u64,
-    file: &mut File,
-    chunk: usize,
-) -> Result<()> {
-    read_remote(remote, path, len, chunk, |offset, data| {
-        file.write_all_at(data, offset).map_err(Error::Io)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    use crate::remote::memory::{Fault, Memory};
-
-    /// A commit whose rename fails leaves the old file, and removes the
-    /// temporary copy (nothing left for a later retry).
-    #[test]
-    fn a_failed_commit_keeps_the_old_file() {
-        let mem = Memory::new(true);
-        *crate::sync::lock(&mem.rename_faults) = [Fault::Fail; 40].into_iter().collect();
-        mem.put_file("/g", b"old g");
-        mem.put_file("/tmp-g", b"new g");
-        let mut orphans = Vec::new();
-        let committed = commit_temp(&mem, Path::new("/tmp-g"), Path::new("/g"), &mut orphans);
-        assert!(committed.is_err());
-        assert!(orphans.is_empty());
-        assert_eq!(mem.content("/g").as_deref(), Some(&b"old g"[..]));
     }
 }
