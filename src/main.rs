@@ -172,7 +172,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     check_mountpoint(&cfg.mountpoint)?;
     let connected = open::open(&open_options(&cfg))?;
     // Private staging area for protocols without random writes: 0700.
-    let staging = fs::files::staging_dir().context("cannot create a staging directory")?;
+    let staging = fs::write::staging::staging_dir().context("cannot create a staging directory")?;
     let idmap = match (cfg.idmap, connected.login_ids) {
         (IdMap::User, Some((remote_uid, remote_gid))) => Some(IdMapping {
             remote_uid,
@@ -247,7 +247,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     std::thread::Builder::new()
         .name("marker".into())
         .spawn(move || loop {
-            std::thread::sleep(fs::files::MARKER_REFRESH);
+            std::thread::sleep(remote::private_names::MARKER_REFRESH);
             marker_fs.refresh_marker();
         })
         .context("cannot start the marker thread")?;

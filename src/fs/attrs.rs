@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use super::access;
-use super::files::{self, Content, FileState};
+use super::file_state::{self, Content, FileState};
 use super::open_file::OpenFile;
 use super::{Entry, Error, Fs, Result, SetAttrs, TimeSet};
 use crate::cache::meta::Lookup;
@@ -205,8 +205,8 @@ impl Fs {
                 Some(st) => {
                     // While open, the copy that is written keeps the
                     // owner's write bit, so `chmod 0444` does not break a
-                    // writer; the commit gives it `mode` (files::writable_perm).
-                    let writable = files::writable_perm(mode);
+                    // writer; the commit gives it `mode` (file_state::writable_perm).
+                    let writable = file_state::writable_perm(mode);
                     match st.content.temp() {
                         Some(temp) => {
                             self.remote.setattr(&path, SetAttr::Mode(mode))?;

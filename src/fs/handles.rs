@@ -9,14 +9,14 @@ use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use super::files::{self, Content, FileState};
+use super::file_state::{self, Content, FileState};
 use super::open_file::OpenFile;
-use super::read_ahead::ReadAhead;
-use super::streaming;
-use super::write_behind::WriteBehind;
+use super::read::ahead::ReadAhead;
+use super::write::behind::WriteBehind;
 use super::{Entry, Error, Fs, OpenFlags, Opened, Result};
 use crate::cache::blocks::Reservation;
 use crate::cache::meta::Lookup;
+use crate::remote::private_names;
 use crate::remote::{self, Attr, Kind};
 use crate::sync::lock;
 
@@ -149,8 +149,9 @@ impl Fs {
             return;
         }
         if let Content::Local { file, .. } = &st.content {
-            let temp = files::private_sibling(path, files::TEMP_PREFIX);
-            st.streamer = streaming::Streamer::start(self.remote.clone(), file, temp);
+            let temp = private_names::private_sibling(path, private_names::TEMP_PREFIX);
+            st.streamer =
+                super::write::upload_stream::Streamer::start(self.remote.clone(), file, temp);
         }
     }
 
@@ -241,15 +242,15 @@ impl Fs {
     ) -> Result<(Entry, Opened)> {
         self.writable()?;
         let path = self.child_path(parent, name)?;
-        if files::is_private_name(name.as_bytes()) {
+        if private_names::is_private_name(name.as_bytes()) {
             return Err(Error::InvalidName);
         }
         // The server's file must stay writable for the writes that follow,
         // as the descriptor of a file created read-only is on a local
-        // filesystem; the commit gives it `mode` (files::writable_perm).
+        // filesystem; the commit gives it `mode` (file_state::writable_perm).
         match self
             .remote
-            .create(&path, files::writable_perm(mode & 0o7777), true)
+            .create(&path, file_state::writable_perm(mode & 0o7777), true)
         {
             Ok(()) => {}
             Err(remote::Error::Exists) if !flags.exclusive => {
@@ -265,7 +266,7 @@ impl Fs {
         let failures = {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
-            st.server_perm = files::writable_perm(st.perm);
+            st.server_perm = file_state::writable_perm(st.perm);
             if !self.remote.caps().random_write {
                 let staged = st.stage_locally(&self.cfg.staging_dir, true);
                 if let Err(e) = staged {

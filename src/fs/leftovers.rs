@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::SystemTime;
 
-use super::files;
 use super::names::NAME_MAX;
 use super::Fs;
+use crate::remote::private_names;
 use crate::remote::{self, Attr, SetAttr};
 use crate::sync::lock;
 
@@ -26,7 +26,7 @@ impl Fs {
             tracing::debug!("hiding a {}-byte name in {}", bytes.len(), dir.display());
             return false;
         }
-        if !files::is_private_name(bytes) {
+        if !private_names::is_private_name(bytes) {
             return true;
         }
         if self.abandoned(dir, bytes, attr) {
@@ -43,47 +43,49 @@ impl Fs {
     /// gone: one with another mount's id whose marker is missing or stale.
     /// Only a mount that has its own marker removes anything (it then
     /// knows markers can be made here), never its own names, and never a
-    /// name whose maker cannot be told (see `files::Owner`). A marker is
+    /// name whose maker cannot be told (see `private_names::Owner`). A marker is
     /// itself removed once long forgotten.
     fn abandoned(&self, dir: &Path, name: &[u8], attr: &Attr) -> bool {
         if self.cfg.read_only || !self.marked.load(Ordering::SeqCst) {
             return false;
         }
-        let Some(owner) = files::owner_of(name) else {
+        let Some(owner) = private_names::owner_of(name) else {
             return false;
         };
-        let files::Owner::Mount(id) = &owner else {
+        let private_names::Owner::Mount(id) = &owner else {
             return false;
         };
-        if name.starts_with(files::LIVE_PREFIX.as_bytes()) {
+        if name.starts_with(private_names::LIVE_PREFIX.as_bytes()) {
             return SystemTime::now()
                 .duration_since(attr.mtime)
-                .is_ok_and(|age| age > files::MARKER_FORGOTTEN);
+                .is_ok_and(|age| age > private_names::MARKER_FORGOTTEN);
         }
-        files::abandoned(&owner, self.marker_of(dir, id))
+        private_names::abandoned(&owner, self.marker_of(dir, id))
     }
 
     /// The marker of mount `id`, whose names are in `dir`: that mount's
     /// root is `dir` or one of its parents (its private names are all
     /// under its root), so each is looked at, nearest first.
-    fn marker_of(&self, dir: &Path, id: &str) -> files::Marker {
-        let marker = files::marker_name(id);
+    fn marker_of(&self, dir: &Path, id: &str) -> private_names::Marker {
+        let marker = private_names::marker_name(id);
         let now = SystemTime::now();
         for at in dir.ancestors() {
             match self.remote.stat(&at.join(&marker)) {
-                Ok(attr) => return files::Marker::of(attr.mtime, now),
+                Ok(attr) => return private_names::Marker::of(attr.mtime, now),
                 Err(remote::Error::NotFound) => {}
                 Err(e) => {
                     tracing::debug!("cannot look for {marker} in {}: {e}", at.display());
-                    return files::Marker::Unknown;
+                    return private_names::Marker::Unknown;
                 }
             }
         }
-        files::Marker::Missing
+        private_names::Marker::Missing
     }
 
     fn marker_path(&self) -> PathBuf {
-        self.cfg.root.join(files::marker_name(files::mount_id()))
+        self.cfg
+            .root
+            .join(private_names::marker_name(private_names::mount_id()))
     }
 
     /// Creates this mount's marker in its root. Without it (a read-only
@@ -96,7 +98,7 @@ impl Fs {
         match self.remote.create(&self.marker_path(), 0o600, true) {
             Ok(()) => {
                 self.marked.store(true, Ordering::SeqCst);
-                files::set_marked(true);
+                private_names::set_marked(true);
             }
             Err(e) => tracing::info!(
                 "cannot create {}: {e}; leftovers of other mounts are not removed",
@@ -106,7 +108,7 @@ impl Fs {
     }
 
     /// Shows that this mount still runs: the marker gets a new mtime (or,
-    /// if it went, is made again). Called every `files::MARKER_REFRESH`.
+    /// if it went, is made again). Called every `private_names::MARKER_REFRESH`.
     pub fn refresh_marker(&self) {
         let _serial = lock(&self.marker_lock);
         if !self.marked.load(Ordering::SeqCst) {
@@ -140,8 +142,8 @@ impl Fs {
     pub fn remove_marker(&self) {
         let _serial = lock(&self.marker_lock);
         if self.marked.swap(false, Ordering::SeqCst) {
-            files::set_marked(false);
-            if !files::remove(&*self.remote, &self.marker_path()) {
+            private_names::set_marked(false);
+            if !private_names::remove(&*self.remote, &self.marker_path()) {
                 tracing::warn!("cannot remove {}", self.marker_path().display());
             }
         }

@@ -9,10 +9,11 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::files::{self, Content};
+use super::file_state::Content;
 use super::inodes;
 use super::open_file::OpenFile;
 use super::{DirItem, Entry, Error, Fs, Result};
+use crate::remote::private_names;
 use crate::remote::{self, Attr, SetAttr};
 use crate::sync::lock;
 
@@ -108,7 +109,7 @@ impl Fs {
 
     pub fn lookup(&self, parent: u64, name: &OsStr) -> Result<Entry> {
         let path = self.child_path(parent, name)?;
-        if files::is_private_name(name.as_bytes()) {
+        if private_names::is_private_name(name.as_bytes()) {
             return Err(Error::not_found());
         }
         if self.meta.get(&path).is_none() {
@@ -207,7 +208,7 @@ impl Fs {
     pub fn link(&self, ino: u64, new_parent: u64, new_name: &OsStr) -> Result<Entry> {
         self.writable()?;
         let to = self.child_path(new_parent, new_name)?;
-        if files::is_private_name(new_name.as_bytes()) {
+        if private_names::is_private_name(new_name.as_bytes()) {
             return Err(Error::InvalidName);
         }
         // An open file stays locked while it gets the name, and what it
@@ -283,7 +284,7 @@ impl Fs {
             }
             Content::Hidden(_) => return Err(Error::not_found()),
             Content::InPlace | Content::Truncated => {
-                let hidden = files::private_sibling(path, files::HIDDEN_PREFIX);
+                let hidden = private_names::private_sibling(path, private_names::HIDDEN_PREFIX);
                 state.send_pending(&*self.remote, path)?;
                 self.remote.rename(path, &hidden)?;
                 if matches!(state.content, Content::Truncated) {
@@ -308,7 +309,7 @@ impl Fs {
         self.writable()?;
         let from = self.child_path(parent, name)?;
         let to = self.child_path(new_parent, new_name)?;
-        if files::is_private_name(new_name.as_bytes()) {
+        if private_names::is_private_name(new_name.as_bytes()) {
             return Err(Error::InvalidName);
         }
         if from == to {
@@ -358,7 +359,7 @@ impl Fs {
         };
         below.sort_by_key(|(ino, _)| *ino);
         let mut below_guards: Vec<_> = below.iter().map(|(_, state)| state.lock()).collect();
-        files::rename_over(&*self.remote, &from, &to)?;
+        self.remote.rename(&from, &to)?;
         for st in &mut below_guards {
             st.moved(&from, &to);
         }

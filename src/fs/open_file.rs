@@ -10,7 +10,7 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
-use super::files::FileState;
+use super::file_state::FileState;
 use crate::sync::lock;
 
 /// `shown` when the server's attributes are right as they are.

@@ -2,12 +2,14 @@
 //! else from whole cached blocks, with a read-ahead chain per handle. It
 //! must not change a file.
 
+pub mod ahead;
+
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use super::handles::Handle;
-use super::read_ahead::ReadAhead;
+use super::read::ahead::ReadAhead;
 use super::{Fs, Result};
 use crate::cache::blocks::{BlockKey, Reservation};
 use crate::sync::lock;
@@ -87,7 +89,7 @@ impl Fs {
 
     /// After a sequential read, promises the blocks wanted ahead of it and
     /// makes sure this handle's read-ahead chain runs: one task that fetches
-    /// them in order (see read_ahead.rs), so the reader finds them cached.
+    /// them in order (see read/ahead.rs), so the reader finds them cached.
     fn read_ahead(
         &self,
         ahead: &Arc<Mutex<ReadAhead<Reservation>>>,
@@ -109,7 +111,7 @@ impl Fs {
             );
             for index in wanted {
                 // A running chain promises the block now; a starting one
-                // when it begins (see read_ahead.rs).
+                // when it begins (see read/ahead.rs).
                 let promise = if ra.running() {
                     match self.blocks.reserve(&Self::block_key(ino, version, index)) {
                         Some(promise) => Some(promise),

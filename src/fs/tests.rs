@@ -11,6 +11,7 @@ use super::names::contained_target;
 use super::*;
 use crate::errno::ToErrno;
 use crate::remote::memory::Memory;
+use crate::remote::private_names;
 use crate::remote::SetAttr;
 use crate::sync::lock;
 
@@ -1216,32 +1217,32 @@ fn listed(fs: &Fs) -> Vec<DirItem> {
 fn a_listing_removes_only_names_of_gone_mounts() {
     let (mem, fs, _s) = setup(true);
     fs.start_marker();
-    let ours_marker = format!("/{}", files::marker_name(files::mount_id()));
+    let ours_marker = format!("/{}", private_names::marker_name(private_names::mount_id()));
     assert!(mem.content(&ours_marker).is_some(), "{:?}", mem.names());
     let live = "1111111111111111";
     let stale = "2222222222222222";
     let gone = "3333333333333333";
-    mem.put_file(&format!("/{}", files::marker_name(live)), b"");
-    mem.put_file(&format!("/{}", files::marker_name(stale)), b"");
+    mem.put_file(&format!("/{}", private_names::marker_name(live)), b"");
+    mem.put_file(&format!("/{}", private_names::marker_name(stale)), b"");
     date(
         &mem,
-        &format!("/{}", files::marker_name(stale)),
+        &format!("/{}", private_names::marker_name(stale)),
         Duration::from_secs(3600),
     );
     mem.mkdir(Path::new("/sub"), 0o755).expect("mkdir");
     let keep = [
-        format!("/{}{live}-1", files::HIDDEN_PREFIX),
-        format!("/sub/{}{live}-2", files::TEMP_PREFIX),
-        format!("/{}{gone}u-3", files::TEMP_PREFIX),
-        format!("/{}somehost-1-0-0", files::TEMP_PREFIX),
-        files::private_sibling(Path::new("/f"), files::HIDDEN_PREFIX)
+        format!("/{}{live}-1", private_names::HIDDEN_PREFIX),
+        format!("/sub/{}{live}-2", private_names::TEMP_PREFIX),
+        format!("/{}{gone}u-3", private_names::TEMP_PREFIX),
+        format!("/{}somehost-1-0-0", private_names::TEMP_PREFIX),
+        private_names::private_sibling(Path::new("/f"), private_names::HIDDEN_PREFIX)
             .to_string_lossy()
             .into_owned(),
     ];
     let swept = [
-        format!("/{}{stale}-1", files::HIDDEN_PREFIX),
-        format!("/sub/{}{gone}-2", files::TEMP_PREFIX),
-        format!("/{}{gone}-4", files::TEMP_PREFIX),
+        format!("/{}{stale}-1", private_names::HIDDEN_PREFIX),
+        format!("/sub/{}{gone}-2", private_names::TEMP_PREFIX),
+        format!("/{}{gone}-4", private_names::TEMP_PREFIX),
     ];
     for name in keep.iter().chain(&swept) {
         mem.put_file(name, b"data");
@@ -1261,7 +1262,7 @@ fn a_listing_removes_only_names_of_gone_mounts() {
     }
     assert!(mem.content(&ours_marker).is_some());
     assert!(mem
-        .content(&format!("/{}", files::marker_name(live)))
+        .content(&format!("/{}", private_names::marker_name(live)))
         .is_some());
 
     // The marker is refreshed, made again if it went, removed at unmount.
@@ -1269,8 +1270,8 @@ fn a_listing_removes_only_names_of_gone_mounts() {
     fs.refresh_marker();
     let attr = mem.stat(Path::new(&ours_marker)).expect("marker");
     assert_eq!(
-        files::Marker::of(attr.mtime, SystemTime::now()),
-        files::Marker::Fresh
+        private_names::Marker::of(attr.mtime, SystemTime::now()),
+        private_names::Marker::Fresh
     );
     mem.unlink(Path::new(&ours_marker)).expect("unlink");
     fs.refresh_marker();
@@ -1284,7 +1285,7 @@ fn a_listing_removes_only_names_of_gone_mounts() {
 #[test]
 fn a_mount_without_a_marker_removes_nothing() {
     let (mem, fs, _s) = setup(true);
-    let gone = format!("/{}4444444444444444-1", files::TEMP_PREFIX);
+    let gone = format!("/{}4444444444444444-1", private_names::TEMP_PREFIX);
     mem.put_file(&gone, b"data");
     date(&mem, &gone, DAYS_2);
     assert!(listed(&fs).is_empty());

@@ -2,13 +2,21 @@
 //! the commit that puts a file on the server, and the later removal of
 //! temporary files a failed commit could not remove.
 
+// Below the handles: background sends, the upload stream, local staging
+// and moving bytes between them.
+pub mod behind;
+pub mod staging;
+pub mod transfer;
+pub mod upload_stream;
+
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use super::files::{self, Content, FileState};
+use super::file_state::{Content, FileState};
 use super::handles::Handle;
 use super::open_file::OpenFile;
 use super::{Error, Fs, Result};
+use crate::remote::private_names;
 use crate::sync::lock;
 
 impl Fs {
@@ -113,7 +121,7 @@ impl Fs {
             .spawn(move || {
                 for attempt in 0..24u32 {
                     std::thread::sleep(Duration::from_millis(500 * u64::from(attempt.min(10) + 1)));
-                    orphans.retain(|p| !files::remove(&*remote, p));
+                    orphans.retain(|p| !private_names::remove(&*remote, p));
                     if orphans.is_empty() {
                         return;
                     }

@@ -9,7 +9,9 @@ pub mod ftp;
 pub mod netrc;
 pub mod open;
 pub mod pool;
+pub mod private_names;
 pub mod progress;
+pub mod rename_aside;
 pub mod resolve;
 pub mod secrets;
 pub mod sftp;
@@ -128,13 +130,25 @@ pub enum Error {
     Busy(String),
     #[error("local I/O error: {0}")]
     Io(#[from] io::Error),
+    /// A rename over a file failed after the old file was moved aside
+    /// (`rename_aside`), and it could not be put back: it is under
+    /// `aside`, so the caller must keep the new one (the source) as well.
+    /// Otherwise the failure is `error`.
+    #[error("{error}")]
+    KeptAside {
+        error: Box<Error>,
+        aside: std::path::PathBuf,
+    },
 }
 
 impl Error {
     /// Whether the connection that produced this error must be thrown away
     /// (DESIGN invariant 2: never reuse a connection after a timeout).
     pub fn breaks_connection(&self) -> bool {
-        matches!(self, Error::TimedOut | Error::Transport(_))
+        match self {
+            Error::KeptAside { error, .. } => error.breaks_connection(),
+            _ => matches!(self, Error::TimedOut | Error::Transport(_)),
+        }
     }
 }
 
@@ -157,6 +171,7 @@ impl ToErrno for Error {
             Error::TimedOut => libc::ETIMEDOUT,
             Error::Transport(_) | Error::Failure(_) | Error::Setup(_) | Error::Busy(_) => libc::EIO,
             Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+            Error::KeptAside { error, .. } => error.to_errno(),
         }
     }
 }
@@ -217,7 +232,9 @@ pub trait Remote: Send + Sync {
     fn unlink(&self, path: &Path) -> Result<()>;
 
     /// Rename, replacing an existing file or empty directory at `to`
-    /// atomically where the server can.
+    /// atomically where the server can (elsewhere by moving the old file
+    /// aside first, see `rename_aside`; `Error::KeptAside` when it could
+    /// not be put back after a failure).
     fn rename(&self, from: &Path, to: &Path) -> Result<()>;
 
     fn symlink(&self, target: &Path, link: &Path) -> Result<()>;

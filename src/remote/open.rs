@@ -216,5 +216,6 @@ fn pool_options(o: &Options) -> PoolOptions {
         max_conns: o.max_conns,
         timeout: o.timeout,
         alive_count_max: o.alive_count_max,
+        mount_id: super::private_names::mount_id(),
     }
 }

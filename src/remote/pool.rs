@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::rename_aside::RenameAside;
 use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
 
 /// What changed through the mount, for connections that cache handles.
@@ -109,6 +110,9 @@ pub struct PoolOptions {
     pub timeout: Duration,
     /// Keepalive rounds with failures before the server counts as down.
     pub alive_count_max: u32,
+    /// The mount's id, which the private names made here carry (see
+    /// `private_names`).
+    pub mount_id: &'static str,
 }
 
 /// A connection and the link epoch it was made in (see `Pool::epoch`).
@@ -582,7 +586,14 @@ impl<C: Connector> Remote for Pool<C> {
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
         no_nul(from)?;
         no_nul(to)?;
-        self.renaming(|| self.run(Lane::Meta, false, |c| c.rename(from, to)))
+        RenameAside {
+            remote: self,
+            rename_once: &|from, to| {
+                self.renaming(|| self.run(Lane::Meta, false, |c| c.rename(from, to)))
+            },
+            mount_id: self.opts.mount_id,
+        }
+        .rename(from, to)
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
         no_nul(target)?;
@@ -717,6 +728,7 @@ mod tests {
             max_conns,
             timeout: Duration::from_secs(5),
             alive_count_max: 3,
+            mount_id: "0123456789abcdef",
         };
         (Pool::new(Fake(counting.clone()), Nothing, opts), counting)
     }

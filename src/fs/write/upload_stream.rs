@@ -46,7 +46,7 @@ pub struct Streamer {
 impl Streamer {
     /// A directory above the temporary file was renamed from `from` to `to`.
     pub fn moved(&mut self, from: &Path, to: &Path) {
-        super::files::move_under(&mut self.temp, from, to);
+        crate::remote::private_names::move_under(&mut self.temp, from, to);
     }
 
     /// Starts uploading `file` (empty so far) to `temp`, unless enough

@@ -1,0 +1,609 @@
+//! The state of one open file, shared by all its handles: the coalescing
+//! write buffer, where the content lives on the server right now (the file
+//! itself, a temporary name during an atomic rewrite, a hidden name after
+//! unlink, or a local staging file for protocols without random writes),
+//! the size the mount shows, and a sticky write error.
+//!
+//! This module decides *where* bytes go and when they are committed; the
+//! moving of bytes is `write::transfer`'s. It does not own caches or the
+//! inode table (the caller updates those).
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use super::write::behind::WriteBehind;
+use super::write::staging::{read_full_at, staging_file};
+use super::write::transfer::{
+    commit_temp, copy_remote, download_into, remove_quietly, upload_local, DOWNLOAD_CHUNK,
+    WRITE_CHUNK,
+};
+use super::write::upload_stream::Streamer;
+use super::{Error, Result, WriteLoss};
+use crate::remote::private_names::{move_under, private_sibling, TEMP_PREFIX};
+use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
+
+/// The mode a file gets on the server while the mount writes it: `perm`
+/// with the owner's read and write bits, which the login needs to write
+/// (and read back) its own file. The commit then sets `perm` itself.
+pub fn writable_perm(perm: u32) -> u32 {
+    perm | 0o600
+}
+
+/// Where the content of an open file lives while it is open.
+#[derive(Debug)]
+pub enum Content {
+    /// In the file at the inode's current path; writes go there in place.
+    InPlace,
+    /// Truncated to zero through the mount, nothing written yet: the server
+    /// still has the old content, which the commit will truncate.
+    Truncated,
+    /// Being rewritten under a temporary name; the commit renames it over.
+    Temp(PathBuf),
+    /// Unlinked while open: kept under a hidden name until the last release.
+    Hidden(PathBuf),
+    /// Staged in a private local file (protocols without random writes).
+    /// `synced`: the server holds the first `synced` bytes unchanged, so the
+    /// commit may append the rest; `None` means upload whole. `head_loaded`:
+    /// those first bytes have been copied into `file` too.
+    Local {
+        file: File,
+        synced: Option<u64>,
+        head_loaded: bool,
+    },
+}
+
+impl Content {
+    /// The temporary name of a file being rewritten, if it is.
+    pub fn temp(&self) -> Option<&Path> {
+        match self {
+            Content::Temp(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+pub struct FileState {
+    pub handles: usize,
+    /// Its last handle was released and it left the open files' table; an
+    /// open that got hold of it just before must make a new one.
+    pub closed: bool,
+    pub content: Content,
+    /// Writes not yet sent: (offset, bytes).
+    pending: Option<(u64, Vec<u8>)>,
+    /// The size the mount shows while the file is open.
+    pub size: u64,
+    /// Written since the last commit.
+    pub dirty: bool,
+    /// The file's permission bits as the mount shows them; every commit
+    /// leaves them on the server.
+    pub perm: u32,
+    /// The permission bits the server's copy (at `data_path`) has now.
+    /// While the file is written they may include the owner's read and
+    /// write bits that `perm` lacks (see `writable_perm`): an ordinary
+    /// login cannot write to its own read-only file, while a local file
+    /// created read-only stays writable through the descriptor that
+    /// created it.
+    pub server_perm: u32,
+    /// Times set while the content is staged locally (`cp -p` sets them
+    /// before its close): the upload at the commit gives the file new
+    /// times, so the commit sets these again after it. A later write
+    /// drops them, as it moves a local file's mtime.
+    pub times: Option<(SystemTime, SystemTime)>,
+    /// The version (size, mtime) of the content on the server, for the block cache.
+    pub version: (u64, SystemTime),
+    /// Why written data was lost (a failed write or commit): until a new
+    /// writer opens the file (`recover`), nothing more is committed.
+    pub error: Option<WriteLoss>,
+    /// Losses so far. Every handle open at a loss reports it from every
+    /// later write, flush, fsync and close (`Handle::failures_seen`): a
+    /// close of a forked copy of a descriptor reaches us as the same
+    /// flush, so reporting it once could tell the real writer "success"
+    /// for data that never arrived. Handles opened later do not.
+    pub failures: u64,
+    pub unlinked: bool,
+    /// Its attributes as the mount last knew them when its name went, for
+    /// fstat (the server has them no more).
+    pub last_attr: Option<Attr>,
+    /// The file is being rewritten whole (opened with O_TRUNC or created).
+    /// After a commit made part of it durable, later writes go to a fresh
+    /// temporary copy, so a failure never leaves that part plus a partial
+    /// tail under the real name.
+    pub rewriting: bool,
+    /// Only O_APPEND writers have it open: a commit of locally staged
+    /// content may append the new tail (FTP APPE) instead of replacing.
+    pub append_only: bool,
+    /// Sends full chunks in the background (protocols with random writes).
+    pub write_behind: Option<WriteBehind>,
+    /// Temporary files that could not be removed after a failure (the link
+    /// was down); the caller retries later (`Fs::reap`).
+    pub orphans: Vec<PathBuf>,
+    /// Uploads a new locally staged file while it is written (FTP).
+    pub streamer: Option<Streamer>,
+}
+
+impl FileState {
+    pub fn new(size: u64, perm: u32, version: (u64, SystemTime)) -> FileState {
+        FileState {
+            handles: 0,
+            closed: false,
+            content: Content::InPlace,
+            pending: None,
+            size,
+            dirty: false,
+            perm,
+            server_perm: perm,
+            times: None,
+            version,
+            error: None,
+            failures: 0,
+            unlinked: false,
+            last_attr: None,
+            rewriting: false,
+            append_only: false,
+            write_behind: None,
+            orphans: Vec::new(),
+            streamer: None,
+        }
+    }
+
+    /// True when reads must see state the server (at the inode's path) does
+    /// not have yet, so they cannot be served from cached blocks.
+    pub fn reads_bypass_cache(&self) -> bool {
+        self.dirty || !matches!(self.content, Content::InPlace)
+    }
+
+    /// Where the bytes live on the server for path-based calls, if remote.
+    pub fn data_path<'a>(&'a self, path: &'a Path) -> &'a Path {
+        match &self.content {
+            Content::Temp(p) | Content::Hidden(p) => p,
+            _ => path,
+        }
+    }
+
+    /// Adds a write to the buffer, sending what must go first.
+    pub fn write(
+        &mut self,
+        remote: &dyn Remote,
+        path: &Path,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        if let Some(e) = &self.error {
+            return Err(Error::WriteFailed(e.clone()));
+        }
+        let result = self.write_unchecked(remote, path, offset, data);
+        if let Err(e) = &result {
+            // Whatever failed (starting the temporary copy, making the file
+            // writable, sending), these bytes are lost: nothing of this
+            // rewrite may be committed, not even its truncation.
+            if self.error.is_none() {
+                self.lose(WriteLoss::of(e));
+            }
+        }
+        result
+    }
+
+    fn write_unchecked(
+        &mut self,
+        remote: &dyn Remote,
+        path: &Path,
+        offset: u64,
+        data: &[u8],
+    ) -> Result<()> {
+        let end = offset + data.len() as u64;
+        if let Content::Local { synced, .. } = &self.content {
+            if synced.is_some_and(|n| offset < n) {
+                // Rewriting bytes the server already has: upload whole.
+                self.load_head(remote, path)?;
+                self.set_unsynced();
+            }
+            if let Content::Local { file, .. } = &self.content {
+                file.write_all_at(data, offset).map_err(Error::Io)?;
+            }
+            if let Some(stream) = &self.streamer {
+                if !stream.wrote(offset, data.len() as u64) {
+                    // Out of order: upload the staged file whole at commit.
+                    self.streamer = None;
+                }
+            }
+        } else {
+            self.start_temp(remote, path)?;
+            self.make_writable(remote, path)?;
+            let contiguous =
+                matches!(&self.pending, Some((start, buf)) if start + buf.len() as u64 == offset);
+            if !contiguous {
+                self.queue_pending(remote, path)?;
+            }
+            match &mut self.pending {
+                Some((_, buf)) => buf.extend_from_slice(data),
+                None => self.pending = Some((offset, data.to_vec())),
+            }
+            if self
+                .pending
+                .as_ref()
+                .is_some_and(|(_, b)| b.len() >= WRITE_CHUNK)
+            {
+                self.queue_pending(remote, path)?;
+            }
+        }
+        self.size = self.size.max(end);
+        self.dirty = true;
+        self.times = None;
+        Ok(())
+    }
+
+    /// Before the first write of a rewrite: the content goes to a new
+    /// temporary file, empty after a truncation, or a copy of what an
+    /// earlier commit of this rewrite made durable.
+    fn start_temp(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        let copy = match self.content {
+            Content::Truncated => 0,
+            Content::InPlace if self.rewriting => self.size,
+            _ => return Ok(()),
+        };
+        let temp = private_sibling(path, TEMP_PREFIX);
+        remote.create(&temp, writable_perm(self.perm), true)?;
+        if let Err(e) = copy_remote(remote, path, &temp, copy) {
+            remove_quietly(remote, &temp, &mut self.orphans);
+            return Err(e);
+        }
+        self.content = Content::Temp(temp);
+        Ok(())
+    }
+
+    /// Before writing in place: gives the server's file the owner's write
+    /// bit back if a commit left it read-only (its mode said so) while
+    /// descriptors still write to it.
+    fn make_writable(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        if !matches!(self.content, Content::InPlace | Content::Hidden(_))
+            || self.server_perm == writable_perm(self.server_perm)
+        {
+            return Ok(());
+        }
+        let perm = writable_perm(self.server_perm);
+        remote.setattr(self.data_path(path), SetAttr::Mode(perm))?;
+        self.server_perm = perm;
+        Ok(())
+    }
+
+    fn set_unsynced(&mut self) {
+        if let Content::Local { synced, .. } = &mut self.content {
+            *synced = None;
+        }
+    }
+
+    /// Copies the bytes the server holds into the staging file, once.
+    fn load_head(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        if let Content::Local {
+            file,
+            synced: Some(n),
+            head_loaded: loaded @ false,
+        } = &mut self.content
+        {
+            download_into(remote, path, *n, file, DOWNLOAD_CHUNK)?;
+            *loaded = true;
+        }
+        Ok(())
+    }
+
+    /// Makes a local staging file self-contained (before its remote copy is
+    /// unlinked): the head is copied and nothing counts as on the server.
+    pub fn load_everything(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.load_head(remote, path)?;
+        self.set_unsynced();
+        Ok(())
+    }
+
+    /// Starts staging locally (protocols without random writes). With
+    /// `truncate`, the staged content starts empty and nothing is downloaded.
+    pub fn stage_locally(&mut self, dir: &Path, truncate: bool) -> Result<()> {
+        self.streamer = None;
+        let file = staging_file(dir)?;
+        if truncate {
+            self.content = Content::Local {
+                file,
+                synced: None,
+                head_loaded: true,
+            };
+            self.size = 0;
+            self.dirty = true;
+        } else {
+            self.content = Content::Local {
+                file,
+                synced: Some(self.size),
+                head_loaded: false,
+            };
+        }
+        Ok(())
+    }
+
+    /// Sends buffered writes and waits until everything written is on the
+    /// server.
+    pub fn send_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.queue_pending(remote, path)?;
+        if let Some(result) = self.write_behind.as_ref().map(WriteBehind::drain) {
+            result.map_err(|e| self.failed(e))?;
+        }
+        Ok(())
+    }
+
+    /// Hands buffered writes to the write-behind (or sends them now).
+    fn queue_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        let Some((offset, buf)) = self.pending.take() else {
+            return Ok(());
+        };
+        let target = self.data_path(path).to_path_buf();
+        let result = match self.write_behind.as_mut() {
+            Some(wb) => wb.push(target, offset, buf),
+            None => remote.write(&target, offset, &buf),
+        };
+        result.map_err(|e| self.failed(e))
+    }
+
+    /// Remembers a failed write for the next flush/fsync/close.
+    fn failed(&mut self, e: RemoteError) -> Error {
+        self.lose(WriteLoss::of(&e));
+        Error::Remote(e)
+    }
+
+    /// Reads through the open state (dirty files, temp names, local staging).
+    pub fn read(
+        &mut self,
+        remote: &dyn Remote,
+        path: &Path,
+        offset: u64,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        if offset >= self.size {
+            return Ok(Vec::new());
+        }
+        let len = len.min((self.size - offset) as usize);
+        match &self.content {
+            Content::Truncated => Ok(Vec::new()),
+            Content::Local { .. } => {
+                self.load_head(remote, path)?;
+                let Content::Local { file, .. } = &self.content else {
+                    return Ok(Vec::new());
+                };
+                let mut buf = vec![0u8; len];
+                let n = read_full_at(file, &mut buf, offset)?;
+                buf.truncate(n);
+                Ok(buf)
+            }
+            _ => {
+                self.send_pending(remote, path)?;
+                let mut data = remote.read(self.data_path(path), offset, len)?;
+                // A sparse extension not yet materialised reads as zeros.
+                data.resize(len, 0);
+                Ok(data)
+            }
+        }
+    }
+
+    /// Changes the size (truncate up or down) of the open content.
+    pub fn set_size(&mut self, remote: &dyn Remote, path: &Path, size: u64) -> Result<()> {
+        match &mut self.content {
+            Content::Local { synced, .. } => {
+                self.streamer = None;
+                if synced.is_some_and(|n| size < n) {
+                    self.load_head(remote, path)?;
+                    self.set_unsynced();
+                }
+                if let Content::Local { file, .. } = &self.content {
+                    file.set_len(size).map_err(Error::Io)?;
+                }
+            }
+            Content::Truncated if size == 0 => {}
+            _ => {
+                self.start_temp(remote, path)?;
+                self.make_writable(remote, path)?;
+                self.send_pending(remote, path)?;
+                remote.setattr(self.data_path(path), SetAttr::Size(size))?;
+            }
+        }
+        self.size = size;
+        self.dirty = true;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable at `path` on the server.
+    /// Returns whether anything changed there. A failure is remembered
+    /// (see `error`).
+    pub fn commit(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
+        if let Some(e) = &self.error {
+            let e = Error::WriteFailed(e.clone());
+            self.discard_temp(remote);
+            return Err(e);
+        }
+        let result = self.commit_now(remote, path);
+        if let Err(e) = &result {
+            self.lose(WriteLoss::of(e));
+        }
+        result
+    }
+
+    fn commit_now(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
+        if let Err(e) = self.send_pending(remote, path) {
+            self.discard_temp(remote);
+            return Err(e);
+        }
+        if self.unlinked {
+            return Ok(false);
+        }
+        if !self.append_only
+            && matches!(
+                self.content,
+                Content::Local {
+                    synced: Some(_),
+                    ..
+                }
+            )
+        {
+            // Only appends may extend the server's copy in place; anything
+            // else replaces it whole, atomically.
+            self.load_head(remote, path)?;
+            self.set_unsynced();
+        }
+        let changed = self.dirty;
+        let content = std::mem::replace(&mut self.content, Content::InPlace);
+        let result = match content {
+            Content::InPlace => Ok(()),
+            Content::Truncated => remote.setattr(path, SetAttr::Size(0)).map_err(Error::from),
+            Content::Temp(temp) => {
+                let renamed = commit_temp(remote, &temp, path, &mut self.orphans);
+                if renamed.is_ok() {
+                    self.server_perm = writable_perm(self.perm);
+                }
+                renamed
+            }
+            Content::Hidden(hidden) => {
+                self.content = Content::Hidden(hidden);
+                return Ok(false);
+            }
+            Content::Local {
+                mut file,
+                synced,
+                head_loaded,
+            } => {
+                let streamed = self.streamer.take().and_then(|s| {
+                    s.finish(self.size)
+                        .inspect_err(|e| tracing::debug!("streaming upload failed: {e}"))
+                        .ok()
+                });
+                let result = match streamed {
+                    Some(temp) => commit_temp(remote, &temp, path, &mut self.orphans),
+                    None => upload_local(
+                        remote,
+                        path,
+                        &mut file,
+                        synced,
+                        self.size,
+                        &mut self.orphans,
+                    ),
+                };
+                if result.is_ok() && synced.is_none() {
+                    // A whole upload replaced the file, with the server's
+                    // default mode.
+                    self.server_perm = u32::MAX;
+                }
+                if result.is_ok() {
+                    self.restore_times(remote, path);
+                }
+                let synced = if result.is_ok() {
+                    Some(self.size)
+                } else {
+                    synced
+                };
+                self.content = Content::Local {
+                    file,
+                    synced,
+                    head_loaded,
+                };
+                result
+            }
+        };
+        self.dirty = false;
+        result?;
+        self.restore_perm(remote, path);
+        Ok(changed)
+    }
+
+    /// A directory above this file was renamed from `from` to `to`: the
+    /// names it keeps on the server (a temporary or hidden copy, leftovers
+    /// to remove) moved with it.
+    pub fn moved(&mut self, from: &Path, to: &Path) {
+        if let Content::Temp(p) | Content::Hidden(p) = &mut self.content {
+            move_under(p, from, to);
+        }
+        for p in &mut self.orphans {
+            move_under(p, from, to);
+        }
+        if let Some(streamer) = &mut self.streamer {
+            streamer.moved(from, to);
+        }
+    }
+
+    /// Whether the server's file lacks the mode the mount shows (a commit
+    /// still has to set it).
+    pub fn perm_pending(&self) -> bool {
+        self.server_perm != self.perm && !self.unlinked
+    }
+
+    /// Gives an uploaded file the times set while it was staged. As for
+    /// the mode, a refusal is logged: the data is there.
+    fn restore_times(&mut self, remote: &dyn Remote, path: &Path) {
+        if let Some((atime, mtime)) = self.times.take() {
+            if let Err(e) = remote.setattr(path, SetAttr::Times { atime, mtime }) {
+                tracing::warn!("cannot restore the times of {}: {e}", path.display());
+            }
+        }
+    }
+
+    /// Gives the committed file its mode where the protocol can set one.
+    /// The data is there either way, so a refusal is no failed write.
+    pub fn restore_perm(&mut self, remote: &dyn Remote, path: &Path) {
+        if !self.perm_pending() || matches!(self.content, Content::Hidden(_)) {
+            return;
+        }
+        match remote.setattr(path, SetAttr::Mode(self.perm)) {
+            Ok(()) | Err(RemoteError::Unsupported(_)) => {}
+            Err(e) => tracing::warn!("cannot restore the mode of {}: {e}", path.display()),
+        }
+        // Tried once: a refusal is not asked again at every close.
+        self.server_perm = self.perm;
+    }
+
+    /// Records that written data was lost.
+    fn lose(&mut self, why: WriteLoss) {
+        self.error = Some(why);
+        self.failures += 1;
+    }
+
+    /// The message for a handle that was open at a loss.
+    pub fn lost(&self) -> Error {
+        Error::WriteFailed(self.error.clone().unwrap_or_else(|| "data was lost".into()))
+    }
+
+    /// After a loss, for a new writer: back to the server's file as it is
+    /// (`size`, `version`), with nothing of the lost writes kept.
+    pub fn recover(&mut self, remote: &dyn Remote, size: u64, version: (u64, SystemTime)) {
+        // Chunks of the lost writes still in flight must not land after
+        // the new writer starts, nor be reported to it.
+        if let Some(wb) = &self.write_behind {
+            let _ = wb.drain();
+        }
+        self.discard_temp(remote);
+        if !matches!(self.content, Content::Hidden(_)) {
+            self.content = Content::InPlace;
+            self.size = size;
+            self.version = version;
+        }
+        self.rewriting = false;
+        self.dirty = false;
+        self.error = None;
+    }
+
+    /// Removes a temporary file after a failure, so none is left behind.
+    pub fn discard_temp(&mut self, remote: &dyn Remote) {
+        self.streamer = None;
+        if let Content::Temp(temp) = &self.content {
+            remove_quietly(remote, temp, &mut self.orphans);
+            self.content = Content::InPlace;
+        }
+        self.pending = None;
+        self.dirty = false;
+    }
+
+    /// After the last release: removes what only the open file kept alive.
+    pub fn cleanup(&mut self, remote: &dyn Remote) {
+        self.streamer = None;
+        match &self.content {
+            Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
+                remove_quietly(remote, p, &mut self.orphans);
+            }
+            _ => {}
+        }
+    }
+}
