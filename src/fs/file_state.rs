@@ -117,7 +117,7 @@ pub struct FileState {
     /// Sends full chunks in the background (protocols with random writes).
     pub write_behind: Option<WriteBehind>,
     /// Temporary files that could not be removed after a failure (the link
-    /// was down); the caller retries later (`Fs::reap`).
+    /// was down); the caller retries later (`Fs::remove_orphaned_temps`).
     pub orphans: Vec<PathBuf>,
     /// Uploads a new locally staged file while it is written (FTP).
     pub streamer: Option<Streamer>,
