@@ -1,9 +1,7 @@
-//! Proves the test support itself (tests/support/) without rmount: the
+//! Proves the test support itself (tests/it/support/) without rmount: the
 //! SFTP, FTP and FTPS test servers accept logins from standard clients
 //! (OpenSSH's ssh/sftp, sshfs, Python's ftplib), serve `export`, and stop and
 //! restart cleanly; the small helpers behave.
-
-mod support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 

@@ -6,14 +6,12 @@
 //! wordings are fine); each inner list must be matched by at least one of
 //! its words, case-insensitively.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const PREFIX: &str = "rmount-test-cli-";
 

@@ -5,9 +5,7 @@
 //!
 //! Every mount, temp dir and process a test makes is owned by a guard whose
 //! `Drop` unmounts / kills it by PID, so a failing test leaves nothing behind.
-//! Run: `cargo test --test mount_options -- --test-threads=2`.
-
-mod support;
+//! Run: `cargo test --test it -- mount_options:: --test-threads=2`.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -21,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// How long a mount may take to appear.
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -14,8 +14,6 @@
 //! or a sane answer) within the timeout plus a grace period, and hostile
 //! names must never come out of `read_dir`.
 
-mod support;
-
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -29,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// rmount's `-o timeout` in these tests, and the grace on top of it.
 const TIMEOUT: Duration = Duration::from_secs(5);

@@ -8,8 +8,6 @@
 //! proxy to server A, then the proxy is pointed at server B and the open
 //! connections are cut, so rmount's reconnects meet B's key.
 
-mod support;
-
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -19,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// How long a call through the mount may take while the proxy points at
 /// the wrong server (the mount's timeout is 5 s).

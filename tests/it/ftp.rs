@@ -3,9 +3,9 @@
 //! and implicit TLS. Every test checks the server's export directory itself,
 //! not only what the mount shows.
 //!
-//! Run: `cargo test --test ftp -- --test-threads=2`.
-
-mod support;
+//! Run: `cargo test --test it -- ftp:: --skip ::ftp:: --skip sftp::
+//! --test-threads=2` (the filter is a substring: the skips drop the
+//! `ftp`/`sftp` server modules of the other suites).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 // ----- helpers ---------------------------------------------------------------
 
