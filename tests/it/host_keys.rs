@@ -308,21 +308,25 @@ fn reconnect_to_another_host_key_is_refused(policy: &str, login: Login) {
 // StrictHostKeyChecking=no: nothing in known_hosts would stop B; only the pin does.
 #[test]
 fn password_login_reconnect_to_another_host_key_with_no_checking() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("no", Login::Password);
 }
 
 #[test]
 fn key_login_reconnect_to_another_host_key_with_no_checking() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("no", Login::Key);
 }
 
 #[test]
 fn key_login_reconnect_to_another_host_key_with_accept_new() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("accept-new", Login::Key);
 }
 
 #[test]
 fn password_login_reconnect_to_another_host_key_with_strict_checking() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("yes", Login::Password);
 }
 
@@ -332,6 +336,7 @@ fn password_login_reconnect_to_another_host_key_with_strict_checking() {
 /// sees a password attempt.
 #[test]
 fn changed_key_gets_no_password_even_without_checking() {
+    let _load = light_load();
     let server = Server::sftp();
     let home = tempfile::tempdir().expect("a HOME without keys");
     let kh = home.path().join("known_hosts");

@@ -272,6 +272,7 @@ fn echo_round_trip(c: &mut std::net::TcpStream, data: &[u8]) -> io::Result<Durat
 /// counts live connections.
 #[test]
 fn fault_proxy_controls() {
+    let _load = light_load();
     let echo = Echo::start();
     let proxy = FaultProxy::start(echo.addr);
     let mut c = dial(&proxy);
@@ -405,6 +406,7 @@ fn cut_during_sequential_read(p: Proto) {
 /// of 64 MiB finishes with the right bytes: the FTP data stream must not
 /// stall into the timeout (it did, after about 150 MiB of 512).
 fn slow_link_read_finishes(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     let reference = put_random_file(&server, "big.bin", 64, 3);
     let proxy = FaultProxy::for_server(&server);
@@ -428,6 +430,7 @@ fn slow_link_read_finishes(p: Proto) {
 /// is healthy.
 #[test]
 fn ftp_dripping_transfer_fails_in_time() {
+    let _load = light_load();
     let server = Server::start(Proto::Ftp);
     let reference = sha256_file(&put_random_file(&server, "big.bin", 4, 4));
     let proxy = FaultProxy::for_server(&server);

@@ -29,7 +29,8 @@ macro_rules! per_protocol {
 /// `sftp::c`, `sftp_chroot::a`, `gesftp::a`, …, `ftp::a` (vsftpd),
 /// `ftps::a` (vsftpd with TLS), `proftpd::a`, `pureftpd::a`, each calling
 /// `a(ServerKind::…)` of the test file. `sftp_only` is for what FTP cannot
-/// do at all, so that no FTP test passes without checking anything.
+/// do at all, so that no FTP test passes without checking anything. Each
+/// test holds [`light_load`](crate::support::light_load) for its whole run.
 macro_rules! on_every_server {
     ($($case:ident),* $(,)? $(; sftp_only: $($only:ident),* $(,)?)?) => {
         per_server!(sftp, OpenSsh, $($case,)* $($($only,)*)?);
@@ -46,7 +47,10 @@ macro_rules! on_every_server {
 macro_rules! per_server {
     ($module:ident, $kind:ident, $($case:ident,)*) => {
         mod $module {
-            $( #[test] fn $case() { super::$case(super::ServerKind::$kind) } )*
+            $( #[test] fn $case() {
+                let _load = crate::support::light_load();
+                super::$case(super::ServerKind::$kind)
+            } )*
         }
     };
 }

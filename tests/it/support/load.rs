@@ -3,9 +3,12 @@
 //! The soak tests load both cores with dozens of processes, and the kill -9
 //! test waits for the kernel and fusermount3 to drop a dead mount, which
 //! under that load was seen to take over 30 s. So they take
-//! [`heavy_load`]; the other reliability tests, which bound how long things
-//! may take, take [`light_load`] and share the rest. Each test holds one
-//! guard for its whole run.
+//! [`heavy_load`]; every other test, which bounds how long things may take,
+//! takes [`light_load`] and shares the machine with the rest. All modules
+//! run in one process, so this one lock covers the whole run. Each test
+//! holds exactly one guard for its whole run (`on_every_server!` takes it
+//! for its tests): taking a second one on the same thread can deadlock
+//! behind a waiting [`heavy_load`].
 //!
 //! Nothing else lives here.
 

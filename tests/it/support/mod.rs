@@ -14,8 +14,8 @@
 //! - small helpers: [`run_rmount`] (with a hard timeout), [`wait_until`]
 //!   (poll with a deadline, never sleep as synchronisation), [`is_mounted`],
 //!   [`sha256_file`], [`free_port`], [`run_cmd`].
-//! - [`light_load`] / [`heavy_load`]: so that the tests that load the
-//!   whole machine run alone (see `load.rs`).
+//! - [`light_load`] / [`heavy_load`]: the guard every test holds, so that
+//!   the tests that load the whole machine run alone (see `load.rs`).
 //! - `fixture`: per-test mounts on shared servers and the test-generating
 //!   macros `on_every_server!` and `per_protocol!` (see `fixture.rs`).
 //!
