@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A hostile SFTP (version 3) subsystem for rmount's tests (tests/hostile.rs).
+"""A hostile SFTP (version 3) subsystem for rmount's tests (tests/it/hostile.rs).
 
 sshd runs it as `Subsystem sftp /usr/bin/python3 THIS_FILE`: SFTP packets
 arrive on stdin and replies go to stdout. It serves a small read-only tree in

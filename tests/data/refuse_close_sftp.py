@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """An SFTP subsystem that refuses to close written files, for rmount's tests
-(tests/hostile.rs).
+(tests/it/hostile.rs).
 
 sshd runs it as `Subsystem sftp /usr/bin/python3 THIS_FILE SFTP_SERVER`: it
 runs OpenSSH's real sftp-server and passes every packet through, except that

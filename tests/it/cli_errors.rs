@@ -6,14 +6,12 @@
 //! wordings are fine); each inner list must be matched by at least one of
 //! its words, case-insensitively.
 
-mod support;
-
 use std::fs;
 use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const PREFIX: &str = "rmount-test-cli-";
 
@@ -86,6 +84,7 @@ const NOT_FOUND_WORDS: &[&str] = &["no such", "not exist", "not found", "does no
 
 #[test]
 fn wrong_password_is_refused() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::new(PREFIX);
     let wrong = "Wr0ng-pw-7731";
@@ -105,6 +104,7 @@ fn wrong_password_is_refused() {
 
 #[test]
 fn wrong_ftp_password_is_refused() {
+    let _load = light_load();
     let server = Server::ftp();
     let mnt = MountPoint::new(PREFIX);
     let wrong = "Wr0ng-pw-7732";
@@ -123,6 +123,7 @@ fn wrong_ftp_password_is_refused() {
 
 #[test]
 fn unknown_host_key_is_refused() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::new(PREFIX);
     let empty_kh = mnt.base.join("known_hosts");
@@ -162,6 +163,7 @@ fn unknown_host_key_is_refused() {
 
 #[test]
 fn changed_host_key_is_refused() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::new(PREFIX);
     let other = ssh_keygen_ed25519(&mnt.base.join("other_host_key"));
@@ -197,6 +199,7 @@ fn changed_host_key_is_refused() {
 
 #[test]
 fn unreachable_host_is_reported() {
+    let _load = light_load();
     let port = free_port(); // nobody listens there
     let mnt = MountPoint::new(PREFIX);
     let dir = tempfile::tempdir().unwrap();
@@ -209,6 +212,7 @@ fn unreachable_host_is_reported() {
 
 #[test]
 fn unreachable_ftp_host_is_reported() {
+    let _load = light_load();
     let port = free_port();
     let mnt = MountPoint::new(PREFIX);
     let url = format!("ftp://{TEST_USER}@127.0.0.1:{port}/");
@@ -218,6 +222,7 @@ fn unreachable_ftp_host_is_reported() {
 
 #[test]
 fn missing_remote_path_is_reported() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::new(PREFIX);
     let auth = sftp_auth(&server);
@@ -232,6 +237,7 @@ fn missing_remote_path_is_reported() {
 
 #[test]
 fn missing_ftp_remote_path_is_reported() {
+    let _load = light_load();
     let server = Server::ftp();
     let mnt = MountPoint::new(PREFIX);
     let out = rmount(
@@ -245,6 +251,7 @@ fn missing_ftp_remote_path_is_reported() {
 
 #[test]
 fn malformed_remote_is_rejected() {
+    let _load = light_load();
     let mnt = MountPoint::new(PREFIX);
     let out = rmount(&[], "not a url", &mnt, &[]);
     assert_fails(&out, &mnt.dir, &[&["url", "remote", "invalid", "scheme"]]);
@@ -252,6 +259,7 @@ fn malformed_remote_is_rejected() {
 
 #[test]
 fn remote_without_host_is_rejected() {
+    let _load = light_load();
     let mnt = MountPoint::new(PREFIX);
     let out = rmount(&[], "sftp://", &mnt, &[]);
     assert_fails(
@@ -263,6 +271,7 @@ fn remote_without_host_is_rejected() {
 
 #[test]
 fn missing_mount_point_is_reported() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::named(PREFIX, "no-such-dir");
     let auth = sftp_auth(&server);
@@ -283,6 +292,7 @@ fn missing_mount_point_is_reported() {
 
 #[test]
 fn mount_point_that_is_a_file_is_rejected() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::named(PREFIX, "a-file");
     fs::write(&mnt.dir, b"not a directory").expect("write a file");
@@ -294,6 +304,7 @@ fn mount_point_that_is_a_file_is_rejected() {
 
 #[test]
 fn unknown_option_is_rejected() {
+    let _load = light_load();
     let server = Server::sftp();
     let mnt = MountPoint::new(PREFIX);
     let mut args = sftp_auth(&server);

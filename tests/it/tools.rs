@@ -2,16 +2,11 @@
 //! working in a real rmount mount; every test checks the result in the
 //! server's own directory too.
 //!
-//! Run on every server of the matrix like tests/fs_ops.rs (`on_every_server!`),
+//! Run on every server of the matrix like tests/it/fs_ops.rs (`on_every_server!`),
 //! with the tools run as the ordinary local account that logs in
 //! ([`TEST_USER`]), as users work. Where a server cannot do something
 //! (symlinks over FTP, so no Python venv) the test asserts what happens.
-//! Run: `cargo test --test tools -- --test-threads=2`.
-
-#[macro_use]
-#[path = "support/fixture.rs"]
-mod fixture;
-mod support;
+//! Run: `cargo test --test it -- tools:: --test-threads=2`.
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
@@ -19,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use fixture::*;
-use support::*;
+use crate::support::fixture::*;
+use crate::support::*;
 
 on_every_server! {
     cp_a_round_trip,

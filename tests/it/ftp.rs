@@ -3,9 +3,9 @@
 //! and implicit TLS. Every test checks the server's export directory itself,
 //! not only what the mount shows.
 //!
-//! Run: `cargo test --test ftp -- --test-threads=2`.
-
-mod support;
+//! Run: `cargo test --test it -- ftp:: --skip ::ftp:: --skip sftp::
+//! --test-threads=2` (the filter is a substring: the skips drop the
+//! `ftp`/`sftp` server modules of the other suites).
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 // ----- helpers ---------------------------------------------------------------
 
@@ -198,6 +198,7 @@ fn round_trip(server: &Server, mnt: &Path, name: &str, renamed: &str, data: &[u8
 // Explicit FTPS (AUTH TLS) verified against the server's CA moves data intact.
 #[test]
 fn ftps_explicit_round_trip() {
+    let _load = light_load();
     let server = Server::ftps();
     let m = Mount::new(&server, &[]);
     let data = pseudo_random_bytes(300_000, 11);
@@ -207,6 +208,7 @@ fn ftps_explicit_round_trip() {
 // A certificate not signed by the given cafile is refused, in one line.
 #[test]
 fn ftps_untrusted_certificate_is_refused() {
+    let _load = light_load();
     let server = Server::ftps();
     let scratch = tempfile::tempdir().expect("temp dir");
     let wrong_ca = unrelated_ca(scratch.path());
@@ -236,6 +238,7 @@ fn ftps_untrusted_certificate_is_refused() {
 // -o no_verify_cert accepts that certificate, warns, and the mount works.
 #[test]
 fn ftps_no_verify_cert_works_with_warning() {
+    let _load = light_load();
     let server = Server::ftps();
     let scratch = tempfile::tempdir().expect("temp dir");
     let wrong_ca = unrelated_ca(scratch.path());
@@ -263,6 +266,7 @@ fn ftps_no_verify_cert_works_with_warning() {
 // Without a user in the URL or RMOUNT_PASSWORD, a 0600 ~/.netrc gives the login.
 #[test]
 fn netrc_login() {
+    let _load = light_load();
     let server = Server::ftp();
     let home = home_with_netrc(0o600);
     let home_str = home.path().to_str().expect("utf-8 temp path");
@@ -289,6 +293,7 @@ fn netrc_login() {
 // does): rmount falls back to anonymous, which the server refuses.
 #[test]
 fn netrc_readable_by_others_is_refused() {
+    let _load = light_load();
     let server = Server::ftp();
     let home = home_with_netrc(0o644);
     let home_str = home.path().to_str().expect("utf-8 temp path");
@@ -327,6 +332,7 @@ fn netrc_readable_by_others_is_refused() {
 // Active mode (PORT/EPRT, the server connects back) moves 3 MiB intact.
 #[test]
 fn active_mode_round_trip() {
+    let _load = light_load();
     let server = Server::ftp();
     let m = Mount::new(&server, &["-o", "ftp_active"]);
     let data = pseudo_random_bytes(3 << 20, 66);
@@ -345,6 +351,7 @@ fn active_mode_round_trip() {
 // -o password_stdin logs in with the first line of standard input.
 #[test]
 fn password_stdin_login() {
+    let _load = light_load();
     let server = Server::ftp();
     let mnt = MountPoint::new(PREFIX);
     let stdin = format!("{TEST_PASSWORD}\n");
@@ -364,6 +371,7 @@ fn password_stdin_login() {
 // Appends (O_APPEND, ours and another process's) extend the server's content.
 #[test]
 fn append_uses_server_content() {
+    let _load = light_load();
     let server = Server::ftp();
     server.put_file("log", b"one\n");
     let m = Mount::new(&server, &[]);
@@ -488,6 +496,7 @@ fn greets_in_plain_text(port: u16) -> bool {
 // Implicit TLS (-o ftps_implicit): TLS from the first byte, data intact.
 #[test]
 fn implicit_tls() {
+    let _load = light_load();
     let implicit = ImplicitFtps::start();
     let server = &implicit.server;
     assert!(
@@ -513,6 +522,7 @@ fn implicit_tls() {
 // `cache_timeout=0`). README: "What the mount does", pure-ftpd.
 #[test]
 fn pure_ftpd_listing_cut_at_10000() {
+    let _load = light_load();
     const TOTAL: usize = 10_050;
     let server = Server::start_kind(ServerKind::PureFtpd);
     let dir = server.make_dir("many");

@@ -11,17 +11,11 @@
 //! control connection could be faulted (TLS hides the PASV replies).
 //!
 //! The soak test runs `RMOUNT_SOAK_SECS` seconds (default 60) with 16 worker
-//! processes: the test binary itself, re-run in helper mode (see
-//! [`soak_worker`]). Rewrites whose outcome is checked byte for byte also
-//! run in a helper process ([`rewrite_helper`]): a file open in this
+//! processes: `rmount-test-helper soak` (tests/helper/soak.rs). Rewrites
+//! whose outcome is checked byte for byte also run in a helper process
+//! (`rmount-test-helper rewrite`, see [`Rewriter`]): a file open in this
 //! multi-threaded test process gets an extra FUSE flush whenever another
-//! test thread forks. `soak_worker` and `rewrite_helper` pass at once when
-//! run as ordinary tests.
-
-#[macro_use]
-#[path = "support/fixture.rs"]
-mod fixture;
-mod support;
+//! test thread forks.
 
 use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
@@ -32,11 +26,11 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use fixture::private_leftovers;
-use support::*;
+use crate::support::fixture::private_leftovers;
+use crate::support::*;
 
 per_protocol! {
     cut_during_sequential_read,
@@ -57,26 +51,6 @@ const MIB: u64 = 1 << 20;
 const GRACE: Duration = Duration::from_secs(5);
 
 // ----- helpers -----------------------------------------------------------------
-
-/// The soak tests load both cores with dozens of processes, and the kill -9
-/// test waits for the kernel and fusermount3 to drop a dead mount, which
-/// under that load was seen to take over 30 s. So these run alone; the
-/// other tests here, which bound how long things may take, share the rest.
-/// Each test holds one of these guards for its whole run.
-static LOAD: RwLock<()> = RwLock::new(());
-
-fn light_load() -> RwLockReadGuard<'static, ()> {
-    LOAD.read().unwrap_or_else(|e| e.into_inner())
-}
-
-fn heavy_load() -> RwLockWriteGuard<'static, ()> {
-    LOAD.write().unwrap_or_else(|e| e.into_inner())
-}
-
-/// The bytes of MiB number `index` of a pseudo-random file made from `seed`.
-fn mib_chunk(seed: u64, index: u64) -> Vec<u8> {
-    pseudo_random_bytes(MIB as usize, seed.wrapping_mul(1_000_003) ^ (index + 1))
-}
 
 /// The whole content of a `mib` MiB pseudo-random file made from `seed`.
 fn random_content(mib: u64, seed: u64) -> Vec<u8> {
@@ -298,6 +272,7 @@ fn echo_round_trip(c: &mut std::net::TcpStream, data: &[u8]) -> io::Result<Durat
 /// counts live connections.
 #[test]
 fn fault_proxy_controls() {
+    let _load = light_load();
     let echo = Echo::start();
     let proxy = FaultProxy::start(echo.addr);
     let mut c = dial(&proxy);
@@ -431,6 +406,7 @@ fn cut_during_sequential_read(p: Proto) {
 /// of 64 MiB finishes with the right bytes: the FTP data stream must not
 /// stall into the timeout (it did, after about 150 MiB of 512).
 fn slow_link_read_finishes(p: Proto) {
+    let _load = light_load();
     let server = Server::start(p);
     let reference = put_random_file(&server, "big.bin", 64, 3);
     let proxy = FaultProxy::for_server(&server);
@@ -454,6 +430,7 @@ fn slow_link_read_finishes(p: Proto) {
 /// is healthy.
 #[test]
 fn ftp_dripping_transfer_fails_in_time() {
+    let _load = light_load();
     let server = Server::start(Proto::Ftp);
     let reference = sha256_file(&put_random_file(&server, "big.bin", 4, 4));
     let proxy = FaultProxy::for_server(&server);
@@ -976,7 +953,7 @@ struct Round {
 }
 
 /// Rewrites a file through the mount from a separate, single-threaded
-/// process (this test binary in helper mode, see [`rewrite_helper`]), like
+/// process (`rmount-test-helper rewrite`, tests/helper/rewrite.rs), like
 /// `cp` would. A file written from the test process itself gets a FUSE
 /// flush whenever another test thread forks a child while it is open, which
 /// changes what is being tested. Dropping it kills the process (by PID).
@@ -993,14 +970,8 @@ impl Rewriter {
             .prefix("rmount-test-rewriter-")
             .tempdir()
             .expect("rewriter temp dir");
-        let child = Command::new(std::env::current_exe().expect("test binary"))
-            .args([
-                "--exact",
-                "rewrite_helper",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let child = Command::new(helper_bin())
+            .arg("rewrite")
             .env("RMOUNT_REWRITE_PATH", path)
             .env("RMOUNT_REWRITE_MIB", mib.to_string())
             .env("RMOUNT_REWRITE_SEED", seed.to_string())
@@ -1060,63 +1031,6 @@ impl Drop for Rewriter {
     }
 }
 
-/// Helper mode of [`Rewriter`]: does nothing unless `RMOUNT_REWRITE_PATH`
-/// is set. Appends one `write fsync close` errno line per round to
-/// `$RMOUNT_REWRITE_OUT/rounds` and the bytes written to `.../progress`.
-#[test]
-#[ignore = "helper process entry point: run by the rewrite tests, not on its own"]
-fn rewrite_helper() {
-    let Some(path) = std::env::var_os("RMOUNT_REWRITE_PATH").map(PathBuf::from) else {
-        return;
-    };
-    let var = |k: &str| -> u64 {
-        std::env::var(k)
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{k} not set"))
-    };
-    let (mib, seed, rounds) = (
-        var("RMOUNT_REWRITE_MIB"),
-        var("RMOUNT_REWRITE_SEED"),
-        var("RMOUNT_REWRITE_ROUNDS"),
-    );
-    let out = PathBuf::from(std::env::var_os("RMOUNT_REWRITE_OUT").expect("out dir"));
-    let mut report = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(out.join("rounds"))
-        .expect("rounds file");
-    let code = |r: &io::Result<()>| r.as_ref().err().map_or(0, errno);
-    let mut written = 0u64;
-    for _ in 0..rounds {
-        let mut f = match OpenOptions::new().write(true).truncate(true).open(&path) {
-            Ok(f) => f,
-            Err(e) => {
-                writeln!(report, "{} -1 -1", errno(&e)).expect("report");
-                return;
-            }
-        };
-        let mut write = Ok(());
-        'chunks: for i in 0..mib {
-            for piece in mib_chunk(seed, i).chunks(256 * 1024) {
-                if let Err(e) = f.write_all(piece) {
-                    write = Err(e);
-                    break 'chunks;
-                }
-                written += piece.len() as u64;
-                let _ = fs::write(out.join("progress"), written.to_string());
-            }
-        }
-        let fsync = f.sync_all();
-        let close = close_checked(f);
-        let line = format!("{} {} {}", code(&write), code(&fsync), code(&close));
-        writeln!(report, "{line}").expect("report");
-        if line != "0 0 0" {
-            return;
-        }
-    }
-}
-
 // ----- soak ---------------------------------------------------------------------------------
 
 const SOAK_WORKERS: usize = 16;
@@ -1160,20 +1074,13 @@ fn soak_16_processes(p: Proto) {
         .tempdir()
         .expect("soak output dir");
 
-    let exe = std::env::current_exe().expect("test binary path");
     let mut workers = Workers(Vec::new());
     for w in 0..SOAK_WORKERS {
         let dir = mount.path(&format!("w{w}"));
         fs::create_dir(&dir).expect("mkdir worker dir through the mount");
         let log = File::create(out.path().join(format!("w{w}.log"))).expect("worker log");
-        let child = Command::new(&exe)
-            .args([
-                "--exact",
-                "soak_worker",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
+        let child = Command::new(helper_bin())
+            .arg("soak")
             .env("RMOUNT_SOAK_DIR", &dir)
             .env("RMOUNT_SOAK_STATE", out.path().join(format!("w{w}.state")))
             .env("RMOUNT_SOAK_SEED", (w as u64 + 1).to_string())
@@ -1297,175 +1204,6 @@ fn soak_16_processes(p: Proto) {
     assert!(
         conns <= SOAK_MAX_CONNS + 1,
         "{conns} connections to the server with max_conns={SOAK_MAX_CONNS}: leaked connections"
-    );
-}
-
-/// Helper mode of the soak test: does nothing unless started by
-/// [`soak_16_processes`] with `RMOUNT_SOAK_DIR` set. Then it works in that
-/// directory for `RMOUNT_SOAK_SECS` seconds, checks every read against what
-/// it wrote, and records the final name → sha256 map in `RMOUNT_SOAK_STATE`.
-/// Any failed call ends it with a non-zero status.
-#[test]
-#[ignore = "helper process entry point: run by the soak test, not on its own"]
-fn soak_worker() {
-    let Some(dir) = std::env::var_os("RMOUNT_SOAK_DIR").map(PathBuf::from) else {
-        return;
-    };
-    let state_file = PathBuf::from(std::env::var_os("RMOUNT_SOAK_STATE").expect("state path"));
-    let seed: u64 = std::env::var("RMOUNT_SOAK_SEED")
-        .expect("seed")
-        .parse()
-        .expect("seed");
-    let end = Instant::now() + Duration::from_secs(soak_secs());
-    let mut files: BTreeMap<String, Vec<u8>> = BTreeMap::new();
-    let mut rng = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut next = move || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let mut counter = 0u64;
-    let mut ops = 0u64;
-    let save = |files: &BTreeMap<String, Vec<u8>>| {
-        let text: String = files
-            .iter()
-            .map(|(n, d)| format!("{n}\t{} {}\n", sha256_bytes(d), d.len()))
-            .collect();
-        fs::write(&state_file, text).expect("write soak state");
-    };
-    // One line per change, for diagnosing a mismatch: "op name [name] size".
-    let mut journal = File::create(state_file.with_extension("journal")).expect("journal");
-    let mut note = |line: String| {
-        let _ = writeln!(journal, "{line}");
-    };
-    let fail = |files: &BTreeMap<String, Vec<u8>>, what: String| -> ! {
-        save(files);
-        eprintln!("soak worker {seed}: {what}");
-        std::process::exit(1);
-    };
-    while Instant::now() < end {
-        ops += 1;
-        let names: Vec<String> = files.keys().cloned().collect();
-        let pick = |r: u64| names.get((r % names.len().max(1) as u64) as usize).cloned();
-        let roll = next() % 100;
-        let size = if next() % 10 == 0 {
-            (next() % (2 * MIB)) as usize
-        } else {
-            (next() % (64 * 1024)) as usize
-        };
-        match roll {
-            // create a new file
-            0..=24 if files.len() < 24 => {
-                counter += 1;
-                let name = format!("f{counter}");
-                let data = pseudo_random_bytes(size, next());
-                if let Err(e) = fs::write(dir.join(&name), &data) {
-                    fail(&files, format!("create {name}: {e}"));
-                }
-                note(format!("create {name} {}", data.len()));
-                files.insert(name, data);
-            }
-            // rewrite a whole file
-            0..=44 => {
-                let Some(name) = pick(next()) else { continue };
-                let data = pseudo_random_bytes(size, next());
-                if let Err(e) = fs::write(dir.join(&name), &data) {
-                    fail(&files, format!("rewrite {name}: {e}"));
-                }
-                note(format!("rewrite {name} {}", data.len()));
-                files.insert(name, data);
-            }
-            // write into the middle (or past the end) in place
-            45..=54 => {
-                let Some(name) = pick(next()) else { continue };
-                let old = files[&name].clone();
-                let at = next() % (old.len() as u64 + 1);
-                let patch = pseudo_random_bytes((next() % 8192) as usize + 1, next());
-                let r = OpenOptions::new()
-                    .write(true)
-                    .open(dir.join(&name))
-                    .and_then(|f| f.write_all_at(&patch, at).map(|()| f))
-                    .and_then(close_checked);
-                if let Err(e) = r {
-                    fail(&files, format!("pwrite {name} at {at}: {e}"));
-                }
-                let mut data = old;
-                let end = at as usize + patch.len();
-                if data.len() < end {
-                    data.resize(end, 0);
-                }
-                data[at as usize..end].copy_from_slice(&patch);
-                note(format!(
-                    "pwrite {name} {} at {at} -> {}",
-                    patch.len(),
-                    data.len()
-                ));
-                files.insert(name, data);
-            }
-            // read and check
-            55..=79 => {
-                let Some(name) = pick(next()) else { continue };
-                match fs::read(dir.join(&name)) {
-                    Ok(d) if d == files[&name] => {}
-                    Ok(d) => fail(
-                        &files,
-                        format!(
-                            "read {name}: {} bytes, not the {} written",
-                            d.len(),
-                            files[&name].len()
-                        ),
-                    ),
-                    Err(e) => fail(&files, format!("read {name}: {e}")),
-                }
-            }
-            // rename (sometimes over another file)
-            80..=89 => {
-                let Some(from) = pick(next()) else { continue };
-                let to = if next() % 3 == 0 {
-                    pick(next()).unwrap_or_default()
-                } else {
-                    counter += 1;
-                    format!("f{counter}")
-                };
-                if to == from {
-                    continue;
-                }
-                if let Err(e) = fs::rename(dir.join(&from), dir.join(&to)) {
-                    fail(&files, format!("rename {from} -> {to}: {e}"));
-                }
-                let data = files.remove(&from).expect("known file");
-                note(format!("rename {from} {to} {}", data.len()));
-                files.insert(to, data);
-            }
-            // delete
-            _ => {
-                let Some(name) = pick(next()) else { continue };
-                if let Err(e) = fs::remove_file(dir.join(&name)) {
-                    fail(&files, format!("delete {name}: {e}"));
-                }
-                note(format!("delete {name}"));
-                files.remove(&name);
-            }
-        }
-    }
-    // The directory as the mount shows it must match too.
-    let mut listed: Vec<String> = match fs::read_dir(&dir) {
-        Ok(d) => d
-            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
-            .collect::<io::Result<_>>()
-            .unwrap_or_else(|e| fail(&files, format!("read_dir: {e}"))),
-        Err(e) => fail(&files, format!("read_dir: {e}")),
-    };
-    listed.sort();
-    let want: Vec<String> = files.keys().cloned().collect();
-    if listed != want {
-        fail(&files, format!("listing {listed:?} != recorded {want:?}"));
-    }
-    save(&files);
-    eprintln!(
-        "soak worker {seed}: {ops} operations, {} files",
-        files.len()
     );
 }
 

@@ -31,8 +31,6 @@ pub struct Mount {
     pub dir: PathBuf,
     /// Parent of `dir`, created for this mount only.
     base: PathBuf,
-    /// The REMOTE argument it was mounted with.
-    pub url: String,
     /// Every argument rmount was started with.
     pub args: Vec<String>,
     /// rmount's own output from the mount command.
@@ -99,7 +97,6 @@ impl Mount {
             mounted: is_mounted(&dir),
             dir,
             base,
-            url: url.to_string(),
             args,
             output,
         };
@@ -139,31 +136,12 @@ impl Mount {
         is_mounted(&self.dir)
     }
 
-    /// Unmounts (`fusermount3 -u`, falling back to a lazy `-uz`), waits until
-    /// the mount is gone and the daemon has exited. Panics if the mount
-    /// cannot be removed. Idempotent.
-    pub fn unmount(&mut self) {
-        if let Err(e) = self.try_unmount() {
-            panic!("{e}");
-        }
-    }
-
     /// PID of the rmount process serving this mount: the live process whose
     /// command line has the mount point as an argument and whose program is
     /// rmount (fuser's `fusermount3` helper has the same argument, hence the
     /// program check).
     pub fn daemon_pid(&self) -> Option<u32> {
         rmount_processes_for(&self.dir).into_iter().next()
-    }
-
-    /// Aborts the FUSE connection through fusectl (what to do with a hung
-    /// mount). Returns false if the mount or fusectl is not there.
-    pub fn abort_connection(&self) -> bool {
-        let Some(entry) = mount_entry(&self.dir) else {
-            return false;
-        };
-        let abort = format!("/sys/fs/fuse/connections/{}/abort", entry.minor);
-        fs::write(abort, "1").is_ok()
     }
 
     fn try_unmount(&mut self) -> Result<(), String> {
@@ -275,7 +253,6 @@ pub struct MountEntry {
     pub options: String,
     /// Super-block options (user_id=, group_id=, allow_other, ...).
     pub super_options: String,
-    pub major: u32,
     /// For FUSE, the connection number under /sys/fs/fuse/connections.
     pub minor: u32,
 }
@@ -302,14 +279,13 @@ fn parse_mountinfo_line(line: &str) -> Option<MountEntry> {
     let (left, right) = line.split_once(" - ")?;
     let l: Vec<&str> = left.split(' ').collect();
     let r: Vec<&str> = right.split(' ').collect();
-    let (major, minor) = l.get(2)?.split_once(':')?;
+    let (_major, minor) = l.get(2)?.split_once(':')?;
     Some(MountEntry {
         mount_point: PathBuf::from(OsStr::from_bytes(&unescape(l.get(4)?))),
         options: l.get(5)?.to_string(),
         fs_type: r.first()?.to_string(),
         source: String::from_utf8_lossy(&unescape(r.get(1).unwrap_or(&""))).into_owned(),
         super_options: r.get(2).unwrap_or(&"").to_string(),
-        major: major.parse().ok()?,
         minor: minor.parse().ok()?,
     })
 }

@@ -96,7 +96,7 @@ impl Proto {
 }
 
 /// Which server program a test server runs: the matrix that the shared
-/// filesystem and tool tests (tests/fs_ops.rs, tests/tools.rs) run against.
+/// filesystem and tool tests (tests/it/fs_ops.rs, tests/it/tools.rs) run against.
 /// Every kind logs in [`TEST_USER`], an ordinary account that owns the export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ServerKind {
@@ -137,46 +137,15 @@ impl ServerKind {
         self.proto() == Proto::Sftp
     }
 
-    /// The URL scheme rmount takes for this server.
-    pub fn scheme(self) -> &'static str {
-        self.proto().scheme()
-    }
-
     /// Symlinks can be made and read (SFTP).
     pub fn symlinks(self) -> bool {
         self.is_sftp()
-    }
-
-    /// The server offers OpenSSH's extensions: `posix-rename@openssh.com`
-    /// (replace a file in one step), `statvfs@openssh.com` (real `df`
-    /// figures), `hardlink@openssh.com` and `fsync@openssh.com`.
-    pub fn openssh_extensions(self) -> bool {
-        matches!(self, ServerKind::OpenSsh | ServerKind::OpenSshChroot)
     }
 
     /// The server can set a directory's modification time (SFTP setstat;
     /// FTP `MFMT` or `SITE UTIME` on ProFTPD and pure-ftpd; vsftpd cannot).
     pub fn dir_times(self) -> bool {
         !matches!(self, ServerKind::Vsftpd | ServerKind::VsftpdTls)
-    }
-
-    /// The listing gives exact (whole-second) times for every entry
-    /// (SFTP, MLSD); vsftpd's LIST shows only minutes for recent files.
-    pub fn exact_listing_times(self) -> bool {
-        !matches!(self, ServerKind::Vsftpd | ServerKind::VsftpdTls)
-    }
-
-    /// Every kind, in the order the test modules are generated.
-    pub fn all() -> [ServerKind; 7] {
-        [
-            ServerKind::OpenSsh,
-            ServerKind::OpenSshChroot,
-            ServerKind::GeSftp,
-            ServerKind::Vsftpd,
-            ServerKind::VsftpdTls,
-            ServerKind::ProFtpd,
-            ServerKind::PureFtpd,
-        ]
     }
 
     fn dir_prefix(self) -> &'static str {

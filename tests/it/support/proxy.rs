@@ -87,7 +87,6 @@ struct Shared {
     stop: AtomicBool,
     accepted: AtomicU64,
     forwarded: AtomicU64,
-    rewritten: AtomicU64,
 }
 
 #[derive(Default)]
@@ -176,7 +175,6 @@ impl FaultProxy {
             stop: AtomicBool::new(false),
             accepted: AtomicU64::new(0),
             forwarded: AtomicU64::new(0),
-            rewritten: AtomicU64::new(0),
         });
         let s = shared.clone();
         shared.spawn(move || s.accept_loop(listener, true, None));
@@ -276,11 +274,6 @@ impl ProxyControl {
     /// Bytes forwarded since the start, all directions.
     pub fn forwarded(&self) -> u64 {
         self.shared.forwarded.load(Ordering::SeqCst)
-    }
-
-    /// FTP PASV/EPSV replies rewritten so far.
-    pub fn ftp_rewrites(&self) -> u64 {
-        self.shared.rewritten.load(Ordering::SeqCst)
     }
 }
 
@@ -680,10 +673,7 @@ impl FtpRewriter {
             None
         };
         match rewritten {
-            Some(l) => {
-                proxy.rewritten.fetch_add(1, Ordering::SeqCst);
-                l.into_bytes()
-            }
+            Some(l) => l.into_bytes(),
             None => line.to_vec(),
         }
     }

@@ -5,9 +5,7 @@
 //!
 //! Every mount, temp dir and process a test makes is owned by a guard whose
 //! `Drop` unmounts / kills it by PID, so a failing test leaves nothing behind.
-//! Run: `cargo test --test mount_options -- --test-threads=2`.
-
-mod support;
+//! Run: `cargo test --test it -- mount_options:: --test-threads=2`.
 
 use std::collections::BTreeSet;
 use std::ffi::OsString;
@@ -21,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// How long a mount may take to appear.
 const MOUNT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -328,6 +326,7 @@ fn has_word(text: &str, word: &str) -> bool {
 // `user@host:/abs` with -p mounts that path; `user@host:` mounts the login directory.
 #[test]
 fn sshfs_style_remote() {
+    let _load = light_load();
     let server = Server::sftp();
     let port = server.port.to_string();
     let export = server.export.to_str().unwrap();
@@ -369,6 +368,7 @@ fn sshfs_style_remote() {
 // A password login with RMOUNT_PASSWORD (no key, no agent) mounts and writes as that user.
 #[test]
 fn sftp_password_login_env() {
+    let _load = light_load();
     let server = Server::sftp();
     let home = tempfile::tempdir().unwrap();
     let dir = dir_for_pw_user(&server, "pw-env");
@@ -397,6 +397,7 @@ fn sftp_password_login_env() {
 // A password login with -o password_stdin (password on stdin) mounts and writes as that user.
 #[test]
 fn sftp_password_login_stdin() {
+    let _load = light_load();
     let server = Server::sftp();
     let home = tempfile::tempdir().unwrap();
     let dir = dir_for_pw_user(&server, "pw-stdin");
@@ -418,6 +419,7 @@ fn sftp_password_login_stdin() {
 // accept-new with an empty known_hosts mounts, records [127.0.0.1]:PORT's key, and the default policy then accepts it.
 #[test]
 fn accept_new_records_the_host_key() {
+    let _load = light_load();
     let server = Server::sftp();
     let scratch = tempfile::tempdir().unwrap();
     let kh = scratch.path().join("known_hosts");
@@ -470,6 +472,7 @@ fn accept_new_records_the_host_key() {
 // StrictHostKeyChecking=no mounts a server whose key is not in known_hosts (with a warning).
 #[test]
 fn strict_no_mounts_without_known_host() {
+    let _load = light_load();
     let server = Server::sftp();
     let scratch = tempfile::tempdir().unwrap();
     let kh = scratch.path().join("known_hosts");
@@ -501,6 +504,7 @@ fn strict_no_mounts_without_known_host() {
 // `rmount -f` unmounts and exits 0 within 10 s on SIGTERM and on SIGINT.
 #[test]
 fn foreground_unmounts_on_sigterm() {
+    let _load = light_load();
     let server = Server::sftp();
     let mut args = vec!["-f".to_string()];
     args.extend(server.mount_args());
@@ -539,6 +543,7 @@ fn foreground_unmounts_on_sigterm() {
 // The real `umount MNT` removes a background mount and its daemon exits within 10 s.
 #[test]
 fn umount_command_unmounts_and_daemon_exits() {
+    let _load = light_load();
     let server = Server::sftp();
     let m = Mount::new(&server, &[]);
     let pid = m.daemon_pid().expect("daemon pid of the mount");
@@ -560,6 +565,7 @@ fn umount_command_unmounts_and_daemon_exits() {
 // -o idmap=user shows files of the remote login user as the local user (root); without it, the real uid.
 #[test]
 fn idmap_user_maps_login_owner() {
+    let _load = light_load();
     let server = Server::sftp();
     let home = tempfile::tempdir().unwrap();
     let dir = dir_for_pw_user(&server, "idmap");
@@ -646,6 +652,7 @@ fn peak_connections_during_parallel_reads(
 // there would prove nothing).
 #[test]
 fn max_conns_is_honoured() {
+    let _load = light_load();
     const SIZE: usize = 8 << 20;
     let big_files = |server: &Server| -> Vec<(String, String)> {
         (0..4u64)
@@ -694,6 +701,7 @@ fn sftp_channels(server: &Server) -> usize {
 // transfer then pays no SSH handshake); FTP opens only its first one.
 #[test]
 fn sftp_connects_fully_while_mounting_ftp_on_demand() {
+    let _load = light_load();
     let sftp = Server::sftp();
     let m = Mount::new(&sftp, &["-o", "max_conns=3"]);
     assert_eq!(
@@ -722,6 +730,7 @@ fn sftp_connects_fully_while_mounting_ftp_on_demand() {
 // -o ro shows `ro` in mountinfo and refuses writes; -d logs DEBUG lines to stderr without the password.
 #[test]
 fn read_only_and_debug() {
+    let _load = light_load();
     let server = Server::sftp();
 
     let ro = Mount::new(&server, &["-o", "ro"]);
@@ -777,6 +786,7 @@ fn read_only_and_debug() {
 // --help exits 0 and names every -o option of the README table; --version prints the version.
 #[test]
 fn help_and_version() {
+    let _load = light_load();
     const OPTIONS: &[&str] = &[
         "debug",
         "ro",
@@ -851,6 +861,7 @@ fn help_and_version() {
 // and writes in place, so fsync puts the new bytes under the real name.
 #[test]
 fn atomic_writes_on_and_off() {
+    let _load = light_load();
     use std::io::Write;
     let server = Server::sftp();
     for atomic in [true, false] {
@@ -911,6 +922,7 @@ fn private_names(dir: &Path, prefix: &[u8]) -> Vec<OsString> {
 // whatever their age.
 #[test]
 fn crash_leftovers_are_removed_at_the_next_mount() {
+    let _load = light_load();
     let server = Server::sftp();
     let gone = ".rmount-tmp-00000000000000aa-0";
     let stale = ".rmount-hidden-00000000000000bb-1";
@@ -977,6 +989,7 @@ fn set_mtime(path: &Path, secs: i64) {
 // cache); with -o allow_other they do.
 #[test]
 fn other_users_see_nothing_without_allow_other() {
+    let _load = light_load();
     let server = Server::sftp();
     server.put_file("f", b"seen");
     let stat_as_other = |p: &Path| {

@@ -8,8 +8,6 @@
 //! proxy to server A, then the proxy is pointed at server B and the open
 //! connections are cut, so rmount's reconnects meet B's key.
 
-mod support;
-
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::net::SocketAddr;
@@ -19,7 +17,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// How long a call through the mount may take while the proxy points at
 /// the wrong server (the mount's timeout is 5 s).
@@ -310,21 +308,25 @@ fn reconnect_to_another_host_key_is_refused(policy: &str, login: Login) {
 // StrictHostKeyChecking=no: nothing in known_hosts would stop B; only the pin does.
 #[test]
 fn password_login_reconnect_to_another_host_key_with_no_checking() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("no", Login::Password);
 }
 
 #[test]
 fn key_login_reconnect_to_another_host_key_with_no_checking() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("no", Login::Key);
 }
 
 #[test]
 fn key_login_reconnect_to_another_host_key_with_accept_new() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("accept-new", Login::Key);
 }
 
 #[test]
 fn password_login_reconnect_to_another_host_key_with_strict_checking() {
+    let _load = light_load();
     reconnect_to_another_host_key_is_refused("yes", Login::Password);
 }
 
@@ -334,6 +336,7 @@ fn password_login_reconnect_to_another_host_key_with_strict_checking() {
 /// sees a password attempt.
 #[test]
 fn changed_key_gets_no_password_even_without_checking() {
+    let _load = light_load();
     let server = Server::sftp();
     let home = tempfile::tempdir().expect("a HOME without keys");
     let kh = home.path().join("known_hosts");

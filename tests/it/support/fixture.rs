@@ -1,23 +1,17 @@
 //! Per-test fixtures for the filesystem-operation and tool suites
-//! (tests/fs_ops.rs, tests/tools.rs): one server per kind shared by the
-//! tests of a test binary, one mount per test on its own subdirectory of the
-//! export, and small helpers for errno, times and statvfs.
-//!
-//! Not declared in `support/mod.rs` (not every test binary uses it): test
-//! files include it with `#[macro_use] #[path = "support/fixture.rs"] mod
-//! fixture;` after `mod support;`.
-//! It only names `crate::support::...`, so it also works if it is later
-//! declared as `support::fixture`.
-
-#![allow(dead_code)]
+//! (tests/it/fs_ops.rs, tests/it/tools.rs): one server per kind shared by
+//! the tests that run at the same time, one mount per test on its own
+//! subdirectory of the export, and small helpers for errno, times and
+//! statvfs. Also the macros that generate a test per server kind or
+//! protocol (`on_every_server!`, `per_protocol!`), in scope for every test
+//! module through `#[macro_use]` (see tests/it/main.rs).
 
 /// `per_protocol!(a, b; sftp_only: c)` makes the tests `sftp::a`,
 /// `sftp::b`, `sftp::c`, `ftp::a` and `ftp::b`, each calling `a(Proto::…)`
 /// (and so on) of the test file, against the usual server of each protocol
 /// (OpenSSH, vsftpd). `sftp_only` is for what FTP cannot do at all, so that
-/// no FTP test passes without checking anything.
-/// Available to files that declare `#[macro_use] mod fixture;`.
-#[allow(unused_macros)]
+/// no FTP test passes without checking anything. The cases take their own
+/// load guard (see `load.rs`): some of them load the whole machine.
 macro_rules! per_protocol {
     ($($case:ident),* $(,)? $(; sftp_only: $($only:ident),* $(,)?)?) => {
         mod sftp {
@@ -35,8 +29,8 @@ macro_rules! per_protocol {
 /// `sftp::c`, `sftp_chroot::a`, `gesftp::a`, …, `ftp::a` (vsftpd),
 /// `ftps::a` (vsftpd with TLS), `proftpd::a`, `pureftpd::a`, each calling
 /// `a(ServerKind::…)` of the test file. `sftp_only` is for what FTP cannot
-/// do at all, so that no FTP test passes without checking anything.
-#[allow(unused_macros)]
+/// do at all, so that no FTP test passes without checking anything. Each
+/// test holds [`light_load`](crate::support::light_load) for its whole run.
 macro_rules! on_every_server {
     ($($case:ident),* $(,)? $(; sftp_only: $($only:ident),* $(,)?)?) => {
         per_server!(sftp, OpenSsh, $($case,)* $($($only,)*)?);
@@ -50,11 +44,13 @@ macro_rules! on_every_server {
 }
 
 /// One module of [`on_every_server!`]: the cases against one server kind.
-#[allow(unused_macros)]
 macro_rules! per_server {
     ($module:ident, $kind:ident, $($case:ident,)*) => {
         mod $module {
-            $( #[test] fn $case() { super::$case(super::ServerKind::$kind) } )*
+            $( #[test] fn $case() {
+                let _load = crate::support::light_load();
+                super::$case(super::ServerKind::$kind)
+            } )*
         }
     };
 }
@@ -70,9 +66,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use crate::support::{Mount, Proto, Server, ServerKind};
+use crate::support::{Mount, Server, ServerKind};
 
-/// The server of `kind`, shared with every test of this binary that runs
+/// The server of `kind`, shared with every test (of any module) that runs
 /// at the same time. Held through `Arc`s: when the last test using it ends,
 /// the server is dropped (stopped, temp dir removed), so nothing outlives
 /// the test process. With `--test-threads=N > 1` the server is almost always
@@ -104,8 +100,6 @@ pub struct Fixture {
     mount: OnceLock<Mount>,
     extra: Vec<String>,
     pub server: Arc<Server>,
-    pub proto: Proto,
-    pub kind: ServerKind,
     /// This test's directory, relative to the export.
     pub sub: String,
 }
@@ -114,7 +108,6 @@ impl Fixture {
     /// A fresh `export/<name>-<n>`, to be mounted with `extra` rmount options.
     pub fn new(kind: ServerKind, name: &str, extra: &[&str]) -> Fixture {
         static N: AtomicU64 = AtomicU64::new(0);
-        let proto = kind.proto();
         let server = shared_server(kind);
         let sub = format!("{name}-{}", N.fetch_add(1, Ordering::Relaxed));
         server.make_dir(&sub);
@@ -122,8 +115,6 @@ impl Fixture {
             mount: OnceLock::new(),
             extra: extra.iter().map(|s| s.to_string()).collect(),
             server,
-            proto,
-            kind,
             sub,
         }
     }
@@ -159,11 +150,6 @@ impl Fixture {
     /// Creates directory `rel` on the server side, owned by the login.
     pub fn put_dir(&self, rel: &str) -> PathBuf {
         self.server.make_dir(&format!("{}/{rel}", self.sub))
-    }
-
-    /// Hands what was built directly under `export/<sub>/rel` to the login.
-    pub fn chown_for_login(&self, rel: &str) {
-        self.server.chown_tree(&format!("{}/{rel}", self.sub));
     }
 }
 

@@ -285,8 +285,8 @@ pub(crate) fn reserve_ports(n: u16) -> u16 {
     panic!("no block of {n} free loopback ports in {lo}..{hi}");
 }
 
-/// Gives back ports from [`reserve_ports`] (a dropped server's), so long
-/// test binaries do not run out.
+/// Gives back ports from [`reserve_ports`] (a dropped server's), so a long
+/// test run does not run out.
 pub(crate) fn release_ports(base: u16, n: u16) {
     let mut reserved = RESERVED.lock().unwrap_or_else(|e| e.into_inner());
     for p in base..base + n {

@@ -1,9 +1,7 @@
-//! Proves the test support itself (tests/support/) without rmount: the
+//! Proves the test support itself (tests/it/support/) without rmount: the
 //! SFTP, FTP and FTPS test servers accept logins from standard clients
 //! (OpenSSH's ssh/sftp, sshfs, Python's ftplib), serve `export`, and stop and
 //! restart cleanly; the small helpers behave.
-
-mod support;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -11,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -55,6 +53,7 @@ fn ok(out: &Output, what: &str) {
 
 #[test]
 fn sftp_server_accepts_key_login() {
+    let _load = light_load();
     let server = Server::sftp();
     server.put_file("hello.txt", b"hello from the export\n");
     let cat = format!("cat {}", server.export_path("hello.txt").display());
@@ -74,6 +73,7 @@ fn sftp_server_accepts_key_login() {
 
 #[test]
 fn sftp_subsystem_reads_and_writes_export() {
+    let _load = light_load();
     let server = Server::sftp();
     server.put_file("sub/a.txt", b"aaa");
     let local = unique_dir("rmount-test-local-");
@@ -119,6 +119,7 @@ fn sftp_subsystem_reads_and_writes_export() {
 
 #[test]
 fn sftp_password_user_logs_in_with_password_only() {
+    let _load = light_load();
     let server = Server::sftp();
     let dir = tempfile::tempdir().unwrap();
     let try_password = |pw: &str| {
@@ -168,6 +169,7 @@ fn sftp_password_user_logs_in_with_password_only() {
 
 #[test]
 fn sftp_stop_cuts_sessions_and_restart_keeps_port() {
+    let _load = light_load();
     let mut server = Server::sftp();
     let first_pid = server.pid();
     // An open session: ssh running a long remote command.
@@ -211,6 +213,7 @@ fn sftp_stop_cuts_sessions_and_restart_keeps_port() {
 
 #[test]
 fn frozen_server_accepts_but_never_answers_until_thawed() {
+    let _load = light_load();
     use std::io::Read;
     let server = Server::sftp();
     server.freeze();
@@ -234,6 +237,7 @@ fn frozen_server_accepts_but_never_answers_until_thawed() {
 
 #[test]
 fn sshfs_mounts_the_sftp_export() {
+    let _load = light_load();
     // A real FUSE client against the test server: proves FUSE works here and
     // exercises the mount helpers.
     let server = Server::sftp();
@@ -357,6 +361,7 @@ fn assert_full_session(server: &Server, lines: &[String], mode: &str) {
 
 #[test]
 fn ftp_server_accepts_login_into_export() {
+    let _load = light_load();
     let server = Server::ftp();
     server.put_file("seed.txt", b"seed");
     let lines = ftp_client(&server, "plain", TEST_PASSWORD);
@@ -394,6 +399,7 @@ fn ftp_server_accepts_login_into_export() {
 
 #[test]
 fn ftps_server_requires_tls_with_session_reuse() {
+    let _load = light_load();
     let server = Server::ftps();
     server.put_file("seed.txt", b"seed");
     // Plain login is refused (force_local_logins_ssl).
@@ -429,6 +435,7 @@ fn ftps_server_requires_tls_with_session_reuse() {
 
 #[test]
 fn ftp_stop_and_restart_on_same_port() {
+    let _load = light_load();
     let mut server = Server::ftp();
     server.put_file("seed.txt", b"seed");
     let first = server.pid();
@@ -478,6 +485,7 @@ print("\n".join(errors))
 
 #[test]
 fn ftps_server_serves_16_parallel_sessions() {
+    let _load = light_load();
     // Guards the vsftpd limits (max_clients, max_per_ip) and the passive
     // port range size against "500 OOPS" failures under a pool's load.
     let server = Server::ftps();
@@ -504,6 +512,7 @@ fn ftps_server_serves_16_parallel_sessions() {
 
 #[test]
 fn many_servers_start_in_parallel() {
+    let _load = light_load();
     let handles: Vec<_> = (0..6)
         .map(|i| std::thread::spawn(move || Server::start(Proto::all()[i % 3])))
         .collect();
@@ -527,6 +536,7 @@ fn many_servers_start_in_parallel() {
 
 #[test]
 fn server_drop_removes_its_directory() {
+    let _load = light_load();
     let server = Server::ftps();
     let dir = server.dir().to_path_buf();
     assert!(server.export.starts_with(&dir));
@@ -537,11 +547,13 @@ fn server_drop_removes_its_directory() {
 #[test]
 #[should_panic(expected = "timed out after 100ms waiting for the impossible")]
 fn wait_until_panics_with_what() {
+    let _load = light_load();
     wait_until("the impossible", Duration::from_millis(100), || false);
 }
 
 #[test]
 fn helpers() {
+    let _load = light_load();
     assert!(is_mounted(Path::new("/")));
     let d = unique_dir("rmount-test-helpers-");
     assert!(!is_mounted(&d));

@@ -14,8 +14,6 @@
 //! or a sane answer) within the timeout plus a grace period, and hostile
 //! names must never come out of `read_dir`.
 
-mod support;
-
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs::{self, File};
@@ -29,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 /// rmount's `-o timeout` in these tests, and the grace on top of it.
 const TIMEOUT: Duration = Duration::from_secs(5);
@@ -481,6 +479,7 @@ fn mount_fake_ftp(server: &FakeFtp) -> RawMount {
 /// the mount stays up.
 #[test]
 fn ftp_hostile_names_are_not_exposed() {
+    let _load = light_load();
     let server = FakeFtp::start();
     let mount = mount_fake_ftp(&server);
     let names = list(mount.path("hostile")).expect("read_dir of a hostile listing");
@@ -507,6 +506,7 @@ fn ftp_hostile_names_are_not_exposed() {
 /// resident memory stays below 500 MiB.
 #[test]
 fn ftp_huge_listing_keeps_memory_bounded() {
+    let _load = light_load();
     let server = FakeFtp::start();
     let mount = mount_fake_ftp(&server);
     let dir = mount.path("big");
@@ -539,6 +539,7 @@ fn ftp_huge_listing_keeps_memory_bounded() {
 /// terminal.
 #[test]
 fn ftp_escape_sequences_in_replies_are_shown_escaped() {
+    let _load = light_load();
     let server = FakeFtp::start();
     let mnt = MountPoint::new("rmount-test-hostile-");
     let url = format!("ftp://escape@127.0.0.1:{}/", server.port);
@@ -567,6 +568,7 @@ fn ftp_escape_sequences_in_replies_are_shown_escaped() {
 /// broken connection is replaced).
 #[test]
 fn ftp_garbage_reply_is_an_error() {
+    let _load = light_load();
     let server = FakeFtp::start();
     let mount = mount_fake_ftp(&server);
     let r = list(mount.path("garbage"));
@@ -583,6 +585,7 @@ fn ftp_garbage_reply_is_an_error() {
 /// 3000-byte line) never become entries; the good line still does.
 #[test]
 fn ftp_unparseable_listing_lines_are_skipped() {
+    let _load = light_load();
     let server = FakeFtp::start();
     let mount = mount_fake_ftp(&server);
     let names = list(mount.path("badlist")).expect("read_dir of a listing with junk lines");
@@ -594,6 +597,7 @@ fn ftp_unparseable_listing_lines_are_skipped() {
 /// listing, within the timeout; the mount still works afterwards.
 #[test]
 fn ftp_garbage_after_transfer() {
+    let _load = light_load();
     let server = FakeFtp::start();
     let mount = mount_fake_ftp(&server);
     let r = list(mount.path("badend"));
@@ -777,6 +781,7 @@ impl Drop for HostileSshd {
 /// name lists as an error or without that name.
 #[test]
 fn sftp_hostile_names_are_not_exposed() {
+    let _load = light_load();
     let sshd = HostileSshd::start();
     let mount = sshd.mount();
     let names = list(mount.path("hostile")).expect("read_dir of a hostile listing");
@@ -797,6 +802,7 @@ fn sftp_hostile_names_are_not_exposed() {
 /// mount keeps working on a new connection.
 #[test]
 fn sftp_bad_packet_length_is_an_error() {
+    let _load = light_load();
     let sshd = HostileSshd::start();
     let mount = sshd.mount();
     let r = list(mount.path("badlen"));
@@ -813,6 +819,7 @@ fn sftp_bad_packet_length_is_an_error() {
 /// wrong reply's data), and the mount keeps working.
 #[test]
 fn sftp_wrong_id_and_silence_time_out() {
+    let _load = light_load();
     let sshd = HostileSshd::start();
     let mount = sshd.mount();
     for name in ["wrongid", "silent"] {
@@ -835,6 +842,7 @@ fn sftp_wrong_id_and_silence_time_out() {
 /// bounded meanwhile; the mount works afterwards.
 #[test]
 fn sftp_endless_listing_fails_in_time() {
+    let _load = light_load();
     let sshd = HostileSshd::start();
     let mount = sshd.mount();
     let daemon = mount.daemon.expect("the daemon's pid");
@@ -863,6 +871,7 @@ fn sftp_endless_listing_fails_in_time() {
 /// placeholder figures, as for FTP.
 #[test]
 fn sftp_one_channel_per_connection_still_works() {
+    let _load = light_load();
     let sshd = HostileSshd::one_channel();
     let export = sshd.server.export.clone();
     fs::write(export.join("seed.txt"), b"seed").expect("seed the export");
@@ -937,6 +946,7 @@ fn sftp_one_channel_per_connection_still_works() {
 // gets the new bytes under its name.
 #[test]
 fn sftp_refused_close_fails_the_copy() {
+    let _load = light_load();
     let sshd = HostileSshd::refusing_close();
     let export = sshd.server.export.clone();
     sshd.server.put_file("kept.txt", b"old content");

@@ -1,6 +1,7 @@
 //! Shared support for rmount's integration tests.
 //!
-//! Every integration test file starts with `mod support;` and gets:
+//! Every test module (tests/it/*.rs) starts with `use crate::support::*;`
+//! and gets:
 //!
 //! - [`Server`]: a real, throwaway server of one [`ServerKind`] (OpenSSH,
 //!   OpenSSH in a chroot, gesftpserver, vsftpd plain or TLS, ProFTPD,
@@ -13,17 +14,26 @@
 //! - small helpers: [`run_rmount`] (with a hard timeout), [`wait_until`]
 //!   (poll with a deadline, never sleep as synchronisation), [`is_mounted`],
 //!   [`sha256_file`], [`free_port`], [`run_cmd`].
+//! - [`light_load`] / [`heavy_load`]: the guard every test holds, so that
+//!   the tests that load the whole machine run alone (see `load.rs`).
+//! - `fixture`: per-test mounts on shared servers and the test-generating
+//!   macros `on_every_server!` and `per_protocol!` (see `fixture.rs`).
 //!
 //! Everything a test starts is stopped by PID in a `Drop`, so a failing test
 //! leaves no server, daemon or mount behind. Tests run as root (FUSE and the
 //! servers need it here).
 //!
-//! Keep the public API stable: every test file is written against it.
+//! Keep the public API stable: every test module is written against it.
+//! Everything here is used by some test: what no test uses any more is
+//! deleted, not kept behind an `allow(dead_code)`.
 
-// Each test binary uses a different part of this module.
-#![allow(dead_code, unused_imports)]
-
+// First: its macros are in scope for the modules declared after it, and
+// (through `#[macro_use] mod support;`) for the test modules.
+#[macro_use]
+pub mod fixture;
+mod load;
 mod mount;
+mod payload;
 mod process;
 mod proxy;
 mod server;
@@ -35,14 +45,13 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::{Duration, Instant};
 
+pub use load::{heavy_load, light_load};
 pub use mount::{
-    is_mounted, kill_daemons_for, mount_entry, rmount_processes_for, unique_dir, unmount_path,
-    Mount, MountEntry, MountPoint,
+    is_mounted, mount_entry, rmount_processes_for, unique_dir, unmount_path, Mount, MountPoint,
 };
-pub use process::{descendants, free_port, run_cmd, run_cmd_timeout, run_rmount, RMOUNT_TIMEOUT};
-pub use proxy::{
-    established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy, ProxyControl,
-};
+pub use payload::{mib_chunk, pseudo_random_bytes};
+pub use process::{descendants, free_port, run_cmd, run_cmd_timeout, run_rmount};
+pub use proxy::{established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy};
 pub use server::{ssh_keygen_ed25519, Proto, Server, ServerKind};
 pub use users::{SFTP_PW_PASSWORD, SFTP_PW_USER, TEST_PASSWORD, TEST_USER};
 
@@ -52,6 +61,12 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(20);
 /// The `rmount` binary Cargo built for this test run (debug profile).
 pub fn rmount_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_rmount"))
+}
+
+/// The `rmount-test-helper` binary (tests/helper/): jobs that must run in a
+/// separate, single-threaded process.
+pub fn helper_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_rmount-test-helper"))
 }
 
 /// Polls `cond` every 20 ms until it returns true; panics naming `what` if
@@ -134,21 +149,6 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Deterministic pseudo-random bytes (xorshift), for test payloads that must
-/// not compress or repeat.
-pub fn pseudo_random_bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 /// rmount's stderr, trimmed, as text (for assertions on error messages).

@@ -10,12 +10,7 @@
 //!
 //! One server per kind is shared by the tests running at the same time
 //! (see support/fixture.rs); every test mounts its own subdirectory.
-//! Run: `cargo test --test fs_ops -- --test-threads=2`.
-
-#[macro_use]
-#[path = "support/fixture.rs"]
-mod fixture;
-mod support;
+//! Run: `cargo test --test it -- fs_ops:: --test-threads=2`.
 
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions, Permissions};
@@ -28,8 +23,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use fixture::*;
-use support::*;
+use crate::support::fixture::*;
+use crate::support::*;
 
 on_every_server! {
     stat_matches_server,
