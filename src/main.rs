@@ -4,7 +4,7 @@
 //! (`remote::open`), mount (`fuse::mount`), go to the background once the
 //! mount is ready (like sshfs), and unmount cleanly on SIGINT/SIGTERM. It
 //! only turns the configuration into each layer's options; the layers are
-//! described in DESIGN.md.
+//! described in ARCHITECTURE.md.
 
 mod cache;
 mod cli;

@@ -40,7 +40,7 @@ impl Error {
 }
 
 impl ToErrno for Error {
-    /// The errno a local filesystem would give (DESIGN invariant 5).
+    /// The errno a local filesystem would give (invariant 5).
     fn to_errno(&self) -> i32 {
         match self {
             Error::Remote(e) => e.to_errno(),

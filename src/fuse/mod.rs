@@ -1,7 +1,7 @@
 //! The FUSE adapter: the `fuser::Filesystem` impl over `fs::Fs`.
 //!
 //! Each request is handed, with its `Reply`, to a worker thread so the
-//! dispatcher never waits on the network (DESIGN invariant 1); metadata and
+//! dispatcher never waits on the network (invariant 1); metadata and
 //! data requests have separate workers so a slow read never delays a `stat`.
 //! What the caches alone can answer without waiting (readdir pages, a cached
 //! directory's opendir and getattr) is answered on the dispatcher itself.
@@ -97,7 +97,7 @@ impl FuseAdapter {
     }
 }
 
-/// The errno a local filesystem would give (DESIGN invariant 5): each
+/// The errno a local filesystem would give (invariant 5): each
 /// layer's error knows its own.
 pub fn errno(e: &fs::Error) -> Errno {
     Errno::from_i32(e.to_errno())

@@ -143,7 +143,7 @@ pub enum Error {
 
 impl Error {
     /// Whether the connection that produced this error must be thrown away
-    /// (DESIGN invariant 2: never reuse a connection after a timeout).
+    /// (invariant 2: never reuse a connection after a timeout).
     pub fn breaks_connection(&self) -> bool {
         match self {
             Error::KeptAside { error, .. } => error.breaks_connection(),
@@ -153,7 +153,7 @@ impl Error {
 }
 
 impl ToErrno for Error {
-    /// The errno a local filesystem would give (DESIGN invariant 5).
+    /// The errno a local filesystem would give (invariant 5).
     fn to_errno(&self) -> i32 {
         match self {
             Error::NotFound => libc::ENOENT,

@@ -1,4 +1,4 @@
-//! Hostile servers: what rmount does when the server lies (DESIGN
+//! Hostile servers: what rmount does when the server lies (ARCHITECTURE.md
 //! invariants 2 and 6).
 //!
 //! - FTP: a scripted fake server in this process ([`FakeFtp`]), plain TCP,

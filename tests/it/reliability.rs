@@ -1,5 +1,5 @@
 //! Reliability: what the mount does when the network or the server fails,
-//! or when the daemon itself dies (DESIGN invariants 2, 3 and 6).
+//! or when the daemon itself dies (invariants 2, 3 and 6).
 //!
 //! Faults come from a real outage (`Server::stop`/`restart`) or from the
 //! in-process [`FaultProxy`] between rmount and the server (cut, frozen or
@@ -47,7 +47,7 @@ per_protocol! {
 }
 
 const MIB: u64 = 1 << 20;
-/// Grace on top of the mount's `-o timeout` for any single call (DESIGN 2).
+/// Grace on top of the mount's `-o timeout` for any single call (invariant 2).
 const GRACE: Duration = Duration::from_secs(5);
 
 // ----- helpers -----------------------------------------------------------------
@@ -186,7 +186,7 @@ fn errno(e: &io::Error) -> i32 {
     e.raw_os_error().unwrap_or(0)
 }
 
-/// True for the errors a dead link may give (DESIGN 2 and 5).
+/// True for the errors a dead link may give (invariant 2 and 5).
 fn is_link_error(e: &io::Error) -> bool {
     is_link_errno(errno(e))
 }
@@ -502,7 +502,7 @@ fn cut_during_upload_keeps_old_version(p: Proto) {
     let now = fs::read(&target).expect("read the target on the server");
     if round.fsync == 0 && round.close == 0 {
         // The upload was retried on a new connection and succeeded: then
-        // the whole new version must be there (DESIGN invariant 3).
+        // the whole new version must be there (invariant 3).
         assert!(
             now == random_content(64, 3),
             "fsync and close succeeded but the server's file is not the 64 MiB written \
@@ -596,14 +596,14 @@ fn flush_mid_rewrite_then_cut(p: Proto) {
         assert!(
             now == random_content(64, 8),
             "write and fsync succeeded but the server's file is not the 64 MiB written \
-             ({} bytes) — DESIGN invariant 3",
+             ({} bytes) — invariant 3",
             now.len()
         );
     } else {
         assert!(
             now == old || now == flushed,
             "after a flush and a failed upload the server has neither the old file nor the \
-             flushed 16 MiB version ({} bytes) — DESIGN invariant 3",
+             flushed 16 MiB version ({} bytes) — invariant 3",
             now.len()
         );
     }

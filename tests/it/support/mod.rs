@@ -85,7 +85,7 @@ pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
 }
 
 /// Runs `f` on its own thread and returns its result with the time it took,
-/// or panics if it has not returned within `limit` (a hang: DESIGN
+/// or panics if it has not returned within `limit` (a hang: ARCHITECTURE.md
 /// invariant 2). The thread is left blocked; unmounting in the test's Drop
 /// guards releases it.
 pub fn within<R: Send + 'static>(
@@ -104,7 +104,7 @@ pub fn within<R: Send + 'static>(
             panic!("{what} panicked (see above)")
         }
         Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-            panic!("{what} did not return within {limit:?} (a hang: DESIGN invariant 2)")
+            panic!("{what} did not return within {limit:?} (a hang: invariant 2)")
         }
     }
 }
