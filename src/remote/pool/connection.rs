@@ -14,12 +14,14 @@ use crate::remote::{Attr, Caps, DirEntry, Error, Result, SetAttr, StatFs};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Generation {
     /// Changes to which file a path names (create, rename, unlink) and
-    /// resizes (FTP makes them by uploading): a cached handle or stream
-    /// may name another file, so it is opened anew. A handle otherwise
-    /// reads and writes the file's current content, whoever changed it...
+    /// resizes that replace the content (`Caps::resize_rewrites`): a
+    /// cached handle or stream may name another file, so it is opened
+    /// anew. A handle otherwise reads and writes the file's current
+    /// content, whoever changed it...
     pub names: u64,
-    /// ... except what it fetched ahead (SFTP): after writes, a read seeks
-    /// even to where the handle already is, which drops that.
+    /// ... except what it fetched ahead: after writes (other resizes
+    /// included), a read seeks even to where the handle already is, which
+    /// drops that.
     pub writes: u64,
 }
 

@@ -407,7 +407,7 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Probes every idle connection (SSH keepalive, FTP NOOP) and drops the
+    /// Probes every idle connection (`Connection::keepalive`) and drops the
     /// dead ones. After `alive_count_max` rounds in a row with failures the
     /// server counts as down, so calls fail fast until a reconnect works.
     pub fn keepalive_idle(&self) {
@@ -450,9 +450,9 @@ fn discard<T: Send + 'static>(conn: T) {
     }
 }
 
-/// No path with a NUL byte reaches a server: SFTP would send it as it is,
-/// and a name the mount gave a file that lost its own (see `fs::inodes`)
-/// carries one.
+/// No path with a NUL byte reaches a server: a protocol whose strings
+/// carry any byte would send it as it is, and a name the mount gave a file
+/// that lost its own (see `fs::inodes`) carries one.
 fn no_nul(path: &Path) -> Result<()> {
     if path.as_os_str().as_encoded_bytes().contains(&0) {
         return Err(Error::Invalid);
@@ -502,8 +502,10 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         let op = || self.run(Lane::Meta, false, |c| c.setattr(path, change));
         match change {
-            // FTP resizes by uploading: a read stream may hold old bytes.
-            SetAttr::Size(_) => self.renaming(op),
+            // A cached handle may hold the content the resize replaced...
+            SetAttr::Size(_) if self.connector.caps().resize_rewrites => self.renaming(op),
+            // ... or, resized in place, bytes it fetched ahead.
+            SetAttr::Size(_) => counted(&self.writes, op),
             _ => op(),
         }
     }

@@ -199,6 +199,7 @@ impl Script {
             script: self.clone(),
             caps: Caps {
                 random_write: true,
+                resize_rewrites: false,
                 symlinks: true,
                 atomic_rename: true,
                 times: TimeRange::SFTP_V3,

@@ -54,7 +54,10 @@ fn a_change_is_counted_again_once_it_is_done() {
 
 #[test]
 fn only_changes_of_what_a_path_names_make_handles_stale() {
-    let pool = pool(&Script::new(), 2);
+    let script = Script::new();
+    let mut connector = script.connector();
+    connector.caps.resize_rewrites = true;
+    let pool = Pool::new(connector, script.connection(), options(2, LONG));
     let path = Path::new("/f");
     let before = pool.generation().names;
     let writes = pool.generation().writes;
@@ -74,6 +77,21 @@ fn only_changes_of_what_a_path_names_make_handles_stale() {
     assert!(resized > before, "a resize does not");
     let _ = pool.rename(path, Path::new("/g"));
     assert!(pool.generation().names > resized, "nor does a rename");
+}
+
+#[test]
+fn a_resize_in_place_counts_as_a_write() {
+    let pool = pool(&Script::new(), 2);
+    let before = pool.generation();
+    pool.setattr(Path::new("/f"), SetAttr::Size(0))
+        .expect("resized");
+    let after = pool.generation();
+    assert_eq!(after.names, before.names, "cached handles are kept");
+    assert_eq!(
+        after.writes,
+        before.writes + 2,
+        "counted before and after, so handles drop what they read ahead"
+    );
 }
 
 #[test]
