@@ -203,6 +203,8 @@ fn after_a_timeout_every_older_connection_retires() {
         let finished = in_flight.join().expect("no panic");
         assert!(finished.is_ok(), "a call in flight still finishes");
     });
+    // ... and its connection is closed then, not put back.
+    script.until_closed(script.asked()[0].conn);
     backoff_over(&pool);
     stat(&pool, "/a").expect("a stat on a new connection");
     read(&pool, "/b").expect("a read on a new connection");
