@@ -5,7 +5,8 @@
 //! transfer; the others carry reads and writes. A connection that saw a
 //! timeout or transport error is dropped, never reused (DESIGN invariant 2),
 //! and idempotent calls are retried once on a fresh one. The pool knows no
-//! protocol details and nothing of FUSE.
+//! protocol details and nothing of FUSE: what a protocol provides
+//! (`Connection`, `Connector`) is in `connection.rs`.
 
 use crate::sync::{lock, wait_timeout};
 use std::io;
