@@ -108,6 +108,7 @@ impl Memory {
             nodes: Mutex::new(nodes),
             caps: Caps {
                 random_write,
+                resize_rewrites: false,
                 symlinks: true,
                 atomic_rename: true,
                 times: TimeRange::SFTP_V3,

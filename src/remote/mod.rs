@@ -37,6 +37,11 @@ pub struct Caps {
     /// `write` at any offset of an existing file (SFTP). Without it, writes are
     /// staged locally and uploaded whole with `upload`.
     pub random_write: bool,
+    /// A resize replaces the file's content instead of changing it in
+    /// place (FTP makes one by uploading): a handle or read stream opened
+    /// before may hold the old content, so it is opened anew. Otherwise a
+    /// resize is a write like any other.
+    pub resize_rewrites: bool,
     pub symlinks: bool,
     /// `rename` replaces an existing target atomically.
     pub atomic_rename: bool,

@@ -136,6 +136,7 @@ impl Connector for FtpConnector {
     fn caps(&self) -> Caps {
         Caps {
             random_write: false,
+            resize_rewrites: true,
             symlinks: false,
             // RNTO replaces an existing file on vsftpd and most servers.
             atomic_rename: true,

@@ -135,6 +135,7 @@ impl Connector for SftpConnector {
     fn caps(&self) -> Caps {
         Caps {
             random_write: true,
+            resize_rewrites: false,
             symlinks: true,
             atomic_rename: true,
             times: TimeRange::SFTP_V3,

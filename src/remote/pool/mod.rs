@@ -3,9 +3,10 @@
 //!
 //! One connection is kept for metadata so `stat` never queues behind a bulk
 //! transfer; the others carry reads and writes. A connection that saw a
-//! timeout or transport error is dropped, never reused (DESIGN invariant 2),
+//! timeout or transport error is dropped, never reused (invariant 2),
 //! and idempotent calls are retried once on a fresh one. The pool knows no
-//! protocol details and nothing of FUSE.
+//! protocol details and nothing of FUSE: what a protocol provides
+//! (`Connection`, `Connector`) is in `connection.rs`.
 
 use crate::sync::{lock, wait_timeout};
 use std::io;
@@ -17,18 +18,9 @@ use std::time::{Duration, Instant};
 use super::rename_aside::RenameAside;
 use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
 
-/// What changed through the mount, for connections that cache handles.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Generation {
-    /// Changes to which file a path names (create, rename, unlink) and
-    /// resizes (FTP makes them by uploading): a cached handle or stream
-    /// may name another file, so it is opened anew. A handle otherwise
-    /// reads and writes the file's current content, whoever changed it...
-    pub names: u64,
-    /// ... except what it fetched ahead (SFTP): after writes, a read seeks
-    /// even to where the handle already is, which drops that.
-    pub writes: u64,
-}
+mod connection;
+
+pub use connection::{Connection, Connector, Generation};
 
 /// Runs `op`, a change, counting it in `counter` both before (handles
 /// opened from then on are not reused across it) and after (a handle
@@ -39,57 +31,6 @@ fn counted<R>(counter: &AtomicU64, op: impl FnOnce() -> Result<R>) -> Result<R> 
     let result = op();
     counter.fetch_add(1, Ordering::SeqCst);
     result
-}
-
-/// One connection to the server, used by one thread at a time. The methods
-/// mirror `Remote`; the generations tell a connection when a cached handle
-/// or stream may be stale.
-pub trait Connection: Send + 'static {
-    fn stat(&mut self, path: &Path) -> Result<Attr>;
-    /// As `Remote::stat_again`.
-    fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
-        let _ = known;
-        self.stat(path)
-    }
-    fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
-    fn read(
-        &mut self,
-        path: &Path,
-        offset: u64,
-        len: usize,
-        generation: Generation,
-    ) -> Result<Vec<u8>>;
-    fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()>;
-    fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
-    fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
-    fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()>;
-    fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()>;
-    fn rmdir(&mut self, path: &Path) -> Result<()>;
-    fn unlink(&mut self, path: &Path) -> Result<()>;
-    fn rename(&mut self, from: &Path, to: &Path) -> Result<()>;
-    fn symlink(&mut self, target: &Path, link: &Path) -> Result<()>;
-    fn readlink(&mut self, path: &Path) -> Result<PathBuf>;
-    /// A hard link; `NotPermitted` unless the protocol can make one.
-    fn link(&mut self, from: &Path, to: &Path) -> Result<()> {
-        let _ = (from, to);
-        Err(Error::NotPermitted)
-    }
-    fn statfs(&mut self, path: &Path) -> Result<StatFs>;
-    fn fsync(&mut self, path: &Path) -> Result<()>;
-    /// Cheap liveness probe for idle connections (SSH keepalive, FTP NOOP).
-    fn keepalive(&mut self) -> Result<()>;
-}
-
-/// Makes new connections for the pool.
-pub trait Connector: Send + Sync + 'static {
-    type Conn: Connection;
-    fn connect(&self) -> Result<Self::Conn>;
-    fn caps(&self) -> Caps;
-    /// As `Remote::same_version`.
-    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
-        let _ = path;
-        cached.version() == fresh.version()
-    }
 }
 
 /// While the server is known to be unreachable, calls fail at once instead of
@@ -471,7 +412,7 @@ impl<C: Connector> Pool<C> {
         }
     }
 
-    /// Probes every idle connection (SSH keepalive, FTP NOOP) and drops the
+    /// Probes every idle connection (`Connection::keepalive`) and drops the
     /// dead ones. After `alive_count_max` rounds in a row with failures the
     /// server counts as down, so calls fail fast until a reconnect works.
     pub fn keepalive_idle(&self) {
@@ -514,9 +455,9 @@ fn discard<T: Send + 'static>(conn: T) {
     }
 }
 
-/// No path with a NUL byte reaches a server: SFTP would send it as it is,
-/// and a name the mount gave a file that lost its own (see `fs::inodes`)
-/// carries one.
+/// No path with a NUL byte reaches a server: a protocol whose strings
+/// carry any byte would send it as it is, and a name the mount gave a file
+/// that lost its own (see `fs::inodes`) carries one.
 fn no_nul(path: &Path) -> Result<()> {
     if path.as_os_str().as_encoded_bytes().contains(&0) {
         return Err(Error::Invalid);
@@ -566,8 +507,10 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         let op = || self.run(Lane::Meta, false, |c| c.setattr(path, change));
         match change {
-            // FTP resizes by uploading: a read stream may hold old bytes.
-            SetAttr::Size(_) => self.renaming(op),
+            // A cached handle may hold the content the resize replaced...
+            SetAttr::Size(_) if self.connector.caps().resize_rewrites => self.renaming(op),
+            // ... or, resized in place, bytes it fetched ahead.
+            SetAttr::Size(_) => counted(&self.writes, op),
             _ => op(),
         }
     }
@@ -620,185 +563,6 @@ impl<C: Connector> Remote for Pool<C> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::atomic::AtomicUsize;
-    use std::sync::Arc;
-
-    /// Counts connections; refuses those after `limit`.
-    #[derive(Default)]
-    struct Counting {
-        made: AtomicUsize,
-        now: AtomicUsize,
-        most_at_once: AtomicUsize,
-        limit: usize,
-    }
-
-    struct Fake(Arc<Counting>);
-    struct Nothing;
-
-    impl Connector for Fake {
-        type Conn = Nothing;
-        fn connect(&self) -> Result<Nothing> {
-            let c = &self.0;
-            let now = c.now.fetch_add(1, Ordering::SeqCst) + 1;
-            c.most_at_once.fetch_max(now, Ordering::SeqCst);
-            // A handshake takes a while (20 ms here): the threads of one
-            // batch, started within microseconds, overlap.
-            std::thread::sleep(Duration::from_millis(20));
-            c.now.fetch_sub(1, Ordering::SeqCst);
-            if c.made.fetch_add(1, Ordering::SeqCst) < c.limit {
-                Ok(Nothing)
-            } else {
-                Err(Error::Transport("refused".into()))
-            }
-        }
-        fn caps(&self) -> Caps {
-            Caps {
-                random_write: true,
-                symlinks: true,
-                atomic_rename: true,
-                times: crate::remote::TimeRange::SFTP_V3,
-                setattr_follows_symlinks: true,
-            }
-        }
-    }
-
-    fn no<T>() -> Result<T> {
-        Err(Error::Invalid)
-    }
-
-    impl Connection for Nothing {
-        fn stat(&mut self, _: &Path) -> Result<Attr> {
-            no()
-        }
-        fn list(&mut self, _: &Path) -> Result<Vec<DirEntry>> {
-            no()
-        }
-        fn read(&mut self, _: &Path, _: u64, _: usize, _: Generation) -> Result<Vec<u8>> {
-            no()
-        }
-        fn write(&mut self, _: &Path, _: u64, _: &[u8]) -> Result<()> {
-            no()
-        }
-        fn upload(&mut self, _: &Path, _: &mut dyn io::Read, _: bool) -> Result<()> {
-            no()
-        }
-        fn create(&mut self, _: &Path, _: u32, _: bool) -> Result<()> {
-            no()
-        }
-        fn setattr(&mut self, _: &Path, _: SetAttr) -> Result<()> {
-            no()
-        }
-        fn mkdir(&mut self, _: &Path, _: u32) -> Result<()> {
-            no()
-        }
-        fn rmdir(&mut self, _: &Path) -> Result<()> {
-            no()
-        }
-        fn unlink(&mut self, _: &Path) -> Result<()> {
-            no()
-        }
-        fn rename(&mut self, _: &Path, _: &Path) -> Result<()> {
-            no()
-        }
-        fn symlink(&mut self, _: &Path, _: &Path) -> Result<()> {
-            no()
-        }
-        fn readlink(&mut self, _: &Path) -> Result<PathBuf> {
-            no()
-        }
-        fn statfs(&mut self, _: &Path) -> Result<StatFs> {
-            no()
-        }
-        fn fsync(&mut self, _: &Path) -> Result<()> {
-            no()
-        }
-        fn keepalive(&mut self) -> Result<()> {
-            Ok(())
-        }
-    }
-
-    fn pool(max_conns: usize, limit: usize) -> (Pool<Fake>, Arc<Counting>) {
-        let counting = Arc::new(Counting {
-            limit,
-            ..Default::default()
-        });
-        let opts = PoolOptions {
-            max_conns,
-            timeout: Duration::from_secs(5),
-            alive_count_max: 3,
-            mount_id: "0123456789abcdef",
-        };
-        (Pool::new(Fake(counting.clone()), Nothing, opts), counting)
-    }
-
-    #[test]
-    fn a_change_is_counted_again_once_it_is_done() {
-        let (pool, _) = pool(2, usize::MAX);
-        let before = pool.generation().names;
-        let mut during = 0;
-        let _ = pool.renaming(|| {
-            // What a read opening a handle on another connection would see.
-            during = pool.generation().names;
-            Ok(())
-        });
-        assert!(during > before, "handles opened during it are new");
-        assert!(
-            pool.generation().names > during,
-            "a handle opened while it ran is not reused after it"
-        );
-    }
-
-    #[test]
-    fn only_changes_of_what_a_path_names_make_handles_stale() {
-        let (pool, _) = pool(2, usize::MAX);
-        let path = Path::new("/f");
-        let before = pool.generation().names;
-        let writes = pool.generation().writes;
-        let _ = pool.write(path, 0, b"x");
-        let _ = pool.setattr(path, SetAttr::Mode(0o600));
-        assert_eq!(
-            pool.generation().names,
-            before,
-            "writes and chmod keep cached handles"
-        );
-        assert!(
-            pool.generation().writes >= writes + 2,
-            "a write is counted before and after, so handles drop what they read ahead"
-        );
-        let _ = pool.setattr(path, SetAttr::Size(0));
-        let resized = pool.generation().names;
-        assert!(resized > before, "a resize does not");
-        let _ = pool.rename(path, Path::new("/g"));
-        assert!(pool.generation().names > resized, "nor does a rename");
-    }
-
-    #[test]
-    fn open_all_opens_every_data_connection_a_few_at_a_time() {
-        let (pool, counting) = pool(21, usize::MAX);
-        pool.open_all();
-        assert_eq!(
-            counting.made.load(Ordering::SeqCst),
-            20,
-            "all but the first"
-        );
-        assert_eq!(lock(&pool.bulk).idle.len(), 20);
-        assert_eq!(lock(&pool.bulk).open, 20);
-        let most = counting.most_at_once.load(Ordering::SeqCst);
-        assert!((2..=8).contains(&most), "{most} handshakes at once");
-        pool.open_all();
-        assert_eq!(counting.made.load(Ordering::SeqCst), 20, "nothing missing");
-    }
-
-    #[test]
-    fn open_all_stops_at_the_first_refusal_and_leaves_the_rest_on_demand() {
-        let (pool, counting) = pool(21, 10);
-        pool.open_all();
-        // The first batch of 8 worked; the second met the limit and ended it.
-        assert_eq!(counting.made.load(Ordering::SeqCst), 16);
-        let bulk = lock(&pool.bulk);
-        assert_eq!(bulk.idle.len(), 10);
-        assert_eq!(bulk.open, 10, "refused connections are not counted");
-    }
-}
+mod scripted;
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,77 @@
+//! The contract between the pool and a protocol: `Connection` (one link to
+//! the server, used by one thread at a time), `Connector` (makes them and
+//! tells what the protocol can do) and the `Generation` the pool hands to
+//! reads. Only the traits and that type live here: how connections are
+//! shared, retried and retired is the pool's business (`pool/mod.rs`), and
+//! no protocol's details belong in this file.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use crate::remote::{Attr, Caps, DirEntry, Error, Result, SetAttr, StatFs};
+
+/// What changed through the mount, for connections that cache handles.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Generation {
+    /// Changes to which file a path names (create, rename, unlink) and
+    /// resizes that replace the content (`Caps::resize_rewrites`): a
+    /// cached handle or stream may name another file, so it is opened
+    /// anew. A handle otherwise reads and writes the file's current
+    /// content, whoever changed it...
+    pub names: u64,
+    /// ... except what it fetched ahead: after writes (other resizes
+    /// included), a read seeks even to where the handle already is, which
+    /// drops that.
+    pub writes: u64,
+}
+
+/// One connection to the server, used by one thread at a time. The methods
+/// mirror `Remote`; the generations tell a connection when a cached handle
+/// or stream may be stale.
+pub trait Connection: Send + 'static {
+    fn stat(&mut self, path: &Path) -> Result<Attr>;
+    /// As `Remote::stat_again`.
+    fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
+        let _ = known;
+        self.stat(path)
+    }
+    fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
+    fn read(
+        &mut self,
+        path: &Path,
+        offset: u64,
+        len: usize,
+        generation: Generation,
+    ) -> Result<Vec<u8>>;
+    fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()>;
+    fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
+    fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
+    fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()>;
+    fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()>;
+    fn rmdir(&mut self, path: &Path) -> Result<()>;
+    fn unlink(&mut self, path: &Path) -> Result<()>;
+    fn rename(&mut self, from: &Path, to: &Path) -> Result<()>;
+    fn symlink(&mut self, target: &Path, link: &Path) -> Result<()>;
+    fn readlink(&mut self, path: &Path) -> Result<PathBuf>;
+    /// A hard link; `NotPermitted` unless the protocol can make one.
+    fn link(&mut self, from: &Path, to: &Path) -> Result<()> {
+        let _ = (from, to);
+        Err(Error::NotPermitted)
+    }
+    fn statfs(&mut self, path: &Path) -> Result<StatFs>;
+    fn fsync(&mut self, path: &Path) -> Result<()>;
+    /// Cheap liveness probe for idle connections (SSH keepalive, FTP NOOP).
+    fn keepalive(&mut self) -> Result<()>;
+}
+
+/// Makes new connections for the pool.
+pub trait Connector: Send + Sync + 'static {
+    type Conn: Connection;
+    fn connect(&self) -> Result<Self::Conn>;
+    fn caps(&self) -> Caps;
+    /// As `Remote::same_version`.
+    fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
+        let _ = path;
+        cached.version() == fresh.version()
+    }
+}
