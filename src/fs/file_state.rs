@@ -112,14 +112,15 @@ pub struct FileState {
     /// tail under the real name.
     pub rewriting: bool,
     /// Only O_APPEND writers have it open: a commit of locally staged
-    /// content may append the new tail (FTP APPE) instead of replacing.
+    /// content may append the new tail (an append upload) instead of replacing.
     pub append_only: bool,
     /// Sends full chunks in the background (protocols with random writes).
     pub write_behind: Option<WriteBehind>,
     /// Temporary files that could not be removed after a failure (the link
     /// was down); the caller retries later (`Fs::remove_orphaned_temps`).
     pub orphans: Vec<PathBuf>,
-    /// Uploads a new locally staged file while it is written (FTP).
+    /// Uploads a new locally staged file while it is written (servers without
+    /// random writes).
     pub streamer: Option<Streamer>,
 }
 

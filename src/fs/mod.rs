@@ -3,8 +3,8 @@
 //!
 //! Owns inodes ↔ paths, open handles, read-ahead, write staging and commit,
 //! and cache coherence: every change made here updates or invalidates the
-//! affected cache entries at once. It must not name a fuser type (fuse.rs
-//! adapts) nor a protocol (it only sees `dyn Remote` and its `Caps`).
+//! affected cache entries at once. It must not name a FUSE type (the adapter in
+//! `fuse/` does) nor a protocol (it only sees `dyn Remote` and its `Caps`).
 //!
 //! This file holds the `Fs` struct, its configuration and the types of its
 //! interface; each group of operations is an `impl Fs` in a file of its

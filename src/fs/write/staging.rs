@@ -1,4 +1,4 @@
-//! Local staging for protocols without random writes (FTP): the private
+//! Local staging for servers without random writes: the private
 //! staging directory of this process (0700, under the system temp
 //! directory, locked for the life of the process so that those of dead
 //! processes can be told and removed), its files, and reads from them.

@@ -17,8 +17,8 @@ use crate::remote::{Error as RemoteError, Remote};
 
 /// Writes are gathered into remote writes of up to this size: 1 MiB per
 /// remote write wherever the application writes that much in order.
-/// Larger chunks measured slower over SFTP: a chunk bigger than the SSH
-/// channel window (2 MiB with OpenSSH) stalls its sender on window updates,
+/// Larger chunks measured slower: a chunk bigger than the transport's
+/// flow-control window (2 MiB on the servers tested) stalls its sender,
 /// and more is left to send when the file is flushed.
 pub const WRITE_CHUNK: usize = 1 << 20;
 

@@ -1,5 +1,5 @@
 //! Streaming upload of a new, locally staged file while it is written
-//! (protocols without random writes, i.e. FTP): the upload to a temporary
+//! (servers without random writes): the upload to a temporary
 //! name runs alongside the writes, reading the staging file as it grows,
 //! so close only waits for the tail instead of for the whole file.
 //!
