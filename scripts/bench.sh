@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Benchmark rmount against sshfs (SFTP) and rclone mount (FTP) on loopback.
+# Benchmark rmount against sshfs and rclone mount (SFTP) and against rclone
+# mount (FTP) on loopback.
 #
 #   scripts/bench.sh            run every row (as root: FUSE, sshd, vsftpd)
 #   scripts/bench.sh -h         this help
@@ -18,30 +19,50 @@
 # (50 dirs x 100 files) on the server side and, outside every mount, a small
 # git repository (300 files of 2-6 KiB in 20 dirs, 3 commits) and a tarball
 # (1500 text files of 1-8 KiB in 60 dirs, like a tree of headers), all with
-# fixed content. It then times, for rmount and the other tool side by side:
+# fixed content. It then measures, for rmount and every other tool of the
+# protocol, on the same servers in the same run:
 #   seq read    dd bs=1M of the big file to /dev/null; fresh mount, page cache
-#               dropped (cold)
+#               dropped (cold); seconds
 #   seq write   dd bs=1M conv=fsync from /dev/zero into the mount, until the
 #               complete file is on the server (includes close and upload,
-#               also for rclone, which uploads after close)
-#   ls cold     ls -lR of the tree on a fresh mount, page cache dropped
-#   ls warm     ls -lR again on the same mount
+#               also for rclone, which uploads after close); seconds
+#   ls cold     ls -lR of the tree on a fresh mount, page cache dropped; seconds
+#   ls warm     ls -lR again on the same mount; seconds
 #   git clone   git clone -q --no-local of the repository into a new directory
 #               in the mount (fresh mount; the clone only), then checked with
-#               git fsck through the mount
+#               git fsck through the mount; seconds
 #   tar x       tar xf of the tarball into a new directory in the mount (fresh
 #               mount), until every file is complete on the server (includes
 #               rclone's upload after close), checked by the number and total
-#               size of the files there
-# git and tar run as the ordinary local user rmount-bench (setpriv), as a user
-# would (as root, tar would chown); so every mount has allow_other, and rmount
-# on FTP shows the files as that user's (-o uid=,gid=). git runs with a global
-# config of its own (safe.directory=*: rclone shows the files as root's).
+#               size of the files there; seconds
+#   create      2000 files of 4 KiB each written (open, write, close) by one
+#               python3 process into a new directory in the mount (fresh
+#               mount), timed from the first open (not python3's start) until
+#               every file is complete on the server, checked as for tar x;
+#               the table shows files/s, the raw output seconds
+#   stat cold   os.stat of the 5000 known paths of the tree, one python3
+#               process, on a fresh mount with the page cache dropped; no
+#               directory is listed first (a lookup per path); seconds
+#   peak RSS    the client's peak resident memory during the seq read row:
+#               VmHWM from /proc/PID/status right before the unmount, summed
+#               over the processes of the tool's session (the FUSE process and
+#               what it started; sshfs: sshfs and its ssh); each process's
+#               value goes to the tool's log; MiB
+# git, tar, create and stat run as the ordinary local user rmount-bench
+# (setpriv), as a user would (as root, tar would chown); so every mount has
+# allow_other, and rmount on FTP shows the files as that user's (-o uid=,gid=).
+# git runs with a global config of its own (safe.directory=*: rclone shows the
+# files as root's).
 # SFTP: rmount vs sshfs (its defaults; key, known_hosts, port, BatchMode=yes
-#       and allow_other given).
+#       and allow_other given) and vs rclone mount of an sftp remote (its
+#       defaults; same key, known_hosts and port; mount options as for FTP).
 # FTP:  rmount vs rclone mount --vfs-cache-mode writes (needed for sequential
-#       writes; used for every FTP row) --vfs-write-back 0s (upload right after
-#       close instead of 5 s later) --allow-other.
+#       writes; used for every rclone row) --vfs-write-back 0s (upload right
+#       after close instead of 5 s later) --allow-other.
+# The table has a column per tool (sshfs "-" for FTP rows) and the ratios
+# rmount / sshfs and rmount / rclone of the medians: seconds, MiB, and for
+# create the seconds (the inverse of the ratio of files/s), so < 1 always
+# means rmount is better (faster, or less memory).
 # A row that fails prints "error" (or "timeout"); the run goes on. The table
 # goes to stdout and target/bench/results.txt; logs of the mounts and servers
 # to target/bench/logs/.
@@ -79,6 +100,8 @@ repo_dirs=20  # the git repository cloned into the mounts
 repo_files=15 # per directory
 tar_dirs=60   # the tarball extracted into the mounts
 tar_files=25  # per directory
+create_files=2000 # the create row: files written into the mounts
+create_size=4096  # bytes each
 bench_user=rmount-bench # the login of both servers, and who runs git and tar
 
 # shellcheck source=scripts/lib.sh
@@ -305,7 +328,8 @@ if ! wait_port "$ftp_port" "$!"; then
     echo "bench.sh: vsftpd did not start:" >&2; cat "$logs/vsftpd.out" >&2; exit 1
 fi
 
-# rclone's FTP remote, in a config of its own.
+# rclone's FTP and SFTP remotes, in a config of their own (SFTP: the key and
+# known_hosts of sshfs and rmount).
 rclone_conf=$work/rclone/rclone.conf
 cat >"$rclone_conf" <<EOF
 [benchftp]
@@ -314,6 +338,14 @@ host = 127.0.0.1
 port = $ftp_port
 user = $bench_user
 pass = $(rclone obscure "$ftp_pass")
+
+[benchsftp]
+type = sftp
+host = 127.0.0.1
+port = $sshd_port
+user = $bench_user
+key_file = $sshd_dir/id_ed25519
+known_hosts_file = $sshd_dir/known_hosts
 EOF
 chmod 600 "$rclone_conf"
 
@@ -376,11 +408,47 @@ tar -C "$data/tar" --sort=name --owner=0 --group=0 --mtime='2024-01-01 12:00Z' -
 tar_total=$(find "$data/tar/src" -type f | wc -l)
 tar_bytes=$(find "$data/tar/src" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 rm -rf "$data/tar"
+# The create row: writes argv[2] files of argv[3] bytes each into directory
+# argv[1] (open, write, close; little work per file besides the file system's)
+# and prints the time it started, for the clock of the row.
+cat >"$data/create.py" <<'EOF'
+import os, sys, time
+root, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+data = bytes(i % 251 for i in range(size))
+print(f"{time.time():.6f}", flush=True)
+for i in range(n):
+    fd = os.open(f"{root}/f{i:05d}.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.close(fd)
+EOF
+# The stat cold row: os.stat of argv[2] x argv[3] known paths of the tree
+# argv[1] (no listing); prints the seconds the stats took. Fails, naming the
+# first, if a path is missing or not a regular file.
+cat >"$data/stat.py" <<'EOF'
+import os, stat, sys, time
+root, dirs, files = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+paths = [f"{root}/d{d:02d}/f{f:03d}.txt" for d in range(dirs) for f in range(files)]
+bad, first = 0, None
+t0 = time.monotonic()
+for p in paths:
+    try:
+        if not stat.S_ISREG(os.stat(p).st_mode):
+            bad, first = bad + 1, first or f"{p}: not a regular file"
+    except OSError as e:
+        bad, first = bad + 1, first or str(e)
+t = time.monotonic() - t0
+if bad:
+    sys.exit(f"{bad} of {len(paths)} paths failed, first: {first}")
+print(f"{t:.6f}")
+EOF
 chown -R "$bench_user:" "$data"
-# Runs a command as $bench_user, as a user would: in $work, with its home and
-# the git config above.
+# Runs a command as $bench_user, as a user would: in $work, with its home, a
+# system PATH and the git config above.
 as_user=(setpriv --reuid "$bench_user" --regid "$bench_user" --init-groups --
-    env -C "$work" HOME="$bench_home" GIT_CONFIG_GLOBAL="$data/gitconfig" GIT_CONFIG_NOSYSTEM=1)
+    env -C "$work" HOME="$bench_home" PATH=/usr/local/bin:/usr/bin:/bin
+    GIT_CONFIG_GLOBAL="$data/gitconfig" GIT_CONFIG_NOSYSTEM=1)
 
 # --- mounts ---------------------------------------------------------------------
 # Starts tool $1 on mount point $2 in the foreground (so we own its PID) and
@@ -405,10 +473,12 @@ mount_fs() {
             RMOUNT_PASSWORD=$ftp_pass setsid "$rmount" -f -o "allow_other,uid=$bench_uid,gid=$bench_gid" \
                 "ftp://$bench_user@127.0.0.1:$ftp_port/" "$mnt" >>"$log" 2>&1 </dev/null &
             ;;
-        rclone)
-            rm -rf "$work/rclone/cache"
-            setsid rclone --config "$rclone_conf" mount benchftp: "$mnt" \
-                --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$work/rclone/cache" --allow-other \
+        rclone-ftp | rclone-sftp)
+            local remote=benchftp:
+            [[ $tool == rclone-sftp ]] && remote=benchsftp:$srv
+            rm -rf "$work/rclone/cache-$tool"
+            setsid rclone --config "$rclone_conf" mount "$remote" "$mnt" \
+                --vfs-cache-mode writes --vfs-write-back 0s --cache-dir "$work/rclone/cache-$tool" --allow-other \
                 >>"$log" 2>&1 </dev/null &
             ;;
     esac
@@ -474,13 +544,58 @@ row_ls_cold="ls -lR ${tree_total} files (cold)"
 row_ls_warm="ls -lR ${tree_total} files (warm)"
 row_git="git clone ${repo_total} files"
 row_tar="tar x ${tar_total} files"
+row_create="create ${create_files} x $((create_size / 1024)) KiB"
+row_stat="stat ${tree_total} paths (cold)"
+row_rss="peak RSS, seq read"
+
+# The unit of each row's table cell (the raw values are seconds, or MiB).
+row_unit() {
+    case $1 in
+        *" $row_create") echo files/s ;;
+        *" $row_rss") echo MiB ;;
+        *) echo s ;;
+    esac
+}
+
+# The sum of the peak RSS (VmHWM) of the processes of session $1, in MiB; the
+# value of each process goes to log $2. mount_fs starts each tool with setsid,
+# so its session is the FUSE process and what it started, also what is no
+# longer its child (sshfs double-forks its ssh).
+peak_rss_mib() {
+    local pid kb total=0
+    for pid in $(ps -o pid= -s "$1" 2>/dev/null); do
+        kb=$(awk '$1 == "VmHWM:" { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+        echo "=== peak RSS: PID $pid ($(cat "/proc/$pid/comm" 2>/dev/null || echo gone)): ${kb:-?} KiB" >>"$2"
+        total=$((total + ${kb:-0}))
+    done
+    ((total > 0)) || return 1
+    awk -v k="$total" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
+# Waits until directory $1 on the server holds $2 files of $3 bytes in all,
+# at most until $op_timeout seconds after time $4. Returns 0, or 125 on the
+# deadline; sets $have to "FILES BYTES".
+wait_complete() {
+    local dir=$1 files=$2 bytes=$3 deadline
+    deadline=$(awk -v t="$4" -v d="$op_timeout" 'BEGIN { printf "%d", t + d + 1 }')
+    while :; do
+        have=$(find "$dir" -type f -printf '%s\n' 2>/dev/null | awk '{ n++; s += $1 } END { print n + 0, s + 0 }')
+        [[ $have == "$files $bytes" ]] && return 0
+        if (($(date +%s) >= deadline)); then return 125; fi
+        sleep 0.05
+    done
+}
 
 skip() { [[ -n ${failed["$1|$2"]:-} ]]; }
 
-bench_read() { # proto tool mnt
-    local row="$1 $row_read" tool=$2 mnt=$3 rc=0 bytes
-    skip "$row" "$tool" && return 0
-    mount_fs "$tool" "$mnt" || { record "$row" "$tool" mount; return 0; }
+bench_read() { # proto tool mnt; also the peak RSS row
+    local row="$1 $row_read" row_m="$1 $row_rss" tool=$2 mnt=$3 rc=0 bytes rss
+    if skip "$row" "$tool" && skip "$row_m" "$tool"; then return 0; fi
+    if ! mount_fs "$tool" "$mnt"; then
+        record "$row" "$tool" mount
+        record "$row_m" "$tool" mount
+        return 0
+    fi
     drop_caches
     timed dd if="$mnt/big.bin" of=/dev/null bs=1M 2>"$work/dd.err" || rc=$?
     bytes=$(awk '/bytes/ { print $1; exit }' "$work/dd.err")
@@ -492,6 +607,13 @@ bench_read() { # proto tool mnt
         record "$row" "$tool" error "read ${bytes:-?} bytes, expected $size_bytes"
     else
         record "$row" "$tool" ok "$t_elapsed"
+    fi
+    if [[ -n ${failed["$row|$tool"]:-} ]]; then
+        record "$row_m" "$tool" error "not measured: the seq read failed"
+    elif rss=$(peak_rss_mib "${mount_pid[$mnt]}" "$logs/$tool.log"); then
+        record "$row_m" "$tool" ok "$rss"
+    else
+        record "$row_m" "$tool" error "no VmHWM in /proc/${mount_pid[$mnt]}/status"
     fi
     unmount_fs "$mnt"
 }
@@ -602,7 +724,7 @@ bench_git() { # proto tool mnt
 }
 
 bench_tar() { # proto tool mnt
-    local row="$1 $row_tar" tool=$2 mnt=$3 rc=0 name="tar-by-$2" t0 t1 deadline have=
+    local row="$1 $row_tar" tool=$2 mnt=$3 rc=0 name="tar-by-$2" t0 t1 have=
     skip "$row" "$tool" && return 0
     rm -rf "${srv:?}/$name"
     mount_fs "$tool" "$mnt" || { record "$row" "$tool" mount; return 0; }
@@ -615,13 +737,7 @@ bench_tar() { # proto tool mnt
     timeout -k 5 "$op_timeout" "${as_user[@]}" tar -xf "$tarball" -C "$mnt/$name" 2>"$work/tar.err" || rc=$?
     # Until every file is complete on the server (rclone uploads after close):
     # their number and total size.
-    deadline=$(awk -v t="$t0" -v d="$op_timeout" 'BEGIN { printf "%d", t + d + 1 }')
-    while ((rc == 0)); do
-        have=$(find "$srv/$name" -type f -printf '%s\n' 2>/dev/null | awk '{ n++; s += $1 } END { print n + 0, s + 0 }')
-        [[ $have == "$tar_total $tar_bytes" ]] && break
-        if (($(date +%s) >= deadline)); then rc=125; break; fi
-        sleep 0.05
-    done
+    if ((rc == 0)); then wait_complete "$srv/$name" "$tar_total" "$tar_bytes" "$t0" || rc=$?; fi
     t1=$(now)
     if ((rc == 124 || rc == 137)); then
         record "$row" "$tool" timeout
@@ -636,18 +752,76 @@ bench_tar() { # proto tool mnt
     rm -rf "${srv:?}/$name"
 }
 
+bench_create() { # proto tool mnt
+    local row="$1 $row_create" tool=$2 mnt=$3 rc=0 name="create-by-$2" t0 t1 have=
+    local bytes=$((create_files * create_size))
+    skip "$row" "$tool" && return 0
+    rm -rf "${srv:?}/$name"
+    mount_fs "$tool" "$mnt" || { record "$row" "$tool" mount; return 0; }
+    if ! "${as_user[@]}" mkdir "$mnt/$name" 2>"$work/create.err"; then
+        record "$row" "$tool" error "mkdir failed: $(one_line "$work/create.err")"
+        unmount_fs "$mnt"
+        return 0
+    fi
+    t0=$(now) # for the deadline; the row's clock starts when python3 has started
+    timeout -k 5 "$op_timeout" "${as_user[@]}" python3 "$data/create.py" "$mnt/$name" "$create_files" "$create_size" \
+        >"$work/create.out" 2>"$work/create.err" || rc=$?
+    # Until every file is complete on the server (rclone uploads after close).
+    if ((rc == 0)); then wait_complete "$srv/$name" "$create_files" "$bytes" "$t0" || rc=$?; fi
+    t1=$(now)
+    t0=$(head -n 1 "$work/create.out")
+    if ((rc == 124 || rc == 137)); then
+        record "$row" "$tool" timeout
+    elif ((rc == 125)); then
+        record "$row" "$tool" error "after ${op_timeout}s the server has ${have% *} files of ${have#* } bytes, expected $create_files of $bytes"
+    elif ((rc != 0)); then
+        record "$row" "$tool" error "create.py failed (status $rc): $(tail -n 1 "$work/create.err" | cut -c1-300)"
+    elif ! [[ $t0 =~ ^[0-9]+\.[0-9]+$ ]]; then
+        record "$row" "$tool" error "create.py printed no start time"
+    else
+        record "$row" "$tool" ok "$(elapsed "$t0" "$t1")"
+    fi
+    unmount_fs "$mnt"
+    rm -rf "${srv:?}/$name"
+}
+
+bench_stat() { # proto tool mnt
+    local row="$1 $row_stat" tool=$2 mnt=$3 rc=0 t
+    skip "$row" "$tool" && return 0
+    mount_fs "$tool" "$mnt" || { record "$row" "$tool" mount; return 0; }
+    drop_caches
+    timeout -k 5 "$op_timeout" "${as_user[@]}" python3 "$data/stat.py" "$mnt/tree" "$tree_dirs" "$tree_files" \
+        >"$work/stat.out" 2>"$work/stat.err" || rc=$?
+    t=$(tail -n 1 "$work/stat.out")
+    if ((rc == 124 || rc == 137)); then
+        record "$row" "$tool" timeout
+    elif ((rc != 0)); then
+        record "$row" "$tool" error "stat.py failed (status $rc): $(tail -n 1 "$work/stat.err" | cut -c1-300)"
+    elif ! [[ $t =~ ^[0-9]+\.[0-9]+$ ]]; then
+        record "$row" "$tool" error "stat.py printed no time"
+    else
+        record "$row" "$tool" ok "$(awk -v t="$t" 'BEGIN { printf "%.3f", t }')"
+    fi
+    unmount_fs "$mnt"
+}
+
 # --- the runs -------------------------------------------------------------------
-declare -A other=([sftp]=sshfs [ftp]=rclone)
+# The other tools of each protocol, by column of the table ("" = none).
+declare -A sshfs_tool=([sftp]=sshfs [ftp]=)
+declare -A rclone_tool=([sftp]=rclone-sftp [ftp]=rclone-ftp)
 rows=()
 for proto in $protocols; do
-    for r in "$row_read" "$row_write" "$row_ls_cold" "$row_ls_warm" "$row_git" "$row_tar"; do rows+=("$proto $r"); done
+    for r in "$row_read" "$row_write" "$row_ls_cold" "$row_ls_warm" "$row_git" "$row_tar" \
+        "$row_create" "$row_stat" "$row_rss"; do
+        rows+=("$proto $r")
+    done
 done
 
 echo "$(date +%T) Benchmarking: file ${size_mib} MiB, tree ${tree_total} files, git clone ${repo_total} files," \
-    "tar x ${tar_total} files, $runs run(s), timeout ${op_timeout}s"
+    "tar x ${tar_total} files, create ${create_files} files, $runs run(s), timeout ${op_timeout}s"
 for ((run = 1; run <= runs; run++)); do
     for proto in $protocols; do
-        for tool in "rmount-$proto" "${other[$proto]}"; do
+        for tool in "rmount-$proto" ${sshfs_tool[$proto]} "${rclone_tool[$proto]}"; do
             echo "$(date +%T) run $run/$runs: $proto, $tool" >&2
             mnt=$work/mnt/$tool
             bench_read "$proto" "$tool" "$mnt"
@@ -655,46 +829,76 @@ for ((run = 1; run <= runs; run++)); do
             bench_ls "$proto" "$tool" "$mnt"
             bench_git "$proto" "$tool" "$mnt"
             bench_tar "$proto" "$tool" "$mnt"
+            bench_create "$proto" "$tool" "$mnt"
+            bench_stat "$proto" "$tool" "$mnt"
         done
     done
 done
 
 # --- the table ------------------------------------------------------------------
-cell() { # row tool -> median, or error / timeout
+raw_median() { # row tool -> the median of the raw values (seconds or MiB), or ""
     local key="$1|$2"
-    if [[ -n ${failed[$key]:-} ]]; then
+    [[ -n $2 && -z ${failed[$key]:-} && -n ${times[$key]:-} ]] || return 0
+    median "${times[$key]}"
+}
+
+cell() { # row tool -> the table's value in the row's unit, error / timeout, or "-"
+    local key="$1|$2" m
+    if [[ -z $2 ]]; then
+        echo "-"
+    elif [[ -n ${failed[$key]:-} ]]; then
         echo "${failed[$key]}"
-    elif [[ -n ${times[$key]:-} ]]; then
-        median "${times[$key]}"
-    else
+    elif [[ -z ${times[$key]:-} ]]; then
         echo "error"
+    else
+        m=$(median "${times[$key]}")
+        case $(row_unit "$1") in
+            files/s) awk -v m="$m" -v n="$create_files" 'BEGIN { if (m > 0) printf "%.0f", n / m; else print "-" }' ;;
+            MiB) awk -v m="$m" 'BEGIN { printf "%.1f", m }' ;;
+            *) echo "$m" ;;
+        esac
+    fi
+}
+
+ratio() { # row tool -> rmount's median / the tool's, or "-"
+    local proto=${1%% *} a b
+    a=$(raw_median "$1" "rmount-$proto")
+    b=$(raw_median "$1" "$2")
+    if [[ -n $a && -n $b ]]; then
+        awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
+    else
+        echo "-"
     fi
 }
 
 results=$out_dir/results.txt
 {
     echo "# rmount benchmark $(date -u +%Y-%m-%dT%H:%M:%SZ): loopback, file ${size_mib} MiB, tree ${tree_total} files,"
-    echo "# git clone ${repo_total} files, tar x ${tar_total} files ($tar_bytes bytes), run as $bench_user, the login of both servers;"
-    echo "# median of $runs run(s), seconds; load average at the end:$(cut -d' ' -f1-3 /proc/loadavg | sed 's/^/ /')"
-    echo "# other = sshfs ($(sshfs --version 2>&1 | awk '/SSHFS version/ { print $3 }')) for SFTP, rclone mount ($(rclone version 2>/dev/null | awk 'NR == 1 { print $2 }'), --vfs-cache-mode writes) for FTP"
-    echo "# ratio = rmount / other: < 1 means rmount is faster, > 1 means rmount is slower"
-    printf '%-36s %10s %10s %-7s %7s\n' "row" "rmount" "other" "(other)" "ratio"
+    echo "# git clone ${repo_total} files, tar x ${tar_total} files ($tar_bytes bytes), create ${create_files} files of ${create_size} bytes,"
+    echo "# run as $bench_user, the login of both servers; median of $runs run(s); load average at the end:$(cut -d' ' -f1-3 /proc/loadavg | sed 's/^/ /')"
+    echo "# sshfs $(sshfs --version 2>&1 | awk '/SSHFS version/ { print $3 }') (SFTP rows only); rclone = rclone mount" \
+        "$(rclone version 2>/dev/null | awk 'NR == 1 { print $2 }') --vfs-cache-mode writes, of an sftp remote (SFTP rows) or an ftp remote (FTP rows)"
+    echo "# vs X = rmount / X of the medians (seconds; MiB; for files/s the seconds): < 1 means rmount is better (faster, less memory)"
+    fmt='%-31s %-7s %9s %9s %9s %9s %9s\n'
+    # shellcheck disable=SC2059 # the format is the one above
+    printf "$fmt" "row" "unit" "rmount" "sshfs" "rclone" "vs sshfs" "vs rclone"
     for row in "${rows[@]}"; do
         proto=${row%% *}
-        a=$(cell "$row" "rmount-$proto")
-        b=$(cell "$row" "${other[$proto]}")
-        if [[ $a =~ ^[0-9.]+$ && $b =~ ^[0-9.]+$ ]]; then
-            ratio=$(awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-        else
-            ratio=-
-        fi
-        printf '%-36s %10s %10s %-7s %7s\n' "$row" "$a" "$b" "${other[$proto]}" "$ratio"
+        a_tool=${sshfs_tool[$proto]} b_tool=${rclone_tool[$proto]}
+        vs_a=-
+        [[ -n $a_tool ]] && vs_a=$(ratio "$row" "$a_tool")
+        # shellcheck disable=SC2059
+        printf "$fmt" "$row" "$(row_unit "$row")" "$(cell "$row" "rmount-$proto")" "$(cell "$row" "$a_tool")" \
+            "$(cell "$row" "$b_tool")" "$vs_a" "$(ratio "$row" "$b_tool")"
     done
     echo
-    echo "raw seconds per run (rmount | other):"
+    echo "raw values per run (seconds; MiB for peak RSS): rmount | sshfs | rclone"
     for row in "${rows[@]}"; do
         proto=${row%% *}
-        printf '  %-34s %s| %s\n' "$row" "${times["$row|rmount-$proto"]:-- }" "${times["$row|${other[$proto]}"]:--}"
+        a_tool=${sshfs_tool[$proto]} b_tool=${rclone_tool[$proto]}
+        a_raw=-
+        [[ -n $a_tool ]] && a_raw=${times["$row|$a_tool"]:--}
+        printf '  %-31s %s| %s | %s\n' "$row" "${times["$row|rmount-$proto"]:-- }" "${a_raw% }" "${times["$row|$b_tool"]:--}"
     done
     if ((${#notes[@]})); then
         echo
