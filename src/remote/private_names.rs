@@ -211,10 +211,11 @@ pub fn move_under(path: &mut PathBuf, from: &Path, to: &Path) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn name_of(path: &Path) -> Vec<u8> {
+    /// The last component of `path`, as bytes.
+    pub(crate) fn name_of(path: &Path) -> Vec<u8> {
         path.file_name()
             .map(|n| n.as_encoded_bytes().to_vec())
             .unwrap_or_default()

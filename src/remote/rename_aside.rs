@@ -139,13 +139,8 @@ mod tests {
     use std::sync::atomic::Ordering;
 
     use crate::remote::memory::{Fault, Memory};
+    use crate::remote::private_names::tests::name_of;
     use crate::remote::private_names::{mount_id, owner_of, Owner};
-
-    fn name_of(path: &Path) -> Vec<u8> {
-        path.file_name()
-            .map(|n| n.as_encoded_bytes().to_vec())
-            .unwrap_or_default()
-    }
 
     /// A rename over `to` on `mem` standing for one connection, as the
     /// pool makes it.
