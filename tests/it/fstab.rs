@@ -399,3 +399,149 @@ fn options_after_positionals() {
         stderr()
     );
 }
+
+/// The fenced code blocks of README.md whose first line is `# PATH`
+/// (`# /etc/fstab`, `# /etc/systemd/system/NAME`), as (PATH, text).
+fn readme_files() -> Vec<(String, String)> {
+    let readme = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let text = fs::read_to_string(&readme).expect("read README.md");
+    let mut files = Vec::new();
+    let mut block: Option<Vec<&str>> = None;
+    for line in text.lines() {
+        match (&mut block, line.starts_with("```")) {
+            (None, true) => block = Some(Vec::new()),
+            (Some(lines), true) => {
+                if let Some(path) = lines.first().and_then(|l| l.strip_prefix("# /etc/")) {
+                    files.push((format!("/etc/{path}"), lines.join("\n") + "\n"));
+                }
+                block = None;
+            }
+            (Some(lines), false) => lines.push(line),
+            (None, false) => {}
+        }
+    }
+    files
+}
+
+/// One `key=value` line of a unit file.
+fn unit_value<'a>(unit: &'a str, key: &str) -> Option<&'a str> {
+    unit.lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// rmount must take `options` as they are: with them and a mount point
+/// that does not exist, it fails on the mount point, not on the options.
+fn assert_rmount_accepts(remote: &str, options: &str) {
+    let mnt = MountPoint::named("rmount-test-fstab-", "missing");
+    let out = run_rmount(&[remote, mnt.arg(), "-o", options], &[], None);
+    assert_eq!(out.status.code(), Some(1), "{}", describe_output(&out));
+    assert!(
+        stderr_text(&out).contains("does not exist"),
+        "{}",
+        describe_output(&out)
+    );
+}
+
+// The fstab line and the units in README.md: systemd-fstab-generator makes
+// an automount unit under remote-fs.target from the line, systemd-analyze
+// verify accepts what it made and the README's units, and rmount accepts
+// their options. (Units cannot be started without systemd as PID 1.)
+#[test]
+fn readme_fstab_line_and_units_verify() {
+    let _load = light_load();
+    let files = readme_files();
+    let fstab = files
+        .iter()
+        .find(|(path, _)| path == "/etc/fstab")
+        .map(|(_, text)| text.clone())
+        .expect("README has an /etc/fstab example");
+    let units: Vec<&(String, String)> = files
+        .iter()
+        .filter(|(path, _)| path.starts_with("/etc/systemd/system/"))
+        .collect();
+    assert!(
+        units.len() >= 2,
+        "README has no .mount and .automount units"
+    );
+
+    let dir = MountPoint::named("rmount-test-fstab-units-", "fstab");
+    fs::write(&dir.dir, &fstab).expect("write fstab");
+    let generated: Vec<PathBuf> = ["normal", "early", "late"]
+        .iter()
+        .map(|d| dir.base.join(d))
+        .collect();
+    for d in &generated {
+        fs::create_dir(d).expect("create generator dir");
+    }
+    let generator = [
+        "/usr/lib/systemd/system-generators/systemd-fstab-generator",
+        "/lib/systemd/system-generators/systemd-fstab-generator",
+    ]
+    .into_iter()
+    .find(|p| Path::new(p).exists())
+    .expect("systemd-fstab-generator (package systemd) is installed");
+    let out = run_cmd(
+        Command::new(generator)
+            .args(&generated)
+            .env("SYSTEMD_FSTAB", &dir.dir)
+            .env("SYSTEMD_LOG_LEVEL", "warning")
+            .env("SYSTEMD_LOG_TARGET", "console"),
+        Duration::from_secs(30),
+        None,
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
+    let normal = &generated[0];
+    let mount_unit = fs::read_to_string(normal.join("mnt-data.mount"))
+        .unwrap_or_else(|e| panic!("no mnt-data.mount ({e})\n{}", describe_output(&out)));
+    assert_eq!(unit_value(&mount_unit, "Type"), Some("fuse.rmount"));
+    assert!(normal.join("mnt-data.automount").exists());
+    assert!(
+        normal
+            .join("remote-fs.target.wants/mnt-data.automount")
+            .exists(),
+        "_netdev must put the automount under remote-fs.target"
+    );
+    let what = unit_value(&mount_unit, "What").expect("What=");
+    let options = unit_value(&mount_unit, "Options").expect("Options=");
+    assert_rmount_accepts(what, options);
+
+    verify_units(&[
+        normal.join("mnt-data.mount"),
+        normal.join("mnt-data.automount"),
+    ]);
+
+    let written = dir.base.join("units");
+    fs::create_dir(&written).expect("create units dir");
+    let mut files = Vec::new();
+    for (path, text) in units {
+        let name = Path::new(path).file_name().expect("unit name");
+        let file = written.join(name);
+        fs::write(&file, text).expect("write unit");
+        files.push(file);
+        if let (Some(what), Some(options)) = (unit_value(text, "What"), unit_value(text, "Options"))
+        {
+            assert_rmount_accepts(what, options);
+        }
+    }
+    // Separately: of two units with one name, verify would read the first.
+    verify_units(&files);
+}
+
+/// `systemd-analyze verify UNITS...` finds nothing to say about them.
+fn verify_units(units: &[PathBuf]) {
+    let out = run_cmd(
+        Command::new("systemd-analyze")
+            .arg("verify")
+            .args(units)
+            // Without a terminal it would log to the journal.
+            .env("SYSTEMD_LOG_TARGET", "console"),
+        Duration::from_secs(60),
+        None,
+    );
+    let stderr = stderr_text(&out);
+    assert!(
+        out.status.success() && !stderr.contains("mnt-data"),
+        "{units:?}\n{}",
+        describe_output(&out)
+    );
+}
