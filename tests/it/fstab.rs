@@ -1,8 +1,9 @@
-//! mount(8) and /etc/fstab, end to end: `mount -t fuse.rmount REMOTE MNT -o
-//! OPTS` and `mount --fstab FILE MNT` start the real binary through
-//! mount.fuse3, with the options only mount(8), fstab and systemd use; and
-//! rmount itself takes options after the positionals, as mount.fuse3 gives
-//! them.
+//! mount(8), /etc/fstab and systemd, end to end: `mount -t fuse.rmount
+//! REMOTE MNT -o OPTS` and `mount --fstab FILE MNT` start the real binary
+//! through mount.fuse3, with the options only mount(8), fstab and systemd
+//! use, a key or a password on mount's stdin; rmount itself takes options
+//! after the positionals, as mount.fuse3 gives them; and the README's fstab
+//! line and units pass systemd-fstab-generator and `systemd-analyze verify`.
 //!
 //! mount(8) runs its helpers without PATH, so mount.fuse3's `/bin/sh -c
 //! 'rmount' ...` finds rmount only in the shell's default path, which starts
@@ -50,6 +51,15 @@ impl NsMount {
     /// if mount(8) failed; panics if it broke the contract (success without
     /// a mount, or failure leaving a daemon).
     fn try_mount(mnt: MountPoint, args: &[&str]) -> Result<NsMount, (MountPoint, Output)> {
+        NsMount::try_mount_with_stdin(mnt, args, None)
+    }
+
+    /// Like `try_mount`, with `stdin` as mount(8)'s standard input.
+    fn try_mount_with_stdin(
+        mnt: MountPoint,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> Result<NsMount, (MountPoint, Output)> {
         let bin = mnt.base.join("bin");
         fs::create_dir(&bin).expect("create bin dir");
         symlink(rmount_bin(), bin.join("rmount")).expect("link rmount");
@@ -60,7 +70,7 @@ impl NsMount {
             .args(args)
             .env_remove("RMOUNT_PASSWORD")
             .env_remove("SSH_AUTH_SOCK");
-        let output = run_cmd(&mut cmd, MOUNT_TIMEOUT, None);
+        let output = run_cmd(&mut cmd, MOUNT_TIMEOUT, stdin);
         let daemons = rmount_processes_for(&mnt.dir);
         match (output.status.success(), daemons.as_slice()) {
             (true, [daemon]) => {
@@ -313,6 +323,44 @@ fn mount_failure_is_reported() {
             assert!(rmount_processes_for(&mnt.dir).is_empty());
         }
     }
+}
+
+// A password login through mount(8): `-o password_stdin` reads the password
+// from mount's standard input (no password in argv or fstab).
+#[test]
+fn password_stdin_through_mount() {
+    let _load = light_load();
+    let server = Server::sftp();
+    server.put_file("seen-by-password-login.txt", b"hello\n");
+    let mnt = MountPoint::new("rmount-test-fstab-");
+    let dir = mnt.arg().to_string();
+    let url = server.url_for_user(SFTP_PW_USER);
+    let opts = format!(
+        "UserKnownHostsFile={},password_stdin",
+        server.known_hosts().display()
+    );
+    let stdin = format!("{SFTP_PW_PASSWORD}\n");
+    let args = ["-t", "fuse.rmount", &url, &dir, "-o", &opts];
+    let mut m = match NsMount::try_mount_with_stdin(mnt, &args, Some(stdin.as_bytes())) {
+        Ok(m) => m,
+        Err((_, out)) => panic!(
+            "mount {args:?} failed\n{}\n--- server log ---\n{}",
+            describe_output(&out),
+            server.log_tail(15)
+        ),
+    };
+    assert_eq!(
+        fs::read(m.path("seen-by-password-login.txt")).expect("read"),
+        b"hello\n"
+    );
+    let want = format!("Accepted password for {SFTP_PW_USER}");
+    let logged = poll_until(Duration::from_secs(10), || {
+        fs::read_to_string(server.log_path()).is_ok_and(|log| log.contains(&want))
+    });
+    assert!(logged, "sshd did not log {want:?}\n{}", server.log_tail(20));
+    let out = describe_output(&m.output);
+    assert!(!out.contains(SFTP_PW_PASSWORD), "password echoed: {out}");
+    m.umount();
 }
 
 /// A foreground rmount; dropping it kills it by PID.
