@@ -65,9 +65,9 @@ fn fuser_config(options: MountOptions) -> fuser::Config {
         M::NoSuid,
     ];
     // fuser gives the subtype only to fusermount3; when it mounts directly
-    // (as root) the kernel takes it from the data, so that the mount table
-    // says fuse.rmount (as `mount -t fuse.rmount` and fstab expect), not fuse.
-    // fusermount3 takes a repeated subtype= as one.
+    // (as root) the kernel (Linux 5.4 and later) takes it from the data, so
+    // that the mount table says fuse.rmount (as `mount -t fuse.rmount` and
+    // fstab expect), not fuse. fusermount3 takes a repeated subtype= as one.
     mount_options.push(M::CUSTOM("subtype=rmount".into()));
     if options.read_only {
         mount_options.push(M::RO);
