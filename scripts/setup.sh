@@ -34,6 +34,8 @@ packages=(
     rsync git tar sshfs rclone vim diffutils findutils
     # process / mount / user helpers: ps, fuser, mountpoint, useradd, chpasswd
     procps psmisc util-linux passwd coreutils
+    # mount(8)/fstab tests: systemd-fstab-generator, systemd-analyze verify
+    systemd
 )
 
 if [[ $(id -u) -ne 0 ]]; then

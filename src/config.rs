@@ -58,6 +58,12 @@ pub struct MountConfig {
 
     // Mount behaviour.
     pub read_only: bool,
+    /// `-o noexec`: programs on the mount cannot be executed.
+    pub no_exec: bool,
+    /// Options accepted for mount(8), fstab and systemd and otherwise
+    /// ignored (`_netdev`, `x-systemd.automount`, `suid`, ...), as given, so
+    /// that the debug log can say so once logging is set up.
+    pub ignored_options: Vec<String>,
     pub allow_other: bool,
     pub default_permissions: bool,
     pub idmap: IdMap,
@@ -108,6 +114,8 @@ impl MountConfig {
             host_key_policy: HostKeyPolicy::Yes,
             user_known_hosts: None,
             read_only: false,
+            no_exec: false,
+            ignored_options: Vec::new(),
             allow_other: false,
             default_permissions: false,
             idmap: IdMap::None,

@@ -52,6 +52,12 @@ fn main() -> ExitCode {
         }
     };
     init_logging(cfg.debug);
+    if !cfg.ignored_options.is_empty() {
+        tracing::debug!(
+            "ignored options (for mount(8), fstab or systemd): {}",
+            cfg.ignored_options.join(",")
+        );
+    }
     if let Err(e) = dumpable {
         tracing::warn!("cannot make the process non-dumpable: {e}");
     }
@@ -204,6 +210,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     let options = MountOptions {
         fsname: format!("{}:{}", cfg.target.host, connected.root.display()),
         read_only: cfg.read_only,
+        no_exec: cfg.no_exec,
         default_permissions: cfg.default_permissions,
         allow_other: cfg.allow_other,
     };

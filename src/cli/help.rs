@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::config::{HostKeyPolicy, IdMap, MountConfig, Protocol, RemotePath, Target};
 
-use super::options::{Opt, OptSpec, OPTIONS};
+use super::options::{Opt, OptSpec, IGNORED_HELP, OPTIONS};
 
 pub(super) const ABOUT: &str = "Mount a remote SFTP, FTP or FTPS directory as a local filesystem";
 
@@ -39,12 +39,23 @@ pub(super) fn options_help() -> String {
     let mut text =
         String::from("Mount options (-o opt[,opt...], repeatable; a backslash escapes a comma):\n");
     let defaults = default_config();
+    let mut ignored_shown = false;
     for spec in OPTIONS {
-        let mut help = spec.help.to_string();
+        let (label, mut help) = if spec.opt != Opt::Ignored {
+            (option_label(spec), spec.help.to_string())
+        } else if !ignored_shown {
+            // One entry for all of them, where the first one is.
+            ignored_shown = true;
+            (ignored_labels(), IGNORED_HELP.to_string())
+        } else {
+            continue;
+        };
         if let Some(default) = default_text(spec.opt, &defaults) {
             help.push_str(&format!(" (default {default})"));
         }
-        text.push_str(&format!("  {}\n", option_label(spec)));
+        for line in wrap(&label, HELP_WIDTH + 8) {
+            text.push_str(&format!("  {line}\n"));
+        }
         for line in wrap(&help, HELP_WIDTH) {
             text.push_str(&format!("          {line}\n"));
         }
@@ -83,6 +94,16 @@ pub(super) fn option_label(spec: &OptSpec) -> String {
         Some(value) => format!("{}={value}", spec.name),
         None => spec.name.to_string(),
     }
+}
+
+/// The names of the ignored options, comma-separated, for their one entry.
+fn ignored_labels() -> String {
+    let labels: Vec<String> = OPTIONS
+        .iter()
+        .filter(|spec| spec.opt == Opt::Ignored)
+        .map(option_label)
+        .collect();
+    labels.join(", ")
 }
 
 /// A configuration with every default, to show those defaults in help.

@@ -27,6 +27,15 @@ pub(super) enum Opt {
     ServerAliveCountMax,
     Ro,
     Rw,
+    // For mount(8), /etc/fstab and systemd.
+    NoExec,
+    Exec,
+    NoSuid,
+    NoDev,
+    /// Accepted and ignored: options for mount(8), fstab and systemd, and
+    /// `suid`/`dev` (rmount always mounts nosuid,nodev). Several names share
+    /// it; `--help` lists them in one entry.
+    Ignored,
     AllowOther,
     DefaultPermissions,
     Idmap,
@@ -75,6 +84,17 @@ const fn valued(name: &'static str, opt: Opt, value: &'static str, help: &'stati
     }
 }
 
+/// An option that is accepted with or without a value and ignored.
+const fn ignored(name: &'static str, value: Option<&'static str>) -> OptSpec {
+    OptSpec {
+        name,
+        opt: Opt::Ignored,
+        value,
+        ssh_style: false,
+        help: "",
+    }
+}
+
 const fn ssh(name: &'static str, opt: Opt, value: &'static str, help: &'static str) -> OptSpec {
     OptSpec {
         name,
@@ -97,6 +117,37 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         Opt::Rw,
         "mount read-write (the default; undoes an earlier ro)",
     ),
+    // mount(8), /etc/fstab and systemd: what mount(8) and mount.fuse3 pass on.
+    flag(
+        "noexec",
+        Opt::NoExec,
+        "do not let programs on the mount run",
+    ),
+    flag(
+        "exec",
+        Opt::Exec,
+        "let programs on the mount run (the default; undoes an earlier noexec)",
+    ),
+    flag(
+        "nosuid",
+        Opt::NoSuid,
+        "ignore set-user-ID and set-group-ID bits (always in effect)",
+    ),
+    flag("nodev", Opt::NoDev, "no device files (always in effect)"),
+    // `--help` shows these in one entry, with IGNORED_HELP.
+    ignored("_netdev", None),
+    ignored("noauto", None),
+    ignored("auto", None),
+    ignored("nofail", None),
+    ignored("user", None),
+    ignored("users", None),
+    ignored("nouser", None),
+    ignored("defaults", None),
+    ignored("comment", Some("TEXT")),
+    // Any name starting with "x-": x-systemd.automount, x-gvfs-show, ...
+    ignored("x-*", None),
+    ignored("suid", None),
+    ignored("dev", None),
     flag(
         "allow_other",
         Opt::AllowOther,
@@ -245,10 +296,20 @@ pub(super) const OPTIONS: &[OptSpec] = &[
 const MAX_SECONDS: f64 = 1_000_000.0;
 const MAX_CONNS_LIMIT: usize = 64;
 
+/// The help of every [`Opt::Ignored`] option, shown once for all of them.
+pub(super) const IGNORED_HELP: &str = "for mount(8), /etc/fstab and systemd: accepted, \
+     with any value, and ignored (-d logs them). rmount always mounts \
+     nosuid,nodev, so suid and dev (which mount.fuse3 adds) change nothing";
+
 fn find_option(name: &str) -> Option<&'static OptSpec> {
-    OPTIONS
-        .iter()
-        .find(|spec| spec.name == name || (spec.ssh_style && spec.name.eq_ignore_ascii_case(name)))
+    OPTIONS.iter().find(|spec| {
+        spec.name == name
+            || (spec.ssh_style && spec.name.eq_ignore_ascii_case(name))
+            || spec
+                .name
+                .strip_suffix('*')
+                .is_some_and(|prefix| name.starts_with(prefix))
+    })
 }
 
 /// Splits one `-o` argument at commas. A backslash escapes the next byte, as
@@ -286,6 +347,14 @@ pub(super) fn apply_option(
     value: Option<&[u8]>,
 ) -> Result<(), CliError> {
     let spec = find_option(name).ok_or_else(|| CliError::UnknownOption(name.to_string()))?;
+    if spec.opt == Opt::Ignored {
+        let item = match value {
+            Some(value) => format!("{name}={}", String::from_utf8_lossy(value)),
+            None => name.to_string(),
+        };
+        pending.config.ignored_options.push(item);
+        return Ok(());
+    }
     match (spec.value, value) {
         (None, Some(_)) => Err(CliError::UnexpectedValue(spec.name.to_string())),
         (Some(hint), None) => Err(CliError::MissingValue {
@@ -305,6 +374,10 @@ fn set_flag(config: &mut MountConfig, opt: Opt) {
         Opt::Debug => set_debug(config),
         Opt::Ro => config.read_only = true,
         Opt::Rw => config.read_only = false,
+        Opt::NoExec => config.no_exec = true,
+        Opt::Exec => config.no_exec = false,
+        // The kernel mount always has these (fuse/mount.rs).
+        Opt::NoSuid | Opt::NoDev => {}
         Opt::AllowOther => config.allow_other = true,
         Opt::DefaultPermissions => config.default_permissions = true,
         Opt::PasswordStdin => config.password_stdin = true,
@@ -442,8 +515,12 @@ mod tests {
         for (i, a) in OPTIONS.iter().enumerate() {
             for b in &OPTIONS[i + 1..] {
                 assert!(!a.name.eq_ignore_ascii_case(b.name), "{}", a.name);
-                assert_ne!(a.opt, b.opt, "{}", a.name);
+                if a.opt != Opt::Ignored {
+                    assert_ne!(a.opt, b.opt, "{}", a.name);
+                }
             }
+            // Only ignored options may lack their own help.
+            assert_eq!(a.help.is_empty(), a.opt == Opt::Ignored, "{}", a.name);
         }
     }
 }

@@ -613,7 +613,7 @@ fn lowercase_options_are_case_sensitive() {
 fn unknown_options() {
     assert_eq!(msg(opt_error("foo")), "unknown option 'foo' in -o");
     assert_eq!(msg(opt_error("ro,foo=1")), "unknown option 'foo' in -o");
-    for name in ["reconnect", "password", "nodev", "noatime", "IdentityFil"] {
+    for name in ["reconnect", "password", "noatime", "IdentityFil"] {
         assert!(matches!(opt_error(name), CliError::UnknownOption(n) if n == name));
     }
 }
@@ -814,4 +814,103 @@ fn usage_uses_fixed_program_name() {
         panic!("{parsed:?}");
     };
     assert!(text.contains("Usage: rmount "), "{text}");
+}
+
+// --- mount(8), /etc/fstab and systemd -------------------------------------
+
+/// What mount(8) and mount.fuse3 hand rmount (`/bin/sh -c 'rmount' SRC MNT
+/// '-o' OPTS`): the options come after the positionals, mount.fuse3 adds
+/// `dev,suid` unless `nodev,nosuid` are there, and a bare `defaults` line
+/// arrives as `rw,dev,suid`.
+#[test]
+fn mount_fuse3_argument_forms() {
+    let c = mount(&["sftp://alice@h:2222/srv", "/mnt", "-o", "rw,dev,suid"]);
+    assert!(!c.read_only && !c.no_exec);
+    assert_eq!(c.ignored_options, ["dev", "suid"]);
+    assert_eq!(c.target.port, 2222);
+
+    let c = mount(&["alice@h:srv", "/mnt", "-o", "ro,noexec,nosuid,nodev"]);
+    assert!(c.read_only && c.no_exec);
+    assert!(c.ignored_options.is_empty(), "{:?}", c.ignored_options);
+    assert_eq!(c.target.path, home_path("srv"));
+}
+
+#[test]
+fn fstab_only_options_are_accepted_and_ignored() {
+    let c = with_opts(
+        "_netdev,noauto,auto,nofail,user,users,nouser,defaults,\
+         x-systemd.automount,x-systemd.idle-timeout=60,x-gvfs-show,comment=a\\,b=c",
+    );
+    assert_eq!(
+        c.ignored_options,
+        [
+            "_netdev",
+            "noauto",
+            "auto",
+            "nofail",
+            "user",
+            "users",
+            "nouser",
+            "defaults",
+            "x-systemd.automount",
+            "x-systemd.idle-timeout=60",
+            "x-gvfs-show",
+            "comment=a,b=c",
+        ]
+    );
+    // Nothing else changed.
+    let plain = with_opts("");
+    assert_eq!(c.read_only, plain.read_only);
+    assert_eq!(c.no_exec, plain.no_exec);
+    assert_eq!(c.allow_other, plain.allow_other);
+    assert_eq!(c.foreground, plain.foreground);
+    assert!(plain.ignored_options.is_empty());
+}
+
+#[test]
+fn ignored_options_do_not_hide_unknown_ones() {
+    assert!(matches!(
+        opt_error("_netdev,noatime"),
+        CliError::UnknownOption(name) if name == "noatime"
+    ));
+    // The x- prefix is exact, as in mount(8).
+    assert!(matches!(
+        opt_error("X-systemd.automount"),
+        CliError::UnknownOption(_)
+    ));
+    assert!(matches!(opt_error("x"), CliError::UnknownOption(_)));
+}
+
+#[test]
+fn noexec_and_exec_last_wins() {
+    assert!(with_opts("noexec").no_exec);
+    assert!(!with_opts("noexec,exec").no_exec);
+    assert!(with_opts("exec,noexec").no_exec);
+    assert!(matches!(
+        opt_error("noexec=1"),
+        CliError::UnexpectedValue(_)
+    ));
+    // Always in effect: accepted, nothing to set.
+    let c = with_opts("nosuid,nodev");
+    assert!(c.ignored_options.is_empty());
+}
+
+/// Options may come before, between and after the positionals, as with
+/// sshfs and mount(8); they are still applied in argv order.
+#[test]
+fn options_after_positionals() {
+    let c = mount(&[
+        "-o", "ro", "host:dir", "-o", "noexec", "/mnt", "-o", "rw", "-p", "2200",
+    ]);
+    assert!(!c.read_only && c.no_exec);
+    assert_eq!(c.target.port, 2200);
+    assert_eq!(c.mountpoint, PathBuf::from("/mnt"));
+    assert_eq!(c.target.path, home_path("dir"));
+
+    let c = mount(&["host:", "/mnt", "-i", "/k1", "-o", "IdentityFile=/k2", "-d"]);
+    assert_eq!(
+        c.identity_files,
+        [PathBuf::from("/k1"), PathBuf::from("/k2")]
+    );
+    assert!(c.debug && c.foreground);
 }

@@ -19,6 +19,8 @@ pub struct MountOptions {
     /// The source shown in the mount table (`host:path`).
     pub fsname: String,
     pub read_only: bool,
+    /// Programs on the mount cannot be executed.
+    pub no_exec: bool,
     /// The kernel checks permissions from the shown modes itself.
     pub default_permissions: bool,
     /// Other local users may use the mount.
@@ -54,14 +56,24 @@ impl Mount {
 fn fuser_config(options: MountOptions) -> fuser::Config {
     use fuser::MountOption as M;
     let mut config = fuser::Config::default();
+    // Always nodev and nosuid: a server's device files and set-user-ID
+    // programs must not give anyone local rights (invariant 6).
     let mut mount_options = vec![
         M::FSName(options.fsname),
         M::Subtype("rmount".into()),
         M::NoDev,
         M::NoSuid,
     ];
+    // fuser gives the subtype only to fusermount3; when it mounts directly
+    // (as root) the kernel (Linux 5.4 and later) takes it from the data, so
+    // that the mount table says fuse.rmount (as `mount -t fuse.rmount` and
+    // fstab expect), not fuse. fusermount3 takes a repeated subtype= as one.
+    mount_options.push(M::CUSTOM("subtype=rmount".into()));
     if options.read_only {
         mount_options.push(M::RO);
+    }
+    if options.no_exec {
+        mount_options.push(M::NoExec);
     }
     if options.default_permissions {
         mount_options.push(M::DefaultPermissions);

@@ -18,6 +18,7 @@ mod support;
 
 mod cli_errors;
 mod fs_ops;
+mod fstab;
 mod ftp;
 mod host_keys;
 mod hostile;
