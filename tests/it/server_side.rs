@@ -105,3 +105,154 @@ fn cp_inside_an_ftp_mount_copies_normally() {
         "the copy on the server has the source's bytes"
     );
 }
+
+// ----- owners by name ----------------------------------------------------------
+
+/// The id of `name` in an account file (`/etc/passwd`, `/etc/group`).
+fn id_in(file: &str, name: &str) -> u32 {
+    let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {file}: {e}"));
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| f.get(2)?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {file}"))
+}
+
+/// (uid, gid) as a path shows them.
+fn owner(p: &Path) -> (u32, u32) {
+    use std::os::unix::fs::MetadataExt;
+    let m = std::fs::symlink_metadata(p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+    (m.uid(), m.gid())
+}
+
+/// Server and client are one machine here, so the server needs account
+/// files of its own for names to map to other ids: an OpenSSH server
+/// whose login is jailed (`ChrootDirectory`) names ids from the jail's
+/// /etc/passwd and /etc/group. There the login's own group is called
+/// `staff`, and user 54321 `daemon`, group 54322 `users`; on this machine
+/// those names have other ids. With `-o idmap=names` the mount shows the
+/// local ids of those names (without it, the server's numbers), and
+/// `chgrp staff` gives the file the server's id of `staff`, the one group
+/// the ordinary login may give. A chown to another user is the server's
+/// to refuse (an ordinary login may not), and it does.
+#[test]
+fn idmap_names_shows_and_sets_owners_by_name() {
+    let _load = light_load();
+    let server = Server::start_kind(ServerKind::OpenSshChroot);
+    let (login_uid, login_gid) = owner(&server.export);
+    let etc = server.export.parent().expect("the jail").join("etc");
+    std::fs::create_dir_all(&etc).expect("mkdir jail/etc");
+    std::fs::write(
+        etc.join("passwd"),
+        format!(
+            "{TEST_USER}:x:{login_uid}:{login_gid}::/:/bin/sh\ndaemon:x:54321:54322::/:/bin/sh\n"
+        ),
+    )
+    .expect("write the jail's passwd");
+    std::fs::write(
+        etc.join("group"),
+        format!("staff:x:{login_gid}:\nusers:x:54322:\n"),
+    )
+    .expect("write the jail's group");
+    let (local_daemon, local_staff, local_users) = (
+        id_in("/etc/passwd", "daemon"),
+        id_in("/etc/group", "staff"),
+        id_in("/etc/group", "users"),
+    );
+    assert_ne!(local_staff, login_gid, "the names must map to other ids");
+    let file = server.put_file("theirs.txt", b"x");
+    std::os::unix::fs::chown(&file, Some(54321), Some(54322)).expect("chown on the server");
+    server.put_file("mine.txt", b"x");
+
+    let plain = Mount::new(&server, &[]);
+    assert_eq!(
+        owner(&plain.path("theirs.txt")),
+        (54321, 54322),
+        "the server's ids"
+    );
+    assert_eq!(owner(&plain.path("mine.txt")), (login_uid, login_gid));
+    drop(plain);
+
+    let mount = Mount::new(&server, &["-o", "idmap=names"]);
+    assert_eq!(
+        owner(&mount.path("theirs.txt")),
+        (local_daemon, local_users),
+        "daemon:users by name"
+    );
+    assert_eq!(
+        owner(&mount.path("mine.txt")),
+        (login_uid, local_staff),
+        "the login's own group is staff there"
+    );
+    let out = run_cmd(
+        Command::new("chgrp")
+            .arg("staff")
+            .arg(mount.path("theirs.txt")),
+        Duration::from_secs(60),
+        None,
+    );
+    // theirs.txt belongs to daemon there: the login may not change it.
+    assert!(!out.status.success(), "chgrp of another's file must fail");
+    let out = run_cmd(
+        Command::new("chgrp")
+            .args(["users"])
+            .arg(mount.path("mine.txt")),
+        Duration::from_secs(60),
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "the login is not in the server's users"
+    );
+    std::os::unix::fs::chown(server.export_path("mine.txt"), None, Some(54322))
+        .expect("chgrp on the server");
+    let out = run_cmd(
+        Command::new("chgrp")
+            .arg("staff")
+            .arg(mount.path("mine.txt")),
+        Duration::from_secs(60),
+        None,
+    );
+    assert!(
+        out.status.success(),
+        "chgrp staff\n{}",
+        describe_output(&out)
+    );
+    assert_eq!(
+        owner(&server.export_path("mine.txt")).1,
+        login_gid,
+        "the server's id of staff"
+    );
+    assert_eq!(owner(&mount.path("mine.txt")).1, local_staff);
+    let out = run_cmd(
+        Command::new("chown")
+            .arg("daemon")
+            .arg(mount.path("mine.txt")),
+        Duration::from_secs(60),
+        None,
+    );
+    assert!(
+        !out.status.success(),
+        "an ordinary login gives no file away"
+    );
+    assert_eq!(owner(&server.export_path("mine.txt")).0, login_uid);
+}
+
+/// A server without users-groups-by-id (gesftpserver), or FTP: the mount
+/// still works, shows the server's ids, and says why once.
+#[test]
+fn idmap_names_without_the_extension_shows_the_servers_ids() {
+    let _load = light_load();
+    for kind in [ServerKind::GeSftp, ServerKind::Vsftpd] {
+        let server = Server::start_kind(kind);
+        server.put_file("f", b"x");
+        let mount = Mount::new(&server, &["-o", "idmap=names"]);
+        let shown = owner(&mount.path("f"));
+        let plain = Mount::new(&server, &[]);
+        assert_eq!(
+            shown,
+            owner(&plain.path("f")),
+            "{kind:?}: as without the option"
+        );
+    }
+}
