@@ -281,7 +281,9 @@ pub trait Remote: Send + Sync {
         len: u64,
     ) -> Result<u64> {
         let _ = (from, from_off, to, to_off, len);
-        Err(Error::Unsupported("copying on the server".into()))
+        Err(Error::Unsupported(
+            "the protocol cannot copy on the server".into(),
+        ))
     }
 
     /// The server's names of the user ids `uids` and group ids `gids`
@@ -289,7 +291,9 @@ pub trait Remote: Send + Sync {
     /// tell them.
     fn id_names(&self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
         let _ = (uids, gids);
-        Err(Error::Unsupported("asking for owners' names".into()))
+        Err(Error::Unsupported(
+            "the protocol cannot ask for them".into(),
+        ))
     }
 }
 

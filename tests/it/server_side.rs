@@ -174,6 +174,8 @@ fn idmap_names_shows_and_sets_owners_by_name() {
     drop(plain);
 
     let mount = Mount::new(&server, &["-o", "idmap=names"]);
+    let said = stderr_text(&mount.output);
+    assert!(!said.contains("idmap"), "no warning: {said}");
     assert_eq!(
         owner(&mount.path("theirs.txt")),
         (local_daemon, local_users),
@@ -247,6 +249,12 @@ fn idmap_names_without_the_extension_shows_the_servers_ids() {
         let server = Server::start_kind(kind);
         server.put_file("f", b"x");
         let mount = Mount::new(&server, &["-o", "idmap=names"]);
+        let said = stderr_text(&mount.output);
+        assert_eq!(
+            said.matches("idmap=names").count(),
+            1,
+            "{kind:?}: one warning at mount time: {said}"
+        );
         let shown = owner(&mount.path("f"));
         let plain = Mount::new(&server, &[]);
         assert_eq!(

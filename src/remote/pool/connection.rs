@@ -72,12 +72,16 @@ pub trait Connection: Send + 'static {
         len: u64,
     ) -> Result<u64> {
         let _ = (from, from_off, to, to_off, len);
-        Err(Error::Unsupported("copying on the server".into()))
+        Err(Error::Unsupported(
+            "the protocol cannot copy on the server".into(),
+        ))
     }
     /// As `Remote::id_names`.
     fn id_names(&mut self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
         let _ = (uids, gids);
-        Err(Error::Unsupported("asking for owners' names".into()))
+        Err(Error::Unsupported(
+            "the protocol cannot ask for them".into(),
+        ))
     }
 }
 

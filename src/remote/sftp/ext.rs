@@ -49,6 +49,9 @@ const MAX_REPLY: usize = 1 << 20;
 /// A server copies this much per copy-data request: a few seconds of
 /// disk work at most, well within the mount's timeout.
 const COPY_CHUNK: u64 = 64 << 20;
+/// Ids of each kind per users-groups-by-id request: far below the 256 KiB
+/// a request may have.
+const ID_BATCH: usize = 1024;
 /// Request ids of our own requests: far from the ones libssh2 counts up
 /// from 0 (replies are read at once, so they could not mix anyway).
 const OWN_REQUEST_IDS: u32 = 0xf000_0000;
@@ -207,8 +210,29 @@ impl SftpExt {
         }
     }
 
-    /// `Ok(None)` when the server does not offer users-groups-by-id.
-    pub fn users_groups_by_id(&mut self, uids: &[u32], gids: &[u32]) -> Result<Option<IdNames>> {
+    /// The server's names of `uids` and `gids`, in requests of at most
+    /// `ID_BATCH` ids of each; `Ok(None)` when it does not offer
+    /// users-groups-by-id.
+    pub fn id_names(&mut self, uids: &[u32], gids: &[u32]) -> Result<Option<IdNames>> {
+        let mut names = IdNames::default();
+        let (mut u, mut g) = (uids, gids);
+        loop {
+            let (bu, bg) = (u.len().min(ID_BATCH), g.len().min(ID_BATCH));
+            let Some(batch) = self.users_groups_by_id(&u[..bu], &g[..bg])? else {
+                return Ok(None);
+            };
+            names.users.extend(batch.users);
+            names.groups.extend(batch.groups);
+            (u, g) = (&u[bu..], &g[bg..]);
+            if u.is_empty() && g.is_empty() {
+                return Ok(Some(names));
+            }
+        }
+    }
+
+    /// One users-groups-by-id request; `Ok(None)` when the server does
+    /// not offer it.
+    fn users_groups_by_id(&mut self, uids: &[u32], gids: &[u32]) -> Result<Option<IdNames>> {
         let ids = |list: &[u32]| {
             list.iter()
                 .flat_map(|i| i.to_be_bytes())

@@ -540,35 +540,22 @@ impl Connection for SftpConnection {
         match copied {
             Ok(Some(n)) => Ok(n),
             Ok(None) => Err(Error::Unsupported(
-                "copy-data (OpenSSH 9.0 or later)".into(),
+                "no copy-data: OpenSSH 9.0 or later has it".into(),
             )),
             Err(e) => Err(self.explain_failure(e, to, Expect::Exists)),
         }
     }
 
     fn id_names(&mut self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
-        /// Ids per request: far below the server's 256 KiB per message.
-        const BATCH: usize = 1024;
-        let unsupported =
-            || Error::Unsupported("users-groups-by-id@openssh.com (OpenSSH 9.1 or later)".into());
-        let Some(ext) = self.ext()? else {
-            return Err(unsupported());
+        let names = match self.ext()? {
+            Some(ext) => ext.id_names(uids, gids)?,
+            None => None,
         };
-        let mut names = IdNames::default();
-        let (mut u, mut g) = (uids, gids);
-        loop {
-            let (bu, bg) = (u.len().min(BATCH), g.len().min(BATCH));
-            let batch = ext
-                .users_groups_by_id(&u[..bu], &g[..bg])?
-                .ok_or_else(unsupported)?;
-            names.users.extend(batch.users);
-            names.groups.extend(batch.groups);
-            (u, g) = (&u[bu..], &g[bg..]);
-            if u.is_empty() && g.is_empty() {
-                break;
-            }
-        }
-        Ok(names)
+        names.ok_or_else(|| {
+            Error::Unsupported(
+                "no users-groups-by-id@openssh.com: OpenSSH 9.1 or later has it".into(),
+            )
+        })
     }
 
     fn keepalive(&mut self) -> Result<()> {
