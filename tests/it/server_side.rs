@@ -77,6 +77,32 @@ fn cp_inside_an_sftp_mount_copies_on_the_server() {
     );
 }
 
+/// A copy made on the server sees what the mount was told to write and
+/// has not sent yet: the source is still open for writing (its bytes under
+/// a temporary name on the server, the last of them not sent), and the
+/// copy replaces an existing file.
+#[test]
+fn cp_of_a_file_still_being_written_copies_what_was_written() {
+    let _load = light_load();
+    let server = Server::start_kind(ServerKind::OpenSsh);
+    server.put_file("copy.bin", b"an older, shorter file");
+    let mount = Mount::new(&server, &[]);
+    let data = pseudo_random_bytes(3 * MIB as usize + 12345, 13);
+    let mut writer = File::create(mount.path("src.bin")).expect("create in the mount");
+    writer.write_all(&data).expect("write");
+    cp(&mount.path("src.bin"), &mount.path("copy.bin"));
+    assert_eq!(
+        sha256_file(&server.export_path("copy.bin")),
+        sha256_bytes(&data),
+        "the copy has every byte written"
+    );
+    drop(writer);
+    assert_eq!(
+        sha256_file(&server.export_path("src.bin")),
+        sha256_bytes(&data)
+    );
+}
+
 /// A server without copy-data (gesftpserver) gets an ordinary copy: the
 /// bytes cross the link twice (read and written back), and the copy is
 /// whole.
