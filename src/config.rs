@@ -21,6 +21,9 @@ pub enum IdMap {
     None,
     /// Files owned by the remote login user appear owned by the local user.
     User,
+    /// Owners and groups are matched by name between the server and this
+    /// machine (the server must tell names: SFTP `users-groups-by-id`).
+    Names,
 }
 
 /// The remote location, from REMOTE.

@@ -199,6 +199,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         cache_timeout: cfg.cache_timeout,
         cache_size: cfg.cache_size,
         idmap,
+        owners_by_name: cfg.idmap == IdMap::Names,
         owner: (cfg.uid, cfg.gid),
         staging_dir: staging.path().to_path_buf(),
         prefetch_threads: cfg.max_conns.saturating_sub(1).max(1),
@@ -206,6 +207,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     let fs = Arc::new(Fs::new(connected.remote, fs_cfg));
     fs.start_marker();
     fs.sweep_root();
+    fs.start_owner_names();
     scrub_secret_env();
     let options = MountOptions {
         fsname: format!("{}:{}", cfg.target.host, connected.root.display()),

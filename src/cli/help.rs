@@ -140,6 +140,7 @@ fn default_text(opt: Opt, d: &MountConfig) -> Option<String> {
             match d.idmap {
                 IdMap::None => "none",
                 IdMap::User => "user",
+                IdMap::Names => "names",
             }
             .to_string(),
         ),

@@ -162,8 +162,9 @@ pub(super) const OPTIONS: &[OptSpec] = &[
     valued(
         "idmap",
         Opt::Idmap,
-        "none|user",
-        "user: files of the remote login user appear as yours",
+        "none|user|names",
+        "user: files of the remote login user appear as yours; names: owners \
+         and groups are matched by name (SFTP, OpenSSH 9.1 or later)",
     ),
     valued(
         "uid",
@@ -406,7 +407,13 @@ fn set_value(pending: &mut Pending, spec: &OptSpec, value: &[u8]) -> Result<(), 
                 ("no", HostKeyPolicy::No),
             ])?
         }
-        Opt::Idmap => config.idmap = v.choice(&[("none", IdMap::None), ("user", IdMap::User)])?,
+        Opt::Idmap => {
+            config.idmap = v.choice(&[
+                ("none", IdMap::None),
+                ("user", IdMap::User),
+                ("names", IdMap::Names),
+            ])?
+        }
         Opt::Uid => config.uid = Some(v.integer(0, u64::from(u32::MAX - 1))?),
         Opt::Gid => config.gid = Some(v.integer(0, u64::from(u32::MAX - 1))?),
         Opt::AtomicWrites => config.atomic_writes = v.choice(&[("yes", true), ("no", false)])?,

@@ -666,6 +666,7 @@ fn known_hosts_and_cafile() {
 #[test]
 fn idmap() {
     assert_eq!(with_opts("idmap=user").idmap, IdMap::User);
+    assert_eq!(with_opts("idmap=names").idmap, IdMap::Names);
     assert_eq!(with_opts("idmap=user,idmap=none").idmap, IdMap::None);
     assert!(matches!(opt_error("idmap=file"), CliError::BadValue { .. }));
     assert!(matches!(opt_error("idmap=USER"), CliError::BadValue { .. }));

@@ -36,6 +36,7 @@ impl Fs {
                 attr.gid = map.local_gid;
             }
         }
+        (attr.uid, attr.gid) = self.owners.shown(attr.uid, attr.gid);
         attr.uid = self.cfg.owner.0.unwrap_or(attr.uid);
         attr.gid = self.cfg.owner.1.unwrap_or(attr.gid);
         if let Some(open) = open {
@@ -89,6 +90,7 @@ impl Fs {
     fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
         match result {
             Ok(attr) => {
+                self.learn_owners([&attr]);
                 self.meta.put(path, attr.clone());
                 Ok(attr)
             }
@@ -220,7 +222,7 @@ impl Fs {
             }
         }
         if self.owner_changes(&current, changes.uid, changes.gid) {
-            let (uid, gid) = self.unmap_ids(changes.uid, changes.gid);
+            let (uid, gid) = self.unmap_ids(changes.uid, changes.gid)?;
             // chown(2) says EPERM where the server says "permission denied".
             let denied = |e: remote::Error| match e {
                 remote::Error::PermissionDenied => remote::Error::NotPermitted,
@@ -334,8 +336,9 @@ impl Fs {
         uid.is_some_and(|u| u != shown.uid) || gid.is_some_and(|g| g != shown.gid)
     }
 
-    fn unmap_ids(&self, uid: Option<u32>, gid: Option<u32>) -> (Option<u32>, Option<u32>) {
-        match self.cfg.idmap {
+    /// The server's ids for the ids of a chown (see `present_with`).
+    fn unmap_ids(&self, uid: Option<u32>, gid: Option<u32>) -> Result<(Option<u32>, Option<u32>)> {
+        Ok(match self.cfg.idmap {
             Some(map) => (
                 uid.map(|u| {
                     if u == map.local_uid {
@@ -352,7 +355,7 @@ impl Fs {
                     }
                 }),
             ),
-            None => (uid, gid),
-        }
+            None => self.remote_owner(uid, gid)?,
+        })
     }
 }

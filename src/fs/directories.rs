@@ -164,6 +164,7 @@ impl Fs {
             return Ok(self.present_items(items));
         }
         let entries = self.remote.list(dir)?;
+        self.learn_owners(entries.iter().map(|e| &e.attr));
         let entries: Vec<(OsString, Attr)> = entries
             .into_iter()
             .filter(|e| self.listable(dir, &e.name, &e.attr))

@@ -28,6 +28,10 @@ pub enum Error {
     WriteFailed(WriteLoss),
     #[error("local I/O error: {0}")]
     Io(std::io::Error),
+    /// The server cannot copy files itself: the kernel copies through the
+    /// mount instead, and asks no more (`copy_file_range`).
+    #[error("the server cannot copy files itself")]
+    NoServerCopy,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -49,6 +53,7 @@ impl ToErrno for Error {
             Error::InvalidName => libc::EINVAL,
             Error::WriteFailed(loss) => loss.errno,
             Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+            Error::NoServerCopy => libc::ENOSYS,
         }
     }
 }

@@ -238,7 +238,7 @@ impl FileState {
     /// Before the first write of a rewrite: the content goes to a new
     /// temporary file, empty after a truncation, or a copy of what an
     /// earlier commit of this rewrite made durable.
-    fn start_temp(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+    pub(super) fn start_temp(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
         let copy = match self.content {
             Content::Truncated => 0,
             Content::InPlace if self.rewriting => self.size,
@@ -257,7 +257,7 @@ impl FileState {
     /// Before writing in place: gives the server's file the owner's write
     /// bit back if a commit left it read-only (its mode said so) while
     /// descriptors still write to it.
-    fn make_writable(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+    pub(super) fn make_writable(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
         if !matches!(self.content, Content::InPlace | Content::Hidden(_))
             || self.server_perm == writable_perm(self.server_perm)
         {
@@ -557,7 +557,7 @@ impl FileState {
     }
 
     /// Records that written data was lost.
-    fn lose(&mut self, why: WriteLoss) {
+    pub(super) fn lose(&mut self, why: WriteLoss) {
         self.error = Some(why);
         self.failures += 1;
     }

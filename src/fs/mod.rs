@@ -12,6 +12,7 @@
 
 pub mod access;
 mod attrs;
+mod copy;
 mod directories;
 mod error;
 mod file_state;
@@ -20,6 +21,7 @@ pub mod inodes;
 mod leftovers;
 mod names;
 mod open_file;
+mod owners;
 mod read;
 pub mod write;
 
@@ -40,6 +42,7 @@ use directories::{Snapshot, SNAPSHOTS};
 use handles::Handle;
 use inodes::Inodes;
 use open_file::OpenFile;
+use owners::Owners;
 
 pub use error::{Error, Result, WriteLoss};
 
@@ -68,6 +71,8 @@ pub struct FsConfig {
     pub cache_timeout: Duration,
     pub cache_size: u64,
     pub idmap: Option<IdMapping>,
+    /// `-o idmap=names`: owners and groups matched by name (`owners`).
+    pub owners_by_name: bool,
     /// The owner and group every file is shown with (`-o uid=`, `-o gid=`).
     pub owner: (Option<u32>, Option<u32>),
     /// Where files are staged for a server without random writes (0700).
@@ -157,6 +162,10 @@ pub struct Fs {
     prefetch: OnceLock<Workers>,
     /// This mount's marker is on the server (`start_marker`).
     marked: AtomicBool,
+    /// The server showed it cannot copy files itself (`copy_file_range`).
+    no_server_copy: AtomicBool,
+    /// Owners matched by name (`-o idmap=names`).
+    owners: Owners,
     /// Held while the marker is refreshed or removed, so that a refresh
     /// running at unmount cannot make it again after its removal.
     marker_lock: Mutex<()>,
@@ -178,6 +187,8 @@ impl Fs {
             next_fh: AtomicU64::new(1),
             prefetch: OnceLock::new(),
             marked: AtomicBool::new(false),
+            no_server_copy: AtomicBool::new(false),
+            owners: Owners::new(cfg.owners_by_name),
             marker_lock: Mutex::new(()),
             remote,
             cfg,

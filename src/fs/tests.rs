@@ -29,6 +29,7 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         cache_timeout: Duration::from_secs(60),
         cache_size: 1 << 20,
         idmap: None,
+        owners_by_name: false,
         owner: (None, None),
         staging_dir: staging.path().to_path_buf(),
         prefetch_threads: 1,

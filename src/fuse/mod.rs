@@ -541,6 +541,28 @@ impl fuser::Filesystem for FuseAdapter {
         self.meta(move |fs| reply_empty(reply, fs.access(ino.0, caller, mask), "access"));
     }
 
+    fn copy_file_range(
+        &self,
+        _req: &Request,
+        _ino_in: INodeNo,
+        fh_in: FileHandle,
+        offset_in: u64,
+        _ino_out: INodeNo,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
+        _flags: fuser::CopyFileRangeFlags,
+        reply: ReplyWrite,
+    ) {
+        self.data(move |fs| {
+            match fs.copy_file_range(fh_in.0, offset_in, fh_out.0, offset_out, len) {
+                // At most `fs`'s 1 GiB per call.
+                Ok(n) => reply.written(u32::try_from(n).unwrap_or(u32::MAX)),
+                Err(e) => reply.error(fail("copy_file_range", &e)),
+            }
+        });
+    }
+
     fn create(
         &self,
         _req: &Request,

@@ -3,16 +3,21 @@
 //! sees them (no writing to a file without its owner's write bit), counts
 //! calls, and can be told to fail writes, refuse a rename over an
 //! existing file (as SFTP without posix-rename), or fail the next renames
-//! in a scripted way. Never a replacement for the real-server tests.
+//! in a scripted way. It copies on the "server" (unless told it cannot)
+//! and names owners from a table the test fills. Never a replacement for
+//! the real-server tests.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use super::{Attr, Caps, DirEntry, Error, Kind, Remote, Result, SetAttr, StatFs, TimeRange};
+use super::{
+    Attr, Caps, DirEntry, Error, IdNames, Kind, Remote, Result, SetAttr, StatFs, TimeRange,
+};
 
 #[derive(Clone, Debug)]
 pub struct Node {
@@ -39,7 +44,19 @@ pub struct Memory {
     /// What the next renames do, one entry each; renames work as usual
     /// once it is empty.
     pub rename_faults: Mutex<VecDeque<Fault>>,
+    /// `copy_range` answers `Unsupported`, as a server without copy-data.
+    pub no_server_copy: AtomicBool,
+    /// Copies made on the "server".
+    pub copies: AtomicUsize,
+    /// The server's names of user and group ids; `None`: it cannot tell.
+    pub id_names: Mutex<Option<NameTables>>,
+    /// `id_names` calls, and ids asked in all.
+    pub id_name_calls: AtomicUsize,
+    pub ids_asked: AtomicUsize,
 }
+
+/// The server's names of user ids and of group ids.
+pub type NameTables = (HashMap<u32, OsString>, HashMap<u32, OsString>);
 
 /// A scripted fault of one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -123,6 +140,11 @@ impl Memory {
             coarse_listings: AtomicBool::new(false),
             no_rename_over: AtomicBool::new(false),
             rename_faults: Mutex::new(VecDeque::new()),
+            no_server_copy: AtomicBool::new(false),
+            copies: AtomicUsize::new(0),
+            id_names: Mutex::new(None),
+            id_name_calls: AtomicUsize::new(0),
+            ids_asked: AtomicUsize::new(0),
         }
     }
 
@@ -473,5 +495,54 @@ impl Remote for Memory {
 
     fn fsync(&self, _path: &Path) -> Result<()> {
         Ok(())
+    }
+
+    fn copy_range(
+        &self,
+        from: &Path,
+        from_off: u64,
+        to: &Path,
+        to_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        if self.no_server_copy.load(Ordering::SeqCst) {
+            return Err(Error::Unsupported("copy-data".into()));
+        }
+        self.failing()?;
+        assert_ne!(from, to, "a copy of a file onto itself reached the server");
+        let mut nodes = self.nodes();
+        let data = nodes.get(from).ok_or(Error::NotFound)?.data.clone();
+        let node = nodes.get_mut(to).ok_or(Error::NotFound)?;
+        writable(node)?;
+        let start = (from_off as usize).min(data.len());
+        let end = (start + len as usize).min(data.len());
+        let at = to_off as usize;
+        if node.data.len() < at + (end - start) {
+            node.data.resize(at + (end - start), 0);
+        }
+        node.data[at..at + (end - start)].copy_from_slice(&data[start..end]);
+        node.attr.size = node.data.len() as u64;
+        node.attr.mtime = SystemTime::now();
+        self.copies.fetch_add(1, Ordering::SeqCst);
+        Ok((end - start) as u64)
+    }
+
+    fn id_names(&self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
+        self.id_name_calls.fetch_add(1, Ordering::SeqCst);
+        self.ids_asked
+            .fetch_add(uids.len() + gids.len(), Ordering::SeqCst);
+        let table = crate::sync::lock(&self.id_names);
+        let Some((users, groups)) = table.as_ref() else {
+            return Err(Error::Unsupported("users-groups-by-id".into()));
+        };
+        let names = |ids: &[u32], map: &HashMap<u32, OsString>| {
+            ids.iter()
+                .map(|i| map.get(i).cloned().unwrap_or_default())
+                .collect()
+        };
+        Ok(IdNames {
+            users: names(uids, users),
+            groups: names(gids, groups),
+        })
     }
 }

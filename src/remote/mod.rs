@@ -25,6 +25,7 @@ pub mod memory;
 // are re-exported here because the `Remote` trait is where they are used most.
 pub use crate::types::{unix_secs, Attr, DirEntry, Kind, SetAttr, StatFs};
 
+use std::ffi::OsString;
 use std::io;
 use std::path::Path;
 use std::time::SystemTime;
@@ -183,6 +184,14 @@ impl ToErrno for Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// The server's names of some user and group ids (`Remote::id_names`), in
+/// the order asked; an empty name where the server knows none.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IdNames {
+    pub users: Vec<OsString>,
+    pub groups: Vec<OsString>,
+}
+
 /// A remote filesystem, reached through a pool of connections.
 ///
 /// Every call is blocking and bounded by the configured timeout. Calls may run
@@ -256,6 +265,36 @@ pub trait Remote: Send + Sync {
 
     /// Ask the server to commit a file to stable storage, where it can.
     fn fsync(&self, path: &Path) -> Result<()>;
+
+    /// Copies `len` bytes of `from` at `from_off` into the existing file
+    /// `to` at `to_off` on the server itself, so the bytes do not cross
+    /// the network; returns how many it copied. The caller keeps the range
+    /// within `from` (the server may not say where it stopped) and never
+    /// names one file twice. `Unsupported` only where the protocol or the
+    /// server has no such copy at all (the caller then stops asking).
+    fn copy_range(
+        &self,
+        from: &Path,
+        from_off: u64,
+        to: &Path,
+        to_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let _ = (from, from_off, to, to_off, len);
+        Err(Error::Unsupported(
+            "the protocol cannot copy on the server".into(),
+        ))
+    }
+
+    /// The server's names of the user ids `uids` and group ids `gids`
+    /// (`IdNames`). `Unsupported` where the protocol or the server cannot
+    /// tell them.
+    fn id_names(&self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
+        let _ = (uids, gids);
+        Err(Error::Unsupported(
+            "the protocol cannot ask for them".into(),
+        ))
+    }
 }
 
 #[cfg(test)]

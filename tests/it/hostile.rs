@@ -921,6 +921,20 @@ fn sftp_one_channel_per_connection_still_works() {
         "link() without the extensions' channel"
     );
     assert!(!export.join("link.txt").exists());
+    // Nor for copy-data: cp inside the mount copies through it.
+    let cp = run_cmd(
+        Command::new("cp")
+            .arg(root.join("seed.txt"))
+            .arg(root.join("copy.txt")),
+        Duration::from_secs(60),
+        None,
+    );
+    assert!(cp.status.success(), "cp\n{}", describe_output(&cp));
+    assert_eq!(
+        fs::read(export.join("copy.txt")).expect("the copy on the server"),
+        b"written"
+    );
+    fs::remove_file(root.join("copy.txt")).expect("rm the copy");
     assert_eq!(
         fs::read(root.join("seed.txt")).expect("read after the refused link"),
         b"written"

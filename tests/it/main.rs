@@ -24,5 +24,6 @@ mod host_keys;
 mod hostile;
 mod mount_options;
 mod reliability;
+mod server_side;
 mod support_smoke;
 mod tools;

@@ -8,7 +8,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
-use crate::remote::{Attr, Caps, DirEntry, Error, Result, SetAttr, StatFs};
+use crate::remote::{Attr, Caps, DirEntry, Error, IdNames, Result, SetAttr, StatFs};
 
 /// What changed through the mount, for connections that cache handles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,6 +62,27 @@ pub trait Connection: Send + 'static {
     fn fsync(&mut self, path: &Path) -> Result<()>;
     /// Cheap liveness probe for idle connections (SSH keepalive, FTP NOOP).
     fn keepalive(&mut self) -> Result<()>;
+    /// As `Remote::copy_range`.
+    fn copy_range(
+        &mut self,
+        from: &Path,
+        from_off: u64,
+        to: &Path,
+        to_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        let _ = (from, from_off, to, to_off, len);
+        Err(Error::Unsupported(
+            "the protocol cannot copy on the server".into(),
+        ))
+    }
+    /// As `Remote::id_names`.
+    fn id_names(&mut self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
+        let _ = (uids, gids);
+        Err(Error::Unsupported(
+            "the protocol cannot ask for them".into(),
+        ))
+    }
 }
 
 /// Makes new connections for the pool.

@@ -16,7 +16,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::rename_aside::RenameAside;
-use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, IdNames, Remote, Result, SetAttr, StatFs};
 
 mod connection;
 
@@ -559,6 +559,26 @@ impl<C: Connector> Remote for Pool<C> {
     fn fsync(&self, path: &Path) -> Result<()> {
         no_nul(path)?;
         self.run(Lane::Bulk, false, |c| c.fsync(path))
+    }
+    fn copy_range(
+        &self,
+        from: &Path,
+        from_off: u64,
+        to: &Path,
+        to_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        no_nul(from)?;
+        no_nul(to)?;
+        // A write to `to`, however long the server takes: not retried.
+        counted(&self.writes, || {
+            self.run(Lane::Bulk, false, |c| {
+                c.copy_range(from, from_off, to, to_off, len)
+            })
+        })
+    }
+    fn id_names(&self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
+        self.run(Lane::Meta, true, |c| c.id_names(uids, gids))
     }
 }
 

@@ -1,13 +1,17 @@
 //! The OpenSSH SFTP extensions that `ssh2` does not wrap:
 //! `posix-rename@openssh.com` (rename over an existing file, atomically),
-//! `statvfs@openssh.com` (for `df`) and `hardlink@openssh.com` (link).
+//! `statvfs@openssh.com` (for `df`), `hardlink@openssh.com` (link),
+//! `copy-data` (a copy made by the server itself, OpenSSH 9.0) and
+//! `users-groups-by-id@openssh.com` (owners' names, OpenSSH 9.1).
 //!
 //! `ssh2::Sftp` hides its raw pointer, so this opens a second, raw SFTP
 //! channel on the same session and calls libssh2 directly. It owns that
 //! channel and nothing else; it must be dropped before its session.
-//! libssh2 has no call for hardlink: that request is written to the
-//! channel and its status read back here, whole packets at a time, so the
-//! channel stays at a packet boundary for libssh2's own requests.
+//! libssh2 has no call for the last three: their requests (and the
+//! OPEN/CLOSE of the handles copy-data needs, which libssh2 keeps to
+//! itself) are written to the channel and their replies read back here,
+//! whole packets at a time, so the channel stays at a packet boundary for
+//! libssh2's own requests. The packets themselves are laid out in `wire`.
 
 use std::ffi::{c_char, c_int};
 use std::os::unix::ffi::OsStrExt;
@@ -15,7 +19,8 @@ use std::path::Path;
 
 use libssh2_sys as raw;
 
-use crate::remote::{Error, Result, StatFs};
+use super::wire::{self, Packet, Reply};
+use crate::remote::{Error, IdNames, Result, StatFs};
 
 extern "C" {
     // Exported by the libssh2 that libssh2-sys builds (1.11), not declared by it.
@@ -38,12 +43,15 @@ extern "C" {
 /// LIBSSH2_FX_OP_UNSUPPORTED: the server does not offer the extension.
 const FX_OP_UNSUPPORTED: u64 = 8;
 
-/// SFTP packet types and status (draft-ietf-secsh-filexfer-02).
-const SSH_FXP_STATUS: u8 = 101;
-const SSH_FXP_EXTENDED: u8 = 200;
 const FX_OK: u32 = 0;
-/// Longest status reply accepted (code, message and language tag).
-const MAX_STATUS_REPLY: usize = 64 << 10;
+/// Longest reply accepted: OpenSSH sends at most 256 KiB.
+const MAX_REPLY: usize = 1 << 20;
+/// A server copies this much per copy-data request: a few seconds of
+/// disk work at most, well within the mount's timeout.
+const COPY_CHUNK: u64 = 64 << 20;
+/// Ids of each kind per users-groups-by-id request: far below the 256 KiB
+/// a request may have.
+const ID_BATCH: usize = 1024;
 /// Request ids of our own requests: far from the ones libssh2 counts up
 /// from 0 (replies are read at once, so they could not mix anyway).
 const OWN_REQUEST_IDS: u32 = 0xf000_0000;
@@ -139,37 +147,174 @@ impl SftpExt {
     /// `Ok(false)` when the server does not offer hardlink: a new name
     /// `to` for the file `from`.
     pub fn hardlink(&mut self, from: &Path, to: &Path) -> Result<bool> {
+        let reply = self.exchange(|id| {
+            Packet::extended(id, b"hardlink@openssh.com")
+                .string(from.as_os_str().as_bytes())?
+                .string(to.as_os_str().as_bytes())
+        })?;
+        status_or_unsupported(&reply, "hardlink")
+    }
+
+    /// `Ok(None)` when the server does not offer copy-data; otherwise
+    /// copies `len` bytes of `from` at `from_off` into the existing file
+    /// `to` at `to_off`, `COPY_CHUNK` per request.
+    pub fn copy_data(
+        &mut self,
+        from: &Path,
+        from_off: u64,
+        to: &Path,
+        to_off: u64,
+        len: u64,
+    ) -> Result<Option<u64>> {
+        let src = self.open_handle(from, wire::FXF_READ)?;
+        let dst = match self.open_handle(to, wire::FXF_WRITE) {
+            Ok(h) => h,
+            Err(e) => return Err(self.close_after(&src, e)),
+        };
+        let mut done = 0;
+        let mut copied = Ok(Some(0));
+        while done < len {
+            let n = (len - done).min(COPY_CHUNK);
+            let reply = self.exchange(|id| {
+                Ok(Packet::extended(id, b"copy-data")
+                    .string(&src)?
+                    .u64(from_off + done)
+                    .u64(n)
+                    .string(&dst)?
+                    .u64(to_off + done))
+            });
+            match reply.and_then(|r| status_or_unsupported(&r, "copy-data")) {
+                Ok(true) => done += n,
+                Ok(false) => {
+                    copied = Ok(None);
+                    break;
+                }
+                Err(e) => {
+                    copied = Err(e);
+                    break;
+                }
+            }
+            copied = Ok(Some(done));
+        }
+        // The destination's CLOSE status counts (invariant 3).
+        match copied {
+            Err(e) => {
+                let e = self.close_after(&dst, e);
+                Err(self.close_after(&src, e))
+            }
+            Ok(c) => {
+                let closed = self.close_handle(&dst);
+                let _ = self.close_handle(&src);
+                closed.map(|()| c)
+            }
+        }
+    }
+
+    /// The server's names of `uids` and `gids`, in requests of at most
+    /// `ID_BATCH` ids of each; `Ok(None)` when it does not offer
+    /// users-groups-by-id.
+    pub fn id_names(&mut self, uids: &[u32], gids: &[u32]) -> Result<Option<IdNames>> {
+        let mut names = IdNames::default();
+        let (mut u, mut g) = (uids, gids);
+        loop {
+            let (bu, bg) = (u.len().min(ID_BATCH), g.len().min(ID_BATCH));
+            let Some(batch) = self.users_groups_by_id(&u[..bu], &g[..bg])? else {
+                return Ok(None);
+            };
+            names.users.extend(batch.users);
+            names.groups.extend(batch.groups);
+            (u, g) = (&u[bu..], &g[bg..]);
+            if u.is_empty() && g.is_empty() {
+                return Ok(Some(names));
+            }
+        }
+    }
+
+    /// One users-groups-by-id request; `Ok(None)` when the server does
+    /// not offer it.
+    fn users_groups_by_id(&mut self, uids: &[u32], gids: &[u32]) -> Result<Option<IdNames>> {
+        let ids = |list: &[u32]| {
+            list.iter()
+                .flat_map(|i| i.to_be_bytes())
+                .collect::<Vec<u8>>()
+        };
+        let reply = self.exchange(|id| {
+            Packet::extended(id, b"users-groups-by-id@openssh.com")
+                .string(&ids(uids))?
+                .string(&ids(gids))
+        })?;
+        if reply.kind == wire::FXP_STATUS {
+            return status_or_unsupported(&reply, "users-groups-by-id").and_then(|supported| {
+                match supported {
+                    false => Ok(None),
+                    true => Err(Error::Transport("users-groups-by-id: no names".into())),
+                }
+            });
+        }
+        wire::id_names(&reply, uids.len(), gids.len())
+            .map(Some)
+            .ok_or_else(|| Error::Transport("users-groups-by-id: an unexpected reply".into()))
+    }
+
+    /// A handle of `path` opened with `flags`.
+    fn open_handle(&mut self, path: &Path, flags: u32) -> Result<Vec<u8>> {
+        let reply = self.exchange(|id| {
+            Ok(Packet::new(wire::FXP_OPEN, id)
+                .string(path.as_os_str().as_bytes())?
+                .u32(flags)
+                .u32(0))
+        })?;
+        if reply.kind == wire::FXP_HANDLE {
+            return wire::handle(&reply)
+                .ok_or_else(|| Error::Transport("open: an unexpected reply".into()));
+        }
+        match status_or_unsupported(&reply, "open") {
+            Ok(_) => Err(Error::Transport("open: no handle".into())),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn close_handle(&mut self, handle: &[u8]) -> Result<()> {
+        let reply = self.exchange(|id| Packet::new(wire::FXP_CLOSE, id).string(handle))?;
+        status_or_unsupported(&reply, "close").map(|_| ())
+    }
+
+    /// Closes `handle` after `err`, unless the channel is broken; `err`
+    /// stays the error.
+    fn close_after(&mut self, handle: &[u8], err: Error) -> Error {
+        if !err.breaks_connection() {
+            if let Err(e) = self.close_handle(handle) {
+                tracing::debug!("closing a handle after an error: {e}");
+            }
+        }
+        err
+    }
+
+    /// Sends the request `build` makes for a fresh id and reads its
+    /// reply, whole.
+    fn exchange(&mut self, build: impl FnOnce(u32) -> Result<Packet>) -> Result<Reply> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1) | OWN_REQUEST_IDS;
-        let packet = extended_request(
-            id,
-            b"hardlink@openssh.com",
-            &[from.as_os_str().as_bytes(), to.as_os_str().as_bytes()],
-        )?;
+        let packet = build(id)?.finish()?;
         let _guard = self.session.raw();
         // SAFETY: live channel; the session lock is held for the whole
         // exchange, so no other call uses the session meanwhile.
         let channel = unsafe { libssh2_sftp_get_channel(self.sftp) };
         if channel.is_null() {
-            return Err(Error::Transport("hardlink: no SFTP channel".into()));
+            return Err(Error::Transport("no SFTP channel".into()));
         }
         write_all(channel, &packet)?;
         let mut len = [0u8; 4];
         read_exact(channel, &mut len)?;
         let len = u32::from_be_bytes(len) as usize;
-        if !(9..=MAX_STATUS_REPLY).contains(&len) {
-            return Err(Error::Transport(format!("hardlink: a {len}-byte reply")));
+        if !(5..=MAX_REPLY).contains(&len) {
+            return Err(Error::Transport(format!("a {len}-byte reply")));
         }
-        let mut reply = vec![0u8; len];
-        read_exact(channel, &mut reply)?;
-        match parse_status(&reply, id) {
-            Some(FX_OK) => Ok(true),
-            Some(code) if u64::from(code) == FX_OP_UNSUPPORTED => Ok(false),
-            Some(code) => Err(super::status::map_sftp_code(
-                i32::try_from(code).unwrap_or(i32::MAX),
-                "hardlink",
-            )),
-            None => Err(Error::Transport("hardlink: an unexpected reply".into())),
+        let mut body = vec![0u8; len];
+        read_exact(channel, &mut body)?;
+        match Reply::parse(body) {
+            Some(reply) if reply.id == id => Ok(reply),
+            _ => Err(Error::Transport("a reply to another request".into())),
         }
     }
 
@@ -191,33 +336,18 @@ impl SftpExt {
     }
 }
 
-/// An `SSH_FXP_EXTENDED` request: length, type, id, the extension's name
-/// and its string arguments.
-fn extended_request(id: u32, name: &[u8], args: &[&[u8]]) -> Result<Vec<u8>> {
-    let mut body = vec![SSH_FXP_EXTENDED];
-    body.extend_from_slice(&id.to_be_bytes());
-    for field in std::iter::once(name).chain(args.iter().copied()) {
-        let len = u32::try_from(field.len()).map_err(|_| Error::Invalid)?;
-        body.extend_from_slice(&len.to_be_bytes());
-        body.extend_from_slice(field);
+/// Whether a status reply says OK (`true`) or "unsupported" (`false`);
+/// any other status is its error, anything else a broken exchange.
+fn status_or_unsupported(reply: &Reply, what: &str) -> Result<bool> {
+    match wire::status(reply) {
+        Some(FX_OK) => Ok(true),
+        Some(code) if u64::from(code) == FX_OP_UNSUPPORTED => Ok(false),
+        Some(code) => Err(super::status::map_sftp_code(
+            i32::try_from(code).unwrap_or(i32::MAX),
+            what,
+        )),
+        None => Err(Error::Transport(format!("{what}: an unexpected reply"))),
     }
-    let len = u32::try_from(body.len()).map_err(|_| Error::Invalid)?;
-    let mut packet = len.to_be_bytes().to_vec();
-    packet.extend_from_slice(&body);
-    Ok(packet)
-}
-
-/// The status code of an `SSH_FXP_STATUS` reply (without its length) to
-/// request `id`; None for anything else.
-fn parse_status(reply: &[u8], id: u32) -> Option<u32> {
-    let word = |at: usize| -> Option<u32> {
-        let bytes: [u8; 4] = reply.get(at..at + 4)?.try_into().ok()?;
-        Some(u32::from_be_bytes(bytes))
-    };
-    if *reply.first()? != SSH_FXP_STATUS || word(1)? != id {
-        return None;
-    }
-    word(5)
 }
 
 /// Writes all of `data` to the channel (blocking, within the session's
@@ -263,44 +393,5 @@ impl Drop for SftpExt {
         unsafe {
             raw::libssh2_sftp_shutdown(self.sftp);
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_hardlink_request_is_laid_out_as_openssh_reads_it() {
-        let packet =
-            extended_request(7, b"hardlink@openssh.com", &[b"/a", b"/bc"]).expect("packet");
-        let mut want = Vec::new();
-        want.extend_from_slice(&(1u32 + 4 + 4 + 20 + 4 + 2 + 4 + 3).to_be_bytes());
-        want.push(200);
-        want.extend_from_slice(&7u32.to_be_bytes());
-        want.extend_from_slice(&20u32.to_be_bytes());
-        want.extend_from_slice(b"hardlink@openssh.com");
-        want.extend_from_slice(&2u32.to_be_bytes());
-        want.extend_from_slice(b"/a");
-        want.extend_from_slice(&3u32.to_be_bytes());
-        want.extend_from_slice(b"/bc");
-        assert_eq!(packet, want);
-    }
-
-    #[test]
-    fn only_a_status_for_our_request_is_taken() {
-        let status = |kind: u8, id: u32, code: u32| {
-            let mut r = vec![kind];
-            r.extend_from_slice(&id.to_be_bytes());
-            r.extend_from_slice(&code.to_be_bytes());
-            r.extend_from_slice(&0u32.to_be_bytes()); // message
-            r.extend_from_slice(&0u32.to_be_bytes()); // language
-            r
-        };
-        assert_eq!(parse_status(&status(101, 9, 0), 9), Some(0));
-        assert_eq!(parse_status(&status(101, 9, 8), 9), Some(8));
-        assert_eq!(parse_status(&status(101, 8, 0), 9), None, "another id");
-        assert_eq!(parse_status(&status(102, 9, 0), 9), None, "not a status");
-        assert_eq!(parse_status(&[101, 0, 0], 9), None, "cut short");
     }
 }

@@ -19,11 +19,12 @@ use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 mod ext;
 mod status;
 mod symlink_order;
+mod wire;
 
 use super::explain::{self, Expect, Looks, Refusals};
 use super::pool::{Connection, Connector, Generation};
 use super::ssh::{self, Credentials, SshSettings};
-use super::{Attr, Caps, DirEntry, Error, Kind, Result, SetAttr, StatFs, TimeRange};
+use super::{Attr, Caps, DirEntry, Error, IdNames, Kind, Result, SetAttr, StatFs, TimeRange};
 use ext::SftpExt;
 use status::{map_err, map_io, FX_EOF, FX_OP_UNSUPPORTED};
 use symlink_order::probe_symlink_order;
@@ -520,6 +521,41 @@ impl Connection for SftpConnection {
             Err(e) => return Err(map_err(e, "fsync")),
         }
         file.close().map_err(|e| map_err(e, "close"))
+    }
+
+    fn copy_range(
+        &mut self,
+        from: &Path,
+        from_off: u64,
+        to: &Path,
+        to_off: u64,
+        len: u64,
+    ) -> Result<u64> {
+        // What the cached handle fetched ahead may predate the copy.
+        self.drop_handles();
+        let copied = match self.ext()? {
+            Some(ext) => ext.copy_data(from, from_off, to, to_off, len),
+            None => Ok(None),
+        };
+        match copied {
+            Ok(Some(n)) => Ok(n),
+            Ok(None) => Err(Error::Unsupported(
+                "no copy-data: OpenSSH 9.0 or later has it".into(),
+            )),
+            Err(e) => Err(self.explain_failure(e, to, Expect::Exists)),
+        }
+    }
+
+    fn id_names(&mut self, uids: &[u32], gids: &[u32]) -> Result<IdNames> {
+        let names = match self.ext()? {
+            Some(ext) => ext.id_names(uids, gids)?,
+            None => None,
+        };
+        names.ok_or_else(|| {
+            Error::Unsupported(
+                "no users-groups-by-id@openssh.com: OpenSSH 9.1 or later has it".into(),
+            )
+        })
     }
 
     fn keepalive(&mut self) -> Result<()> {

@@ -1,0 +1,241 @@
+//! The SFTP packets `ext` writes and reads itself (draft-ietf-secsh-filexfer-02
+//! and OpenSSH's PROTOCOL file): building requests, and taking replies
+//! apart. Pure byte work: no I/O, no libssh2, and nothing it cannot parse
+//! is ever guessed at (a malformed reply is `None`).
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+
+use crate::remote::{Error, IdNames, Result};
+
+/// Packet types.
+pub const FXP_OPEN: u8 = 3;
+pub const FXP_CLOSE: u8 = 4;
+pub const FXP_STATUS: u8 = 101;
+pub const FXP_HANDLE: u8 = 102;
+const FXP_EXTENDED: u8 = 200;
+const FXP_EXTENDED_REPLY: u8 = 201;
+
+/// OPEN flags.
+pub const FXF_READ: u32 = 0x01;
+pub const FXF_WRITE: u32 = 0x02;
+
+/// A request being built: its length is filled in by `finish`.
+pub struct Packet(Vec<u8>);
+
+impl Packet {
+    pub fn new(kind: u8, id: u32) -> Packet {
+        let mut bytes = vec![0u8; 4];
+        bytes.push(kind);
+        bytes.extend_from_slice(&id.to_be_bytes());
+        Packet(bytes)
+    }
+
+    /// An `SSH_FXP_EXTENDED` request for the extension `name`.
+    pub fn extended(id: u32, name: &[u8]) -> Packet {
+        let mut p = Packet::new(FXP_EXTENDED, id);
+        // Extension names are short constants.
+        p.0.extend_from_slice(&(name.len() as u32).to_be_bytes());
+        p.0.extend_from_slice(name);
+        p
+    }
+
+    pub fn string(mut self, s: &[u8]) -> Result<Packet> {
+        let len = u32::try_from(s.len()).map_err(|_| Error::Invalid)?;
+        self.0.extend_from_slice(&len.to_be_bytes());
+        self.0.extend_from_slice(s);
+        Ok(self)
+    }
+
+    pub fn u32(mut self, v: u32) -> Packet {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    pub fn u64(mut self, v: u64) -> Packet {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+
+    /// The bytes to send, length first.
+    pub fn finish(mut self) -> Result<Vec<u8>> {
+        let len = u32::try_from(self.0.len() - 4).map_err(|_| Error::Invalid)?;
+        self.0[..4].copy_from_slice(&len.to_be_bytes());
+        Ok(self.0)
+    }
+}
+
+/// A reply (without its length): its type, the id it answers, the rest.
+pub struct Reply {
+    pub kind: u8,
+    pub id: u32,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn parse(mut bytes: Vec<u8>) -> Option<Reply> {
+        let kind = *bytes.first()?;
+        let id = u32::from_be_bytes(bytes.get(1..5)?.try_into().ok()?);
+        bytes.drain(..5);
+        Some(Reply {
+            kind,
+            id,
+            body: bytes,
+        })
+    }
+}
+
+/// Reads fields off the front of a reply's body.
+struct Fields<'a>(&'a [u8]);
+
+impl<'a> Fields<'a> {
+    fn u32(&mut self) -> Option<u32> {
+        let (head, rest) = self.0.split_first_chunk::<4>()?;
+        self.0 = rest;
+        Some(u32::from_be_bytes(*head))
+    }
+
+    fn string(&mut self) -> Option<&'a [u8]> {
+        let len = self.u32()? as usize;
+        let s = self.0.get(..len)?;
+        self.0 = &self.0[len..];
+        Some(s)
+    }
+
+    /// `count` strings filling the whole of `blob`.
+    fn strings(blob: &[u8], count: usize) -> Option<Vec<OsString>> {
+        let mut fields = Fields(blob);
+        let mut out = Vec::with_capacity(count.min(4096));
+        for _ in 0..count {
+            out.push(OsString::from_vec(fields.string()?.to_vec()));
+        }
+        fields.0.is_empty().then_some(out)
+    }
+}
+
+/// The code of a status reply.
+pub fn status(reply: &Reply) -> Option<u32> {
+    if reply.kind != FXP_STATUS {
+        return None;
+    }
+    Fields(&reply.body).u32()
+}
+
+/// The handle a `SSH_FXP_HANDLE` reply gives.
+pub fn handle(reply: &Reply) -> Option<Vec<u8>> {
+    if reply.kind != FXP_HANDLE {
+        return None;
+    }
+    let h = Fields(&reply.body).string()?;
+    // The draft bounds handles to 256 bytes; an empty one is no handle.
+    (!h.is_empty() && h.len() <= 256).then(|| h.to_vec())
+}
+
+/// The names a users-groups-by-id reply gives, exactly as many as asked.
+pub fn id_names(reply: &Reply, users: usize, groups: usize) -> Option<IdNames> {
+    if reply.kind != FXP_EXTENDED_REPLY {
+        return None;
+    }
+    let mut fields = Fields(&reply.body);
+    let user_blob = fields.string()?;
+    let group_blob = fields.string()?;
+    Some(IdNames {
+        users: Fields::strings(user_blob, users)?,
+        groups: Fields::strings(group_blob, groups)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string(s: &[u8]) -> Vec<u8> {
+        let mut v = (s.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(s);
+        v
+    }
+
+    fn reply(kind: u8, id: u32, body: &[u8]) -> Reply {
+        let mut bytes = vec![kind];
+        bytes.extend_from_slice(&id.to_be_bytes());
+        bytes.extend_from_slice(body);
+        Reply::parse(bytes).expect("a reply")
+    }
+
+    #[test]
+    fn a_hardlink_request_is_laid_out_as_openssh_reads_it() {
+        let packet = Packet::extended(7, b"hardlink@openssh.com")
+            .string(b"/a")
+            .and_then(|p| p.string(b"/bc"))
+            .and_then(Packet::finish)
+            .expect("packet");
+        let mut want = Vec::new();
+        want.extend_from_slice(&(1u32 + 4 + 4 + 20 + 4 + 2 + 4 + 3).to_be_bytes());
+        want.push(200);
+        want.extend_from_slice(&7u32.to_be_bytes());
+        want.extend(string(b"hardlink@openssh.com"));
+        want.extend(string(b"/a"));
+        want.extend(string(b"/bc"));
+        assert_eq!(packet, want);
+    }
+
+    #[test]
+    fn a_copy_data_request_is_laid_out_as_openssh_reads_it() {
+        let packet = Packet::extended(9, b"copy-data")
+            .string(b"RH")
+            .map(|p| p.u64(5).u64(1 << 33))
+            .and_then(|p| p.string(b"W"))
+            .map(|p| p.u64(7))
+            .and_then(Packet::finish)
+            .expect("packet");
+        let mut body = vec![200];
+        body.extend_from_slice(&9u32.to_be_bytes());
+        body.extend(string(b"copy-data"));
+        body.extend(string(b"RH"));
+        body.extend_from_slice(&5u64.to_be_bytes());
+        body.extend_from_slice(&(1u64 << 33).to_be_bytes());
+        body.extend(string(b"W"));
+        body.extend_from_slice(&7u64.to_be_bytes());
+        let mut want = (body.len() as u32).to_be_bytes().to_vec();
+        want.extend(body);
+        assert_eq!(packet, want);
+    }
+
+    #[test]
+    fn only_well_formed_replies_are_taken() {
+        let status_body = |code: u32| {
+            let mut b = code.to_be_bytes().to_vec();
+            b.extend(string(b"msg"));
+            b.extend(string(b""));
+            b
+        };
+        assert_eq!(status(&reply(101, 9, &status_body(0))), Some(0));
+        assert_eq!(status(&reply(101, 9, &status_body(8))), Some(8));
+        assert_eq!(
+            status(&reply(102, 9, &status_body(0))),
+            None,
+            "not a status"
+        );
+        assert_eq!(status(&reply(101, 9, &[0, 0])), None, "cut short");
+        assert!(Reply::parse(vec![101, 0, 0]).is_none(), "no id");
+
+        assert_eq!(handle(&reply(102, 1, &string(b"h1"))), Some(b"h1".to_vec()));
+        assert_eq!(handle(&reply(102, 1, &string(b""))), None, "empty");
+        assert_eq!(handle(&reply(102, 1, &[0, 0, 0, 9, 1])), None, "cut short");
+        assert_eq!(handle(&reply(102, 1, &string(&[7; 300]))), None, "too long");
+    }
+
+    #[test]
+    fn owner_names_come_back_in_the_order_asked() {
+        let blob = |names: &[&[u8]]| names.iter().flat_map(|n| string(n)).collect::<Vec<u8>>();
+        let mut body = string(&blob(&[b"alice", b""]));
+        body.extend(string(&blob(&[b"staff"])));
+        let names = id_names(&reply(201, 3, &body), 2, 1).expect("names");
+        assert_eq!(names.users, [OsString::from("alice"), OsString::new()]);
+        assert_eq!(names.groups, [OsString::from("staff")]);
+        // Fewer or more names than asked: no answer at all.
+        assert!(id_names(&reply(201, 3, &body), 3, 1).is_none());
+        assert!(id_names(&reply(201, 3, &body), 1, 1).is_none());
+        assert!(id_names(&reply(101, 3, &body), 2, 1).is_none());
+    }
+}
