@@ -12,6 +12,7 @@
 
 pub mod access;
 mod attrs;
+mod caches;
 mod directories;
 mod error;
 mod file_state;
