@@ -179,8 +179,8 @@ impl BlockCache {
         }
     }
 
-    /// Forgets every block (`rmount flush`). Fetches under way still fill
-    /// theirs: they started after the version they read was checked.
+    /// Forgets every block (`rmount flush`). A fetch under way still
+    /// stores its block when it ends.
     pub fn clear(&self) {
         let mut stored = lock(&self.stored);
         stored.lru.clear();

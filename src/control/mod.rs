@@ -59,21 +59,22 @@ struct MountInfo {
 }
 
 /// mountinfo's escaping of a path: space, tab, newline and backslash as
-/// `\ooo`.
+/// `\ooo`; other bytes as they are, read as mountinfo is (lossy UTF-8).
 fn escaped(path: &Path) -> String {
-    let mut out = String::new();
+    let mut out = Vec::new();
     for &b in path.as_os_str().as_encoded_bytes() {
         match b {
-            b' ' | b'\t' | b'\n' | b'\\' => out.push_str(&format!("\\{b:03o}")),
-            _ => out.push(b as char),
+            b' ' | b'\t' | b'\n' | b'\\' => out.extend(format!("\\{b:03o}").bytes()),
+            _ => out.push(b),
         }
     }
-    out
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The topmost mount on `mountpoint` (an absolute, canonical path).
 fn mount_info(mountpoint: &Path) -> Option<MountInfo> {
-    let text = fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let text = fs::read("/proc/self/mountinfo").ok()?;
+    let text = String::from_utf8_lossy(&text);
     let wanted = escaped(mountpoint);
     text.lines().rev().find_map(|line| {
         let (left, right) = line.split_once(" - ")?;
@@ -302,7 +303,9 @@ fn ask(mountpoint: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
     let shown = mountpoint.display();
     let canonical = canonical_mountpoint(mountpoint)?;
     let info = mount_info(&canonical).with_context(|| format!("{shown} is not a mount point"))?;
-    if info.fs_type != "fuse.rmount" {
+    // "fuse.rmount", or plain "fuse" when the kernel mount was made
+    // without a subtype: then only the socket can tell.
+    if info.fs_type != "fuse" && info.fs_type != "fuse.rmount" {
         bail!("{shown} is not an rmount mount ({})", info.fs_type);
     }
     let owner = info
@@ -344,6 +347,7 @@ mod tests {
     #[test]
     fn mountinfo_paths_are_escaped_as_the_kernel_does() {
         assert_eq!(escaped(Path::new("/tmp/a b\\c")), "/tmp/a\\040b\\134c");
+        assert_eq!(escaped(Path::new("/tmp/été")), "/tmp/été");
     }
 
     #[test]

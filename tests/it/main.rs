@@ -23,5 +23,6 @@ mod host_keys;
 mod hostile;
 mod mount_options;
 mod reliability;
+mod stats;
 mod support_smoke;
 mod tools;
