@@ -214,7 +214,7 @@ fn answer(
     stream.set_read_timeout(Some(PEER_TIMEOUT))?;
     stream.set_write_timeout(Some(PEER_TIMEOUT))?;
     let peer = peer_uid(&stream)?;
-    let reply = if peer != owner && peer != 0 {
+    let reply = if !allowed(peer, owner) {
         tracing::info!("control request from uid {peer} refused");
         serde_json::json!({ "error": refusal(owner) })
     } else {
@@ -233,6 +233,11 @@ fn answer(
     text.push('\n');
     stream.write_all(text.as_bytes())?;
     Ok(())
+}
+
+/// Only the user who mounted, and root, may use a mount's socket.
+fn allowed(peer: u32, owner: u32) -> bool {
+    peer == owner || peer == 0
 }
 
 fn refusal(owner: u32) -> String {
@@ -348,6 +353,20 @@ mod tests {
     fn mountinfo_paths_are_escaped_as_the_kernel_does() {
         assert_eq!(escaped(Path::new("/tmp/a b\\c")), "/tmp/a\\040b\\134c");
         assert_eq!(escaped(Path::new("/tmp/été")), "/tmp/été");
+    }
+
+    #[test]
+    fn only_the_owner_and_root_are_answered() {
+        assert!(allowed(1000, 1000));
+        assert!(allowed(0, 1000));
+        assert!(!allowed(1001, 1000));
+        assert!(!allowed(1000, 0));
+    }
+
+    #[test]
+    fn the_peer_uid_is_this_process_uid() {
+        let (a, _b) = UnixStream::pair().unwrap();
+        assert_eq!(peer_uid(&a).unwrap(), euid());
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::support::*;
 per_protocol! {
     counters_move_by_the_work_done,
     flush_and_sighup_drop_every_cache,
+    connections_busy_lost_and_reconnected,
     another_user_is_refused,
     watch_refreshes_until_stopped,
 }
@@ -91,10 +92,21 @@ fn counters_move_by_the_work_done(p: Proto) {
 
     // 3 MiB written: the bytes sent move by that, and a little more at most
     // (the mount's own marker).
+    // Copied by cp, not written by this process: a child that another test
+    // forks meanwhile would close a copy of our descriptor, a flush that
+    // commits half the file and makes the rest a second upload.
     let data = pseudo_random_bytes(3 << 20, 7);
+    let local = unique_dir("rmount-test-stats-");
+    fs::write(local.join("big"), &data).unwrap();
     let before = stats(dir);
-    fs::write(fx.m("big"), &data).unwrap();
+    let out = run_cmd(
+        Command::new("cp").arg(local.join("big")).arg(fx.m("big")),
+        CMD_TIMEOUT,
+        None,
+    );
+    assert!(out.status.success(), "{}", describe_output(&out));
     let after = stats(dir);
+    let _ = fs::remove_dir_all(&local);
     assert_eq!(fs::read(fx.s("big")).unwrap(), data, "on the server");
     let written = n(&after, "/bytes/written") - n(&before, "/bytes/written");
     assert!(
@@ -102,6 +114,27 @@ fn counters_move_by_the_work_done(p: Proto) {
         "3 MiB written moved bytes/written by {written}"
     );
     assert_eq!(n(&after, "/uploads_pending"), 0, "all uploaded: {after}");
+
+    // A file written and still open has its upload pending until closed.
+    // Written by another process (dd): any process this one forks (each
+    // `rmount stats`) would close a copy of the descriptor, which FUSE
+    // reports as a flush, and the mount commits at a flush.
+    let mut dd = Command::new("dd")
+        .arg(format!("of={}", fx.m("open").display()))
+        .arg("status=none")
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = dd.stdin.take().unwrap();
+    std::io::Write::write_all(&mut input, b"not yet committed").unwrap();
+    std::io::Write::flush(&mut input).unwrap();
+    wait_until("an upload pending", CMD_TIMEOUT, || {
+        n(&stats(dir), "/uploads_pending") == 1
+    });
+    drop(input);
+    assert!(dd.wait().unwrap().success());
+    assert_eq!(n(&stats(dir), "/uploads_pending"), 0, "none after close");
+    assert_eq!(fs::read(fx.s("open")).unwrap(), b"not yet committed");
 
     // N files that the mount has never seen: each stat asks the server once.
     fs::metadata(fx.m("fresh")).unwrap();
@@ -233,6 +266,50 @@ fn flush_and_sighup_drop_every_cache(p: Proto) {
         "listing after SIGHUP"
     );
     assert!(fx.mount().is_mounted(), "a SIGHUP does not unmount");
+}
+
+fn connections_busy_lost_and_reconnected(p: Proto) {
+    let _load = light_load();
+    let server = Server::start(p);
+    for name in ["a", "b", "c"] {
+        server.put_file(name, b"x");
+    }
+    let proxy = FaultProxy::for_server(&server);
+    let mount = mount_via_proxy(&server, &proxy, &[]);
+    let dir = mount.dir.clone();
+    let first = stats(&dir);
+    assert!(n(&first, "/connections/open") >= 1, "{first}");
+    assert_eq!(n(&first, "/connections/busy"), 0, "idle: {first}");
+
+    // A read held up on a frozen link keeps a connection busy meanwhile.
+    proxy.freeze();
+    let read = std::thread::spawn({
+        let path = mount.path("a");
+        move || fs::read(path)
+    });
+    wait_until("a busy connection", CMD_TIMEOUT, || {
+        n(&stats(&dir), "/connections/busy") >= 1
+    });
+    proxy.restore();
+    let data = read.join().unwrap().unwrap();
+    assert_eq!(data, b"x", "the read ends once thawed");
+    wait_until("no busy connection", CMD_TIMEOUT, || {
+        n(&stats(&dir), "/connections/busy") == 0
+    });
+
+    // Every connection cut: the next calls find their connections broken,
+    // drop them and go on over new ones (a call may fail if its retry
+    // met another broken one).
+    let before = stats(&dir);
+    proxy.cut_now();
+    wait_until("a read after the cut", CMD_TIMEOUT, || {
+        fs::read(mount.path("b")).is_ok_and(|data| data == b"x")
+    });
+    let after = stats(&dir);
+    let moved = |key: &str| n(&after, key) - n(&before, key);
+    assert!(moved("/connections/lost") >= 1, "{after}");
+    assert!(moved("/connections/reconnects") >= 1, "{after}");
+    assert!(n(&after, "/connections/open") >= 1, "{after}");
 }
 
 fn another_user_is_refused(p: Proto) {
