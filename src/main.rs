@@ -251,6 +251,14 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     let canonical = std::fs::canonicalize(&cfg.mountpoint)
         .with_context(|| format!("mount point {}", cfg.mountpoint.display()))?;
     let mount = Mount::new(fs.clone(), &cfg.mountpoint, options)?;
+    // Bound now, so that it is there when the mount command returns.
+    let mut control = match control::bind(&canonical) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("no control socket, so no rmount stats or flush: {e:#}");
+            None
+        }
+    };
 
     if !cfg.foreground {
         daemonize()?;
@@ -278,16 +286,10 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     stats::get().started(identity(&cfg, &connected.root, &canonical));
     let flusher = mount.flusher();
     let held_fs = fs.clone();
-    let control = match control::serve(&canonical, move || held_fs.held(), {
+    if let Some(server) = &mut control {
         let flusher = flusher.clone();
-        move || flusher.flush()
-    }) {
-        Ok(server) => Some(server),
-        Err(e) => {
-            tracing::warn!("no control socket, so no rmount stats or flush: {e:#}");
-            None
-        }
-    };
+        server.serve(move || held_fs.held(), move || flusher.flush())?;
+    }
     let mut hangups = signal_hook::iterator::Signals::new([libc::SIGHUP])
         .context("cannot install the SIGHUP handler")?;
     std::thread::Builder::new()

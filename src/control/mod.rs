@@ -7,8 +7,8 @@
 //! number as /proc/self/mountinfo shows it, in a directory only its user can
 //! enter: `/run/rmount` for root, else `/run/user/UID/rmount` when
 //! `/run/user/UID` exists, else `/tmp/rmount-UID`. The client finds the
-//! mount's owner (`user_id=`) and device in mountinfo, so root can reach
-//! any user's mount. The server also checks the peer's uid (SO_PEERCRED):
+//! mount's owner (`user_id=`) and device in mountinfo and looks in each of
+//! that user's directories, so root can reach any user's mount. The server also checks the peer's uid (SO_PEERCRED):
 //! only the mounting user and root are answered.
 //!
 //! A request is one line (`stats` or `flush`); the answer is one JSON
@@ -36,16 +36,20 @@ const PEER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often `--watch` refreshes.
 const WATCH_EVERY: Duration = Duration::from_secs(1);
 
-/// The directory of `uid`'s control sockets.
-fn socket_dir(uid: u32) -> PathBuf {
+/// The directories `uid`'s control sockets may be in, the preferred first:
+/// the user's runtime directory when there is one. Fixed paths, not
+/// `$XDG_RUNTIME_DIR` or `$TMPDIR`: root asking about another user's mount
+/// has neither of that user's.
+fn socket_dirs(uid: u32) -> Vec<PathBuf> {
     if uid == 0 {
-        return PathBuf::from("/run/rmount");
+        return vec![PathBuf::from("/run/rmount")];
     }
     let run = PathBuf::from(format!("/run/user/{uid}"));
+    let tmp = PathBuf::from(format!("/tmp/rmount-{uid}"));
     if run.is_dir() {
-        run.join("rmount")
+        vec![run.join("rmount"), tmp]
     } else {
-        std::env::temp_dir().join(format!("rmount-{uid}"))
+        vec![tmp]
     }
 }
 
@@ -141,7 +145,7 @@ fn peer_uid(stream: &UnixStream) -> std::io::Result<u32> {
 /// The private directory of this user's sockets: made 0700 if missing;
 /// refused if someone else owns it or others may enter it.
 fn private_dir(uid: u32) -> anyhow::Result<PathBuf> {
-    let dir = socket_dir(uid);
+    let dir = socket_dirs(uid).swap_remove(0);
     match fs::DirBuilder::new().mode(0o700).create(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
@@ -162,6 +166,8 @@ fn private_dir(uid: u32) -> anyhow::Result<PathBuf> {
 /// socket.
 pub struct Server {
     path: PathBuf,
+    /// Until `serve` hands it to the control thread.
+    listener: Option<UnixListener>,
 }
 
 impl Drop for Server {
@@ -171,38 +177,50 @@ impl Drop for Server {
 }
 
 /// Binds the control socket of the mount on `mountpoint` (mounted, and
-/// canonical) and answers requests on a thread of its own: `held`
-/// measures the caches for `stats`, `flush` drops them.
-pub fn serve(
-    mountpoint: &Path,
-    held: impl Fn() -> Held + Send + 'static,
-    flush: impl Fn() + Send + 'static,
-) -> anyhow::Result<Server> {
+/// canonical). Before rmount goes to the background, so that the socket is
+/// there once the mount command returns; nothing is answered until
+/// [`Server::serve`].
+pub fn bind(mountpoint: &Path) -> anyhow::Result<Server> {
     let info = mount_info(mountpoint)
         .with_context(|| format!("{} is not in the mount table", mountpoint.display()))?;
-    let uid = euid();
-    let path = private_dir(uid)?.join(format!("{}.sock", info.device));
+    let path = private_dir(euid())?.join(format!("{}.sock", info.device));
     // A socket left by a mount that died: the device number is free again.
     let _ = fs::remove_file(&path);
     let listener =
         UnixListener::bind(&path).with_context(|| format!("cannot bind {}", path.display()))?;
-    let server = Server { path };
-    std::thread::Builder::new()
-        .name("control".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                match stream {
-                    Ok(stream) => {
-                        if let Err(e) = answer(stream, uid, &held, &flush) {
-                            tracing::debug!("control request: {e}");
+    Ok(Server {
+        path,
+        listener: Some(listener),
+    })
+}
+
+impl Server {
+    /// Answers requests on a thread of its own: `held` measures the caches
+    /// for `stats`, `flush` drops them.
+    pub fn serve(
+        &mut self,
+        held: impl Fn() -> Held + Send + 'static,
+        flush: impl Fn() + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let listener = self.listener.take().context("already serving")?;
+        let uid = euid();
+        std::thread::Builder::new()
+            .name("control".into())
+            .spawn(move || {
+                for stream in listener.incoming() {
+                    match stream {
+                        Ok(stream) => {
+                            if let Err(e) = answer(stream, uid, &held, &flush) {
+                                tracing::debug!("control request: {e}");
+                            }
                         }
+                        Err(e) => tracing::debug!("control socket: {e}"),
                     }
-                    Err(e) => tracing::debug!("control socket: {e}"),
                 }
-            }
-        })
-        .context("cannot start the control thread")?;
-    Ok(server)
+            })
+            .context("cannot start the control thread")?;
+        Ok(())
+    }
 }
 
 fn answer(
@@ -316,17 +334,10 @@ fn ask(mountpoint: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
     let owner = info
         .owner
         .with_context(|| format!("{shown}: the mount table does not say who mounted it"))?;
-    let path = socket_dir(owner).join(format!("{}.sock", info.device));
-    let mut stream = match UnixStream::connect(&path) {
-        Ok(stream) => stream,
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
-            bail!("{shown}: {}", refusal(owner))
-        }
-        Err(e) => bail!(
-            "{shown}: cannot reach the rmount process serving it ({}: {e})",
-            path.display()
-        ),
-    };
+    let mut stream = connect(owner, &info.device).map_err(|e| match e.kind() {
+        std::io::ErrorKind::PermissionDenied => anyhow::anyhow!("{shown}: {}", refusal(owner)),
+        _ => anyhow::anyhow!("{shown}: cannot reach the rmount process serving it ({e})"),
+    })?;
     stream.set_read_timeout(Some(PEER_TIMEOUT))?;
     stream.set_write_timeout(Some(PEER_TIMEOUT))?;
     stream.write_all(format!("{request}\n").as_bytes())?;
@@ -343,6 +354,25 @@ fn ask(mountpoint: &Path, request: &str) -> anyhow::Result<serde_json::Value> {
         bail!("{shown}: {error}");
     }
     Ok(reply)
+}
+
+/// Connects to the socket of `device` in `owner`'s directories: the first
+/// that answers, else the most telling error (no permission over not
+/// found).
+fn connect(owner: u32, device: &str) -> std::io::Result<UnixStream> {
+    let mut error = std::io::Error::from(std::io::ErrorKind::NotFound);
+    for dir in socket_dirs(owner) {
+        let path = dir.join(format!("{device}.sock"));
+        match UnixStream::connect(&path) {
+            Ok(stream) => return Ok(stream),
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => error = e,
+            Err(e) if error.kind() != std::io::ErrorKind::PermissionDenied => {
+                error = std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+            }
+            Err(_) => {}
+        }
+    }
+    Err(error)
 }
 
 #[cfg(test)]
@@ -371,9 +401,8 @@ mod tests {
 
     #[test]
     fn sockets_of_root_and_of_users_are_apart() {
-        assert_eq!(socket_dir(0), PathBuf::from("/run/rmount"));
-        assert!(
-            socket_dir(12345).ends_with("rmount") || socket_dir(12345).ends_with("rmount-12345")
-        );
+        assert_eq!(socket_dirs(0), [PathBuf::from("/run/rmount")]);
+        let user = socket_dirs(12345);
+        assert_eq!(user.last(), Some(&PathBuf::from("/tmp/rmount-12345")));
     }
 }

@@ -355,7 +355,7 @@ fn watch_refreshes_until_stopped(p: Proto) {
         .args(["stats", "--watch", "--json"])
         .arg(&fx.mount().dir)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
     let stdout = child.stdout.take().unwrap();
@@ -374,7 +374,12 @@ fn watch_refreshes_until_stopped(p: Proto) {
             Ok(line) => frames.push(line),
             Err(e) => {
                 let _ = child.kill();
-                panic!("only {} frames of --watch ({e}): {frames:?}", frames.len());
+                let out = child.wait_with_output().unwrap();
+                panic!(
+                    "only {} frames of --watch ({e}): {frames:?}\n{}",
+                    frames.len(),
+                    describe_output(&out)
+                );
             }
         }
     }
