@@ -160,9 +160,19 @@ fn counters_move_by_the_work_done(p: Proto) {
 
     // A block read twice: the second read (once the kernel dropped its
     // pages) is a hit of the block cache, and reads nothing from the server.
+    // The first read fetches the file's one block: its bytes exactly.
     let file = fs::File::open(fx.m("small")).unwrap();
     let mut buf = vec![0; 10_000];
+    let before = stats(dir);
     file.read_exact_at(&mut buf, 0).unwrap();
+    let after = stats(dir);
+    let moved = |key: &str| n(&after, key) - n(&before, key);
+    assert_eq!(moved("/bytes/read"), 10_000, "{after}");
+    assert_eq!(moved("/cache/blocks/misses"), 1, "{after}");
+    assert!(moved("/operations/read/count") >= 1, "{after}");
+    let read = &after["operations"]["read"];
+    let (mean, p99) = (read["mean_ms"].as_f64(), read["p99_ms"].as_f64());
+    assert!(mean > Some(0.0) && p99 >= mean, "{read}");
     // SAFETY: an open descriptor; drops its clean pages from the page cache.
     let rc = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
     assert_eq!(rc, 0, "fadvise");
