@@ -9,10 +9,12 @@
 mod cache;
 mod cli;
 mod config;
+mod control;
 mod errno;
 mod fs;
 mod fuse;
 mod remote;
+mod stats;
 mod sync;
 #[cfg(test)]
 mod testing;
@@ -46,6 +48,7 @@ fn main() -> ExitCode {
     };
     let cfg = match parsed {
         cli::Parsed::Mount(cfg) => cfg,
+        cli::Parsed::Control(command) => return run_control(&command),
         cli::Parsed::Exit { text, code } => {
             print!("{text}");
             return ExitCode::from(code.clamp(0, 255) as u8);
@@ -70,6 +73,43 @@ fn main() -> ExitCode {
             eprintln!("rmount: {}", remote::text::escape_controls(&chain));
             ExitCode::from(1)
         }
+    }
+}
+
+/// `rmount stats` and `rmount flush`: one line on failure, exit 1.
+fn run_control(command: &cli::Control) -> ExitCode {
+    match control::run(command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let chain = format!("{e:#}").replace('\n', " ");
+            eprintln!("rmount: {}", remote::text::escape_controls(&chain));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// What `rmount stats` names as the mount.
+fn identity(cfg: &MountConfig, root: &Path, mountpoint: &Path) -> stats::Identity {
+    let target = &cfg.target;
+    let host = match target.host.contains(':') {
+        true => format!("[{}]", target.host),
+        false => target.host.clone(),
+    };
+    let user = target
+        .user
+        .as_ref()
+        .map(|u| format!("{u}@"))
+        .unwrap_or_default();
+    stats::Identity {
+        protocol: match target.protocol {
+            Protocol::Sftp => "sftp",
+            Protocol::Ftp => "ftp",
+            Protocol::Ftps => "ftps",
+        }
+        .into(),
+        server: format!("{user}{host}:{}", target.port),
+        root: root.display().to_string(),
+        mountpoint: mountpoint.display().to_string(),
     }
 }
 
@@ -216,7 +256,18 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         default_permissions: cfg.default_permissions,
         allow_other: cfg.allow_other,
     };
+    // Resolved before the mount covers it: the mount table shows it so.
+    let canonical = std::fs::canonicalize(&cfg.mountpoint)
+        .with_context(|| format!("mount point {}", cfg.mountpoint.display()))?;
     let mount = Mount::new(fs.clone(), &cfg.mountpoint, options)?;
+    // Bound now, so that it is there when the mount command returns.
+    let mut control = match control::bind(&canonical) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            tracing::warn!("no control socket, so no rmount stats or flush: {e:#}");
+            None
+        }
+    };
 
     if !cfg.foreground {
         daemonize()?;
@@ -241,6 +292,24 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             }
         })
         .context("cannot start the signal thread")?;
+    stats::get().started(identity(&cfg, &connected.root, &canonical));
+    let flusher = mount.flusher();
+    let held_fs = fs.clone();
+    if let Some(server) = &mut control {
+        let flusher = flusher.clone();
+        server.serve(move || held_fs.held(), move || flusher.flush())?;
+    }
+    let mut hangups = signal_hook::iterator::Signals::new([libc::SIGHUP])
+        .context("cannot install the SIGHUP handler")?;
+    std::thread::Builder::new()
+        .name("sighup".into())
+        .spawn(move || {
+            for _ in hangups.forever() {
+                tracing::info!("SIGHUP: dropping every cache");
+                flusher.flush();
+            }
+        })
+        .context("cannot start the SIGHUP thread")?;
     let interval = cfg.server_alive_interval;
     let keepalive = connected.keepalive;
     if !interval.is_zero() {
@@ -261,6 +330,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         })
         .context("cannot start the marker thread")?;
     let ran = mount.run();
+    drop(control);
     fs.remove_marker();
     if let Some(w) = watchdog {
         w.disarm();

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::SystemTime;
 
+use crate::stats;
 use crate::sync::{lock, wait};
 use lru::LruCache;
 
@@ -129,9 +130,11 @@ impl BlockCache {
     ) -> Result<Block, E> {
         loop {
             if let Some(block) = self.get(key) {
+                stats::get().block_lookup(true);
                 return Ok(block);
             }
             if let Some(reservation) = self.reserve(key) {
+                stats::get().block_lookup(false);
                 let block = Arc::new(fetch()?);
                 reservation.fill(block.clone());
                 return Ok(block);
@@ -174,6 +177,20 @@ impl BlockCache {
                 stored.bytes -= block.len() as u64;
             }
         }
+    }
+
+    /// Forgets every block (`rmount flush`). A fetch under way still
+    /// stores its block when it ends.
+    pub fn clear(&self) {
+        let mut stored = lock(&self.stored);
+        stored.lru.clear();
+        stored.bytes = 0;
+    }
+
+    /// Blocks held and their bytes.
+    pub fn held(&self) -> (u64, u64) {
+        let stored = lock(&self.stored);
+        (stored.lru.len() as u64, stored.bytes)
     }
 
     #[cfg(test)]

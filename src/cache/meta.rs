@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
+use crate::stats;
 use crate::sync::lock;
 use crate::types::{Attr, Kind};
 
@@ -76,6 +77,7 @@ impl MetaCache {
 
     pub fn get(&self, path: &Path) -> Option<Lookup> {
         let mut attrs = lock(&self.attrs);
+        stats::get().attr_lookup(attrs.peek(path).is_some_and(|t| self.fresh(t)));
         match attrs.get(path) {
             Some(t) if self.fresh(t) => Some(t.value.clone()),
             Some(_) => {
@@ -135,6 +137,7 @@ impl MetaCache {
     /// Names in `dir`, if a fresh listing is cached.
     pub fn listing(&self, dir: &Path) -> Option<Vec<OsString>> {
         let mut dirs = lock(&self.dirs);
+        stats::get().listing_lookup(dirs.peek(dir).is_some_and(|t| self.fresh(t)));
         match dirs.get(dir) {
             Some(t) if self.fresh(t) => Some(t.value.clone()),
             Some(_) => {
@@ -191,6 +194,38 @@ impl MetaCache {
                 self.changed();
             }
         }
+    }
+
+    /// Forgets everything (`rmount flush`).
+    pub fn clear(&self) {
+        lock(&self.attrs).clear();
+        lock(&self.dirs).clear();
+        self.changed();
+    }
+
+    /// Entries and an estimate of the bytes they hold: (attributes and
+    /// negative entries, listings). Walks the whole cache: for
+    /// `rmount stats`, not for the request path.
+    pub fn usage(&self) -> ((u64, u64), (u64, u64)) {
+        let attrs = lock(&self.attrs);
+        let per_attr = std::mem::size_of::<(PathBuf, Timed<Lookup>)>();
+        let attr_bytes = attrs
+            .iter()
+            .map(|(p, _)| (per_attr + p.as_os_str().len()) as u64)
+            .sum();
+        let attr_entries = attrs.len() as u64;
+        drop(attrs);
+        let dirs = lock(&self.dirs);
+        let per_dir = std::mem::size_of::<(PathBuf, Timed<Vec<OsString>>)>();
+        let per_name = std::mem::size_of::<OsString>();
+        let dir_bytes = dirs
+            .iter()
+            .map(|(p, t)| {
+                let names: usize = t.value.iter().map(|n| per_name + n.len()).sum();
+                (per_dir + p.as_os_str().len() + names) as u64
+            })
+            .sum();
+        ((attr_entries, attr_bytes), (dirs.len() as u64, dir_bytes))
     }
 
     /// Forgets `path` and everything below it (after a rename or rmdir).

@@ -29,7 +29,11 @@ REMOTE is one of:
 In URLs, %XX escapes are decoded in the user name and the path. IPv6
 addresses go in brackets: sftp://[::1]:2222/srv, user@[::1]:srv.
 Passwords are never taken from the command line: use -o password_stdin or
-the RMOUNT_PASSWORD environment variable.";
+the RMOUNT_PASSWORD environment variable.
+
+A running mount answers two more commands (see 'rmount stats --help'):
+  rmount stats [--json] [--watch] MOUNTPOINT   what the mount is doing
+  rmount flush MOUNTPOINT                      drop every cache (as SIGHUP)";
 
 pub(super) const AFTER_HELP: &str = "Use --help for the REMOTE forms and the list of -o options.";
 

@@ -12,6 +12,7 @@
 mod help;
 mod options;
 mod remote_arg;
+mod subcommand;
 #[cfg(test)]
 mod tests;
 
@@ -27,6 +28,7 @@ use crate::config::{MountConfig, Protocol, Target};
 use help::{options_help, ABOUT, AFTER_HELP, LONG_ABOUT};
 use options::{apply_option, apply_option_item, split_option_list};
 use remote_arg::parse_remote;
+pub use subcommand::Control;
 
 /// What the command line asks for.
 // Built once per run, so the size gap between the variants costs nothing;
@@ -35,6 +37,8 @@ use remote_arg::parse_remote;
 #[derive(Debug)]
 pub enum Parsed {
     Mount(MountConfig),
+    /// `rmount stats` or `rmount flush`: a request to a running mount.
+    Control(Control),
     /// `--help` or `--version`: print `text` to stdout and exit with `code`.
     Exit {
         text: String,
@@ -84,6 +88,10 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
+    let args: Vec<OsString> = args.into_iter().map(Into::into).collect();
+    if let Some(parsed) = subcommand::parse(&args) {
+        return parsed;
+    }
     // The raw matches are kept (not just the derived struct) because the
     // relative order of -o, -i and -p decides which one wins.
     let matches = match Args::command().try_get_matches_from(args) {

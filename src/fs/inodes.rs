@@ -54,6 +54,11 @@ impl Inodes {
         self.nodes.get(&ino).map(|n| n.path.as_path())
     }
 
+    /// Every inode the kernel knows, with its path.
+    pub fn all(&self) -> impl Iterator<Item = (u64, &Path)> {
+        self.nodes.iter().map(|(&ino, n)| (ino, n.path.as_path()))
+    }
+
     pub fn ino(&self, path: &Path) -> Option<u64> {
         self.by_path.get(path).copied()
     }

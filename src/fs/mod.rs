@@ -12,6 +12,7 @@
 
 pub mod access;
 mod attrs;
+mod caches;
 mod copy;
 mod directories;
 mod error;

@@ -16,6 +16,7 @@
 //! `convert`. No other part of the program names a fuser type.
 
 mod convert;
+pub mod flush;
 pub mod mount;
 pub mod watchdog;
 
@@ -104,6 +105,7 @@ pub fn errno(e: &fs::Error) -> Errno {
 }
 
 fn fail(op: &str, e: &fs::Error) -> Errno {
+    crate::stats::get().error(e.to_errno());
     match e {
         fs::Error::Remote(remote::Error::NotFound) => {
             tracing::trace!("{op}: {e}")

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use super::flush::Flusher;
 use super::FuseAdapter;
 use crate::fs::Fs;
 
@@ -30,19 +31,26 @@ pub struct MountOptions {
 /// A mounted filesystem, not serving requests until [`Mount::run`].
 pub struct Mount {
     session: fuser::Session<FuseAdapter>,
+    flusher: Flusher,
 }
 
 impl Mount {
     /// Mounts `fs` on `mountpoint`.
     pub fn new(fs: Arc<Fs>, mountpoint: &Path, options: MountOptions) -> anyhow::Result<Mount> {
-        let adapter = FuseAdapter::new(fs);
+        let adapter = FuseAdapter::new(fs.clone());
         let notifier = adapter.notifier_slot();
         let session = fuser::Session::new(adapter, mountpoint, &fuser_config(options))
             .with_context(|| format!("cannot mount on {}", mountpoint.display()))?;
         let _ = notifier.set(session.notifier());
         tracing::info!("mounted {}", mountpoint.display());
         raise_kernel_read_ahead(mountpoint);
-        Ok(Mount { session })
+        let flusher = Flusher { fs, notifier };
+        Ok(Mount { session, flusher })
+    }
+
+    /// Drops this mount's caches and the kernel's, from any thread.
+    pub fn flusher(&self) -> Flusher {
+        self.flusher.clone()
     }
 
     /// Serves requests until the filesystem is unmounted.

@@ -210,6 +210,11 @@ pub trait Remote: Send + Sync {
         cached.version() == fresh.version()
     }
 
+    /// Forgets what connections keep between calls (open handles, data
+    /// read ahead), so that the next calls see the server as it is now
+    /// (`rmount flush`).
+    fn forget_kept_state(&self) {}
+
     /// Attributes of `path` itself (lstat: a symlink is not followed).
     fn stat(&self, path: &Path) -> Result<Attr>;
 

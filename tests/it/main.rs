@@ -25,5 +25,6 @@ mod hostile;
 mod mount_options;
 mod reliability;
 mod server_side;
+mod stats;
 mod support_smoke;
 mod tools;

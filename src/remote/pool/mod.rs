@@ -8,6 +8,7 @@
 //! protocol details and nothing of FUSE: what a protocol provides
 //! (`Connection`, `Connector`) is in `connection.rs`.
 
+use crate::stats::{self, Op};
 use crate::sync::{lock, wait_timeout};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -104,6 +105,7 @@ enum Lane {
 impl<C: Connector> Pool<C> {
     /// A pool starting with `first`, which proved the server reachable.
     pub fn new(connector: C, first: C::Conn, opts: PoolOptions) -> Pool<C> {
+        stats::get().conn_opened();
         Pool {
             connector,
             opts,
@@ -185,6 +187,7 @@ impl<C: Connector> Pool<C> {
     ) -> Result<R> {
         if slot.as_ref().is_some_and(|p| !self.is_current(p)) {
             if let Some(stale) = slot.take() {
+                stats::get().conn_closed(false);
                 discard(stale);
             }
         }
@@ -202,11 +205,13 @@ impl<C: Connector> Pool<C> {
         let pooled = slot
             .as_mut()
             .ok_or(Error::Transport("no connection".into()))?;
+        let _busy = stats::get().busy();
         let result = op(&mut pooled.conn);
         if let Err(e) = &result {
             if e.breaks_connection() {
                 tracing::info!("dropping the metadata connection: {e}");
                 if let Some(broken) = slot.take() {
+                    stats::get().conn_closed(true);
                     discard(broken);
                 }
                 self.note_failure(e);
@@ -220,6 +225,7 @@ impl<C: Connector> Pool<C> {
         mut pooled: Pooled<C::Conn>,
         op: &mut impl FnMut(&mut C::Conn) -> Result<R>,
     ) -> Result<R> {
+        let _busy = stats::get().busy();
         let result = op(&mut pooled.conn);
         let broken = matches!(&result, Err(e) if e.breaks_connection());
         if let Err(e) = &result {
@@ -231,6 +237,7 @@ impl<C: Connector> Pool<C> {
         let mut bulk = lock(&self.bulk);
         if broken || !self.is_current(&pooled) {
             bulk.open -= 1;
+            stats::get().conn_closed(broken);
             discard(pooled);
         } else {
             bulk.idle.push(pooled);
@@ -248,6 +255,7 @@ impl<C: Connector> Pool<C> {
                 return Some(pooled);
             }
             bulk.open -= 1;
+            stats::get().conn_closed(false);
             discard(pooled);
         }
         None
@@ -337,6 +345,7 @@ impl<C: Connector> Pool<C> {
                     tracing::info!("reconnected to the server");
                 }
                 *outage = Outage::default();
+                stats::get().conn_opened();
                 Ok(Pooled { conn, epoch })
             }
             Err(e) => {
@@ -396,7 +405,10 @@ impl<C: Connector> Pool<C> {
             let mut bulk = lock(&self.bulk);
             for result in opened {
                 match result {
-                    Ok(conn) => bulk.idle.push(Pooled { conn, epoch }),
+                    Ok(conn) => {
+                        stats::get().conn_opened();
+                        bulk.idle.push(Pooled { conn, epoch })
+                    }
                     Err(e) => {
                         tracing::debug!("cannot open a data connection yet: {e}");
                         bulk.open -= 1;
@@ -428,6 +440,7 @@ impl<C: Connector> Pool<C> {
                 if let Err(e) = pooled.conn.keepalive() {
                     tracing::info!("metadata connection failed its keepalive: {e}");
                     if let Some(dead) = slot.take() {
+                        stats::get().conn_closed(true);
                         discard(dead);
                     }
                     failed = true;
@@ -472,38 +485,55 @@ impl<C: Connector> Remote for Pool<C> {
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         self.connector.same_version(path, cached, fresh)
     }
+    fn forget_kept_state(&self) {
+        // As after a change through the mount: no handle or stream opened
+        // before is reused, nor data fetched ahead.
+        self.names.fetch_add(1, Ordering::SeqCst);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
     fn stat(&self, path: &Path) -> Result<Attr> {
+        let _timed = stats::get().timed(Op::Stat);
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.stat(path))
     }
     fn stat_again(&self, path: &Path, known: &Attr) -> Result<Attr> {
+        let _timed = stats::get().timed(Op::Stat);
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.stat_again(path, known))
     }
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        let _timed = stats::get().timed(Op::List);
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.list(path))
     }
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let _timed = stats::get().timed(Op::Read);
         no_nul(path)?;
         let generation = self.generation();
         self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
+            .inspect(|data| stats::get().read_bytes(data.len()))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let _timed = stats::get().timed(Op::Write);
         no_nul(path)?;
         counted(&self.writes, || {
             self.run(Lane::Bulk, false, |c| c.write(path, offset, data))
         })
+        .inspect(|()| stats::get().wrote_bytes(data.len()))
     }
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
+        let _timed = stats::get().timed(Op::Upload);
         no_nul(path)?;
+        let src = &mut stats::Uploaded { inner: src };
         self.renaming(|| self.run(Lane::Bulk, false, |c| c.upload(path, src, append)))
     }
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        let _timed = stats::get().timed(Op::Create);
         no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive)))
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
+        let _timed = stats::get().timed(Op::Setattr);
         no_nul(path)?;
         let op = || self.run(Lane::Meta, false, |c| c.setattr(path, change));
         match change {
@@ -515,18 +545,22 @@ impl<C: Connector> Remote for Pool<C> {
         }
     }
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
+        let _timed = stats::get().timed(Op::Mkdir);
         no_nul(path)?;
         self.run(Lane::Meta, false, |c| c.mkdir(path, mode))
     }
     fn rmdir(&self, path: &Path) -> Result<()> {
+        let _timed = stats::get().timed(Op::Rmdir);
         no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.rmdir(path)))
     }
     fn unlink(&self, path: &Path) -> Result<()> {
+        let _timed = stats::get().timed(Op::Unlink);
         no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.unlink(path)))
     }
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let _timed = stats::get().timed(Op::Rename);
         no_nul(from)?;
         no_nul(to)?;
         RenameAside {
@@ -539,24 +573,29 @@ impl<C: Connector> Remote for Pool<C> {
         .rename(from, to)
     }
     fn symlink(&self, target: &Path, link: &Path) -> Result<()> {
+        let _timed = stats::get().timed(Op::Symlink);
         no_nul(target)?;
         no_nul(link)?;
         self.run(Lane::Meta, false, |c| c.symlink(target, link))
     }
     fn readlink(&self, path: &Path) -> Result<PathBuf> {
+        let _timed = stats::get().timed(Op::Readlink);
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.readlink(path))
     }
     fn link(&self, from: &Path, to: &Path) -> Result<()> {
+        let _timed = stats::get().timed(Op::Link);
         no_nul(from)?;
         no_nul(to)?;
         // A new name: like create, it changes what `to` names.
         self.renaming(|| self.run(Lane::Meta, false, |c| c.link(from, to)))
     }
     fn statfs(&self, path: &Path) -> Result<StatFs> {
+        let _timed = stats::get().timed(Op::Statfs);
         self.run(Lane::Meta, true, |c| c.statfs(path))
     }
     fn fsync(&self, path: &Path) -> Result<()> {
+        let _timed = stats::get().timed(Op::Fsync);
         no_nul(path)?;
         self.run(Lane::Bulk, false, |c| c.fsync(path))
     }
