@@ -370,3 +370,231 @@ fn include_paths(arg: &str, base: Base, home: &Path) -> Vec<PathBuf> {
         Err(_) => Vec::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(text: &str, host: &str, user: Option<&str>) -> HostValues {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).unwrap();
+        let q = Query {
+            original_host: host,
+            user,
+            local_user: "me",
+            home: dir.path(),
+        };
+        lookup(&ConfigSource::File(path), &q).unwrap()
+    }
+
+    fn first(v: &HostValues, key: &str) -> Option<String> {
+        v.get(key).map(|e| e.args.join(" "))
+    }
+
+    #[test]
+    fn first_value_wins_and_host_patterns() {
+        let text = "\
+# comment
+Host web?? !web13
+    HostName %h.example.com
+    Port 2200
+Host web*
+    Port 2300
+    User=deploy
+Host *
+    Port 22
+    IdentityFile ~/.ssh/a
+    IdentityFile \"/keys/with space\"
+";
+        let v = values(text, "WEB12", None);
+        assert_eq!(first(&v, "HostName").as_deref(), Some("%h.example.com"));
+        assert_eq!(first(&v, "port").as_deref(), Some("2200"));
+        assert_eq!(first(&v, "user").as_deref(), Some("deploy"));
+        let files: Vec<&str> = v
+            .identity_files
+            .iter()
+            .map(|e| e.args[0].as_str())
+            .collect();
+        assert_eq!(files, ["~/.ssh/a", "/keys/with space"]);
+        let v = values(text, "web13", None);
+        assert_eq!(first(&v, "hostname"), None);
+        assert_eq!(first(&v, "port").as_deref(), Some("2300"));
+        let v = values(text, "other", None);
+        assert_eq!(first(&v, "port").as_deref(), Some("22"));
+        assert_eq!(first(&v, "user"), None);
+        assert!(v.get("port").unwrap().origin.ends_with(":9"));
+    }
+
+    #[test]
+    fn match_criteria() {
+        let text = "\
+Host alias
+    HostName real.example
+Match host real.example user alice
+    Port 1
+Match originalhost alias !user bob
+    Port 2
+Match exec \"true\"
+    Port 3
+Match localuser me
+    User fromlocal
+Match all
+    Port 4
+";
+        assert_eq!(
+            first(&values(text, "alias", Some("alice")), "port").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            first(&values(text, "alias", Some("carol")), "port").as_deref(),
+            Some("2")
+        );
+        let v = values(text, "alias", Some("bob"));
+        assert_eq!(first(&v, "port").as_deref(), Some("4"));
+        assert_eq!(v.warnings.len(), 1, "{:?}", v.warnings);
+        assert!(v.warnings[0].contains("Match exec"), "{:?}", v.warnings);
+        assert_eq!(first(&v, "user").as_deref(), Some("fromlocal"));
+        // `Match user` sees the User set so far when none is given.
+        let v = values("User alice\nMatch user alice\n Port 7\n", "h", None);
+        assert_eq!(first(&v, "port").as_deref(), Some("7"));
+    }
+
+    #[test]
+    fn include_globs_relative_to_dot_ssh_and_keeps_the_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let ssh = dir.path().join(".ssh");
+        std::fs::create_dir_all(ssh.join("conf.d")).unwrap();
+        std::fs::write(ssh.join("conf.d/b.conf"), "Host two\n  Port 2\n").unwrap();
+        std::fs::write(ssh.join("conf.d/a.conf"), "Port 1\nHost *\n  User inc\n").unwrap();
+        let main = ssh.join("config");
+        std::fs::write(
+            &main,
+            "Host one two\n  Include conf.d/*.conf\n  HostKeyAlias after\nHost skipped\n  Include conf.d/*\n",
+        )
+        .unwrap();
+        let look = |host: &str| {
+            let q = Query {
+                original_host: host,
+                user: None,
+                local_user: "me",
+                home: dir.path(),
+            };
+            lookup(&ConfigSource::File(main.clone()), &q).unwrap()
+        };
+        let v = look("one");
+        assert_eq!(first(&v, "port").as_deref(), Some("1"));
+        assert_eq!(first(&v, "user").as_deref(), Some("inc"));
+        // After the Include, the including block's state is back.
+        assert_eq!(first(&v, "hostkeyalias").as_deref(), Some("after"));
+        let v = look("other");
+        assert_eq!(first(&v, "port"), None);
+        assert_eq!(first(&v, "hostkeyalias"), None);
+    }
+
+    #[test]
+    fn missing_file_is_an_error_and_none_reads_nothing() {
+        let q = Query {
+            original_host: "h",
+            user: None,
+            local_user: "me",
+            home: Path::new("/nonexistent"),
+        };
+        let err = lookup(&ConfigSource::File("/nonexistent/cfg".into()), &q).unwrap_err();
+        assert!(err.to_string().contains("/nonexistent/cfg"), "{err}");
+        assert!(lookup(&ConfigSource::None, &q)
+            .unwrap()
+            .entries()
+            .is_empty());
+    }
+
+    #[test]
+    fn argument_splitting() {
+        assert_eq!(
+            split_args("a  \"b c\" 'd\"e' f\\\"g # x").unwrap(),
+            ["a", "b c", "d\"e", "f\"g"]
+        );
+        assert!(split_args("\"open").is_err());
+        assert_eq!(split_key("  Port=22").unwrap(), ("port".to_string(), "22"));
+        assert_eq!(split_key("Port = 22").unwrap(), ("port".to_string(), "22"));
+        assert_eq!(split_key("   # c"), None);
+    }
+
+    #[test]
+    fn pattern_lists() {
+        assert!(list_matches(
+            &["*.example", "!bad.example"],
+            "good.example",
+            true
+        ));
+        assert!(!list_matches(
+            &["*.example", "!bad.example"],
+            "bad.example",
+            true
+        ));
+        assert!(!list_matches(&["!x"], "y", true));
+        assert!(list_matches(&["h?st"], "host", true));
+    }
+}
+
+/// Property tests: any file text is read or refused without panicking, and
+/// the first value for a key is the first one written in a matching block.
+#[cfg(test)]
+mod proptests {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::testing::proptest_config as config;
+
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn any_text_is_read_or_refused(text in "[ -~\\n\\t]{0,200}", host in "[a-z.]{1,8}") {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config");
+            std::fs::write(&path, &text).unwrap();
+            let q = Query { original_host: &host, user: None, local_user: "me", home: dir.path() };
+            let _ = lookup(&ConfigSource::File(path), &q);
+        }
+
+        #[test]
+        fn first_matching_value_wins(
+            blocks in proptest::collection::vec(
+                (any::<bool>(), proptest::collection::vec((0usize..3, 0u16..1000), 0..4)),
+                0..6,
+            ),
+        ) {
+            const KEYS: [&str; 3] = ["Port", "User", "HostKeyAlias"];
+            let mut text = String::new();
+            let mut want: [Option<String>; 3] = Default::default();
+            for (matches, lines) in &blocks {
+                text.push_str(if *matches { "Host target*\n" } else { "Host other\n" });
+                for (k, v) in lines {
+                    text.push_str(&format!("  {} v{v}\n", KEYS[*k]));
+                    if *matches && want[*k].is_none() {
+                        want[*k] = Some(format!("v{v}"));
+                    }
+                }
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("config");
+            std::fs::write(&path, &text).unwrap();
+            let q = Query { original_host: "target1", user: None, local_user: "me", home: dir.path() };
+            let v = lookup(&ConfigSource::File(path), &q).unwrap();
+            for (k, key) in KEYS.iter().enumerate() {
+                let got = v.get(key).map(|e| e.args[0].clone());
+                prop_assert_eq!(&got, &want[k], "{}", text);
+            }
+        }
+
+        #[test]
+        fn quoted_arguments_split_back(args in proptest::collection::vec("[a-z0-9 #'\\\\/.-]{1,10}", 1..5)) {
+            let line: Vec<String> = args
+                .iter()
+                .map(|a| format!("\"{}\"", a.replace('\\', "\\\\")))
+                .collect();
+            prop_assert_eq!(split_args(&line.join(" ")).unwrap(), args);
+        }
+    }
+}

@@ -329,3 +329,212 @@ fn resolve_jumps(
     }
     Ok(hops)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::parse_jump;
+    use crate::cli::{parse, CliError, Parsed};
+    use crate::config::{AddressFamily, HostKeyPolicy, IdentityAgent, MountConfig};
+    use crate::remote::ssh::home_dir;
+
+    fn mount(config: &str, args: &[&str]) -> Result<MountConfig, CliError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ssh_config");
+        std::fs::write(&path, config).unwrap();
+        let mut argv = vec!["rmount", "-F", path.to_str().unwrap()];
+        argv.extend_from_slice(args);
+        match parse(argv)? {
+            Parsed::Mount(cfg) => Ok(cfg),
+            Parsed::Exit { text, .. } => panic!("exit: {text}"),
+        }
+    }
+
+    const CONFIG: &str = "\
+Host myalias
+    HostName %h.example.net
+    User alice
+    Port 2222
+    IdentityFile ~/.ssh/id_%h_%r_%p
+    IdentitiesOnly yes
+    IdentityAgent none
+    UserKnownHostsFile ~/kh
+    GlobalKnownHostsFile /etc/kh
+    StrictHostKeyChecking accept-new
+    HostKeyAlias pinned
+    ServerAliveInterval 7
+    ServerAliveCountMax 5
+    ConnectTimeout 3
+    AddressFamily inet
+    Ciphers aes256-ctr
+    KexAlgorithms -diffie-hellman-group1-sha1
+    HostKeyAlgorithms ssh-ed25519
+    MACs hmac-sha2-256
+    SendEnv LANG
+    SomeFutureKey whatever
+Host jump1
+    HostName 10.0.0.1
+    User hopper
+    Port 2200
+    IdentityFile /keys/jump1
+    ProxyJump gate
+Host gate
+    User gatekeeper
+Host cmd
+    ProxyCommand nc -x proxy %h %p # ours
+    ProxyJump jump1
+";
+
+    #[test]
+    fn an_alias_resolves_as_ssh_would() {
+        let cfg = mount(CONFIG, &["myalias:srv", "/mnt"]).unwrap();
+        let home = home_dir().unwrap_or_else(|| PathBuf::from("/"));
+        assert_eq!(cfg.target.host, "myalias.example.net");
+        assert_eq!(cfg.target.user.as_deref(), Some("alice"));
+        assert_eq!(cfg.target.port, 2222);
+        assert_eq!(
+            cfg.identity_files,
+            [home.join(".ssh/id_myalias.example.net_alice_2222")]
+        );
+        assert!(cfg.ssh_options.identities_only);
+        assert_eq!(cfg.ssh_options.identity_agent, IdentityAgent::None);
+        assert_eq!(cfg.user_known_hosts, Some(home.join("kh")));
+        assert_eq!(cfg.global_known_hosts, Some(PathBuf::from("/etc/kh")));
+        assert_eq!(cfg.host_key_policy, HostKeyPolicy::AcceptNew);
+        assert_eq!(cfg.ssh_options.host_key_alias.as_deref(), Some("pinned"));
+        assert_eq!(cfg.server_alive_interval.as_secs(), 7);
+        assert_eq!(cfg.server_alive_count_max, 5);
+        assert_eq!(cfg.ssh_options.connect_timeout.unwrap().as_secs(), 3);
+        assert_eq!(cfg.ssh_options.address_family, AddressFamily::Inet);
+        let algs = &cfg.ssh_options.algorithms;
+        assert_eq!(algs.ciphers.as_deref(), Some("aes256-ctr"));
+        assert_eq!(algs.kex.as_deref(), Some("-diffie-hellman-group1-sha1"));
+        assert_eq!(algs.host_key.as_deref(), Some("ssh-ed25519"));
+        assert_eq!(algs.macs.as_deref(), Some("hmac-sha2-256"));
+        assert!(cfg.jumps.is_empty() && cfg.proxy_command.is_none());
+        // The URL form resolves the same way.
+        let url = mount(CONFIG, &["sftp://myalias/srv", "/mnt"]).unwrap();
+        assert_eq!(url.target.host, cfg.target.host);
+        assert_eq!(url.target.port, 2222);
+        assert_eq!(url.target.user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn the_command_line_wins_over_the_file() {
+        let cfg = mount(
+            CONFIG,
+            &[
+                "-o",
+                "port=1,USER=bob,stricthostkeychecking=yes,IdentitiesOnly=no",
+                "-i",
+                "/cli/key",
+                "myalias:",
+                "/mnt",
+            ],
+        )
+        .unwrap();
+        assert_eq!(cfg.target.port, 1);
+        assert_eq!(cfg.target.user.as_deref(), Some("bob"));
+        assert_eq!(cfg.host_key_policy, HostKeyPolicy::Yes);
+        assert!(!cfg.ssh_options.identities_only);
+        // -i first, then the file's IdentityFile, with %r from the command line.
+        assert_eq!(cfg.identity_files[0], PathBuf::from("/cli/key"));
+        assert!(cfg.identity_files[1].ends_with("id_myalias.example.net_bob_1"));
+        let cfg = mount(CONFIG, &["carol@myalias:", "/mnt", "-p", "9"]).unwrap();
+        assert_eq!(
+            (cfg.target.user.as_deref(), cfg.target.port),
+            (Some("carol"), 9)
+        );
+        let cfg = mount(CONFIG, &["-o", "HostName=direct", "myalias:", "/mnt"]).unwrap();
+        assert_eq!(cfg.target.host, "direct");
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_ignored_but_not_in_o() {
+        assert!(mount(CONFIG, &["myalias:", "/mnt"]).is_ok());
+        let err = mount(CONFIG, &["-o", "SomeFutureKey=1", "myalias:", "/mnt"]).unwrap_err();
+        assert!(matches!(err, CliError::UnknownOption(_)), "{err}");
+    }
+
+    #[test]
+    fn a_bad_value_in_the_file_names_its_line() {
+        let err = mount(
+            "Host *\n  Port 22\n  ServerAliveCountMax zero\n",
+            &["h:", "/mnt"],
+        )
+        .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("ssh_config:3") && text.contains("ServerAliveCountMax"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn jump_hosts_each_get_their_own_settings() {
+        let cfg = mount(CONFIG, &["-J", "jump1,eve@other:2022", "myalias:", "/mnt"]).unwrap();
+        let hops: Vec<(&str, Option<&str>, u16)> = cfg
+            .jumps
+            .iter()
+            .map(|j| (j.host.as_str(), j.user.as_deref(), j.port))
+            .collect();
+        // jump1's own ProxyJump (gate) comes first.
+        assert_eq!(
+            hops,
+            [
+                ("gate", Some("gatekeeper"), 22),
+                ("10.0.0.1", Some("hopper"), 2200),
+                ("other", Some("eve"), 2022),
+            ]
+        );
+        assert_eq!(cfg.jumps[1].identity_files, [PathBuf::from("/keys/jump1")]);
+        // Command-line options apply to the target only.
+        let cfg = mount(
+            CONFIG,
+            &["-o", "ProxyJump=jump1:2", "-o", "User=x", "h:", "/mnt"],
+        )
+        .unwrap();
+        assert_eq!(cfg.jumps.last().unwrap().port, 2);
+        assert_eq!(cfg.jumps.last().unwrap().user.as_deref(), Some("hopper"));
+        let cfg = mount(CONFIG, &["-J", "none", "h:", "/mnt"]).unwrap();
+        assert!(cfg.jumps.is_empty());
+    }
+
+    #[test]
+    fn proxy_command_tokens_and_the_first_of_jump_or_command() {
+        let cfg = mount(CONFIG, &["bob@cmd:", "/mnt"]).unwrap();
+        assert_eq!(
+            cfg.proxy_command.as_deref(),
+            Some("nc -x proxy cmd 22 # ours")
+        );
+        assert!(cfg.jumps.is_empty());
+        let cfg = mount(
+            CONFIG,
+            &["-o", "ProxyCommand=ssh -W %h:%p %r@gw %%", "h:", "/mnt"],
+        )
+        .unwrap();
+        let user = crate::remote::open::local_user();
+        assert_eq!(cfg.proxy_command, Some(format!("ssh -W h:22 {user}@gw %")));
+        let err = mount(CONFIG, &["-o", "ProxyCommand=x %z", "h:", "/mnt"]).unwrap_err();
+        assert!(err.to_string().contains("%z"), "{err}");
+        let cfg = mount(CONFIG, &["-o", "ProxyCommand=none", "cmd:", "/mnt"]).unwrap();
+        assert!(cfg.proxy_command.is_none() && cfg.jumps.is_empty());
+    }
+
+    #[test]
+    fn jump_syntax() {
+        assert_eq!(parse_jump("h").unwrap(), (None, "h".into(), None));
+        assert_eq!(
+            parse_jump("u@h:2").unwrap(),
+            (Some("u".into()), "h".into(), Some(2))
+        );
+        assert_eq!(
+            parse_jump("ssh://u@[::1]:2").unwrap(),
+            (Some("u".into()), "::1".into(), Some(2))
+        );
+        for bad in ["", "@h", "h:0", "h:x", "[::1", "a/b", "h:70000"] {
+            assert!(parse_jump(bad).is_err(), "{bad}");
+        }
+    }
+}
