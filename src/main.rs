@@ -231,7 +231,10 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     let mount = Mount::new(fs.clone(), &cfg.mountpoint, options)?;
 
     if !cfg.foreground {
+        // Jump host forwardings run on threads: parked across the fork.
+        remote::ssh::pause_forwarding();
         daemonize()?;
+        remote::ssh::resume_forwarding();
     }
     // Still one thread: the watchdog's fork copies nothing else.
     let watchdog = match Watchdog::start(&cfg.mountpoint) {

@@ -23,5 +23,6 @@ mod host_keys;
 mod hostile;
 mod mount_options;
 mod reliability;
+mod ssh_config;
 mod support_smoke;
 mod tools;

@@ -46,6 +46,7 @@ pub use connect::connect;
 pub use credentials::Credentials;
 pub use home::home_dir;
 pub use host_key::{HostKeyPin, HostKeyPolicy};
+pub use route::{pause_forwarding, resume_forwarding};
 
 /// The system-wide known_hosts file ssh reads by default.
 pub const GLOBAL_KNOWN_HOSTS: &str = "/etc/ssh/ssh_known_hosts";

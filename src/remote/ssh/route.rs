@@ -13,9 +13,14 @@
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use ssh2::{BlockDirections, Channel, Session};
 
@@ -27,9 +32,12 @@ use crate::remote::Error;
 pub(super) enum Stream {
     Tcp(TcpStream),
     /// Our end of the socket pair; the other is the command's stdin/stdout.
+    /// `pidfd` names the process even once it is not our child any more
+    /// (after the fork to the background), so a kill never hits another.
     Command {
         sock: UnixStream,
         child: Child,
+        pidfd: Option<OwnedFd>,
     },
     /// Our end of the socket pair; a pump thread serves the other.
     Jump(UnixStream),
@@ -48,10 +56,22 @@ impl Drop for Stream {
     fn drop(&mut self) {
         match self {
             Stream::Tcp(_) => {}
-            Stream::Command { sock, child } => {
+            Stream::Command { sock, child, pidfd } => {
                 let _ = sock.shutdown(Shutdown::Both);
-                // Our own child: killing and reaping it by its handle.
-                let _ = child.kill();
+                // The process we started, named by its pidfd; reaped if it
+                // is still our child (else init reaps it).
+                if let Some(fd) = pidfd {
+                    // SAFETY: a valid pidfd; no siginfo.
+                    unsafe {
+                        libc::syscall(
+                            libc::SYS_pidfd_send_signal,
+                            fd.as_raw_fd(),
+                            libc::SIGKILL,
+                            std::ptr::null::<libc::siginfo_t>(),
+                            0,
+                        )
+                    };
+                }
                 let _ = child.wait();
             }
             Stream::Jump(sock) => {
@@ -103,12 +123,21 @@ fn run_command(command: &str) -> Result<Stream, Error> {
     let child = Command::new("/bin/sh")
         .arg("-c")
         .arg(format!("exec {command}"))
-        .stdin(Stdio::from(std::os::fd::OwnedFd::from(theirs)))
-        .stdout(Stdio::from(std::os::fd::OwnedFd::from(theirs_out)))
+        .stdin(Stdio::from(OwnedFd::from(theirs)))
+        .stdout(Stdio::from(OwnedFd::from(theirs_out)))
+        // Its own process group: a terminal's signals are not for it.
+        .process_group(0)
         .spawn()
         .map_err(fail)?;
+    // SAFETY: pidfd_open on our child's pid; the result is checked.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    let pidfd = (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd as RawFd) });
     tracing::debug!("ProxyCommand started: {command}");
-    Ok(Stream::Command { sock: ours, child })
+    Ok(Stream::Command {
+        sock: ours,
+        child,
+        pidfd,
+    })
 }
 
 /// Opens a `direct-tcpip` channel from the jump session `sess` to
@@ -125,71 +154,181 @@ fn forward(sess: Session, sess_fd: RawFd, host: &str, port: u16) -> Result<Strea
     let (ours, theirs) = UnixStream::pair().map_err(fail)?;
     theirs.set_nonblocking(true).map_err(fail)?;
     sess.set_blocking(false);
-    std::thread::Builder::new()
-        .name("jump-pump".into())
-        .spawn(move || pump(sess, channel, theirs, sess_fd))
-        .map_err(fail)?;
+    start(Pump {
+        sess,
+        channel,
+        local: theirs,
+        sess_fd,
+        to_remote: Vec::new(),
+        to_local: Vec::new(),
+    })
+    .map_err(fail)?;
     tracing::debug!("forwarding to {addr} through the jump host");
     Ok(Stream::Jump(ours))
 }
 
-/// Copies bytes both ways between `local` and `channel` until either side
-/// ends or fails, then closes `local` (the session over it sees end of file).
-fn pump(sess: Session, mut channel: Channel, mut local: UnixStream, sess_fd: RawFd) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut to_remote: Vec<u8> = Vec::new();
-    let mut to_local: Vec<u8> = Vec::new();
-    loop {
-        let mut progress = false;
-        if to_remote.is_empty() {
-            match local.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    to_remote.extend_from_slice(&buf[..n]);
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => break,
+/// One forwarding: a jump session used by nothing else, its channel, our
+/// socket end, and the bytes read but not yet written either way.
+struct Pump {
+    sess: Session,
+    channel: Channel,
+    local: UnixStream,
+    sess_fd: RawFd,
+    to_remote: Vec<u8>,
+    to_local: Vec<u8>,
+}
+
+/// Set while the pumps are to park (see [`pause_forwarding`]).
+static PAUSE: AtomicBool = AtomicBool::new(false);
+/// The running pump threads.
+static THREADS: Mutex<Vec<JoinHandle<()>>> = Mutex::new(Vec::new());
+/// Pumps parked by [`pause_forwarding`].
+static PARKED: Mutex<Vec<Pump>> = Mutex::new(Vec::new());
+/// How long a pump sleeps without traffic, hence how fast it parks.
+const IDLE_WAKE: Duration = Duration::from_millis(250);
+
+fn start(pump: Pump) -> io::Result<()> {
+    let handle = std::thread::Builder::new()
+        .name("jump-pump".into())
+        .spawn(move || {
+            if let Some(parked) = pump.run() {
+                crate::sync::lock(&PARKED).push(parked);
             }
-        }
-        if !to_remote.is_empty() {
-            match channel.write(&to_remote) {
-                Ok(n) => {
-                    to_remote.drain(..n);
-                    progress |= n > 0;
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => break,
-            }
-        }
-        if to_local.is_empty() {
-            match channel.read(&mut buf) {
-                Ok(0) if channel.eof() => break,
-                Ok(0) => {}
-                Ok(n) => {
-                    to_local.extend_from_slice(&buf[..n]);
-                    progress = true;
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => break,
-            }
-        }
-        if !to_local.is_empty() {
-            match local.write(&to_local) {
-                Ok(n) => {
-                    to_local.drain(..n);
-                    progress |= n > 0;
-                }
-                Err(e) if would_block(&e) => {}
-                Err(_) => break,
-            }
-        }
-        if !progress {
-            wait(&sess, sess_fd, &local, &to_remote, &to_local);
+        })?;
+    let mut threads = crate::sync::lock(&THREADS);
+    threads.retain(|t| !t.is_finished());
+    threads.push(handle);
+    Ok(())
+}
+
+/// Parks every forwarding and waits until no pump thread is left, so that
+/// a fork copies none. Connections made meanwhile would block: call it
+/// only where no connection is being made.
+pub fn pause_forwarding() {
+    PAUSE.store(true, Ordering::SeqCst);
+    let threads = std::mem::take(&mut *crate::sync::lock(&THREADS));
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Starts a thread again for every parked forwarding.
+pub fn resume_forwarding() {
+    PAUSE.store(false, Ordering::SeqCst);
+    let parked = std::mem::take(&mut *crate::sync::lock(&PARKED));
+    for pump in parked {
+        if let Err(e) = start(pump) {
+            tracing::warn!("cannot restart a jump host forwarding: {e}");
         }
     }
-    let _ = local.shutdown(Shutdown::Both);
-    tracing::debug!("jump forwarding ended");
+}
+
+impl Pump {
+    /// Copies bytes both ways between `local` and `channel` until either
+    /// side ends or fails, then closes `local` (the session over it sees
+    /// end of file). Returns itself when told to park.
+    fn run(mut self) -> Option<Pump> {
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if PAUSE.load(Ordering::SeqCst) {
+                return Some(self);
+            }
+            match self.step(&mut buf) {
+                Ok(true) => {}
+                Ok(false) => self.wait(),
+                Err(()) => break,
+            }
+        }
+        let _ = self.local.shutdown(Shutdown::Both);
+        tracing::debug!("jump forwarding ended");
+        None
+    }
+
+    /// One round of copying: whether anything moved; `Err` when done.
+    fn step(&mut self, buf: &mut [u8]) -> Result<bool, ()> {
+        let mut progress = false;
+        if self.to_remote.is_empty() {
+            match self.local.read(buf) {
+                Ok(0) => return Err(()),
+                Ok(n) => {
+                    self.to_remote.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Err(()),
+            }
+        }
+        if !self.to_remote.is_empty() {
+            match self.channel.write(&self.to_remote) {
+                Ok(n) => {
+                    self.to_remote.drain(..n);
+                    progress |= n > 0;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Err(()),
+            }
+        }
+        if self.to_local.is_empty() {
+            match self.channel.read(buf) {
+                Ok(0) if self.channel.eof() => return Err(()),
+                Ok(0) => {}
+                Ok(n) => {
+                    self.to_local.extend_from_slice(&buf[..n]);
+                    progress = true;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Err(()),
+            }
+        }
+        if !self.to_local.is_empty() {
+            match self.local.write(&self.to_local) {
+                Ok(n) => {
+                    self.to_local.drain(..n);
+                    progress |= n > 0;
+                }
+                Err(e) if would_block(&e) => {}
+                Err(_) => return Err(()),
+            }
+        }
+        Ok(progress)
+    }
+
+    /// Waits (at most [`IDLE_WAKE`]) until either socket can make progress
+    /// on what is pending.
+    fn wait(&self) {
+        let mut sess_events = 0;
+        // Incoming data, or the window adjustment a blocked write waits for.
+        if self.to_local.is_empty() || !self.to_remote.is_empty() {
+            sess_events |= libc::POLLIN;
+        }
+        if matches!(
+            self.sess.block_directions(),
+            BlockDirections::Outbound | BlockDirections::Both
+        ) {
+            sess_events |= libc::POLLOUT;
+        }
+        let mut local_events = 0;
+        if self.to_remote.is_empty() {
+            local_events |= libc::POLLIN;
+        }
+        if !self.to_local.is_empty() {
+            local_events |= libc::POLLOUT;
+        }
+        let mut fds = [
+            libc::pollfd {
+                fd: self.sess_fd,
+                events: sess_events,
+                revents: 0,
+            },
+            libc::pollfd {
+                fd: self.local.as_raw_fd(),
+                events: local_events,
+                revents: 0,
+            },
+        ];
+        // SAFETY: `fds` is a valid array of two pollfd for the whole call.
+        unsafe { libc::poll(fds.as_mut_ptr(), 2, IDLE_WAKE.as_millis() as libc::c_int) };
+    }
 }
 
 fn would_block(e: &io::Error) -> bool {
@@ -197,41 +336,4 @@ fn would_block(e: &io::Error) -> bool {
         e.kind(),
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
-}
-
-/// Waits (at most a second) until either socket can make progress on
-/// what is pending.
-fn wait(sess: &Session, sess_fd: RawFd, local: &UnixStream, to_remote: &[u8], to_local: &[u8]) {
-    let mut sess_events = 0;
-    // Incoming data, or the window adjustment a blocked write waits for.
-    if to_local.is_empty() || !to_remote.is_empty() {
-        sess_events |= libc::POLLIN;
-    }
-    if matches!(
-        sess.block_directions(),
-        BlockDirections::Outbound | BlockDirections::Both
-    ) {
-        sess_events |= libc::POLLOUT;
-    }
-    let mut local_events = 0;
-    if to_remote.is_empty() {
-        local_events |= libc::POLLIN;
-    }
-    if !to_local.is_empty() {
-        local_events |= libc::POLLOUT;
-    }
-    let mut fds = [
-        libc::pollfd {
-            fd: sess_fd,
-            events: sess_events,
-            revents: 0,
-        },
-        libc::pollfd {
-            fd: local.as_raw_fd(),
-            events: local_events,
-            revents: 0,
-        },
-    ];
-    // SAFETY: `fds` is a valid array of two pollfd for the whole call.
-    unsafe { libc::poll(fds.as_mut_ptr(), 2, 1000) };
 }
