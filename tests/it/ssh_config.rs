@@ -11,6 +11,8 @@ use crate::support::*;
 
 /// How long a mount may take to reconnect through its route.
 const RECONNECT_LIMIT: Duration = Duration::from_secs(60);
+/// How long one call may take while the route is broken (a few timeouts).
+const CALL_LIMIT: Duration = Duration::from_secs(90);
 
 /// A jump host: an sshd that allows `direct-tcpip`.
 fn jump_server() -> Server {
@@ -113,6 +115,37 @@ fn through_a_jump_host_and_again_after_a_reconnect() {
     assert!(
         forwarded_to(&jump, target.port) > before,
         "the reconnect did not go through the jump host"
+    );
+}
+
+#[test]
+fn a_dead_jump_host_fails_calls_and_the_mount_comes_back_through_it() {
+    let mut jump = jump_server();
+    let target = Server::sftp();
+    let config = ConfigFile::new(&format!(
+        "{}{}",
+        host_block("target", &target, "    ProxyJump jump\n"),
+        host_block("jump", &jump, ""),
+    ));
+    let m = mount_with(&target, &config, "target");
+    write_through(&m, &target, "before");
+    jump.stop();
+    target.put_file("while-down", b"x");
+    let path = m.path("while-down");
+    // The mount's timeout is 20 s: a call may wait for it, never hang.
+    let (r, _) = within(
+        "a call while the jump host is down",
+        CALL_LIMIT,
+        move || fs::read(path),
+    );
+    assert!(r.is_err(), "read through a dead jump host: {r:?}");
+    jump.restart();
+    target.put_file("after-jump", b"back");
+    let path = m.path("after-jump");
+    assert!(
+        poll_until(RECONNECT_LIMIT, || fs::read(&path)
+            .is_ok_and(|d| d == b"back")),
+        "the mount did not come back through the restarted jump host"
     );
 }
 

@@ -58,8 +58,12 @@ impl Drop for Stream {
             Stream::Tcp(_) => {}
             Stream::Command { sock, child, pidfd } => {
                 let _ = sock.shutdown(Shutdown::Both);
-                // The process we started, named by its pidfd; reaped if it
-                // is still our child (else init reaps it).
+                // The process we started, named by its pidfd (without one,
+                // by its handle); reaped if it is still our child (else
+                // init reaps it).
+                if pidfd.is_none() {
+                    let _ = child.kill();
+                }
                 if let Some(fd) = pidfd {
                     // SAFETY: a valid pidfd; no siginfo.
                     unsafe {
