@@ -93,6 +93,33 @@ fn mount_with(target: &Server, config: &ConfigFile, alias: &str) -> Mount {
     Mount::with_url(target, &url, &["-F", &config.path()])
 }
 
+/// Only `-F`: host, port, user, key and known_hosts all come from the
+/// file, for the URL form too; a `Match` rmount cannot evaluate is skipped
+/// with a warning, and a later `Port` does not override the first.
+#[test]
+fn an_alias_alone_mounts_as_ssh_would_connect() {
+    let target = Server::sftp();
+    let config = ConfigFile::new(&format!(
+        "Match exec \"true\"\n    Port 1\n{}Host *\n    Port 1\n",
+        host_block("myalias", &target, "")
+    ));
+    for url in [
+        format!("myalias:{}", target.remote_path("")),
+        format!("sftp://myalias{}", target.remote_path("")),
+    ] {
+        let mnt = MountPoint::new("rmount-test-sshcfg-");
+        let out = run_rmount(&["-F", &config.path(), &url, mnt.arg()], &[], None);
+        assert!(out.status.success(), "{url}: {}", describe_output(&out));
+        let err = stderr_text(&out);
+        assert!(
+            err.contains("Match exec") && err.contains("config:1"),
+            "{err}"
+        );
+        fs::write(mnt.path("alias.txt"), url.as_bytes()).expect("write through the mount");
+        assert_eq!(target.read_file("alias.txt"), url.as_bytes());
+    }
+}
+
 #[test]
 fn through_a_jump_host_and_again_after_a_reconnect() {
     let jump = jump_server();
