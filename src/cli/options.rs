@@ -431,6 +431,10 @@ fn set_value(pending: &mut Pending, spec: &OptSpec, value: &[u8]) -> Result<(), 
                 ("yes", HostKeyPolicy::Yes),
                 ("accept-new", HostKeyPolicy::AcceptNew),
                 ("no", HostKeyPolicy::No),
+                // ssh's other words: `ask` would prompt for an unknown
+                // key; rmount refuses it, as with `yes`.
+                ("ask", HostKeyPolicy::Yes),
+                ("off", HostKeyPolicy::No),
             ])?
         }
         Opt::Idmap => config.idmap = v.choice(&[("none", IdMap::None), ("user", IdMap::User)])?,
@@ -513,8 +517,16 @@ impl Value<'_> {
 
     /// One of a fixed set of words; case-insensitive for ssh-style options
     /// (ssh compares these values case-insensitively).
+    /// ssh also takes `true` and `false` for `yes` and `no`.
     fn choice<T: Copy>(&self, choices: &[(&str, T)]) -> Result<T, CliError> {
-        let text = std::str::from_utf8(self.raw).unwrap_or_default();
+        let mut text = std::str::from_utf8(self.raw).unwrap_or_default();
+        if self.spec.ssh_style {
+            if text.eq_ignore_ascii_case("true") {
+                text = "yes";
+            } else if text.eq_ignore_ascii_case("false") {
+                text = "no";
+            }
+        }
         let matches =
             |word: &str| word == text || (self.spec.ssh_style && word.eq_ignore_ascii_case(text));
         choices

@@ -523,6 +523,21 @@ Host cmd
     }
 
     #[test]
+    fn ssh_synonyms_for_yes_and_no() {
+        let cfg = mount(
+            "IdentitiesOnly true\nStrictHostKeyChecking ask\n",
+            &["h:", "/mnt"],
+        )
+        .unwrap();
+        assert!(cfg.ssh_options.identities_only);
+        assert_eq!(cfg.host_key_policy, HostKeyPolicy::Yes);
+        let cfg = mount("StrictHostKeyChecking off\n", &["h:", "/mnt"]).unwrap();
+        assert_eq!(cfg.host_key_policy, HostKeyPolicy::No);
+        let cfg = mount("", &["-o", "IdentitiesOnly=FALSE", "h:", "/mnt"]).unwrap();
+        assert!(!cfg.ssh_options.identities_only);
+    }
+
+    #[test]
     fn jump_syntax() {
         assert_eq!(parse_jump("h").unwrap(), (None, "h".into(), None));
         assert_eq!(

@@ -635,9 +635,12 @@ fn strict_host_key_checking() {
         with_opts("stricthostkeychecking=Accept-New").host_key_policy,
         HostKeyPolicy::AcceptNew
     );
+    // ssh's `ask` refuses an unknown key here (there is no asking).
+    assert_eq!(policy("ask"), HostKeyPolicy::Yes);
+    assert_eq!(policy("off"), HostKeyPolicy::No);
     assert_eq!(
-        msg(opt_error("StrictHostKeyChecking=ask")),
-        "invalid value 'ask' for StrictHostKeyChecking: expected yes, accept-new, no"
+        msg(opt_error("StrictHostKeyChecking=maybe")),
+        "invalid value 'maybe' for StrictHostKeyChecking: expected yes, accept-new, no, ask, off"
     );
     assert!(matches!(
         opt_error("StrictHostKeyChecking"),

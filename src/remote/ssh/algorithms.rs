@@ -81,17 +81,26 @@ pub(super) fn apply(sess: &Session, algs: &Algorithms) -> Result<(), Error> {
     Ok(())
 }
 
-/// Sets one method's preference from an ssh-style list.
-pub(super) fn set(sess: &Session, method: MethodType, spec: &str, name: &str) -> Result<(), Error> {
+/// Sets one method's preference from an ssh-style list; whether it changed
+/// the default.
+pub(super) fn set(
+    sess: &Session,
+    method: MethodType,
+    spec: &str,
+    name: &str,
+) -> Result<bool, Error> {
     let supported = sess
         .supported_algs(method)
         .map_err(|e| Error::Setup(format!("cannot list the supported {name}: {e}")))?;
     let pref = preference(spec, &supported).map_err(|e| Error::Setup(format!("{name}: {e}")))?;
-    if let Some(pref) = pref {
-        sess.method_pref(method, &pref)
-            .map_err(|e| Error::Setup(format!("{name} {pref}: {e}")))?;
+    match pref {
+        Some(pref) => {
+            sess.method_pref(method, &pref)
+                .map_err(|e| Error::Setup(format!("{name} {pref}: {e}")))?;
+            Ok(true)
+        }
+        None => Ok(false),
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -57,9 +57,11 @@ pub(super) fn session_over(
     sess.set_timeout(timeout_ms(s.timeout));
     algorithms::apply(&sess, &s.options.algorithms)?;
 
-    if let Some(spec) = &s.options.algorithms.host_key {
-        algorithms::set(&sess, MethodType::HostKey, spec, "HostKeyAlgorithms")?;
-    } else {
+    let host_key_set = match &s.options.algorithms.host_key {
+        Some(spec) => algorithms::set(&sess, MethodType::HostKey, spec, "HostKeyAlgorithms")?,
+        None => false,
+    };
+    if !host_key_set {
         // Offer first the host key types known_hosts holds for this host, so
         // that a host with several keys presents one we can check.
         let known = read_known_hosts(s);
