@@ -341,3 +341,56 @@ fn would_block(e: &io::Error) -> bool {
         io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+
+    fn child_pid(stream: &Stream) -> u32 {
+        match stream {
+            Stream::Command { child, .. } => child.id(),
+            _ => panic!("not a command stream"),
+        }
+    }
+
+    #[test]
+    fn a_proxy_command_carries_bytes_both_ways() {
+        let stream = run_command("cat").unwrap();
+        let Stream::Command { sock, .. } = &stream else {
+            panic!("not a command stream");
+        };
+        let mut sock = sock.try_clone().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        sock.write_all(b"SSH-2.0-test\r\n").unwrap();
+        let mut back = [0u8; 14];
+        sock.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"SSH-2.0-test\r\n");
+    }
+
+    #[test]
+    fn a_proxy_command_ends_with_its_stream() {
+        // It ignores end of file on its stdin: only the kill ends it.
+        let stream = run_command("sleep 1000").unwrap();
+        let proc_dir = format!("/proc/{}", child_pid(&stream));
+        assert!(Path::new(&proc_dir).exists());
+        drop(stream);
+        assert!(!Path::new(&proc_dir).exists(), "{proc_dir} still there");
+    }
+
+    #[test]
+    fn a_command_that_cannot_start_ends_the_stream() {
+        // `sh` starts; the command inside it does not: the stream ends.
+        let stream = run_command("/nonexistent/proxy").unwrap();
+        let Stream::Command { sock, .. } = &stream else {
+            panic!("not a command stream");
+        };
+        let mut sock = sock.try_clone().unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        assert_eq!(sock.read(&mut buf).unwrap(), 0);
+    }
+}
