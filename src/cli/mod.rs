@@ -2,12 +2,14 @@
 //! `--help` / `--version`. clap parses the flags; REMOTE and the `-o
 //! opt[,opt...]` list are parsed by hand, in [`remote_arg`] and [`options`].
 //! This file holds the entry point, the clap arguments, and the assembly of
-//! the configuration: -o, -i and -p applied in argv order, then the checks
-//! that need every option.
+//! the configuration: -o, -i, -p and -J applied in argv order, then (for
+//! SFTP) the OpenSSH configuration for what they left unset
+//! ([`ssh_config`], [`ssh_host`]), then the checks that need every option.
 //!
-//! This module only parses and validates. It never touches the network or the
-//! filesystem (paths are taken as given, not checked), and it never handles
-//! secrets: there is no password option, and a password in a URL is refused.
+//! This module only parses and validates. It never touches the network, and
+//! of the filesystem it only reads the OpenSSH configuration files (other
+//! paths are taken as given, not checked); it never handles secrets: there
+//! is no password option, and a password in a URL is refused.
 
 mod help;
 mod options;
