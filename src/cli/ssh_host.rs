@@ -3,7 +3,8 @@
 //! options win), then the values the OpenSSH configuration gives for that
 //! host (`ssh_config`), then the defaults; then `HostName`, the `%` tokens
 //! and `~` are expanded and `ProxyJump` becomes a list of jump hosts, each
-//! resolved the same way from its own configuration.
+//! resolved the same way from its own configuration (the first one may be
+//! reached through its own `ProxyJump` or `ProxyCommand`).
 //!
 //! Values are parsed and checked by the `-o` table (`options`), so a file
 //! and the command line accept the same words. Nothing here connects.
@@ -297,7 +298,9 @@ fn resolve_jumps(
         let values = values_for(&p, home, local)?;
         warnings.extend(values.warnings.iter().cloned());
         apply_values(&mut p, &values)?;
-        finish_host(&mut p, home, local)?;
+        let tokens = finish_host(&mut p, home, local)?;
+        let mut proxy_command = None;
+        let own_command = p.proxy_command.as_deref().filter(|c| *c != "none");
         if i == 0 {
             if let Some(inner) = p.proxy_jump.clone() {
                 hops.extend(resolve_jumps(
@@ -308,12 +311,15 @@ fn resolve_jumps(
                     depth + 1,
                     warnings,
                 )?);
-            } else if p.proxy_command.as_deref().is_some_and(|c| c != "none") {
-                warnings.push(format!(
-                    "ProxyCommand of jump host {} is not used",
-                    p.config.target.host
-                ));
+            } else if let Some(command) = own_command {
+                proxy_command = Some(tokens.expand(command, "ProxyCommand")?);
             }
+        } else if own_command.is_some() {
+            warnings.push(format!(
+                "ProxyCommand of jump host {} is not used: it is reached through the jump host \
+                 before it",
+                p.config.target.host
+            ));
         }
         let cfg = p.config;
         hops.push(JumpHost {
@@ -325,6 +331,7 @@ fn resolve_jumps(
             user_known_hosts: cfg.user_known_hosts,
             global_known_hosts: cfg.global_known_hosts,
             options: cfg.ssh_options,
+            proxy_command,
         });
     }
     Ok(hops)
@@ -384,6 +391,9 @@ Host gate
 Host cmd
     ProxyCommand nc -x proxy %h %p # ours
     ProxyJump jump1
+Host viacmd
+    HostName 10.0.0.9
+    ProxyCommand connect-to %h %p
 ";
 
     #[test]
@@ -499,6 +509,21 @@ Host cmd
         assert_eq!(cfg.jumps.last().unwrap().user.as_deref(), Some("hopper"));
         let cfg = mount(CONFIG, &["-J", "none", "h:", "/mnt"]).unwrap();
         assert!(cfg.jumps.is_empty());
+        // The first jump host's own ProxyCommand reaches it; a later one's
+        // is not used (it is reached through the one before), with a warning.
+        let cfg = mount(CONFIG, &["-J", "viacmd,cmd", "h:", "/mnt"]).unwrap();
+        assert_eq!(
+            cfg.jumps[0].proxy_command.as_deref(),
+            Some("connect-to 10.0.0.9 22")
+        );
+        assert_eq!(cfg.jumps[1].proxy_command, None);
+        let cfg = mount(CONFIG, &["-J", "jump1,viacmd", "h:", "/mnt"]).unwrap();
+        assert_eq!(cfg.jumps.last().unwrap().proxy_command, None);
+        assert!(
+            cfg.config_warnings.iter().any(|w| w.contains("10.0.0.9")),
+            "{:?}",
+            cfg.config_warnings
+        );
     }
 
     #[test]

@@ -80,6 +80,9 @@ pub struct JumpHost {
     pub user_known_hosts: Option<PathBuf>,
     pub global_known_hosts: Option<PathBuf>,
     pub options: HostOptions,
+    /// The first jump host only: reached through this command
+    /// (`ProxyCommand`, tokens expanded) instead of TCP.
+    pub proxy_command: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -152,9 +155,14 @@ fn connect_sftp(o: &Options, ssh: &SshOptions) -> anyhow::Result<Connected> {
         Route::Jump(
             ssh.jumps
                 .iter()
-                .map(|j| {
+                .enumerate()
+                .map(|(i, j)| {
+                    let route = match &j.proxy_command {
+                        Some(command) if i == 0 => Route::Command(command.clone()),
+                        _ => Route::Direct,
+                    };
                     Arc::new(JumpHop {
-                        settings: hop(j, Route::Direct),
+                        settings: hop(j, route),
                         pin: HostKeyPin::default(),
                     })
                 })
@@ -174,6 +182,7 @@ fn connect_sftp(o: &Options, ssh: &SshOptions) -> anyhow::Result<Connected> {
         user_known_hosts: ssh.user_known_hosts.clone(),
         global_known_hosts: ssh.global_known_hosts.clone(),
         options: ssh.host_options.clone(),
+        proxy_command: None,
     };
     let settings = hop(&target, route);
     let credentials = Arc::new(Credentials::new(o.password_stdin));

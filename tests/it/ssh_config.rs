@@ -272,6 +272,40 @@ fn through_a_proxy_command() {
     );
 }
 
+#[test]
+fn a_jump_host_reached_through_its_own_proxy_command() {
+    let jump = jump_server();
+    let target = Server::sftp();
+    let config = ConfigFile::new("");
+    let marker = config.file("proxy-runs");
+    let script = config.file("forward.py");
+    fs::write(&script, FORWARD_PY).unwrap();
+    let text = format!(
+        "{}{}",
+        host_block("target", &target, "    ProxyJump jump\n"),
+        host_block(
+            "jump",
+            &jump,
+            &format!(
+                "    ProxyCommand /usr/bin/python3 {} %h %p {}\n",
+                script.display(),
+                marker.display()
+            ),
+        ),
+    );
+    fs::write(config.dir.path().join("config"), text).unwrap();
+    let m = mount_with(&target, &config, "target");
+    write_through(&m, &target, "via-command-and-jump");
+    assert!(
+        !fs::read_to_string(&marker).unwrap_or_default().is_empty(),
+        "the command never ran"
+    );
+    assert!(
+        forwarded_to(&jump, target.port) >= 1,
+        "the jump host forwarded nothing"
+    );
+}
+
 /// An `nc`-like forwarder: connects to HOST PORT, copies stdin to the
 /// socket and the socket to stdout, and appends a line to MARKER.
 const FORWARD_PY: &str = r#"
