@@ -230,11 +230,11 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
     };
     let mount = Mount::new(fs.clone(), &cfg.mountpoint, options)?;
 
+    // Jump host forwardings run on threads: parked across the forks below,
+    // so that each copies one thread.
+    remote::ssh::pause_forwarding();
     if !cfg.foreground {
-        // Jump host forwardings run on threads: parked across the fork.
-        remote::ssh::pause_forwarding();
         daemonize()?;
-        remote::ssh::resume_forwarding();
     }
     // Still one thread: the watchdog's fork copies nothing else.
     let watchdog = match Watchdog::start(&cfg.mountpoint) {
@@ -244,6 +244,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             None
         }
     };
+    remote::ssh::resume_forwarding();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
         .context("cannot install signal handlers")?;
     let mountpoint = cfg.mountpoint.clone();
