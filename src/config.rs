@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use crate::remote::ssh::HostKeyPolicy;
+pub use crate::remote::open::JumpHost;
+pub use crate::remote::ssh::{AddressFamily, HostKeyPolicy, HostOptions, IdentityAgent};
 
 /// Which protocol the REMOTE argument named.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -58,6 +59,15 @@ pub struct MountConfig {
     pub password_stdin: bool,
     pub host_key_policy: HostKeyPolicy,
     pub user_known_hosts: Option<PathBuf>,
+    pub global_known_hosts: Option<PathBuf>,
+    /// The rest of the target's OpenSSH settings (IdentitiesOnly, HostKeyAlias, ...).
+    pub ssh_options: HostOptions,
+    /// `-J` / `ProxyJump`: jump hosts, first to last, each with its own settings.
+    pub jumps: Vec<JumpHost>,
+    /// `ProxyCommand`, tokens expanded; unused when there are jump hosts.
+    pub proxy_command: Option<String>,
+    /// Warnings from reading the OpenSSH configuration, shown at start-up.
+    pub config_warnings: Vec<String>,
 
     // Mount behaviour.
     pub read_only: bool,
@@ -116,6 +126,11 @@ impl MountConfig {
             password_stdin: false,
             host_key_policy: HostKeyPolicy::Yes,
             user_known_hosts: None,
+            global_known_hosts: None,
+            ssh_options: HostOptions::default(),
+            jumps: Vec::new(),
+            proxy_command: None,
+            config_warnings: Vec::new(),
             read_only: false,
             no_exec: false,
             ignored_options: Vec::new(),

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
             cfg.ignored_options.join(",")
         );
     }
+    for warning in &cfg.config_warnings {
+        tracing::warn!("{warning}");
+    }
     if let Err(e) = dumpable {
         tracing::warn!("cannot make the process non-dumpable: {e}");
     }
@@ -167,6 +170,10 @@ fn open_options(cfg: &MountConfig) -> open::Options {
             identity_files: cfg.identity_files.clone(),
             host_key_policy: cfg.host_key_policy,
             user_known_hosts: cfg.user_known_hosts.clone(),
+            global_known_hosts: cfg.global_known_hosts.clone(),
+            host_options: cfg.ssh_options.clone(),
+            jumps: cfg.jumps.clone(),
+            proxy_command: cfg.proxy_command.clone(),
         }),
         Protocol::Ftp | Protocol::Ftps => open::Protocol::Ftp(open::FtpOptions {
             security: match target.protocol {
@@ -206,6 +213,20 @@ fn absolutize(cfg: &mut MountConfig) -> anyhow::Result<()> {
     }
     if let Some(p) = &mut cfg.user_known_hosts {
         *p = abs(p)?;
+    }
+    if let Some(p) = &mut cfg.global_known_hosts {
+        *p = abs(p)?;
+    }
+    for jump in &mut cfg.jumps {
+        for file in &mut jump.identity_files {
+            *file = abs(file)?;
+        }
+        for p in [&mut jump.user_known_hosts, &mut jump.global_known_hosts]
+            .into_iter()
+            .flatten()
+        {
+            *p = abs(p)?;
+        }
     }
     if let Some(p) = &mut cfg.cafile {
         *p = abs(p)?;
@@ -269,6 +290,9 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         }
     };
 
+    // Jump host forwardings run on threads: parked across the forks below,
+    // so that each copies one thread.
+    remote::ssh::pause_forwarding();
     if !cfg.foreground {
         daemonize()?;
     }
@@ -280,6 +304,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
             None
         }
     };
+    remote::ssh::resume_forwarding();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGINT, libc::SIGTERM])
         .context("cannot install signal handlers")?;
     let mountpoint = cfg.mountpoint.clone();

@@ -66,7 +66,11 @@ pub(super) fn options_help() -> String {
     }
     text.push_str(
         "\nNames in CamelCase (and port) are case-insensitive, as in ssh.\n\
-         Later options override earlier ones, including -p and -i.\n",
+         Later options override earlier ones, including -p and -i.\n\
+         For SFTP, the OpenSSH client configuration (~/.ssh/config, then\n\
+         /etc/ssh/ssh_config; -F FILE or -F none instead) supplies what the\n\
+         command line leaves unset, as for ssh: REMOTE's host may be a Host\n\
+         alias. Jump hosts (-J, ProxyJump) use their own settings from it.\n",
     );
     text
 }

@@ -2,16 +2,20 @@
 //! `--help` / `--version`. clap parses the flags; REMOTE and the `-o
 //! opt[,opt...]` list are parsed by hand, in [`remote_arg`] and [`options`].
 //! This file holds the entry point, the clap arguments, and the assembly of
-//! the configuration: -o, -i and -p applied in argv order, then the checks
-//! that need every option.
+//! the configuration: -o, -i, -p and -J applied in argv order, then (for
+//! SFTP) the OpenSSH configuration for what they left unset
+//! ([`ssh_config`], [`ssh_host`]), then the checks that need every option.
 //!
-//! This module only parses and validates. It never touches the network or the
-//! filesystem (paths are taken as given, not checked), and it never handles
-//! secrets: there is no password option, and a password in a URL is refused.
+//! This module only parses and validates. It never touches the network, and
+//! of the filesystem it only reads the OpenSSH configuration files (other
+//! paths are taken as given, not checked); it never handles secrets: there
+//! is no password option, and a password in a URL is refused.
 
 mod help;
 mod options;
 mod remote_arg;
+mod ssh_config;
+mod ssh_host;
 mod subcommand;
 #[cfg(test)]
 mod tests;
@@ -26,8 +30,10 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser};
 use crate::config::{MountConfig, Protocol, Target};
 
 use help::{options_help, ABOUT, AFTER_HELP, LONG_ABOUT};
+use options::Opt;
 use options::{apply_option, apply_option_item, split_option_list};
 use remote_arg::parse_remote;
+use ssh_config::ConfigSource;
 pub use subcommand::Control;
 
 /// What the command line asks for.
@@ -80,6 +86,9 @@ pub enum CliError {
     },
     #[error("-o ftps_implicit needs an ftps:// REMOTE")]
     FtpsImplicitWithoutFtps,
+    /// A line of an OpenSSH configuration file that cannot be used.
+    #[error("{origin}: {message}")]
+    SshConfig { origin: String, message: String },
 }
 
 /// Parses a full argv (program name first) into a mount configuration.
@@ -149,6 +158,15 @@ struct Args {
     /// Mount options, comma-separated; repeatable (list under --help)
     #[arg(short = 'o', value_name = "OPT[,OPT...]")]
     options: Vec<OsString>,
+
+    /// OpenSSH client configuration file to read instead of ~/.ssh/config
+    /// and /etc/ssh/ssh_config; "none": none
+    #[arg(short = 'F', value_name = "FILE")]
+    ssh_config: Option<OsString>,
+
+    /// SSH jump hosts, first to last (same as -o ProxyJump=...)
+    #[arg(short = 'J', value_name = "[USER@]HOST[:PORT][,...]")]
+    jump: Vec<OsString>,
 }
 
 /// Maps clap's early exits: help and version are not errors.
@@ -189,6 +207,8 @@ enum Setting<'a> {
     Identity(&'a OsStr),
     /// `-p N`, i.e. `-o port=N`.
     Port(&'a OsStr),
+    /// `-J HOPS`, i.e. `-o ProxyJump=HOPS`.
+    Jump(&'a OsStr),
 }
 
 /// The configuration while options are applied. The port is kept apart
@@ -196,6 +216,14 @@ enum Setting<'a> {
 struct Pending {
     config: MountConfig,
     port: Option<u16>,
+    /// `-F`: which OpenSSH configuration files to read.
+    ssh_source: ConfigSource,
+    /// The ssh-style options the command line set (they win over the files).
+    ssh_given: Vec<Opt>,
+    /// `HostName`, `ProxyJump` and `ProxyCommand` before expansion.
+    host_name: Option<String>,
+    proxy_jump: Option<String>,
+    proxy_command: Option<String>,
 }
 
 fn build_config(args: &Args, matches: &ArgMatches) -> Result<MountConfig, CliError> {
@@ -213,6 +241,11 @@ fn build_config(args: &Args, matches: &ArgMatches) -> Result<MountConfig, CliErr
     let mut pending = Pending {
         config: MountConfig::new(target, PathBuf::from(&args.mountpoint)),
         port: remote.port,
+        ssh_source: ssh_source(args.ssh_config.as_deref()),
+        ssh_given: Vec::new(),
+        host_name: None,
+        proxy_jump: None,
+        proxy_command: None,
     };
     if args.foreground {
         pending.config.foreground = true;
@@ -231,6 +264,7 @@ fn build_config(args: &Args, matches: &ArgMatches) -> Result<MountConfig, CliErr
                 apply_option(&mut pending, "IdentityFile", Some(path.as_bytes()))?
             }
             Setting::Port(port) => apply_option(&mut pending, "port", Some(port.as_bytes()))?,
+            Setting::Jump(hops) => apply_option(&mut pending, "ProxyJump", Some(hops.as_bytes()))?,
         }
     }
     finish(pending)
@@ -253,12 +287,17 @@ fn settings_in_order<'a>(args: &'a Args, matches: &ArgMatches) -> Vec<Setting<'a
     all.extend(indices("identity").into_iter().zip(identities));
     let ports = args.port.iter().map(|v| Setting::Port(v));
     all.extend(indices("port").into_iter().zip(ports));
+    let jumps = args.jump.iter().map(|v| Setting::Jump(v));
+    all.extend(indices("jump").into_iter().zip(jumps));
     all.sort_by_key(|(index, _)| *index);
     all.into_iter().map(|(_, setting)| setting).collect()
 }
 
 /// Checks that need every option, then fills in the protocol's default port.
-fn finish(pending: Pending) -> Result<MountConfig, CliError> {
+fn finish(mut pending: Pending) -> Result<MountConfig, CliError> {
+    if pending.config.target.protocol == Protocol::Sftp {
+        ssh_host::resolve_target(&mut pending)?;
+    }
     let mut config = pending.config;
     if config.ftps_implicit && config.target.protocol != Protocol::Ftps {
         return Err(CliError::FtpsImplicitWithoutFtps);
@@ -267,6 +306,18 @@ fn finish(pending: Pending) -> Result<MountConfig, CliError> {
         .port
         .unwrap_or_else(|| MountConfig::default_port(config.target.protocol, config.ftps_implicit));
     Ok(config)
+}
+
+/// `-F FILE`, `-F none`, or the default files. Unit tests read no files
+/// unless they say so, so that the machine's own configuration cannot
+/// change their outcome.
+fn ssh_source(arg: Option<&OsStr>) -> ConfigSource {
+    match arg {
+        Some(a) if a == "none" => ConfigSource::None,
+        Some(a) => ConfigSource::File(PathBuf::from(a)),
+        None if cfg!(test) => ConfigSource::None,
+        None => ConfigSource::Default,
+    }
 }
 
 fn set_debug(config: &mut MountConfig) {

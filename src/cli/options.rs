@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::config::{HostKeyPolicy, IdMap, MountConfig};
+use crate::config::{AddressFamily, HostKeyPolicy, IdMap, IdentityAgent, MountConfig};
 
 use super::remote_arg::{parse_port, to_path};
 use super::{set_debug, CliError, Pending};
@@ -25,6 +25,21 @@ pub(super) enum Opt {
     UserKnownHostsFile,
     ServerAliveInterval,
     ServerAliveCountMax,
+    // OpenSSH configuration keys (also read from ssh_config).
+    HostName,
+    User,
+    IdentitiesOnly,
+    IdentityAgent,
+    GlobalKnownHostsFile,
+    HostKeyAlias,
+    ConnectTimeout,
+    ProxyJump,
+    ProxyCommand,
+    AddressFamily,
+    Ciphers,
+    KexAlgorithms,
+    HostKeyAlgorithms,
+    Macs,
     Ro,
     Rw,
     // For mount(8), /etc/fstab and systemd.
@@ -59,8 +74,9 @@ pub(super) struct OptSpec {
     pub(super) opt: Opt,
     /// How to write the value in help and errors; `None` for a flag.
     pub(super) value: Option<&'static str>,
-    /// ssh's options are case-insensitive in ssh, so they are here too.
-    ssh_style: bool,
+    /// ssh's options are case-insensitive in ssh, so they are here too;
+    /// these are also the keys read from ssh_config.
+    pub(super) ssh_style: bool,
     pub(super) help: &'static str,
 }
 
@@ -222,6 +238,87 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         "N",
         "count the server as down after N probe rounds with failures; at least 1",
     ),
+    // OpenSSH configuration keys: also read from ssh_config (see -F); a
+    // value given here wins over the file's.
+    ssh(
+        "HostName",
+        Opt::HostName,
+        "NAME",
+        "the host to connect to (%h: the host in REMOTE)",
+    ),
+    ssh(
+        "User",
+        Opt::User,
+        "NAME",
+        "the remote user, unless REMOTE names one",
+    ),
+    ssh(
+        "IdentitiesOnly",
+        Opt::IdentitiesOnly,
+        "yes|no",
+        "yes: only the identity files, never the agent's keys",
+    ),
+    ssh(
+        "IdentityAgent",
+        Opt::IdentityAgent,
+        "PATH|none|SSH_AUTH_SOCK",
+        "the ssh-agent socket (default: $SSH_AUTH_SOCK)",
+    ),
+    ssh(
+        "GlobalKnownHostsFile",
+        Opt::GlobalKnownHostsFile,
+        "PATH",
+        "system known_hosts file (default /etc/ssh/ssh_known_hosts)",
+    ),
+    ssh(
+        "HostKeyAlias",
+        Opt::HostKeyAlias,
+        "NAME",
+        "the name the host key is looked up and recorded under in known_hosts",
+    ),
+    ssh(
+        "ConnectTimeout",
+        Opt::ConnectTimeout,
+        "SECONDS",
+        "bound on the TCP connect (default: timeout)",
+    ),
+    ssh(
+        "ProxyJump",
+        Opt::ProxyJump,
+        "[USER@]HOST[:PORT][,...]|none",
+        "reach the server through these SSH jump hosts (same as -J)",
+    ),
+    ssh(
+        "ProxyCommand",
+        Opt::ProxyCommand,
+        "COMMAND|none",
+        "speak SSH over this command's stdin/stdout (%h %p %r: host, port, user)",
+    ),
+    ssh(
+        "AddressFamily",
+        Opt::AddressFamily,
+        "any|inet|inet6",
+        "which addresses of the host name to use",
+    ),
+    ssh(
+        "Ciphers",
+        Opt::Ciphers,
+        "LIST",
+        "ciphers, as in ssh (LIST, +LIST, -LIST, ^LIST)",
+    ),
+    ssh(
+        "KexAlgorithms",
+        Opt::KexAlgorithms,
+        "LIST",
+        "key exchange algorithms, as in ssh",
+    ),
+    ssh(
+        "HostKeyAlgorithms",
+        Opt::HostKeyAlgorithms,
+        "LIST",
+        "host key algorithms, as in ssh",
+    ),
+    ssh("MACs", Opt::Macs, "LIST", "MAC algorithms, as in ssh"),
     // Performance and robustness.
     valued(
         "max_conns",
@@ -302,15 +399,29 @@ pub(super) const IGNORED_HELP: &str = "for mount(8), /etc/fstab and systemd: acc
      with any value, and ignored (-d logs them). rmount always mounts \
      nosuid,nodev, so suid and dev (which mount.fuse3 adds) change nothing";
 
-fn find_option(name: &str) -> Option<&'static OptSpec> {
-    OPTIONS.iter().find(|spec| {
-        spec.name == name
-            || (spec.ssh_style && spec.name.eq_ignore_ascii_case(name))
-            || spec
-                .name
-                .strip_suffix('*')
-                .is_some_and(|prefix| name.starts_with(prefix))
-    })
+/// The option `name` names. `user` is both mount(8)'s flag (no value) and
+/// ssh's `User=NAME`: an ssh-style option wins when a value is given.
+pub(super) fn find_option(name: &str, has_value: bool) -> Option<&'static OptSpec> {
+    let ssh_style = || {
+        OPTIONS
+            .iter()
+            .find(|spec| spec.ssh_style && spec.name.eq_ignore_ascii_case(name))
+    };
+    if has_value {
+        if let Some(spec) = ssh_style() {
+            return Some(spec);
+        }
+    }
+    OPTIONS
+        .iter()
+        .find(|spec| {
+            spec.name == name
+                || spec
+                    .name
+                    .strip_suffix('*')
+                    .is_some_and(|prefix| name.starts_with(prefix))
+        })
+        .or_else(ssh_style)
 }
 
 /// Splits one `-o` argument at commas. A backslash escapes the next byte, as
@@ -347,7 +458,8 @@ pub(super) fn apply_option(
     name: &str,
     value: Option<&[u8]>,
 ) -> Result<(), CliError> {
-    let spec = find_option(name).ok_or_else(|| CliError::UnknownOption(name.to_string()))?;
+    let spec = find_option(name, value.is_some())
+        .ok_or_else(|| CliError::UnknownOption(name.to_string()))?;
     if spec.opt == Opt::Ignored {
         let item = match value {
             Some(value) => format!("{name}={}", String::from_utf8_lossy(value)),
@@ -355,6 +467,9 @@ pub(super) fn apply_option(
         };
         pending.config.ignored_options.push(item);
         return Ok(());
+    }
+    if spec.ssh_style && !pending.ssh_given.contains(&spec.opt) {
+        pending.ssh_given.push(spec.opt);
     }
     match (spec.value, value) {
         (None, Some(_)) => Err(CliError::UnexpectedValue(spec.name.to_string())),
@@ -405,6 +520,10 @@ fn set_value(pending: &mut Pending, spec: &OptSpec, value: &[u8]) -> Result<(), 
                 ("yes", HostKeyPolicy::Yes),
                 ("accept-new", HostKeyPolicy::AcceptNew),
                 ("no", HostKeyPolicy::No),
+                // ssh's other words: `ask` would prompt for an unknown
+                // key; rmount refuses it, as with `yes`.
+                ("ask", HostKeyPolicy::Yes),
+                ("off", HostKeyPolicy::No),
             ])?
         }
         Opt::Idmap => {
@@ -425,6 +544,34 @@ fn set_value(pending: &mut Pending, spec: &OptSpec, value: &[u8]) -> Result<(), 
         Opt::Timeout => config.timeout = v.seconds(false)?,
         Opt::CacheTimeout => config.cache_timeout = v.seconds(true)?,
         Opt::CacheSize => config.cache_size = v.mebibytes()?,
+        Opt::HostName => pending.host_name = Some(v.text()?),
+        Opt::User => config.target.user = Some(v.text()?),
+        Opt::IdentitiesOnly => {
+            config.ssh_options.identities_only = v.choice(&[("yes", true), ("no", false)])?
+        }
+        Opt::IdentityAgent => {
+            config.ssh_options.identity_agent = match v.text()?.as_str() {
+                "none" => IdentityAgent::None,
+                "SSH_AUTH_SOCK" => IdentityAgent::Environment,
+                _ => IdentityAgent::Socket(v.path()?),
+            }
+        }
+        Opt::GlobalKnownHostsFile => config.global_known_hosts = Some(v.path()?),
+        Opt::HostKeyAlias => config.ssh_options.host_key_alias = Some(v.text()?),
+        Opt::ConnectTimeout => config.ssh_options.connect_timeout = Some(v.seconds(false)?),
+        Opt::ProxyJump => pending.proxy_jump = Some(v.text()?),
+        Opt::ProxyCommand => pending.proxy_command = Some(v.text()?),
+        Opt::AddressFamily => {
+            config.ssh_options.address_family = v.choice(&[
+                ("any", AddressFamily::Any),
+                ("inet", AddressFamily::Inet),
+                ("inet6", AddressFamily::Inet6),
+            ])?
+        }
+        Opt::Ciphers => config.ssh_options.algorithms.ciphers = Some(v.text()?),
+        Opt::KexAlgorithms => config.ssh_options.algorithms.kex = Some(v.text()?),
+        Opt::HostKeyAlgorithms => config.ssh_options.algorithms.host_key = Some(v.text()?),
+        Opt::Macs => config.ssh_options.algorithms.macs = Some(v.text()?),
         // Flags never get here: `apply_option` checked the spec.
         _ => {}
     }
@@ -447,6 +594,14 @@ impl Value<'_> {
         }
     }
 
+    /// Non-empty UTF-8 text without NUL.
+    fn text(&self) -> Result<String, CliError> {
+        match std::str::from_utf8(self.raw) {
+            Ok(t) if !t.is_empty() && !t.contains('\0') => Ok(t.to_string()),
+            _ => Err(self.bad("non-empty text")),
+        }
+    }
+
     /// Local paths are bytes and need not be UTF-8.
     fn path(&self) -> Result<PathBuf, CliError> {
         if self.raw.is_empty() {
@@ -457,8 +612,16 @@ impl Value<'_> {
 
     /// One of a fixed set of words; case-insensitive for ssh-style options
     /// (ssh compares these values case-insensitively).
+    /// ssh also takes `true` and `false` for `yes` and `no`.
     fn choice<T: Copy>(&self, choices: &[(&str, T)]) -> Result<T, CliError> {
-        let text = std::str::from_utf8(self.raw).unwrap_or_default();
+        let mut text = std::str::from_utf8(self.raw).unwrap_or_default();
+        if self.spec.ssh_style {
+            if text.eq_ignore_ascii_case("true") {
+                text = "yes";
+            } else if text.eq_ignore_ascii_case("false") {
+                text = "no";
+            }
+        }
         let matches =
             |word: &str| word == text || (self.spec.ssh_style && word.eq_ignore_ascii_case(text));
         choices
@@ -521,7 +684,14 @@ mod tests {
     fn option_table_is_consistent() {
         for (i, a) in OPTIONS.iter().enumerate() {
             for b in &OPTIONS[i + 1..] {
-                assert!(!a.name.eq_ignore_ascii_case(b.name), "{}", a.name);
+                // mount(8)'s `user` flag and ssh's `User=NAME` share a
+                // name; `find_option` tells them apart by the value.
+                let user_pair = a.name.eq_ignore_ascii_case("user") && a.ssh_style != b.ssh_style;
+                assert!(
+                    !a.name.eq_ignore_ascii_case(b.name) || user_pair,
+                    "{}",
+                    a.name
+                );
                 if a.opt != Opt::Ignored {
                     assert_ne!(a.opt, b.opt, "{}", a.name);
                 }

@@ -635,9 +635,12 @@ fn strict_host_key_checking() {
         with_opts("stricthostkeychecking=Accept-New").host_key_policy,
         HostKeyPolicy::AcceptNew
     );
+    // ssh's `ask` refuses an unknown key here (there is no asking).
+    assert_eq!(policy("ask"), HostKeyPolicy::Yes);
+    assert_eq!(policy("off"), HostKeyPolicy::No);
     assert_eq!(
-        msg(opt_error("StrictHostKeyChecking=ask")),
-        "invalid value 'ask' for StrictHostKeyChecking: expected yes, accept-new, no"
+        msg(opt_error("StrictHostKeyChecking=maybe")),
+        "invalid value 'maybe' for StrictHostKeyChecking: expected yes, accept-new, no, ask, off"
     );
     assert!(matches!(
         opt_error("StrictHostKeyChecking"),
@@ -914,4 +917,18 @@ fn options_after_positionals() {
         [PathBuf::from("/k1"), PathBuf::from("/k2")]
     );
     assert!(c.debug && c.foreground);
+}
+
+/// `user` alone is mount(8)'s flag (ignored); `User=NAME` (any case) is
+/// ssh's login name.
+#[test]
+fn user_flag_and_ssh_user_option_are_told_apart_by_the_value() {
+    let flag = with_opts("user");
+    assert_eq!(flag.ignored_options, ["user"]);
+    assert_eq!(flag.target.user, None);
+    for opts in ["User=alice", "user=alice"] {
+        let c = with_opts(opts);
+        assert_eq!(c.target.user.as_deref(), Some("alice"), "{opts}");
+        assert!(c.ignored_options.is_empty(), "{opts}");
+    }
 }

@@ -16,7 +16,10 @@ use anyhow::{bail, Context};
 use super::ftp::{FtpConnector, FtpSettings, Login, Security};
 use super::pool::{Connection, Connector, Pool, PoolOptions};
 use super::sftp::SftpConnector;
-use super::ssh::{Credentials, HostKeyPolicy, SshSettings};
+use super::ssh::{
+    Credentials, HostKeyPin, HostKeyPolicy, HostOptions, JumpHop, Route, SshSettings,
+    GLOBAL_KNOWN_HOSTS,
+};
 use super::{Kind, Remote};
 
 /// What to open and how.
@@ -41,6 +44,8 @@ pub struct Options {
 }
 
 /// The protocol, with what only it needs.
+// One per mount: the size gap between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug)]
 pub enum Protocol {
     Sftp(SshOptions),
@@ -53,6 +58,31 @@ pub struct SshOptions {
     pub host_key_policy: HostKeyPolicy,
     /// `None`: `~/.ssh/known_hosts`.
     pub user_known_hosts: Option<PathBuf>,
+    /// `None`: `/etc/ssh/ssh_known_hosts`.
+    pub global_known_hosts: Option<PathBuf>,
+    pub host_options: HostOptions,
+    /// Jump hosts, first to last (`ProxyJump`); empty: none.
+    pub jumps: Vec<JumpHost>,
+    /// A command whose stdin/stdout carry the connection (`ProxyCommand`,
+    /// tokens expanded); used when there are no jump hosts.
+    pub proxy_command: Option<String>,
+}
+
+/// One jump host, with its own settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JumpHost {
+    pub host: String,
+    pub port: u16,
+    /// `None`: the local user name.
+    pub user: Option<String>,
+    pub identity_files: Vec<PathBuf>,
+    pub host_key_policy: HostKeyPolicy,
+    pub user_known_hosts: Option<PathBuf>,
+    pub global_known_hosts: Option<PathBuf>,
+    pub options: HostOptions,
+    /// The first jump host only: reached through this command
+    /// (`ProxyCommand`, tokens expanded) instead of TCP.
+    pub proxy_command: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -89,7 +119,8 @@ pub fn open(options: &Options) -> anyhow::Result<Connected> {
     }
 }
 
-fn local_user() -> String {
+/// The local user name, as the default remote user.
+pub fn local_user() -> String {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_else(|_| {
@@ -102,22 +133,58 @@ fn local_user() -> String {
 }
 
 fn connect_sftp(o: &Options, ssh: &SshOptions) -> anyhow::Result<Connected> {
-    let settings = SshSettings {
+    let hop = |j: &JumpHost, route: Route| SshSettings {
+        host: j.host.clone(),
+        port: j.port,
+        user: j.user.clone().unwrap_or_else(local_user),
+        identity_files: j.identity_files.clone(),
+        host_key_policy: j.host_key_policy,
+        user_known_hosts: j
+            .user_known_hosts
+            .clone()
+            .unwrap_or_else(default_known_hosts),
+        global_known_hosts: j
+            .global_known_hosts
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(GLOBAL_KNOWN_HOSTS)),
+        timeout: o.timeout,
+        options: j.options.clone(),
+        route,
+    };
+    let route = if !ssh.jumps.is_empty() {
+        Route::Jump(
+            ssh.jumps
+                .iter()
+                .enumerate()
+                .map(|(i, j)| {
+                    let route = match &j.proxy_command {
+                        Some(command) if i == 0 => Route::Command(command.clone()),
+                        _ => Route::Direct,
+                    };
+                    Arc::new(JumpHop {
+                        settings: hop(j, route),
+                        pin: HostKeyPin::default(),
+                    })
+                })
+                .collect(),
+        )
+    } else if let Some(command) = &ssh.proxy_command {
+        Route::Command(command.clone())
+    } else {
+        Route::Direct
+    };
+    let target = JumpHost {
         host: o.host.clone(),
         port: o.port,
-        user: o.user.clone().unwrap_or_else(local_user),
+        user: o.user.clone(),
         identity_files: ssh.identity_files.clone(),
         host_key_policy: ssh.host_key_policy,
-        user_known_hosts: ssh.user_known_hosts.clone().unwrap_or_else(|| {
-            // The user's own file, found as ssh finds it (HOME, else
-            // the passwd entry).
-            super::ssh::home_dir()
-                .unwrap_or_else(|| PathBuf::from("/"))
-                .join(".ssh/known_hosts")
-        }),
-        global_known_hosts: PathBuf::from("/etc/ssh/ssh_known_hosts"),
-        timeout: o.timeout,
+        user_known_hosts: ssh.user_known_hosts.clone(),
+        global_known_hosts: ssh.global_known_hosts.clone(),
+        options: ssh.host_options.clone(),
+        proxy_command: None,
     };
+    let settings = hop(&target, route);
     let credentials = Arc::new(Credentials::new(o.password_stdin));
     let connector = SftpConnector {
         settings,
@@ -125,7 +192,12 @@ fn connect_sftp(o: &Options, ssh: &SshOptions) -> anyhow::Result<Connected> {
         host_key: Default::default(),
         symlink_order: Default::default(),
     };
-    if ssh.host_key_policy == HostKeyPolicy::No {
+    if ssh.host_key_policy == HostKeyPolicy::No
+        || ssh
+            .jumps
+            .iter()
+            .any(|j| j.host_key_policy == HostKeyPolicy::No)
+    {
         tracing::warn!("host key checking is off (StrictHostKeyChecking=no)");
     }
     let mut first = connector.connect()?;
@@ -143,6 +215,14 @@ fn connect_sftp(o: &Options, ssh: &SshOptions) -> anyhow::Result<Connected> {
     let connected = into_pool(o, connector, first, root, login_ids, true);
     credentials.end_prompts();
     connected
+}
+
+/// The user's own known_hosts file, found as ssh finds it (HOME, else the
+/// passwd entry).
+fn default_known_hosts() -> PathBuf {
+    super::ssh::home_dir()
+        .unwrap_or_else(|| PathBuf::from("/"))
+        .join(".ssh/known_hosts")
 }
 
 fn connect_ftp(o: &Options, ftp: &FtpOptions) -> anyhow::Result<Connected> {

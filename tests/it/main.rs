@@ -25,6 +25,7 @@ mod hostile;
 mod mount_options;
 mod reliability;
 mod server_side;
+mod ssh_config;
 mod stats;
 mod support_smoke;
 mod tools;

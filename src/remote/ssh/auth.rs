@@ -19,7 +19,7 @@ use super::credentials::{Credentials, Source};
 use super::errors::{is_fatal, is_timeout, session_code};
 use super::home::home_dir;
 use super::host_key::{blob_key_type, PasswordUse};
-use super::SshSettings;
+use super::{IdentityAgent, SshSettings};
 use crate::remote::secrets::PASSPHRASE_ENV;
 use crate::remote::text::printable;
 use crate::remote::Error;
@@ -146,7 +146,9 @@ pub(super) fn authenticate(
     Err(Error::Setup(msg))
 }
 
-/// Identity files if given; otherwise the agent, then the default key files.
+/// As ssh: the identity files given, then (unless `IdentitiesOnly`) the
+/// agent; with no identity file given, the agent and then the default key
+/// files.
 fn try_public_keys(
     sess: &Session,
     s: &SshSettings,
@@ -159,9 +161,13 @@ fn try_public_keys(
                 return Ok(true);
             }
         }
-        return Ok(false);
+        return if s.options.identities_only {
+            Ok(false)
+        } else {
+            try_agent(sess, s, tried)
+        };
     }
-    if try_agent(sess, &s.user, tried)? {
+    if !s.options.identities_only && try_agent(sess, s, tried)? {
         return Ok(true);
     }
     let Some(home) = home_dir() else {
@@ -176,11 +182,18 @@ fn try_public_keys(
     Ok(false)
 }
 
-/// Every identity of a running ssh-agent. Agent trouble is not an error.
-fn try_agent(sess: &Session, user: &str, tried: &mut Tried) -> Result<bool, ssh2::Error> {
-    if std::env::var_os("SSH_AUTH_SOCK").is_none() {
-        return Ok(false);
-    }
+/// Every identity of a running ssh-agent (`IdentityAgent`, else
+/// `SSH_AUTH_SOCK`). Agent trouble is not an error.
+fn try_agent(sess: &Session, s: &SshSettings, tried: &mut Tried) -> Result<bool, ssh2::Error> {
+    let user = s.user.as_str();
+    let socket = match &s.options.identity_agent {
+        IdentityAgent::None => return Ok(false),
+        IdentityAgent::Environment if std::env::var_os("SSH_AUTH_SOCK").is_none() => {
+            return Ok(false)
+        }
+        IdentityAgent::Environment => None,
+        IdentityAgent::Socket(path) => Some(path),
+    };
     let mut agent = match sess.agent() {
         Ok(a) => a,
         Err(e) => {
@@ -188,6 +201,12 @@ fn try_agent(sess: &Session, user: &str, tried: &mut Tried) -> Result<bool, ssh2
             return Ok(false);
         }
     };
+    if let Some(path) = socket {
+        if let Err(e) = agent.set_identity_path(path) {
+            tracing::debug!("ssh-agent: cannot use {}: {e}", path.display());
+            return Ok(false);
+        }
+    }
     if let Err(e) = agent.connect() {
         tracing::debug!("ssh-agent: cannot connect: {e}");
         return Ok(false);

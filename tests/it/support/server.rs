@@ -549,6 +549,23 @@ impl Server {
         }
     }
 
+    /// SFTP: makes this sshd a jump host: logins may open `direct-tcpip`
+    /// channels, and it logs at DEBUG1, where each forwarded connection
+    /// shows as `channel N: connected to 127.0.0.1 port P`. Restarts the server.
+    pub fn make_jump_host(&mut self) {
+        assert_eq!(
+            self.proto,
+            Proto::Sftp,
+            "make_jump_host is for SFTP servers"
+        );
+        let text = fs::read_to_string(&self.config).expect("read sshd_config");
+        let text = text
+            .replace("AllowTcpForwarding no", "AllowTcpForwarding yes")
+            .replace("LogLevel VERBOSE", "LogLevel DEBUG1");
+        fs::write(&self.config, text).expect("write sshd_config");
+        self.restart();
+    }
+
     fn release_ports(&mut self) {
         if self.port != 0 {
             release_ports(self.port, 1);
