@@ -11,7 +11,7 @@ use std::time::SystemTime;
 use super::handles::Handle;
 use super::read::ahead::ReadAhead;
 use super::{Fs, Result};
-use crate::cache::blocks::{BlockKey, Reservation};
+use crate::cache::blocks::{Access, BlockKey, Reservation};
 use crate::sync::lock;
 use crate::workers::Workers;
 
@@ -37,7 +37,12 @@ impl Fs {
             }
             (path, st.version)
         };
-        let data = self.read_blocks(ino, &path, version, offset, size as usize)?;
+        let access = if lock(&ahead).sequential(offset) {
+            Access::Stream
+        } else {
+            Access::Random
+        };
+        let data = self.read_blocks(ino, &path, version, offset, size as usize, access)?;
         self.read_ahead(&ahead, ino, &path, version, offset, data.len());
         Ok(data)
     }
@@ -52,6 +57,9 @@ impl Fs {
     }
 
     /// Serves a read of a clean file from whole blocks (fetched on a miss).
+    /// A stream's blocks stay in the cache's stream share, and each one it
+    /// has read to the end is the first to go from there (see
+    /// cache/blocks.rs): the kernel keeps those pages.
     fn read_blocks(
         &self,
         ino: u64,
@@ -59,6 +67,7 @@ impl Fs {
         version: (u64, SystemTime),
         offset: u64,
         len: usize,
+        access: Access,
     ) -> Result<Vec<u8>> {
         let size = version.0;
         if offset >= size || len == 0 {
@@ -72,13 +81,16 @@ impl Fs {
             let key = Self::block_key(ino, version, index);
             let block = self
                 .blocks
-                .get_or_fetch(&key, || self.remote.read(path, start, bs as usize))?;
+                .get_or_fetch(&key, access, || self.remote.read(path, start, bs as usize))?;
             let from = (offset.max(start) - start) as usize;
             let to = ((end.min(start + bs)) - start) as usize;
             if from >= block.len() {
                 break;
             }
             out.extend_from_slice(&block[from..to.min(block.len())]);
+            if access == Access::Stream && to >= block.len() {
+                self.blocks.stream_done(&key);
+            }
             if block.len() < to {
                 // The file is shorter than it was: stop at its real end.
                 break;

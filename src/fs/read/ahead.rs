@@ -82,6 +82,11 @@ impl<T> ReadAhead<T> {
         from..self.to.max(from)
     }
 
+    /// True when a read at `offset` continues the last one.
+    pub fn sequential(&self, offset: u64) -> bool {
+        offset == self.next_read
+    }
+
     /// True while a chain runs: blocks queued now need their promise.
     pub fn running(&self) -> bool {
         self.chain == Chain::Running
