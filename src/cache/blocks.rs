@@ -205,10 +205,18 @@ impl Drop for Reservation {
 }
 
 impl BlockCache {
-    /// A cache of at most `budget` bytes, `STREAM_SHARE` of them (at most
-    /// half) for sequential streams.
-    pub fn new(budget: u64) -> BlockCache {
-        let stream = STREAM_SHARE.min(budget / 2);
+    /// A cache of at most `budget` bytes for blocks of `block_size` bytes:
+    /// half of it, at most `STREAM_SHARE`, for sequential streams, and in
+    /// any case room for two blocks there (read-ahead would otherwise
+    /// fetch blocks only to drop them).
+    pub fn new(budget: u64, block_size: u64) -> BlockCache {
+        let stream = (budget / 2)
+            .min(STREAM_SHARE)
+            .max(budget.min(block_size.saturating_mul(2)));
+        BlockCache::with_stream_share(budget, stream)
+    }
+
+    fn with_stream_share(budget: u64, stream: u64) -> BlockCache {
         BlockCache {
             stored: Mutex::new(Stored {
                 main: Segment::new(budget - stream),
@@ -326,9 +334,25 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_share_is_half_at_most_16_mib_and_two_blocks_at_least() {
+        let share = |budget: u64, block: u64| {
+            let cache = BlockCache::new(budget, block);
+            let stored = lock(&cache.stored);
+            assert_eq!(stored.main.budget + stored.stream.budget, budget);
+            stored.stream.budget
+        };
+        const MIB: u64 = 1 << 20;
+        assert_eq!(share(64 * MIB, MIB), 16 * MIB);
+        assert_eq!(share(16 * MIB, MIB), 8 * MIB);
+        assert_eq!(share(3 * MIB, MIB), 2 * MIB);
+        assert_eq!(share(MIB, MIB), MIB);
+        assert_eq!(share(0, MIB), 0);
+    }
+
+    #[test]
     fn budget_evicts_least_recently_used() {
         // Half of the budget is the stream segment's.
-        let cache = BlockCache::new(20);
+        let cache = BlockCache::new(20, 1);
         cache.insert(key(1, 0), Arc::new(vec![0; 4]), Access::Random);
         cache.insert(key(1, 1), Arc::new(vec![0; 4]), Access::Random);
         cache.get(&key(1, 0), Access::Random);
@@ -340,7 +364,7 @@ mod tests {
 
     #[test]
     fn other_version_misses_and_forget_file() {
-        let cache = BlockCache::new(100);
+        let cache = BlockCache::new(100, 1);
         cache.insert(key(1, 0), Arc::new(vec![1]), Access::Random);
         let mut newer = key(1, 0);
         newer.size = 11;
@@ -365,7 +389,7 @@ mod tests {
     #[test]
     fn a_sequential_scan_does_not_evict_another_files_hot_blocks() {
         const KIB: usize = 1024;
-        let cache = Arc::new(BlockCache::new(64 * KIB as u64));
+        let cache = Arc::new(BlockCache::new(64 * KIB as u64, KIB as u64));
         // File 1: 24 KiB read at random, so in the main segment.
         for index in 0..24 {
             cache.insert(key(1, index), Arc::new(vec![1; KIB]), Access::Random);
@@ -385,7 +409,7 @@ mod tests {
 
     #[test]
     fn read_ahead_blocks_wait_for_their_reader_and_a_block_used_again_is_kept() {
-        let cache = Arc::new(BlockCache::new(40));
+        let cache = Arc::new(BlockCache::new(40, 1));
         // Read-ahead fills three blocks ahead of the stream.
         for index in 0..3 {
             if let Some(r) = cache.reserve(&key(1, index)) {
@@ -443,7 +467,7 @@ mod tests {
 
     #[test]
     fn concurrent_fetches_of_one_block_share_one_read() {
-        let cache = Arc::new(BlockCache::new(1 << 20));
+        let cache = Arc::new(BlockCache::new(1 << 20, 1));
         let calls = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -468,7 +492,7 @@ mod tests {
 
     #[test]
     fn readers_wait_for_a_reserved_block_instead_of_fetching_it() {
-        let cache = Arc::new(BlockCache::new(100));
+        let cache = Arc::new(BlockCache::new(100, 1));
         let reservation = cache.reserve(&key(1, 0));
         assert!(reservation.is_some());
         assert!(cache.reserve(&key(1, 0)).is_none(), "promised once");
@@ -489,7 +513,7 @@ mod tests {
 
     #[test]
     fn a_dropped_reservation_lets_the_reader_fetch() {
-        let cache = Arc::new(BlockCache::new(100));
+        let cache = Arc::new(BlockCache::new(100, 1));
         let reservation = cache.reserve(&key(1, 0));
         let reader = {
             let cache = cache.clone();
@@ -505,7 +529,7 @@ mod tests {
 
     #[test]
     fn failed_fetch_is_not_cached() {
-        let cache = Arc::new(BlockCache::new(100));
+        let cache = Arc::new(BlockCache::new(100, 1));
         assert!(cache
             .get_or_fetch(&key(1, 0), Access::Random, || Err("down"))
             .is_err());
