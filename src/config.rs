@@ -111,7 +111,7 @@ impl MountConfig {
     pub const DEFAULT_MAX_CONNS: usize = 4;
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(20);
     pub const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_secs(20);
-    pub const DEFAULT_CACHE_SIZE_MIB: u64 = 256;
+    pub const DEFAULT_CACHE_SIZE_MIB: u64 = 64;
     pub const BLOCK_SIZE: u64 = 1 << 20;
     pub const READ_AHEAD_BLOCKS: usize = 8;
 

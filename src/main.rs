@@ -34,7 +34,32 @@ use fuse::watchdog::Watchdog;
 use remote::ftp::Security;
 use remote::open;
 
+/// Allocations up to this size come from the allocator's heaps, whatever
+/// was freed before: file blocks (1 MiB) are then reused from there, not
+/// mapped, faulted in and unmapped each time (which doubled rmount's CPU
+/// time per byte read over FTP), and the fixed value also keeps glibc's
+/// trim threshold low, so freed memory at the top of a heap goes back.
+const MMAP_THRESHOLD: libc::c_int = 4 << 20;
+/// Heaps for all threads: each heap keeps freed blocks for its own reuse,
+/// so many heaps (glibc allows 8 per core) hold many idle blocks.
+const ARENAS: libc::c_int = 2;
+
+/// Keeps resident memory close to what is in use (see `MMAP_THRESHOLD`).
+#[cfg(target_env = "gnu")]
+fn tune_allocator() {
+    // SAFETY: mallopt only changes allocator settings; called before any
+    // other thread starts.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+    }
+}
+
+#[cfg(not(target_env = "gnu"))]
+fn tune_allocator() {}
+
 fn main() -> ExitCode {
+    tune_allocator();
     // Before any secret is read: no core file and no ptrace by other
     // processes of this user, which could otherwise read the password
     // kept in memory for reconnects.

@@ -2,6 +2,14 @@
 //! keyed by file and version (size + mtime), so a file changed on the server
 //! is never answered from blocks of its old version.
 //!
+//! Scan resistant: blocks of a sequential stream (read-ahead fills and a
+//! sequential reader's own misses) live in a small stream segment of their
+//! own, dropped there in the order they came. A file read once from start
+//! to end therefore never pushes other files' blocks out (the kernel's page
+//! cache keeps what the reader got); a block used again after the stream
+//! read it moves to the main segment. The two segments together never hold
+//! more than the budget.
+//!
 //! Also owns the in-flight table that makes concurrent readers (and
 //! read-ahead) of one block share a single remote read. It does not decide
 //! what to fetch; the caller passes the fetch function.
@@ -25,6 +33,19 @@ pub struct BlockKey {
 
 pub type Block = Arc<Vec<u8>>;
 
+/// How a reader uses the blocks it asks for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// Part of a sequential stream: kept in the stream segment only.
+    Stream,
+    /// Anything else: a hit or a fetch keeps the block in the main segment.
+    Random,
+}
+
+/// The stream segment's share of the budget: enough for a stream's
+/// read-ahead window and the block it is reading, at most half the budget.
+pub const STREAM_SHARE: u64 = 16 << 20;
+
 #[derive(Default)]
 struct InFlight {
     done: Mutex<bool>,
@@ -35,14 +56,130 @@ struct InFlight {
 }
 
 pub struct BlockCache {
-    budget: u64,
     stored: Mutex<Stored>,
     in_flight: Mutex<HashMap<BlockKey, Arc<InFlight>>>,
 }
 
-struct Stored {
-    lru: LruCache<BlockKey, Block>,
+/// One LRU list under its own byte budget.
+struct Segment<V> {
+    lru: LruCache<BlockKey, V>,
     bytes: u64,
+    budget: u64,
+}
+
+/// A block of the stream segment; `used` once a stream read it to its end.
+struct Streamed {
+    block: Block,
+    used: bool,
+}
+
+/// What a stored value costs of the budget.
+trait Weight {
+    fn weight(&self) -> u64;
+}
+
+impl Weight for Block {
+    fn weight(&self) -> u64 {
+        self.as_slice().len() as u64
+    }
+}
+
+impl Weight for Streamed {
+    fn weight(&self) -> u64 {
+        self.block.as_slice().len() as u64
+    }
+}
+
+impl<V: Weight> Segment<V> {
+    fn new(budget: u64) -> Segment<V> {
+        Segment {
+            lru: LruCache::unbounded(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Stores `value` as the most recently used, then evicts the least
+    /// recently used until the segment fits its budget.
+    fn put(&mut self, key: BlockKey, value: V) {
+        let len = value.weight();
+        if len > self.budget {
+            self.remove(&key);
+            return;
+        }
+        if let Some(old) = self.lru.put(key, value) {
+            self.bytes -= old.weight();
+        }
+        self.bytes += len;
+        while self.bytes > self.budget {
+            match self.lru.pop_lru() {
+                Some((_, evicted)) => self.bytes -= evicted.weight(),
+                None => break,
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &BlockKey) -> Option<V> {
+        let value = self.lru.pop(key)?;
+        self.bytes -= value.weight();
+        Some(value)
+    }
+
+    fn clear(&mut self) {
+        self.lru.clear();
+        self.bytes = 0;
+    }
+
+    fn forget_file(&mut self, file: u64) {
+        let doomed: Vec<BlockKey> = self
+            .lru
+            .iter()
+            .filter(|(k, _)| k.file == file)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in doomed {
+            self.remove(&key);
+        }
+    }
+}
+
+struct Stored {
+    main: Segment<Block>,
+    stream: Segment<Streamed>,
+}
+
+impl Stored {
+    fn contains(&self, key: &BlockKey) -> bool {
+        self.main.lru.contains(key) || self.stream.lru.contains(key)
+    }
+
+    fn get(&mut self, key: &BlockKey, access: Access) -> Option<Block> {
+        if let Some(block) = self.main.lru.get(key) {
+            return Some(block.clone());
+        }
+        let streamed = self.stream.lru.peek(key)?;
+        if access == Access::Stream && !streamed.used {
+            // The stream reads on in this block: leave its place alone.
+            return Some(streamed.block.clone());
+        }
+        // Used again: worth keeping.
+        let streamed = self.stream.remove(key)?;
+        self.main.put(key.clone(), streamed.block.clone());
+        Some(streamed.block)
+    }
+
+    fn insert(&mut self, key: BlockKey, block: Block, access: Access) {
+        match access {
+            Access::Random => {
+                self.stream.remove(&key);
+                self.main.put(key, block);
+            }
+            Access::Stream if self.main.lru.contains(&key) => {
+                self.main.put(key, block);
+            }
+            Access::Stream => self.stream.put(key, Streamed { block, used: false }),
+        }
+    }
 }
 
 /// A block someone has promised to fetch (see `BlockCache::reserve`).
@@ -55,8 +192,13 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// Stores a block fetched for a stream (read-ahead).
     pub fn fill(self, block: Block) {
-        self.cache.insert(self.key.clone(), block);
+        self.cache.insert(self.key.clone(), block, Access::Stream);
+    }
+
+    fn fill_as(self, block: Block, access: Access) {
+        self.cache.insert(self.key.clone(), block, access);
     }
 }
 
@@ -69,36 +211,42 @@ impl Drop for Reservation {
 }
 
 impl BlockCache {
-    pub fn new(budget: u64) -> BlockCache {
+    /// A cache of at most `budget` bytes for blocks of `block_size` bytes:
+    /// half of it, at most `STREAM_SHARE`, for sequential streams, and in
+    /// any case room for two blocks there (read-ahead would otherwise
+    /// fetch blocks only to drop them).
+    pub fn new(budget: u64, block_size: u64) -> BlockCache {
+        let stream = (budget / 2)
+            .min(STREAM_SHARE)
+            .max(budget.min(block_size.saturating_mul(2)));
+        BlockCache::with_stream_share(budget, stream)
+    }
+
+    fn with_stream_share(budget: u64, stream: u64) -> BlockCache {
         BlockCache {
-            budget,
             stored: Mutex::new(Stored {
-                lru: LruCache::unbounded(),
-                bytes: 0,
+                main: Segment::new(budget - stream),
+                stream: Segment::new(stream),
             }),
             in_flight: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, key: &BlockKey) -> Option<Block> {
-        lock(&self.stored).lru.get(key).cloned()
+    pub fn get(&self, key: &BlockKey, access: Access) -> Option<Block> {
+        lock(&self.stored).get(key, access)
     }
 
-    pub fn insert(&self, key: BlockKey, block: Block) {
-        let len = block.len() as u64;
-        if len > self.budget {
-            return;
-        }
-        let mut stored = lock(&self.stored);
-        if let Some(old) = stored.lru.put(key, block) {
-            stored.bytes -= old.len() as u64;
-        }
-        stored.bytes += len;
-        while stored.bytes > self.budget {
-            match stored.lru.pop_lru() {
-                Some((_, evicted)) => stored.bytes -= evicted.len() as u64,
-                None => break,
-            }
+    pub fn insert(&self, key: BlockKey, block: Block, access: Access) {
+        lock(&self.stored).insert(key, block, access);
+    }
+
+    /// A stream has read `key` to its end: read again, the block moves to
+    /// the main segment. (Stream reads leave the stream segment's order
+    /// alone, so it drops blocks in the order they came: the ones a stream
+    /// has read before the ones read ahead for it.)
+    pub fn stream_done(&self, key: &BlockKey) {
+        if let Some(streamed) = lock(&self.stored).stream.lru.peek_mut(key) {
+            streamed.used = true;
         }
     }
 
@@ -109,7 +257,7 @@ impl BlockCache {
         // In-flight table first: a fill stores the block before its
         // reservation leaves the table, so no finished fetch is missed.
         let mut table = lock(&self.in_flight);
-        if table.contains_key(key) || lock(&self.stored).lru.contains(key) {
+        if table.contains_key(key) || lock(&self.stored).contains(key) {
             return None;
         }
         let flight = Arc::new(InFlight::default());
@@ -126,17 +274,18 @@ impl BlockCache {
     pub fn get_or_fetch<E>(
         self: &Arc<Self>,
         key: &BlockKey,
+        access: Access,
         fetch: impl FnOnce() -> Result<Vec<u8>, E>,
     ) -> Result<Block, E> {
         loop {
-            if let Some(block) = self.get(key) {
+            if let Some(block) = self.get(key, access) {
                 stats::get().block_lookup(true);
                 return Ok(block);
             }
             if let Some(reservation) = self.reserve(key) {
                 stats::get().block_lookup(false);
                 let block = Arc::new(fetch()?);
-                reservation.fill(block.clone());
+                reservation.fill_as(block.clone(), access);
                 return Ok(block);
             }
             // Someone else is fetching: wait, then look again (if their fetch
@@ -166,36 +315,29 @@ impl BlockCache {
     /// Drops every cached block of `file` (after a change through the mount).
     pub fn forget_file(&self, file: u64) {
         let mut stored = lock(&self.stored);
-        let doomed: Vec<BlockKey> = stored
-            .lru
-            .iter()
-            .filter(|(k, _)| k.file == file)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in doomed {
-            if let Some(block) = stored.lru.pop(&key) {
-                stored.bytes -= block.len() as u64;
-            }
-        }
+        stored.main.forget_file(file);
+        stored.stream.forget_file(file);
     }
 
     /// Forgets every block (`rmount flush`). A fetch under way still
     /// stores its block when it ends.
     pub fn clear(&self) {
         let mut stored = lock(&self.stored);
-        stored.lru.clear();
-        stored.bytes = 0;
+        stored.main.clear();
+        stored.stream.clear();
     }
 
     /// Blocks held and their bytes.
     pub fn held(&self) -> (u64, u64) {
         let stored = lock(&self.stored);
-        (stored.lru.len() as u64, stored.bytes)
+        let blocks = stored.main.lru.len() + stored.stream.lru.len();
+        (blocks as u64, stored.main.bytes + stored.stream.bytes)
     }
 
     #[cfg(test)]
     pub fn bytes(&self) -> u64 {
-        lock(&self.stored).bytes
+        let stored = lock(&self.stored);
+        stored.main.bytes + stored.stream.bytes
     }
 }
 
@@ -215,29 +357,122 @@ mod tests {
     }
 
     #[test]
+    fn the_stream_share_is_half_at_most_16_mib_and_two_blocks_at_least() {
+        let share = |budget: u64, block: u64| {
+            let cache = BlockCache::new(budget, block);
+            let stored = lock(&cache.stored);
+            assert_eq!(stored.main.budget + stored.stream.budget, budget);
+            stored.stream.budget
+        };
+        const MIB: u64 = 1 << 20;
+        assert_eq!(share(64 * MIB, MIB), 16 * MIB);
+        assert_eq!(share(16 * MIB, MIB), 8 * MIB);
+        assert_eq!(share(3 * MIB, MIB), 2 * MIB);
+        assert_eq!(share(MIB, MIB), MIB);
+        assert_eq!(share(0, MIB), 0);
+    }
+
+    #[test]
     fn budget_evicts_least_recently_used() {
-        let cache = BlockCache::new(10);
-        cache.insert(key(1, 0), Arc::new(vec![0; 4]));
-        cache.insert(key(1, 1), Arc::new(vec![0; 4]));
-        cache.get(&key(1, 0));
-        cache.insert(key(1, 2), Arc::new(vec![0; 4]));
+        // Half of the budget is the stream segment's.
+        let cache = BlockCache::new(20, 1);
+        cache.insert(key(1, 0), Arc::new(vec![0; 4]), Access::Random);
+        cache.insert(key(1, 1), Arc::new(vec![0; 4]), Access::Random);
+        cache.get(&key(1, 0), Access::Random);
+        cache.insert(key(1, 2), Arc::new(vec![0; 4]), Access::Random);
         assert!(cache.bytes() <= 10);
-        assert!(cache.get(&key(1, 0)).is_some());
-        assert!(cache.get(&key(1, 1)).is_none());
+        assert!(cache.get(&key(1, 0), Access::Random).is_some());
+        assert!(cache.get(&key(1, 1), Access::Random).is_none());
     }
 
     #[test]
     fn other_version_misses_and_forget_file() {
-        let cache = BlockCache::new(100);
-        cache.insert(key(1, 0), Arc::new(vec![1]));
+        let cache = BlockCache::new(100, 1);
+        cache.insert(key(1, 0), Arc::new(vec![1]), Access::Random);
         let mut newer = key(1, 0);
         newer.size = 11;
-        assert!(cache.get(&newer).is_none());
-        cache.insert(key(2, 0), Arc::new(vec![2]));
+        assert!(cache.get(&newer, Access::Random).is_none());
+        cache.insert(key(2, 0), Arc::new(vec![2]), Access::Random);
         cache.forget_file(1);
-        assert!(cache.get(&key(1, 0)).is_none());
-        assert!(cache.get(&key(2, 0)).is_some());
+        assert!(cache.get(&key(1, 0), Access::Random).is_none());
+        assert!(cache.get(&key(2, 0), Access::Random).is_some());
         assert_eq!(cache.bytes(), 1);
+    }
+
+    /// Reads file `file` block by block as a sequential stream does.
+    fn scan(cache: &Arc<BlockCache>, file: u64, blocks: u64, len: usize) {
+        for index in 0..blocks {
+            let got =
+                cache.get_or_fetch::<()>(&key(file, index), Access::Stream, || Ok(vec![3; len]));
+            assert_eq!(got.map(|b| b.len()), Ok(len));
+            cache.stream_done(&key(file, index));
+        }
+    }
+
+    #[test]
+    fn a_sequential_scan_does_not_evict_another_files_hot_blocks() {
+        const KIB: usize = 1024;
+        let cache = Arc::new(BlockCache::new(64 * KIB as u64, KIB as u64));
+        // File 1: 24 KiB read at random, so in the main segment.
+        for index in 0..24 {
+            cache.insert(key(1, index), Arc::new(vec![1; KIB]), Access::Random);
+        }
+        // File 2, 100 times the budget, read once from start to end.
+        scan(&cache, 2, 6400, KIB);
+        assert!(cache.bytes() <= 64 * KIB as u64, "{} bytes", cache.bytes());
+        for index in 0..24 {
+            assert!(
+                cache.get(&key(1, index), Access::Random).is_some(),
+                "block {index} of the hot file was evicted by the scan"
+            );
+        }
+        // The scan kept only its bounded share: its first blocks are gone.
+        assert!(cache.get(&key(2, 0), Access::Random).is_none());
+    }
+
+    #[test]
+    fn read_ahead_blocks_wait_for_their_reader_and_a_block_used_again_is_kept() {
+        let cache = Arc::new(BlockCache::new(40, 1));
+        // Read-ahead fills three blocks ahead of the stream.
+        for index in 0..3 {
+            if let Some(r) = cache.reserve(&key(1, index)) {
+                r.fill(Arc::new(vec![0; 4]));
+            }
+        }
+        // The stream reads block 0 in pieces: the block stays until done.
+        for _ in 0..2 {
+            assert!(cache.get(&key(1, 0), Access::Stream).is_some());
+        }
+        cache.stream_done(&key(1, 0));
+        // More read-ahead: the block already read, the oldest, goes first
+        // (stream segment: 20 bytes, five blocks).
+        for index in 3..6 {
+            if let Some(r) = cache.reserve(&key(1, index)) {
+                r.fill(Arc::new(vec![0; 4]));
+            }
+        }
+        assert!(
+            cache.get(&key(1, 0), Access::Stream).is_none(),
+            "read, so first to go"
+        );
+        for index in 1..6 {
+            assert!(
+                cache.get(&key(1, index), Access::Stream).is_some(),
+                "block {index}"
+            );
+        }
+        // Block 1, read by the stream and then read again, moves to the
+        // main segment and outlives the stream's next blocks.
+        cache.stream_done(&key(1, 1));
+        assert!(cache.get(&key(1, 1), Access::Stream).is_some());
+        for index in 6..20 {
+            if let Some(r) = cache.reserve(&key(1, index)) {
+                r.fill(Arc::new(vec![0; 4]));
+            }
+            cache.stream_done(&key(1, index));
+        }
+        assert!(cache.get(&key(1, 1), Access::Random).is_some());
+        assert!(cache.bytes() <= 40);
     }
 
     /// Waits (with a deadline) until `n` readers wait for `key`.
@@ -255,14 +490,14 @@ mod tests {
 
     #[test]
     fn concurrent_fetches_of_one_block_share_one_read() {
-        let cache = Arc::new(BlockCache::new(1 << 20));
+        let cache = Arc::new(BlockCache::new(1 << 20, 1));
         let calls = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let (cache, calls) = (cache.clone(), calls.clone());
                 std::thread::spawn(move || {
                     cache
-                        .get_or_fetch::<()>(&key(1, 0), || {
+                        .get_or_fetch::<()>(&key(1, 0), Access::Random, || {
                             calls.fetch_add(1, Ordering::SeqCst);
                             // Finish only once every other reader waits.
                             until_waiting(&cache, &key(1, 0), 7);
@@ -280,13 +515,15 @@ mod tests {
 
     #[test]
     fn readers_wait_for_a_reserved_block_instead_of_fetching_it() {
-        let cache = Arc::new(BlockCache::new(100));
+        let cache = Arc::new(BlockCache::new(100, 1));
         let reservation = cache.reserve(&key(1, 0));
         assert!(reservation.is_some());
         assert!(cache.reserve(&key(1, 0)).is_none(), "promised once");
         let reader = {
             let cache = cache.clone();
-            std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![0])))
+            std::thread::spawn(move || {
+                cache.get_or_fetch::<()>(&key(1, 0), Access::Random, || Ok(vec![0]))
+            })
         };
         until_waiting(&cache, &key(1, 0), 1);
         if let Some(r) = reservation {
@@ -299,11 +536,13 @@ mod tests {
 
     #[test]
     fn a_dropped_reservation_lets_the_reader_fetch() {
-        let cache = Arc::new(BlockCache::new(100));
+        let cache = Arc::new(BlockCache::new(100, 1));
         let reservation = cache.reserve(&key(1, 0));
         let reader = {
             let cache = cache.clone();
-            std::thread::spawn(move || cache.get_or_fetch::<()>(&key(1, 0), || Ok(vec![5])))
+            std::thread::spawn(move || {
+                cache.get_or_fetch::<()>(&key(1, 0), Access::Random, || Ok(vec![5]))
+            })
         };
         until_waiting(&cache, &key(1, 0), 1);
         drop(reservation);
@@ -313,9 +552,11 @@ mod tests {
 
     #[test]
     fn failed_fetch_is_not_cached() {
-        let cache = Arc::new(BlockCache::new(100));
-        assert!(cache.get_or_fetch(&key(1, 0), || Err("down")).is_err());
-        let block = cache.get_or_fetch::<&str>(&key(1, 0), || Ok(vec![1, 2]));
+        let cache = Arc::new(BlockCache::new(100, 1));
+        assert!(cache
+            .get_or_fetch(&key(1, 0), Access::Random, || Err("down"))
+            .is_err());
+        let block = cache.get_or_fetch::<&str>(&key(1, 0), Access::Random, || Ok(vec![1, 2]));
         assert_eq!(block.map(|b| b.len()), Ok(2));
     }
 }

@@ -407,7 +407,7 @@ fn long_help_documents_every_option() {
         "%2F",
         "RMOUNT_PASSWORD",
         "(default 20)",
-        "(default 256)",
+        "(default 64)",
         "(default yes)",
     ] {
         assert!(text.contains(needle), "{needle}");

@@ -177,7 +177,7 @@ impl Fs {
         Fs {
             inodes: Mutex::new(Inodes::new(&cfg.root)),
             meta: MetaCache::new(cfg.cache_timeout),
-            blocks: Arc::new(BlockCache::new(cfg.cache_size)),
+            blocks: Arc::new(BlockCache::new(cfg.cache_size, cfg.block_size)),
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),

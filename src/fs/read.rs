@@ -4,6 +4,7 @@
 
 pub mod ahead;
 
+use std::ops::{Deref, Range};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -11,12 +12,38 @@ use std::time::SystemTime;
 use super::handles::Handle;
 use super::read::ahead::ReadAhead;
 use super::{Fs, Result};
-use crate::cache::blocks::{BlockKey, Reservation};
+use crate::cache::blocks::{Access, Block, BlockKey, Reservation};
 use crate::sync::lock;
 use crate::workers::Workers;
 
+/// The bytes of a read: a piece of one cached block, handed on without a
+/// copy, or bytes of its own (a read across blocks, or of a file being
+/// written).
+#[derive(Debug)]
+pub enum ReadData {
+    Owned(Vec<u8>),
+    InBlock(Block, Range<usize>),
+}
+
+impl Deref for ReadData {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        match self {
+            ReadData::Owned(bytes) => bytes,
+            ReadData::InBlock(block, range) => block.get(range.clone()).unwrap_or_default(),
+        }
+    }
+}
+
+impl<T: AsRef<[u8]> + ?Sized> PartialEq<T> for ReadData {
+    fn eq(&self, other: &T) -> bool {
+        **self == *other.as_ref()
+    }
+}
+
 impl Fs {
-    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<ReadData> {
         let Handle {
             ino,
             file,
@@ -33,11 +60,18 @@ impl Fs {
             }
             let path = self.any_path_of(ino)?;
             if st.reads_bypass_cache() {
-                return st.read(&*self.remote, &path, offset, size as usize);
+                return st
+                    .read(&*self.remote, &path, offset, size as usize)
+                    .map(ReadData::Owned);
             }
             (path, st.version)
         };
-        let data = self.read_blocks(ino, &path, version, offset, size as usize)?;
+        let access = if lock(&ahead).sequential(offset) {
+            Access::Stream
+        } else {
+            Access::Random
+        };
+        let data = self.read_blocks(ino, &path, version, offset, size as usize, access)?;
         self.read_ahead(&ahead, ino, &path, version, offset, data.len());
         Ok(data)
     }
@@ -52,6 +86,9 @@ impl Fs {
     }
 
     /// Serves a read of a clean file from whole blocks (fetched on a miss).
+    /// A stream's blocks stay in the cache's stream share, and each one it
+    /// has read to the end is the first to go from there (see
+    /// cache/blocks.rs): the kernel keeps those pages.
     fn read_blocks(
         &self,
         ino: u64,
@@ -59,32 +96,46 @@ impl Fs {
         version: (u64, SystemTime),
         offset: u64,
         len: usize,
-    ) -> Result<Vec<u8>> {
+        access: Access,
+    ) -> Result<ReadData> {
         let size = version.0;
         if offset >= size || len == 0 {
-            return Ok(Vec::new());
+            return Ok(ReadData::Owned(Vec::new()));
         }
         let end = size.min(offset + len as u64);
         let bs = self.cfg.block_size;
-        let mut out = Vec::with_capacity((end - offset) as usize);
-        for index in offset / bs..=(end - 1) / bs {
+        let (first, last) = (offset / bs, (end - 1) / bs);
+        let mut out = Vec::new();
+        for index in first..=last {
             let start = index * bs;
             let key = Self::block_key(ino, version, index);
             let block = self
                 .blocks
-                .get_or_fetch(&key, || self.remote.read(path, start, bs as usize))?;
+                .get_or_fetch(&key, access, || self.remote.read(path, start, bs as usize))?;
             let from = (offset.max(start) - start) as usize;
             let to = ((end.min(start + bs)) - start) as usize;
             if from >= block.len() {
                 break;
             }
-            out.extend_from_slice(&block[from..to.min(block.len())]);
-            if block.len() < to {
+            if access == Access::Stream && to >= block.len() {
+                self.blocks.stream_done(&key);
+            }
+            let short = block.len() < to;
+            let to = to.min(block.len());
+            if first == last {
+                // Within one block (most reads): no copy.
+                return Ok(ReadData::InBlock(block, from..to));
+            }
+            if out.is_empty() {
+                out.reserve_exact((end - offset) as usize);
+            }
+            out.extend_from_slice(&block[from..to]);
+            if short {
                 // The file is shorter than it was: stop at its real end.
                 break;
             }
         }
-        Ok(out)
+        Ok(ReadData::Owned(out))
     }
 
     /// After a sequential read, promises the blocks wanted ahead of it and

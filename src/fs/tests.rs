@@ -866,7 +866,7 @@ fn change_on_server(mem: &Memory, path: &str, data: &[u8], mtime_secs: u64) {
 
 fn read_all(fs: &Fs, ino: u64) -> (Vec<u8>, Opened) {
     let h = fs.open(ino, OpenFlags::default()).expect("open");
-    let data = fs.read(h.fh, 0, 1000).expect("read");
+    let data = fs.read(h.fh, 0, 1000).expect("read").to_vec();
     fs.release(h.fh).expect("release");
     (data, h)
 }

@@ -36,6 +36,7 @@ on_every_server! {
     write_past_eof_is_sparse,
     overwrite_middle_in_place,
     random_reads_20mib,
+    read_256mib_in_bounded_memory,
     truncate_down_and_up,
     chmod,
     chmod_while_open_for_writing,
@@ -403,6 +404,52 @@ fn random_reads_20mib(p: ServerKind) {
         );
     }
     assert_eq!(sha256_file(&fx.m("r.bin")), sha256_bytes(&data));
+}
+
+/// The daemon's peak resident memory (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .expect("VmHWM in the daemon's status");
+    kib << 10
+}
+
+// A 256 MiB file read from start to end arrives whole, and the daemon's
+// peak resident memory stays under its block cache budget plus 32 MiB
+// (buffers in flight, the connections, the program itself): the stream
+// does not pile up blocks or transfer buffers.
+fn read_256mib_in_bounded_memory(p: ServerKind) {
+    const CACHE_MIB: u64 = 64;
+    let cache = format!("cache_size={CACHE_MIB}");
+    let fx = Fixture::new(p, "bigread", &["-o", &cache]);
+    {
+        let mut f = File::create(fx.s("big.bin")).expect("create the file on the server");
+        for i in 0..256 {
+            f.write_all(&mib_chunk(9, i))
+                .expect("write the file on the server");
+        }
+    }
+    fx.server.chown_tree(&format!("{}/big.bin", fx.sub));
+    let want = sha256_file(&fx.s("big.bin"));
+    let pid = fx.mount().daemon_pid().expect("the daemon's pid");
+    let before = peak_rss(pid);
+    assert_eq!(sha256_file(&fx.m("big.bin")), want, "the bytes read");
+    let peak = peak_rss(pid);
+    eprintln!(
+        "{p:?}: peak RSS {} MiB before the read, {} MiB after 256 MiB",
+        before >> 20,
+        peak >> 20
+    );
+    let bound = (CACHE_MIB + 32) << 20;
+    assert!(
+        peak <= bound,
+        "peak RSS {} MiB over {} MiB (cache_size {CACHE_MIB} MiB + 32 MiB)",
+        peak >> 20,
+        bound >> 20
+    );
 }
 
 // A 5 GiB sparse file: its last bytes read right, a byte written at 4.5 GiB lands there.

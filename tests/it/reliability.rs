@@ -35,6 +35,7 @@ use crate::support::*;
 per_protocol! {
     cut_during_sequential_read,
     slow_link_read_finishes,
+    slow_link_read_keeps_blocks_in_flight,
     cut_during_upload_keeps_old_version,
     flush_mid_rewrite_then_cut,
     outage_and_restart_keep_open_fd_working,
@@ -422,6 +423,60 @@ fn slow_link_read_finishes(p: Proto) {
     );
     assert!(matches!(result, Compared::Same), "{result:?}");
     eprintln!("64 MiB over 10 ms each way took {took:?}");
+}
+
+/// Over a 20 ms round trip (10 ms each way through the proxy) a sequential
+/// read of 64 MiB takes less than one round trip per 1 MiB block, the least
+/// a reader with one block request in flight at a time would take (it
+/// would also need the transfer time on top): the read-ahead keeps several
+/// blocks' worth on the way. On an idle machine it takes about a third. The round trip is
+/// measured in the test, through a proxy of the same latency.
+/// `RMOUNT_SLOW_READ_MIB` makes the timed file larger (default 64).
+fn slow_link_read_keeps_blocks_in_flight(p: Proto) {
+    const LATENCY: Duration = Duration::from_millis(10);
+    let blocks: u32 = std::env::var("RMOUNT_SLOW_READ_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(64);
+    let _load = light_load();
+    let rtt = {
+        let echo = Echo::start();
+        let proxy = FaultProxy::start(echo.addr);
+        proxy.set_latency(LATENCY);
+        let mut c = dial(&proxy);
+        (0..5)
+            .map(|_| echo_round_trip(&mut c, b"ping").expect("echo through the proxy"))
+            .min()
+            .unwrap_or_default()
+    };
+    let server = Server::start(p);
+    let reference = put_random_file(&server, "big.bin", u64::from(blocks), 5);
+    let warm_up = put_random_file(&server, "warm.bin", 8, 6);
+    let proxy = FaultProxy::for_server(&server);
+    proxy.set_latency(LATENCY);
+    let mount = mount_via_proxy(&server, &proxy, &[]);
+    // First another file, so that the timed read finds the connections
+    // made (each costs several round trips) and measures the stream.
+    let (warm, _) = within("a warm-up read", Duration::from_secs(120), {
+        let m = mount.path("warm.bin");
+        move || compare_files(&m, &warm_up, &AtomicU64::new(0))
+    });
+    assert!(matches!(warm, Compared::Same), "warm-up read: {warm:?}");
+    let (result, took) = within("a long read over a slow link", Duration::from_secs(240), {
+        let (m, r) = (mount.path("big.bin"), reference.clone());
+        move || compare_files(&m, &r, &AtomicU64::new(0))
+    });
+    assert!(matches!(result, Compared::Same), "{result:?}");
+    let serial = rtt * blocks;
+    eprintln!(
+        "{p:?}: {blocks} MiB over a {rtt:?} round trip in {took:?} ({:.0} MiB/s); \
+         one block per round trip would take at least {serial:?}",
+        f64::from(blocks) / took.as_secs_f64()
+    );
+    assert!(
+        took < serial,
+        "{blocks} MiB took {took:?}, not under one round trip ({rtt:?}) per block ({serial:?})"
+    );
 }
 
 /// An FTP transfer that drips (a few bytes a second: every read still

@@ -34,6 +34,13 @@ pub use symlink_order::SymlinkOrder;
 /// keep the pipe full. The pool's callers read whole blocks (>= 1 MiB).
 const READ_CHUNK: usize = 1 << 20;
 const MIN_READ_CALL: usize = 32 << 10;
+/// A read that continues the handle's last one (a stream read block after
+/// block) calls libssh2 with up to this much, so it keeps 4x as much in
+/// flight, past the end of this block: the next block's data is then on its
+/// way while this one is taken, and a long link never waits a whole round
+/// trip between blocks. (A seek drops what is in flight; a read that does
+/// not continue asks only for its own bytes.)
+const STREAM_READ_CALL: usize = 1 << 20;
 
 /// Most names one listing may have (about 200 bytes each in memory).
 const MAX_LISTING_ENTRIES: usize = 1_000_000;
@@ -153,6 +160,8 @@ struct CachedHandle {
     /// `Generation::writes` when the handle last read.
     writes: u64,
     opened: Instant,
+    /// A read ended at `pos`: a read there continues a stream.
+    read_before: bool,
 }
 
 impl CachedHandle {
@@ -247,6 +256,7 @@ fn reuse_or_open<'a>(
             generation,
             writes: 0,
             opened: Instant::now(),
+            read_before: false,
         });
     }
     slot.as_mut().ok_or(Error::Invalid)
@@ -316,16 +326,23 @@ impl Connection for SftpConnection {
             handle.pos = u64::MAX;
             handle.writes = generation.writes;
         }
+        let continuing = handle.read_before && handle.pos == offset;
         handle.seek_to(offset)?;
+        handle.read_before = false;
         let mut buf = vec![0u8; len];
         let mut filled = 0;
         while filled < len {
             // libssh2 keeps 4x the buffer in flight and drops what is in
             // flight on the next seek; asking for a quarter of what remains
-            // keeps the pipe full without fetching past `len`.
-            let want = ((len - filled) / 4)
-                .clamp(MIN_READ_CALL, READ_CHUNK)
-                .min(len - filled);
+            // keeps the pipe full without fetching past `len`, unless a
+            // stream goes on (see STREAM_READ_CALL).
+            let want = if continuing {
+                (len - filled).min(STREAM_READ_CALL)
+            } else {
+                ((len - filled) / 4)
+                    .clamp(MIN_READ_CALL, READ_CHUNK)
+                    .min(len - filled)
+            };
             match handle.file.read(&mut buf[filled..filled + want]) {
                 Ok(0) => break,
                 Ok(n) => filled += n,
@@ -338,6 +355,7 @@ impl Connection for SftpConnection {
         }
         buf.truncate(filled);
         handle.pos = offset + filled as u64;
+        handle.read_before = true;
         Ok(buf)
     }
 
