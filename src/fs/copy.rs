@@ -170,36 +170,11 @@ impl FileState {
 #[cfg(test)]
 mod tests {
     use std::ffi::OsStr;
-    use std::path::PathBuf;
-    use std::sync::Arc;
-    use std::time::Duration;
 
-    use super::super::{inodes, FsConfig, OpenFlags};
+    use super::super::{inodes, OpenFlags};
     use super::*;
     use crate::errno::ToErrno;
-    use crate::remote::memory::Memory;
-
-    fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
-        let mem = Arc::new(Memory::new(random_write));
-        let staging = tempfile::tempdir().expect("tempdir");
-        let cfg = FsConfig {
-            root: PathBuf::from("/"),
-            read_only: false,
-            atomic_writes: true,
-            close_to_open: true,
-            contain_symlinks: false,
-            block_size: 4,
-            read_ahead_blocks: 2,
-            cache_timeout: Duration::from_secs(60),
-            cache_size: 1 << 20,
-            idmap: None,
-            owners_by_name: false,
-            owner: (None, None),
-            staging_dir: staging.path().to_path_buf(),
-            prefetch_threads: 1,
-        };
-        (mem.clone(), Fs::new(mem, cfg), staging)
-    }
+    use crate::fs::tests::setup;
 
     fn rw() -> OpenFlags {
         OpenFlags {

@@ -215,4 +215,4 @@ impl Fs {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -260,14 +260,14 @@ fn local_id(which: Which, name: &OsStr) -> Option<u32> {
 mod tests {
     use std::collections::HashMap;
     use std::ffi::{OsStr, OsString};
-    use std::path::{Path, PathBuf};
+    use std::path::Path;
     use std::sync::atomic::Ordering;
     use std::sync::Arc;
-    use std::time::Duration;
 
     use super::super::{inodes, FsConfig, SetAttrs};
     use super::*;
     use crate::errno::ToErrno;
+    use crate::fs::tests::test_config;
     use crate::remote::memory::Memory;
 
     /// The server's names: (id, name) of users, and of groups.
@@ -280,20 +280,8 @@ mod tests {
         };
         *lock(&mem.id_names) = names.map(|(u, g)| (table(u), table(g)));
         let cfg = FsConfig {
-            root: PathBuf::from("/"),
-            read_only: false,
-            atomic_writes: true,
-            close_to_open: true,
-            contain_symlinks: false,
-            block_size: 4,
-            read_ahead_blocks: 2,
-            cache_timeout: Duration::from_secs(60),
-            cache_size: 1 << 20,
-            idmap: None,
             owners_by_name: true,
-            owner: (None, None),
-            staging_dir: std::env::temp_dir(),
-            prefetch_threads: 1,
+            ..test_config(&std::env::temp_dir())
         };
         (mem.clone(), Fs::new(mem, cfg))
     }

@@ -15,10 +15,10 @@ use crate::remote::private_names;
 use crate::remote::SetAttr;
 use crate::sync::lock;
 
-fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
-    let mem = Arc::new(Memory::new(random_write));
-    let staging = tempfile::tempdir().expect("tempdir");
-    let cfg = FsConfig {
+/// The configuration the unit tests of the filesystem logic use, staging
+/// in `staging`.
+pub(crate) fn test_config(staging: &Path) -> FsConfig {
+    FsConfig {
         root: PathBuf::from("/"),
         read_only: false,
         atomic_writes: true,
@@ -31,10 +31,17 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         idmap: None,
         owners_by_name: false,
         owner: (None, None),
-        staging_dir: staging.path().to_path_buf(),
+        staging_dir: staging.to_path_buf(),
         prefetch_threads: 1,
-    };
-    let fs = Fs::new(mem.clone(), cfg);
+    }
+}
+
+/// An in-memory server (with or without random writes), a filesystem
+/// over it, and its staging directory (kept alive by the caller).
+pub(crate) fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
+    let mem = Arc::new(Memory::new(random_write));
+    let staging = tempfile::tempdir().expect("tempdir");
+    let fs = Fs::new(mem.clone(), test_config(staging.path()));
     (mem, fs, staging)
 }
 
