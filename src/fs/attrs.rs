@@ -72,6 +72,10 @@ impl Fs {
             Some(Lookup::Missing) => return Err(Error::not_found()),
             None => {}
         }
+        // A listing's entry with a coarser time: the remote completes it.
+        if let Some(listed) = self.meta.get_listed(path) {
+            return self.stat_listed(path, &listed);
+        }
         self.stat_fresh(path)
     }
 
@@ -86,7 +90,7 @@ impl Fs {
     }
 
     /// Records the result of a stat in the caches.
-    fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
+    pub(super) fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
         match result {
             Ok(attr) => {
                 self.meta.put(path, attr.clone());

@@ -32,6 +32,7 @@ fn setup(random_write: bool) -> (Arc<Memory>, Fs, tempfile::TempDir) {
         owner: (None, None),
         staging_dir: staging.path().to_path_buf(),
         prefetch_threads: 1,
+        list_ahead_threads: 0,
     };
     let fs = Fs::new(mem.clone(), cfg);
     (mem, fs, staging)

@@ -216,6 +216,25 @@ pub trait Remote: Send + Sync {
     /// All entries of a directory except `.` and `..`.
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
 
+    /// Whether `listed`, what a listing of its directory showed for
+    /// `path`, is all a `stat` would tell (its mtime as exact). By default
+    /// yes; a protocol whose listings may carry a coarser time says no
+    /// where they do. Asks nothing of the server.
+    fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
+        let _ = (path, listed);
+        true
+    }
+
+    /// `stat` of `path` that a fresh listing showed as `listed`: `listed`
+    /// itself where `listed_as_stat`, otherwise what completes it (an
+    /// exact time), asking as little as the protocol allows.
+    fn stat_listed(&self, path: &Path, listed: &Attr) -> Result<Attr> {
+        if self.listed_as_stat(path, listed) {
+            return Ok(listed.clone());
+        }
+        self.stat(path)
+    }
+
     /// Up to `len` bytes at `offset`. Shorter only at end of file.
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>>;
 

@@ -484,6 +484,16 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.list(path))
     }
+    fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
+        self.connector.listed_as_stat(path, listed)
+    }
+    fn stat_listed(&self, path: &Path, listed: &Attr) -> Result<Attr> {
+        if self.connector.listed_as_stat(path, listed) {
+            return Ok(listed.clone());
+        }
+        no_nul(path)?;
+        self.run(Lane::Meta, true, |c| c.stat_listed(path, listed))
+    }
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
         no_nul(path)?;
         let generation = self.generation();
