@@ -149,13 +149,14 @@ impl Listings {
     /// `exact`, an entry that tells less than a stat (a coarser time) is
     /// stored as such, so that a stat still asks for the rest; without,
     /// as a stat's answer (what readdir has always done: a file keeps the
-    /// time `ls -l` showed).
+    /// time `ls -l` showed). Listings made ahead are made `background`
+    /// (see `Remote::list_in_background`).
     pub(super) fn fetch(
         &self,
         remote: &dyn Remote,
         meta: &MetaCache,
         dir: &Path,
-        (join, exact): (bool, bool),
+        (join, exact, background): (bool, bool, bool),
         keep: &mut dyn FnMut(&OsStr, &Attr) -> Option<bool>,
     ) -> Got {
         let flight = {
@@ -176,7 +177,12 @@ impl Listings {
             got: None,
         };
         let since = meta.marks();
-        let entries = match remote.list(dir) {
+        let listed = if background {
+            remote.list_in_background(dir)
+        } else {
+            remote.list(dir)
+        };
+        let entries = match listed {
             Ok(entries) => entries,
             Err(e) => return Got::Own(Err(e)),
         };
@@ -267,7 +273,7 @@ impl Listings {
                 &*remote,
                 &meta,
                 &job_dir,
-                (false, true),
+                (false, true, true),
                 &mut quietly_listable,
             );
             if let Got::Own(Err(e)) = got {
@@ -333,11 +339,13 @@ impl Fs {
     /// `name` in it; None when the listing cannot answer (it failed, or
     /// the directory changed meanwhile): a stat must.
     fn lookup_by_listing(&self, dir: &Path, path: &Path, name: &OsStr) -> Option<Result<Attr>> {
-        let got = self
-            .listings
-            .fetch(&*self.remote, &self.meta, dir, (true, true), &mut |n, a| {
-                Some(self.listable(dir, n, a))
-            });
+        let got = self.listings.fetch(
+            &*self.remote,
+            &self.meta,
+            dir,
+            (true, true, false),
+            &mut |n, a| Some(self.listable(dir, n, a)),
+        );
         let fetched = match got {
             Got::Own(Ok(fetched)) => {
                 self.listings.listed(dir, fetched.entries.len());
@@ -376,7 +384,7 @@ impl Fs {
                 &*self.remote,
                 &self.meta,
                 dir,
-                (true, false),
+                (true, false, false),
                 &mut |n, a| Some(self.listable(dir, n, a)),
             );
             match got {

@@ -216,6 +216,13 @@ pub trait Remote: Send + Sync {
     /// All entries of a directory except `.` and `..`.
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
 
+    /// As `list`, for work nobody waits for (listing ahead): where the
+    /// remote keeps a connection for interactive metadata, not on that
+    /// one, so it never delays a `stat`.
+    fn list_in_background(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        self.list(path)
+    }
+
     /// Whether `listed`, what a listing of its directory showed for
     /// `path`, is all a `stat` would tell (its mtime as exact). By default
     /// yes; a protocol whose listings may carry a coarser time says no

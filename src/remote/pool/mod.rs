@@ -484,6 +484,11 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.list(path))
     }
+    /// On a data connection: the metadata one stays free for stats.
+    fn list_in_background(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        no_nul(path)?;
+        self.run(Lane::Bulk, true, |c| c.list(path))
+    }
     fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
         self.connector.listed_as_stat(path, listed)
     }
