@@ -146,7 +146,7 @@ impl Fs {
     /// A listing from the caches: a fresh listing whose every entry still
     /// has fresh attributes (as the server gave them, in a stat or a
     /// listing).
-    fn cached_items(&self, dir: &Path) -> Option<Vec<DirItem>> {
+    pub(super) fn cached_items(&self, dir: &Path) -> Option<Vec<DirItem>> {
         let names = self.meta.listing(dir)?;
         let items: Option<Vec<DirItem>> = names
             .into_iter()

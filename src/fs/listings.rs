@@ -65,6 +65,9 @@ pub(super) enum Got {
     /// One another caller took; None if that failed, or (`join` false) if
     /// one was under way.
     Joined(Option<Arc<Fetched>>),
+    /// None: another caller's listing was stored just before (the caller
+    /// looked at the caches before it landed).
+    Cached,
 }
 
 /// One listing under way: its outcome once done (None: it failed).
@@ -176,6 +179,10 @@ impl Listings {
             flight,
             got: None,
         };
+        // A listing stores itself before it stops being under way.
+        if meta.listing_at(dir).is_some() {
+            return Got::Cached;
+        }
         let since = meta.marks();
         let listed = if background {
             remote.list_in_background(dir)
@@ -238,7 +245,6 @@ impl Listings {
     fn listed(&self, dir: &Path, names: usize) {
         if let Some(record) = lock(&self.misses).get_mut(dir) {
             record.names = Some(names);
-            record.count = 0;
         }
     }
 
@@ -313,15 +319,8 @@ impl Fs {
         let Some(dir) = path.parent() else {
             return self.stat_fresh(path);
         };
-        if let Some(names) = self.meta.listing(dir) {
-            if names.iter().any(|n| n == name) {
-                if let Some(listed) = self.meta.get_listed(path) {
-                    return self.stat_listed(path, &listed);
-                }
-            } else if names.len() < LOOKUP_LISTING_NAMES {
-                return Err(Error::not_found());
-            }
-            return self.stat_fresh(path);
+        if let Some(answer) = self.answer_from_listing(dir, path, name) {
+            return answer;
         }
         let dir_attr = match self.meta.get(dir) {
             Some(Lookup::Found(attr)) => Some(attr),
@@ -333,6 +332,23 @@ impl Fs {
             }
         }
         self.stat_fresh(path)
+    }
+
+    /// The answer of a fresh cached listing of `dir` to a lookup of `name`
+    /// in it (None: no such listing): a name it lacks does not exist.
+    fn answer_from_listing(&self, dir: &Path, path: &Path, name: &OsStr) -> Option<Result<Attr>> {
+        let names = self.meta.listing(dir)?;
+        if names.iter().any(|n| n == name) {
+            if let Some(Lookup::Found(attr)) = self.meta.get(path) {
+                return Some(Ok(attr));
+            }
+            if let Some(listed) = self.meta.get_listed(path) {
+                return Some(self.stat_listed(path, &listed));
+            }
+        } else if names.len() < LOOKUP_LISTING_NAMES {
+            return Some(Err(Error::not_found()));
+        }
+        Some(self.stat_fresh(path))
     }
 
     /// Lists `dir` (or joins its listing under way) to answer a lookup of
@@ -357,6 +373,7 @@ impl Fs {
                 return None;
             }
             Got::Joined(fetched) => fetched?,
+            Got::Cached => return self.answer_from_listing(dir, path, name),
         };
         if !fetched.stored {
             return None;
@@ -379,7 +396,7 @@ impl Fs {
     /// lookup's, or one made ahead) if no change made through the mount
     /// touched the directory meanwhile.
     pub(super) fn fetch_for_readdir(&self, dir: &Path) -> Result<Vec<Listed>> {
-        for _ in 0..2 {
+        for _ in 0..3 {
             let got = self.listings.fetch(
                 &*self.remote,
                 &self.meta,
@@ -391,9 +408,21 @@ impl Fs {
                 Got::Own(fetched) => return Ok(take_entries(fetched?)),
                 Got::Joined(Some(fetched)) if fetched.stored => return Ok(take_entries(fetched)),
                 Got::Joined(_) => {}
+                Got::Cached => {
+                    if let Some(items) = self.cached_items(dir) {
+                        return Ok(items
+                            .into_iter()
+                            .map(|i| Listed {
+                                name: i.name,
+                                attr: i.attr,
+                                as_stat: true,
+                            })
+                            .collect());
+                    }
+                }
             }
         }
-        // Listed by others twice, in vain: once more, alone.
+        // Listed by others, in vain: once more, alone.
         let entries = self.remote.list(dir)?;
         Ok(entries
             .into_iter()
