@@ -40,6 +40,15 @@ pub struct Listed {
     pub as_stat: bool,
 }
 
+/// A directory's names, and whether a name it lacks does not exist: a
+/// listing made ahead, which no one was shown yet, does not tell that
+/// (changes made on the server stay visible to lookups as before).
+#[derive(Clone)]
+struct Names {
+    names: Vec<OsString>,
+    vouched: bool,
+}
+
 /// What is stored for a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Stored {
@@ -65,7 +74,7 @@ pub struct MetaCache {
     ttl: Duration,
     attrs: Mutex<LruCache<PathBuf, Timed<Stored>>>,
     /// Names in a directory, in server order. Their attributes live in `attrs`.
-    dirs: Mutex<LruCache<PathBuf, Timed<Vec<OsString>>>>,
+    dirs: Mutex<LruCache<PathBuf, Timed<Names>>>,
     /// Counts stores, updates and removals, so that what was built from the
     /// cache can tell it is still what the cache says.
     changes: AtomicU64,
@@ -248,14 +257,28 @@ impl MetaCache {
 
     /// Names in `dir`, if a fresh listing is cached.
     pub fn listing(&self, dir: &Path) -> Option<Vec<OsString>> {
+        Some(self.listing_vouched(dir)?.0)
+    }
+
+    /// Names in `dir`, if a fresh listing is cached, and whether a name
+    /// it lacks does not exist (see `store_listing`, `vouch_listing`).
+    pub fn listing_vouched(&self, dir: &Path) -> Option<(Vec<OsString>, bool)> {
         let mut dirs = lock(&self.dirs);
         match dirs.get(dir) {
-            Some(t) if self.fresh(t) => Some(t.value.clone()),
+            Some(t) if self.fresh(t) => Some((t.value.names.clone(), t.value.vouched)),
             Some(_) => {
                 dirs.pop(dir);
                 None
             }
             None => None,
+        }
+    }
+
+    /// The cached listing of `dir` is being shown: from now on a name it
+    /// lacks does not exist.
+    pub fn vouch_listing(&self, dir: &Path) {
+        if let Some(t) = lock(&self.dirs).peek_mut(dir) {
+            t.value.vouched = true;
         }
     }
 
@@ -270,7 +293,7 @@ impl MetaCache {
                 as_stat: true,
             })
             .collect();
-        self.store_listing(dir, &entries, self.marks());
+        self.store_listing(dir, &entries, self.marks(), true);
     }
 
     /// Stores a listing of `dir` taken when the mark count was `since`
@@ -278,8 +301,9 @@ impl MetaCache {
     /// the directory meanwhile: then it is stale, and false says it was
     /// not stored. An entry that is not all a stat would tell does not
     /// replace a stat's answer for the same kind and size (whose time is
-    /// finer).
-    pub fn store_listing(&self, dir: &Path, entries: &[Listed], since: u64) -> bool {
+    /// finer). Without `vouched` (a listing made ahead), a name it lacks
+    /// is not taken as missing until the listing is shown.
+    pub fn store_listing(&self, dir: &Path, entries: &[Listed], since: u64, vouched: bool) -> bool {
         if self.ttl.is_zero() {
             return false;
         }
@@ -310,7 +334,7 @@ impl MetaCache {
         lock(&self.dirs).put(
             dir.to_path_buf(),
             Timed {
-                value: names,
+                value: Names { names, vouched },
                 at: now,
             },
         );
@@ -323,8 +347,8 @@ impl MetaCache {
     pub fn dir_added(&self, dir: &Path, name: &OsStr) {
         self.mark(Some(dir));
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
-            if !t.value.iter().any(|n| n == name) {
-                t.value.push(name.to_os_string());
+            if !t.value.names.iter().any(|n| n == name) {
+                t.value.names.push(name.to_os_string());
                 self.changed();
             }
         }
@@ -334,9 +358,9 @@ impl MetaCache {
     pub fn dir_removed(&self, dir: &Path, name: &OsStr) {
         self.mark(Some(dir));
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
-            let before = t.value.len();
-            t.value.retain(|n| n != name);
-            if t.value.len() != before {
+            let before = t.value.names.len();
+            t.value.names.retain(|n| n != name);
+            if t.value.names.len() != before {
                 self.changed();
             }
         }
@@ -492,7 +516,7 @@ mod tests {
             let since = cache.marks();
             change(&cache);
             assert!(
-                !cache.store_listing(d, &[listed("x")], since),
+                !cache.store_listing(d, &[listed("x")], since, true),
                 "stored across {what}"
             );
             assert_eq!(cache.listing(d), None, "{what}");
@@ -501,11 +525,11 @@ mod tests {
         let since = cache.marks();
         cache.dir_removed(Path::new("/e"), OsStr::new("x"));
         cache.put(Path::new("/d/z"), attr(1));
-        assert!(cache.store_listing(d, &[listed("x")], since));
+        assert!(cache.store_listing(d, &[listed("x")], since, true));
         // A stat's answer that differs from the one stored is a change.
         let since = cache.marks();
         cache.put(Path::new("/d/x"), attr(2));
-        assert!(!cache.store_listing(d, &[listed("x")], since));
+        assert!(!cache.store_listing(d, &[listed("x")], since, true));
     }
 
     #[test]
@@ -518,7 +542,7 @@ mod tests {
             attr: attr(size),
             as_stat: false,
         };
-        assert!(cache.store_listing(d, &[coarse("a", 1), coarse("b", 1)], cache.marks()));
+        assert!(cache.store_listing(d, &[coarse("a", 1), coarse("b", 1)], cache.marks(), true));
         assert_eq!(cache.get(Path::new("/d/a")), Some(Lookup::Found(attr(1))));
         assert_eq!(cache.get(Path::new("/d/b")), None, "not a stat's answer");
         assert_eq!(cache.get_listed(Path::new("/d/b")), Some(attr(1)));

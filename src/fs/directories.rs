@@ -60,6 +60,7 @@ impl Fs {
         if self.lists_open_file(&items)? {
             return None;
         }
+        self.meta.vouch_listing(&path);
         self.list_ahead(&items);
         Some(self.open_dir_on(ino, items, names))
     }
@@ -163,10 +164,13 @@ impl Fs {
     /// server (or the listing of it under way, see listings.rs).
     pub(super) fn list(&self, dir: &Path) -> Result<Vec<DirItem>> {
         if let Some(items) = self.cached_items(dir) {
+            // Shown now: a name it lacks does not exist.
+            self.meta.vouch_listing(dir);
             return Ok(self.present_items(items));
         }
-        let items = self
-            .fetch_for_readdir(dir)?
+        let entries = self.fetch_for_readdir(dir)?;
+        self.meta.vouch_listing(dir);
+        let items = entries
             .into_iter()
             .map(|e| DirItem {
                 path: dir.join(&e.name),

@@ -56,6 +56,8 @@ pub(super) struct Fetched {
     /// It was stored in the caches: no change made through the mount
     /// touched the directory while it was taken.
     pub(super) stored: bool,
+    /// A name it lacks does not exist: not a listing made ahead.
+    pub(super) vouched: bool,
 }
 
 /// What a caller of `fetch` got.
@@ -209,8 +211,13 @@ impl Listings {
                 attr: e.attr,
             })
             .collect();
-        let stored = storable && meta.store_listing(dir, &entries, since);
-        let fetched = Arc::new(Fetched { entries, stored });
+        let vouched = !background;
+        let stored = storable && meta.store_listing(dir, &entries, since, vouched);
+        let fetched = Arc::new(Fetched {
+            entries,
+            stored,
+            vouched,
+        });
         landing.got = Some(fetched.clone());
         Got::Own(Ok(fetched))
     }
@@ -337,7 +344,7 @@ impl Fs {
     /// The answer of a fresh cached listing of `dir` to a lookup of `name`
     /// in it (None: no such listing): a name it lacks does not exist.
     fn answer_from_listing(&self, dir: &Path, path: &Path, name: &OsStr) -> Option<Result<Attr>> {
-        let names = self.meta.listing(dir)?;
+        let (names, vouched) = self.meta.listing_vouched(dir)?;
         if names.iter().any(|n| n == name) {
             if let Some(Lookup::Found(attr)) = self.meta.get(path) {
                 return Some(Ok(attr));
@@ -345,7 +352,7 @@ impl Fs {
             if let Some(listed) = self.meta.get_listed(path) {
                 return Some(self.stat_listed(path, &listed));
             }
-        } else if names.len() < LOOKUP_LISTING_NAMES {
+        } else if vouched && names.len() < LOOKUP_LISTING_NAMES {
             return Some(Err(Error::not_found()));
         }
         Some(self.stat_fresh(path))
@@ -381,7 +388,9 @@ impl Fs {
         match fetched.entries.iter().find(|e| e.name == name) {
             Some(e) if e.as_stat => Some(Ok(e.attr.clone())),
             Some(e) => Some(self.stat_listed(path, &e.attr)),
-            None if fetched.entries.len() < LOOKUP_LISTING_NAMES => Some(Err(Error::not_found())),
+            None if fetched.vouched && fetched.entries.len() < LOOKUP_LISTING_NAMES => {
+                Some(Err(Error::not_found()))
+            }
             None => None,
         }
     }
