@@ -46,7 +46,7 @@ impl Fs {
     pub fn opendir(&self, ino: u64) -> Result<Opened> {
         let path = self.path_of(ino)?;
         let items: Arc<[DirItem]> = self.list(&path)?.into();
-        self.list_ahead(&items);
+        self.list_ahead(&path, &items);
         let names = names_digest(&items);
         Ok(self.open_dir_on(ino, items, names))
     }
@@ -61,7 +61,7 @@ impl Fs {
             return None;
         }
         self.meta.vouch_listing(&path);
-        self.list_ahead(&items);
+        self.list_ahead(&path, &items);
         Some(self.open_dir_on(ino, items, names))
     }
 

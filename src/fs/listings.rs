@@ -37,8 +37,15 @@ pub(super) const LOOKUP_LISTING_NAMES: usize = 10_000;
 /// (most filesystems grow a directory with its names, 16 to 50 bytes
 /// each): about 10 000 names of ordinary length.
 pub(super) const LOOKUP_LISTING_BYTES: u64 = 512 << 10;
-/// Subdirectories of one directory listed ahead, at most.
-pub(super) const AHEAD_PER_DIR: usize = 32;
+/// Subdirectories listed ahead when a directory is shown: its first ones,
+/// and the siblings after it (in name order), so that a walk in that
+/// order finds the next ones listed.
+pub(super) const AHEAD_WINDOW: usize = 8;
+/// Directories whose sorted subdirectories are kept for `AHEAD_WINDOW`.
+const PLANS: NonZeroUsize = match NonZeroUsize::new(64) {
+    Some(n) => n,
+    None => NonZeroUsize::MIN,
+};
 /// Listings waiting to be made ahead, at most (more are not queued).
 const AHEAD_QUEUE: usize = 64;
 /// Directories whose lookup misses are remembered.
@@ -112,6 +119,8 @@ pub(super) struct Listings {
     misses: Mutex<LruCache<PathBuf, Misses>>,
     /// Directories queued to be listed ahead.
     queued: Mutex<HashSet<PathBuf>>,
+    /// The subdirectories of recently shown directories, sorted.
+    plans: Mutex<LruCache<PathBuf, Arc<[PathBuf]>>>,
     ahead: OnceLock<Workers>,
     /// Threads listing ahead; 0: none.
     ahead_threads: usize,
@@ -138,6 +147,7 @@ impl Listings {
             flights: Mutex::new(HashMap::new()),
             misses: Mutex::new(LruCache::new(MISS_RECORDS)),
             queued: Mutex::new(HashSet::new()),
+            plans: Mutex::new(LruCache::new(PLANS)),
             ahead: OnceLock::new(),
             ahead_threads,
         }
@@ -444,30 +454,47 @@ impl Fs {
             .collect())
     }
 
-    /// `dir` is being shown with `items`: its subdirectories whose listing
-    /// is not cached are listed ahead, in the background (at most
-    /// `AHEAD_PER_DIR`, in name order, as `ls -R` visits them). Never
-    /// waits: runs on the FUSE dispatcher too.
-    pub(super) fn list_ahead(&self, items: &[DirItem]) {
+    /// `dir` is being shown with `items`: its first `AHEAD_WINDOW`
+    /// subdirectories, and the `AHEAD_WINDOW` siblings after it, in name
+    /// order (as `ls -R` visits them), are listed ahead in the background
+    /// unless cached or under way. Never waits: runs on the FUSE
+    /// dispatcher too.
+    pub(super) fn list_ahead(&self, dir: &Path, items: &[DirItem]) {
         if self.listings.ahead_threads == 0 || self.meta.ttl().is_zero() {
             return;
         }
-        let mut subdirs: Vec<&DirItem> =
-            items.iter().filter(|i| i.attr.kind == Kind::Dir).collect();
-        subdirs.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        let mut queued = 0;
-        for item in subdirs {
-            if queued == AHEAD_PER_DIR {
-                break;
-            }
-            if self.meta.listing_at(&item.path).is_some() || self.listings.in_flight(&item.path) {
+        let mut subdirs: Vec<PathBuf> = items
+            .iter()
+            .filter(|i| i.attr.kind == Kind::Dir)
+            .map(|i| i.path.clone())
+            .collect();
+        subdirs.sort_unstable();
+        let plan: Arc<[PathBuf]> = subdirs.into();
+        let siblings = dir.parent().and_then(|parent| {
+            let plan = lock(&self.listings.plans).get(parent)?.clone();
+            let at = plan.binary_search_by(|p| p.as_path().cmp(dir)).ok()?;
+            Some((plan, at + 1))
+        });
+        if !plan.is_empty() {
+            lock(&self.listings.plans).put(dir.to_path_buf(), plan.clone());
+        }
+        self.queue_window(&plan, 0);
+        if let Some((plan, from)) = siblings {
+            self.queue_window(&plan, from);
+        }
+    }
+
+    /// Queues the directories of `plan[from..]` not yet listed, up to
+    /// `AHEAD_WINDOW` of them.
+    fn queue_window(&self, plan: &[PathBuf], from: usize) {
+        for path in plan.iter().skip(from).take(AHEAD_WINDOW) {
+            if self.meta.listing_at(path).is_some() || self.listings.in_flight(path) {
                 continue;
             }
             let (remote, meta) = (self.remote.clone(), self.meta.clone());
-            if !self.listings.queue_ahead(remote, meta, item.path.clone()) {
-                break;
+            if !self.listings.queue_ahead(remote, meta, path.clone()) {
+                return;
             }
-            queued += 1;
         }
     }
 }

@@ -39,7 +39,7 @@ per_server!(
 
 /// One way: 20 ms a round trip.
 const LATENCY: Duration = Duration::from_millis(10);
-/// Subdirectories in the `ls -lR` tree (all listed ahead: fewer than 32).
+/// Subdirectories in the `ls -lR` tree (more than one window ahead).
 const DIRS: usize = 30;
 /// A time with seconds, that a listing giving minutes or days cannot show.
 const MTIME: i64 = 1_600_000_017;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::{inodes, Fs, FsConfig, OpenFlags};
-use super::{AHEAD_PER_DIR, LOOKUP_LISTING_BYTES};
+use super::{AHEAD_WINDOW, LOOKUP_LISTING_BYTES};
 use crate::errno::ToErrno;
 use crate::remote::memory::Memory;
 use crate::remote::Remote;
@@ -209,25 +209,31 @@ fn concurrent_lookups_share_one_listing() {
     assert_eq!(stats_after, stats, "no stat");
 }
 
+/// Waits until nothing is queued or under way, with `want` listings
+/// made in all.
+fn settle(mem: &Memory, fs: &Fs, want: usize) {
+    let settled =
+        |fs: &Fs| lock(&fs.listings.queued).is_empty() && lock(&fs.listings.flights).is_empty();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counts(mem).1 < want || !settled(fs) {
+        assert!(Instant::now() < deadline, "listings ahead never finished");
+        std::thread::yield_now();
+    }
+    assert_eq!(counts(mem).1, want);
+}
+
 #[test]
 fn subdirectories_are_listed_ahead_within_bounds() {
     let (mem, fs, _s) = setup(2);
-    let n = AHEAD_PER_DIR + 10;
-    for i in 0..n {
+    for i in 0..AHEAD_WINDOW * 3 {
         mem.mkdir(&Path::new("/").join(name(i)), 0o755)
             .expect("mkdir");
     }
     let opened = fs.opendir(inodes::ROOT).expect("opendir");
     fs.releasedir(opened.fh);
-    let want = 1 + AHEAD_PER_DIR;
-    let settled =
-        |fs: &Fs| lock(&fs.listings.queued).is_empty() && lock(&fs.listings.flights).is_empty();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while counts(&mem).1 < want || !settled(&fs) {
-        assert!(Instant::now() < deadline, "listings ahead never finished");
-        std::thread::yield_now();
-    }
-    assert_eq!(counts(&mem).1, want, "the first {AHEAD_PER_DIR} only");
+    // The root, and its first subdirectories only.
+    let mut want = 1 + AHEAD_WINDOW;
+    settle(&mem, &fs, want);
     // A name made on the server after a listing made ahead is found: no
     // one was shown that listing, so it does not say the name is missing.
     let first = fs
@@ -236,8 +242,20 @@ fn subdirectories_are_listed_ahead_within_bounds() {
     mem.put_file(&format!("/{}/late", name(0)), b"x");
     fs.lookup(first.ino, OsStr::new("late"))
         .expect("a name the listing ahead lacks");
-    // Those are cached: opening one costs no listing.
+    // Those are cached: opening one costs no listing of it; of the
+    // siblings after it, only the one past the first window is listed.
     let opened = fs.opendir(first.ino).expect("opendir");
     fs.releasedir(opened.fh);
-    assert_eq!(counts(&mem).1, want, "listed ahead, not again");
+    want += 1;
+    settle(&mem, &fs, want);
+    // Opening a later one lists the rest of the window after it: the
+    // subdirectories up to 2 × AHEAD_WINDOW - 2, those past the cached
+    // ones (0 to AHEAD_WINDOW).
+    let later = fs
+        .lookup(inodes::ROOT, OsStr::new(&name(AHEAD_WINDOW - 2)))
+        .expect("lookup");
+    let opened = fs.opendir(later.ino).expect("opendir");
+    fs.releasedir(opened.fh);
+    want += AHEAD_WINDOW - 2;
+    settle(&mem, &fs, want);
 }
