@@ -218,7 +218,8 @@ pub trait Remote: Send + Sync {
 
     /// As `list`, for work nobody waits for (listing ahead): where the
     /// remote keeps a connection for interactive metadata, not on that
-    /// one, so it never delays a `stat`.
+    /// one, so it never delays a `stat`; it may refuse (`Error::Busy`)
+    /// rather than wait or open a connection.
     fn list_in_background(&self, path: &Path) -> Result<Vec<DirEntry>> {
         self.list(path)
     }
