@@ -289,6 +289,7 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         owner: (cfg.uid, cfg.gid),
         staging_dir: staging.path().to_path_buf(),
         prefetch_threads: cfg.max_conns.saturating_sub(1).max(1),
+        list_ahead_threads: cfg.max_conns.saturating_sub(1).min(3),
     };
     let fs = Arc::new(Fs::new(connected.remote, fs_cfg));
     fs.start_marker();

@@ -3,6 +3,9 @@
 //!
 //! Owns only the stored answers. It never fetches; the filesystem logic fills
 //! it from stat and list replies and updates it on every change it makes.
+//! Every change also marks the directory it touches, so that a listing
+//! taken while the mount changed that directory is not stored over the
+//! change (`store_listing`).
 
 use std::ffi::{OsStr, OsString};
 use std::num::NonZeroUsize;
@@ -19,6 +22,8 @@ use crate::types::{Attr, Kind};
 
 const MAX_ATTRS: usize = 200_000;
 const MAX_DIRS: usize = 2_000;
+/// Directories whose last change is remembered; older ones share one mark.
+const MAX_MARKS: usize = 4_096;
 
 /// What the cache knows about a path.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,19 +33,56 @@ pub enum Lookup {
     Missing,
 }
 
+/// A listing's entry: its name, its attributes, and whether they are all
+/// a stat would tell (see `Remote::listed_as_stat`).
+pub struct Listed {
+    pub name: OsString,
+    pub attr: Attr,
+    pub as_stat: bool,
+}
+
+/// A directory's names, and whether a name it lacks does not exist: a
+/// listing made ahead, which no one was shown yet, does not tell that
+/// (changes made on the server stay visible to lookups as before).
+#[derive(Clone)]
+struct Names {
+    names: Vec<OsString>,
+    vouched: bool,
+}
+
+/// What is stored for a path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Stored {
+    Lookup(Lookup),
+    /// As a listing showed it, with a coarser time than a stat's: not an
+    /// answer to a stat by itself (`get_listed`).
+    Listed(Attr),
+}
+
 struct Timed<T> {
     value: T,
     at: Instant,
 }
 
+/// The change count of each directory's last change (see `mark`).
+struct Marks {
+    last: LruCache<PathBuf, u64>,
+    /// The latest mark no longer remembered by directory.
+    floor: u64,
+}
+
 pub struct MetaCache {
     ttl: Duration,
-    attrs: Mutex<LruCache<PathBuf, Timed<Lookup>>>,
+    attrs: Mutex<LruCache<PathBuf, Timed<Stored>>>,
     /// Names in a directory, in server order. Their attributes live in `attrs`.
-    dirs: Mutex<LruCache<PathBuf, Timed<Vec<OsString>>>>,
+    dirs: Mutex<LruCache<PathBuf, Timed<Names>>>,
     /// Counts stores, updates and removals, so that what was built from the
     /// cache can tell it is still what the cache says.
     changes: AtomicU64,
+    /// Taken before `attrs` (and held across a listing's store).
+    marks: Mutex<Marks>,
+    /// Counts marks (see `mark`).
+    marked: AtomicU64,
 }
 
 fn cap(n: usize) -> NonZeroUsize {
@@ -54,7 +96,35 @@ impl MetaCache {
             attrs: Mutex::new(LruCache::new(cap(MAX_ATTRS))),
             dirs: Mutex::new(LruCache::new(cap(MAX_DIRS))),
             changes: AtomicU64::new(0),
+            marks: Mutex::new(Marks {
+                last: LruCache::new(cap(MAX_MARKS)),
+                floor: 0,
+            }),
+            marked: AtomicU64::new(0),
         }
+    }
+
+    /// The count of marks so far: what a listing about to be taken gives
+    /// `store_listing` as `since`.
+    pub fn marks(&self) -> u64 {
+        self.marked.load(Ordering::SeqCst)
+    }
+
+    /// Records that the mount changes what `dir` holds (a name or its
+    /// attributes), before the change is stored.
+    fn mark(&self, dir: Option<&Path>) {
+        let Some(dir) = dir else { return };
+        let n = self.marked.fetch_add(1, Ordering::SeqCst) + 1;
+        let mut marks = lock(&self.marks);
+        if let Some((old, at)) = marks.last.push(dir.to_path_buf(), n) {
+            if old != dir {
+                marks.floor = marks.floor.max(at);
+            }
+        }
+    }
+
+    fn last_mark(marks: &Marks, dir: &Path) -> u64 {
+        marks.last.peek(dir).copied().unwrap_or(marks.floor)
     }
 
     /// Changes so far: equal counts mean nothing was stored, updated or
@@ -75,7 +145,7 @@ impl MetaCache {
         t.at.elapsed() < self.ttl
     }
 
-    pub fn get(&self, path: &Path) -> Option<Lookup> {
+    fn get_stored(&self, path: &Path) -> Option<Stored> {
         let mut attrs = lock(&self.attrs);
         stats::get().attr_lookup(attrs.peek(path).is_some_and(|t| self.fresh(t)));
         match attrs.get(path) {
@@ -88,6 +158,32 @@ impl MetaCache {
         }
     }
 
+    /// What a stat of `path` would answer, if known.
+    pub fn get(&self, path: &Path) -> Option<Lookup> {
+        match self.get_stored(path)? {
+            Stored::Lookup(lookup) => Some(lookup),
+            Stored::Listed(_) => None,
+        }
+    }
+
+    /// What a fresh listing showed of `path` when that is not all a stat
+    /// would tell (`Listed::as_stat` false).
+    pub fn get_listed(&self, path: &Path) -> Option<Attr> {
+        match self.get_stored(path)? {
+            Stored::Listed(attr) => Some(attr),
+            Stored::Lookup(_) => None,
+        }
+    }
+
+    /// What a stat or a listing told of `path`, for showing it in a
+    /// listing.
+    pub fn get_any(&self, path: &Path) -> Option<Attr> {
+        match self.get_stored(path)? {
+            Stored::Lookup(Lookup::Found(attr)) | Stored::Listed(attr) => Some(attr),
+            Stored::Lookup(Lookup::Missing) => None,
+        }
+    }
+
     pub fn put(&self, path: &Path, attr: Attr) {
         self.put_lookup(path, Lookup::Found(attr));
     }
@@ -96,9 +192,23 @@ impl MetaCache {
         self.put_lookup(path, Lookup::Missing);
     }
 
+    /// Stores a stat's answer. Replacing a different answer is a change
+    /// of the directory (a listing taken before it is stale); a first
+    /// answer, or the same one again, is not.
     fn put_lookup(&self, path: &Path, value: Lookup) {
         if self.ttl.is_zero() {
             return;
+        }
+        let value = Stored::Lookup(value);
+        let differs = match lock(&self.attrs).peek(path) {
+            Some(t) => match (&t.value, &value) {
+                (Stored::Listed(_), Stored::Lookup(Lookup::Found(_))) => false,
+                (old, new) => old != new,
+            },
+            None => false,
+        };
+        if differs {
+            self.mark(path.parent());
         }
         let timed = Timed {
             value,
@@ -110,17 +220,30 @@ impl MetaCache {
 
     /// Updates a cached attribute in place (keeping its age), if present.
     pub fn update(&self, path: &Path, f: impl FnOnce(&mut Attr)) {
-        if let Some(Timed {
-            value: Lookup::Found(attr),
-            ..
-        }) = lock(&self.attrs).get_mut(path)
-        {
-            f(attr);
-            self.changed();
+        self.mark(path.parent());
+        let mut attrs = lock(&self.attrs);
+        match attrs.get_mut(path) {
+            Some(Timed {
+                value: Stored::Lookup(Lookup::Found(attr)),
+                ..
+            }) => {
+                f(attr);
+                self.changed();
+            }
+            // A listing's entry would not show the update: a stat will.
+            Some(Timed {
+                value: Stored::Listed(_),
+                ..
+            }) => {
+                attrs.pop(path);
+                self.changed();
+            }
+            _ => {}
         }
     }
 
     pub fn forget(&self, path: &Path) {
+        self.mark(path.parent());
         if lock(&self.attrs).pop(path).is_some() {
             self.changed();
         }
@@ -136,10 +259,16 @@ impl MetaCache {
 
     /// Names in `dir`, if a fresh listing is cached.
     pub fn listing(&self, dir: &Path) -> Option<Vec<OsString>> {
+        Some(self.listing_vouched(dir)?.0)
+    }
+
+    /// Names in `dir`, if a fresh listing is cached, and whether a name
+    /// it lacks does not exist (see `store_listing`, `vouch_listing`).
+    pub fn listing_vouched(&self, dir: &Path) -> Option<(Vec<OsString>, bool)> {
         let mut dirs = lock(&self.dirs);
         stats::get().listing_lookup(dirs.peek(dir).is_some_and(|t| self.fresh(t)));
         match dirs.get(dir) {
-            Some(t) if self.fresh(t) => Some(t.value.clone()),
+            Some(t) if self.fresh(t) => Some((t.value.names.clone(), t.value.vouched)),
             Some(_) => {
                 dirs.pop(dir);
                 None
@@ -148,38 +277,81 @@ impl MetaCache {
         }
     }
 
+    /// The cached listing of `dir` is being shown: from now on a name it
+    /// lacks does not exist.
+    pub fn vouch_listing(&self, dir: &Path) {
+        if let Some(t) = lock(&self.dirs).peek_mut(dir) {
+            t.value.vouched = true;
+        }
+    }
+
     /// Stores a listing and the attributes that came with it.
+    #[cfg(test)]
     pub fn put_listing(&self, dir: &Path, entries: &[(OsString, Attr)]) {
+        let entries: Vec<Listed> = entries
+            .iter()
+            .map(|(name, attr)| Listed {
+                name: name.clone(),
+                attr: attr.clone(),
+                as_stat: true,
+            })
+            .collect();
+        self.store_listing(dir, &entries, self.marks(), true);
+    }
+
+    /// Stores a listing of `dir` taken when the mark count was `since`
+    /// (`marks()` before asking the server), unless the mount changed
+    /// the directory meanwhile: then it is stale, and false says it was
+    /// not stored. An entry that is not all a stat would tell does not
+    /// replace a stat's answer for the same kind and size (whose time is
+    /// finer). Without `vouched` (a listing made ahead), a name it lacks
+    /// is not taken as missing until the listing is shown.
+    pub fn store_listing(&self, dir: &Path, entries: &[Listed], since: u64, vouched: bool) -> bool {
         if self.ttl.is_zero() {
-            return;
+            return false;
+        }
+        let marks = lock(&self.marks);
+        if Self::last_mark(&marks, dir) > since {
+            return false;
         }
         let now = Instant::now();
         {
             let mut attrs = lock(&self.attrs);
-            for (name, attr) in entries {
-                let timed = Timed {
-                    value: Lookup::Found(attr.clone()),
-                    at: now,
+            for entry in entries {
+                let path = dir.join(&entry.name);
+                let value = if entry.as_stat {
+                    Stored::Lookup(Lookup::Found(entry.attr.clone()))
+                } else {
+                    let finer = matches!(attrs.peek(&path), Some(t) if self.fresh(t)
+                        && matches!(&t.value, Stored::Lookup(Lookup::Found(a))
+                            if a.kind == entry.attr.kind && a.size == entry.attr.size));
+                    if finer {
+                        continue;
+                    }
+                    Stored::Listed(entry.attr.clone())
                 };
-                attrs.put(dir.join(name), timed);
+                attrs.put(path, Timed { value, at: now });
             }
         }
-        let names = entries.iter().map(|(n, _)| n.clone()).collect();
+        let names = entries.iter().map(|e| e.name.clone()).collect();
         lock(&self.dirs).put(
             dir.to_path_buf(),
             Timed {
-                value: names,
+                value: Names { names, vouched },
                 at: now,
             },
         );
+        drop(marks);
         self.changed();
+        true
     }
 
     /// Records that `name` now exists in `dir` (keeps a cached listing right).
     pub fn dir_added(&self, dir: &Path, name: &OsStr) {
+        self.mark(Some(dir));
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
-            if !t.value.iter().any(|n| n == name) {
-                t.value.push(name.to_os_string());
+            if !t.value.names.iter().any(|n| n == name) {
+                t.value.names.push(name.to_os_string());
                 self.changed();
             }
         }
@@ -187,10 +359,11 @@ impl MetaCache {
 
     /// Records that `name` is gone from `dir`.
     pub fn dir_removed(&self, dir: &Path, name: &OsStr) {
+        self.mark(Some(dir));
         if let Some(t) = lock(&self.dirs).get_mut(dir) {
-            let before = t.value.len();
-            t.value.retain(|n| n != name);
-            if t.value.len() != before {
+            let before = t.value.names.len();
+            t.value.names.retain(|n| n != name);
+            if t.value.names.len() != before {
                 self.changed();
             }
         }
@@ -216,12 +389,12 @@ impl MetaCache {
         let attr_entries = attrs.len() as u64;
         drop(attrs);
         let dirs = lock(&self.dirs);
-        let per_dir = std::mem::size_of::<(PathBuf, Timed<Vec<OsString>>)>();
+        let per_dir = std::mem::size_of::<(PathBuf, Timed<Names>)>();
         let per_name = std::mem::size_of::<OsString>();
         let dir_bytes = dirs
             .iter()
             .map(|(p, t)| {
-                let names: usize = t.value.iter().map(|n| per_name + n.len()).sum();
+                let names: usize = t.value.names.iter().map(|n| per_name + n.len()).sum();
                 (per_dir + p.as_os_str().len() + names) as u64
             })
             .sum();
@@ -232,8 +405,10 @@ impl MetaCache {
     /// A path known as a non-directory has nothing below it: then no scan
     /// of the whole cache (rm -r and rsync remove or rename every file).
     pub fn forget_tree(&self, path: &Path) {
+        self.mark(path.parent());
+        self.mark(Some(path));
         let mut attrs = lock(&self.attrs);
-        let leaf = matches!(attrs.peek(path), Some(Timed { value: Lookup::Found(a), .. }) if a.kind != Kind::Dir);
+        let leaf = matches!(attrs.peek(path), Some(Timed { value: Stored::Lookup(Lookup::Found(a)), .. }) if a.kind != Kind::Dir);
         if leaf && !lock(&self.dirs).contains(path) {
             attrs.pop(path);
             self.changed();
@@ -353,6 +528,60 @@ mod tests {
         cache.put(Path::new("/d/x"), attr(1));
         cache.forget_tree(Path::new("/d"));
         assert_eq!(cache.get(Path::new("/d/x")), None, "below a directory");
+    }
+
+    #[test]
+    fn a_listing_taken_across_a_change_of_its_directory_is_not_stored() {
+        let cache = MetaCache::new(Duration::from_secs(60));
+        let d = Path::new("/d");
+        let listed = |name: &str| Listed {
+            name: name.into(),
+            attr: attr(1),
+            as_stat: true,
+        };
+        type Change<'a> = (&'a str, &'a dyn Fn(&MetaCache));
+        let changes: [Change; 5] = [
+            ("dir_removed", &|c| c.dir_removed(d, OsStr::new("x"))),
+            ("dir_added", &|c| c.dir_added(d, OsStr::new("y"))),
+            ("forget", &|c| c.forget(Path::new("/d/x"))),
+            ("update", &|c| c.update(Path::new("/d/x"), |a| a.size = 9)),
+            ("forget_tree", &|c| c.forget_tree(d)),
+        ];
+        for (what, change) in changes {
+            let since = cache.marks();
+            change(&cache);
+            assert!(
+                !cache.store_listing(d, &[listed("x")], since, true),
+                "stored across {what}"
+            );
+            assert_eq!(cache.listing(d), None, "{what}");
+        }
+        // A change elsewhere, or a stat's first answer, leaves it alone.
+        let since = cache.marks();
+        cache.dir_removed(Path::new("/e"), OsStr::new("x"));
+        cache.put(Path::new("/d/z"), attr(1));
+        assert!(cache.store_listing(d, &[listed("x")], since, true));
+        // A stat's answer that differs from the one stored is a change.
+        let since = cache.marks();
+        cache.put(Path::new("/d/x"), attr(2));
+        assert!(!cache.store_listing(d, &[listed("x")], since, true));
+    }
+
+    #[test]
+    fn a_coarse_listing_entry_answers_no_stat_and_keeps_a_finer_one() {
+        let cache = MetaCache::new(Duration::from_secs(60));
+        let d = Path::new("/d");
+        cache.put(Path::new("/d/a"), attr(1));
+        let coarse = |name: &str, size| Listed {
+            name: name.into(),
+            attr: attr(size),
+            as_stat: false,
+        };
+        assert!(cache.store_listing(d, &[coarse("a", 1), coarse("b", 1)], cache.marks(), true));
+        assert_eq!(cache.get(Path::new("/d/a")), Some(Lookup::Found(attr(1))));
+        assert_eq!(cache.get(Path::new("/d/b")), None, "not a stat's answer");
+        assert_eq!(cache.get_listed(Path::new("/d/b")), Some(attr(1)));
+        assert_eq!(cache.get_any(Path::new("/d/b")), Some(attr(1)));
     }
 
     #[test]

@@ -73,6 +73,10 @@ impl Fs {
             Some(Lookup::Missing) => return Err(Error::not_found()),
             None => {}
         }
+        // A listing's entry with a coarser time: the remote completes it.
+        if let Some(listed) = self.meta.get_listed(path) {
+            return self.stat_listed(path, &listed);
+        }
         self.stat_fresh(path)
     }
 
@@ -87,7 +91,7 @@ impl Fs {
     }
 
     /// Records the result of a stat in the caches.
-    fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
+    pub(super) fn cache_stat(&self, path: &Path, result: remote::Result<Attr>) -> Result<Attr> {
         match result {
             Ok(attr) => {
                 self.learn_owners([&attr]);

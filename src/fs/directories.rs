@@ -3,7 +3,6 @@
 //! kernel's keep_cache for a listing. Removing other mounts' leftovers seen
 //! in a listing is leftovers.rs's.
 
-use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
 use std::path::Path;
@@ -47,6 +46,7 @@ impl Fs {
     pub fn opendir(&self, ino: u64) -> Result<Opened> {
         let path = self.path_of(ino)?;
         let items: Arc<[DirItem]> = self.list(&path)?.into();
+        self.list_ahead(&path, &items);
         let names = names_digest(&items);
         Ok(self.open_dir_on(ino, items, names))
     }
@@ -60,6 +60,8 @@ impl Fs {
         if self.lists_open_file(&items)? {
             return None;
         }
+        self.meta.vouch_listing(&path);
+        self.list_ahead(&path, &items);
         Some(self.open_dir_on(ino, items, names))
     }
 
@@ -143,40 +145,37 @@ impl Fs {
     }
 
     /// A listing from the caches: a fresh listing whose every entry still
-    /// has fresh attributes (as the server gave them).
-    fn cached_items(&self, dir: &Path) -> Option<Vec<DirItem>> {
+    /// has fresh attributes (as the server gave them, in a stat or a
+    /// listing).
+    pub(super) fn cached_items(&self, dir: &Path) -> Option<Vec<DirItem>> {
         let names = self.meta.listing(dir)?;
         let items: Option<Vec<DirItem>> = names
             .into_iter()
             .map(|name| {
                 let path = dir.join(&name);
-                match self.meta.get(&path) {
-                    Some(Lookup::Found(attr)) => Some(DirItem { name, attr, path }),
-                    _ => None,
-                }
+                let attr = self.meta.get_any(&path)?;
+                Some(DirItem { name, attr, path })
             })
             .collect();
         items
     }
 
+    /// The listing of `dir`: from the caches when fresh, else from the
+    /// server (or the listing of it under way, see listings.rs).
     pub(super) fn list(&self, dir: &Path) -> Result<Vec<DirItem>> {
         if let Some(items) = self.cached_items(dir) {
+            // Shown now: a name it lacks does not exist.
+            self.meta.vouch_listing(dir);
             return Ok(self.present_items(items));
         }
-        let entries = self.remote.list(dir)?;
-        self.learn_owners(entries.iter().map(|e| &e.attr));
-        let entries: Vec<(OsString, Attr)> = entries
-            .into_iter()
-            .filter(|e| self.listable(dir, &e.name, &e.attr))
-            .map(|e| (e.name, e.attr))
-            .collect();
-        self.meta.put_listing(dir, &entries);
+        let entries = self.fetch_for_readdir(dir)?;
+        self.meta.vouch_listing(dir);
         let items = entries
             .into_iter()
-            .map(|(name, attr)| DirItem {
-                path: dir.join(&name),
-                name,
-                attr,
+            .map(|e| DirItem {
+                path: dir.join(&e.name),
+                name: e.name,
+                attr: e.attr,
             })
             .collect();
         Ok(self.present_items(items))

@@ -20,6 +20,7 @@ mod file_state;
 mod handles;
 pub mod inodes;
 mod leftovers;
+mod listings;
 mod names;
 mod open_file;
 mod owners;
@@ -42,6 +43,7 @@ use crate::workers::Workers;
 use directories::{Snapshot, SNAPSHOTS};
 use handles::Handle;
 use inodes::Inodes;
+use listings::Listings;
 use open_file::OpenFile;
 use owners::Owners;
 
@@ -79,6 +81,8 @@ pub struct FsConfig {
     /// Where files are staged for a server without random writes (0700).
     pub staging_dir: PathBuf,
     pub prefetch_threads: usize,
+    /// Threads listing subdirectories ahead (listings.rs); 0: none.
+    pub list_ahead_threads: usize,
 }
 
 /// A name and its attributes, with the inode the kernel knows it by.
@@ -139,7 +143,9 @@ pub struct Fs {
     remote: Arc<dyn Remote>,
     cfg: FsConfig,
     inodes: Mutex<Inodes>,
-    meta: MetaCache,
+    meta: Arc<MetaCache>,
+    /// Listings under way, lookup misses, listing ahead.
+    listings: Arc<Listings>,
     blocks: Arc<BlockCache>,
     /// Open-file state per inode, while any handle is open.
     open: Mutex<HashMap<u64, Arc<OpenFile>>>,
@@ -176,7 +182,8 @@ impl Fs {
     pub fn new(remote: Arc<dyn Remote>, cfg: FsConfig) -> Fs {
         Fs {
             inodes: Mutex::new(Inodes::new(&cfg.root)),
-            meta: MetaCache::new(cfg.cache_timeout),
+            meta: Arc::new(MetaCache::new(cfg.cache_timeout)),
+            listings: Arc::new(Listings::new(cfg.list_ahead_threads)),
             blocks: Arc::new(BlockCache::new(cfg.cache_size, cfg.block_size)),
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),

@@ -112,16 +112,8 @@ impl Fs {
         if private_names::is_private_name(name.as_bytes()) {
             return Err(Error::not_found());
         }
-        if self.meta.get(&path).is_none() {
-            // A fresh listing of the parent that lacks the name answers
-            // "no such file" without a round trip.
-            if let Some(names) = path.parent().and_then(|dir| self.meta.listing(dir)) {
-                if !names.iter().any(|n| n == name) {
-                    return Err(Error::not_found());
-                }
-            }
-        }
-        let attr = self.stat_path(&path)?;
+        // Through the caches, or a listing of the parent (listings.rs).
+        let attr = self.lookup_attr(&path, name)?;
         Ok(self.entry_for(&path, attr))
     }
 

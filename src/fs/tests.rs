@@ -33,6 +33,7 @@ pub(crate) fn test_config(staging: &Path) -> FsConfig {
         owner: (None, None),
         staging_dir: staging.to_path_buf(),
         prefetch_threads: 1,
+        list_ahead_threads: 0,
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Memory {
     pub fail_creates: AtomicBool,
     pub reads: AtomicUsize,
     pub stats: AtomicUsize,
+    pub lists: AtomicUsize,
+    /// Listings are refused (a directory that can be entered, not read).
+    pub fail_lists: AtomicBool,
     /// Listings give mtimes cut to the minute, as an FTP `LIST` does
     /// (stat stays exact, as with `MDTM`).
     pub coarse_listings: AtomicBool,
@@ -137,6 +140,8 @@ impl Memory {
             fail_creates: AtomicBool::new(false),
             reads: AtomicUsize::new(0),
             stats: AtomicUsize::new(0),
+            lists: AtomicUsize::new(0),
+            fail_lists: AtomicBool::new(false),
             coarse_listings: AtomicBool::new(false),
             no_rename_over: AtomicBool::new(false),
             rename_faults: Mutex::new(VecDeque::new()),
@@ -260,7 +265,16 @@ impl Remote for Memory {
             .ok_or(Error::NotFound)
     }
 
+    /// With coarse listings, a file's listed time is not a stat's.
+    fn listed_as_stat(&self, _path: &Path, listed: &Attr) -> bool {
+        listed.kind != Kind::File || !self.coarse_listings.load(Ordering::SeqCst)
+    }
+
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        self.lists.fetch_add(1, Ordering::SeqCst);
+        if self.fail_lists.load(Ordering::SeqCst) {
+            return Err(Error::PermissionDenied);
+        }
         let nodes = self.nodes();
         match nodes.get(path) {
             Some(n) if n.attr.kind == Kind::Dir => {}

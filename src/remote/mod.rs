@@ -230,6 +230,33 @@ pub trait Remote: Send + Sync {
     /// All entries of a directory except `.` and `..`.
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>>;
 
+    /// As `list`, for work nobody waits for (listing ahead): where the
+    /// remote keeps a connection for interactive metadata, not on that
+    /// one, so it never delays a `stat`; it may refuse (`Error::Busy`)
+    /// rather than wait or open a connection.
+    fn list_in_background(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        self.list(path)
+    }
+
+    /// Whether `listed`, what a listing of its directory showed for
+    /// `path`, is all a `stat` would tell (its mtime as exact). By default
+    /// yes; a protocol whose listings may carry a coarser time says no
+    /// where they do. Asks nothing of the server.
+    fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
+        let _ = (path, listed);
+        true
+    }
+
+    /// `stat` of `path` that a fresh listing showed as `listed`: `listed`
+    /// itself where `listed_as_stat`, otherwise what completes it (an
+    /// exact time), asking as little as the protocol allows.
+    fn stat_listed(&self, path: &Path, listed: &Attr) -> Result<Attr> {
+        if self.listed_as_stat(path, listed) {
+            return Ok(listed.clone());
+        }
+        self.stat(path)
+    }
+
     /// Up to `len` bytes at `offset`. Shorter only at end of file.
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>>;
 

@@ -17,6 +17,7 @@
 mod support;
 
 mod cli_errors;
+mod cold_metadata;
 mod fs_ops;
 mod fstab;
 mod ftp;

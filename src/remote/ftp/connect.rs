@@ -218,6 +218,9 @@ impl Core {
         ftp.transfer_type(FileType::Binary)
             .map_err(|e| map_err(e, "TYPE I"))?;
         let features = ServerFeatures::ask(&mut ftp)?;
+        self.learned
+            .listings_precise
+            .store(features.mlst, Ordering::Relaxed);
         let mode = if self.settings.active {
             Mode::Active
         } else if self.learned.epsv_refused.load(Ordering::Relaxed) {

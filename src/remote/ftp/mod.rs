@@ -38,7 +38,7 @@ mod wire;
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -96,6 +96,8 @@ struct Learned {
     failures: AtomicU64,
     /// What MDTM told of the exact times of listed files.
     exact_mtimes: ExactTimes,
+    /// Listings come from `MLSD`, whose times are exact.
+    listings_precise: AtomicBool,
 }
 
 impl Learned {
@@ -108,6 +110,7 @@ impl Learned {
             mdtm_set_refused: AtomicBool::new(false),
             failures: AtomicU64::new(0),
             exact_mtimes: ExactTimes::new(),
+            listings_precise: AtomicBool::new(false),
         }
     }
 }
@@ -149,6 +152,14 @@ impl Connector for FtpConnector {
     /// A listing's time may be coarse (minutes or days) where a stat asks
     /// MDTM: the same file if its listing still shows the cached time and
     /// that listed time was refined to exactly the fresh one.
+    /// A `LIST` time is coarse; a file's is exact once MDTM told it.
+    fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
+        let learned = &self.core.learned;
+        listed.kind != Kind::File
+            || learned.listings_precise.load(Ordering::Relaxed)
+            || learned.exact_mtimes.is_exact(path, listed)
+    }
+
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         self.core
             .learned
@@ -181,6 +192,10 @@ impl Connection for FtpConnection {
 
     fn stat_again(&mut self, path: &Path, known: &Attr) -> Result<Attr> {
         self.run(|c| c.version_check(path, known))
+    }
+
+    fn stat_listed(&mut self, path: &Path, listed: &Attr) -> Result<Attr> {
+        self.run(|c| c.complete_listed(path, listed))
     }
 
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {

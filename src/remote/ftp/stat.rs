@@ -60,6 +60,11 @@ impl ExactTimes {
         self.mtimes().put(path.to_path_buf(), (size, listed, exact));
     }
 
+    /// Whether `listed` shows the exact time MDTM told for this size.
+    pub(super) fn is_exact(&self, path: &Path, listed: &Attr) -> bool {
+        matches!(self.mtimes().peek(path), Some(&(s, _, exact)) if s == listed.size && exact == listed.mtime)
+    }
+
     pub(super) fn forget(&self, path: &Path) {
         self.mtimes().pop(path);
     }
@@ -117,6 +122,17 @@ impl FtpConnection {
         let mut attr = self.finish_entry(parent, found).attr;
         if !precise && attr.kind == Kind::File && self.features.mdtm {
             self.refine_mtime(path, &mut attr, listed)?;
+        }
+        Ok(attr)
+    }
+
+    /// The stat of a file a fresh listing showed as `listed`: its exact
+    /// time from MDTM (remembered for later listings), where the listing's
+    /// is coarse; no listing again.
+    pub(super) fn complete_listed(&mut self, path: &Path, listed: &Attr) -> Result<Attr> {
+        let mut attr = listed.clone();
+        if !self.features.mlst && attr.kind == Kind::File && self.features.mdtm {
+            self.refine_mtime(path, &mut attr, listed.mtime)?;
         }
         Ok(attr)
     }

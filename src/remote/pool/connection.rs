@@ -36,6 +36,12 @@ pub trait Connection: Send + 'static {
         self.stat(path)
     }
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>>;
+    /// As `Remote::stat_listed`, for an entry `Connector::listed_as_stat`
+    /// said no to.
+    fn stat_listed(&mut self, path: &Path, listed: &Attr) -> Result<Attr> {
+        let _ = listed;
+        self.stat(path)
+    }
     fn read(
         &mut self,
         path: &Path,
@@ -90,6 +96,11 @@ pub trait Connector: Send + Sync + 'static {
     type Conn: Connection;
     fn connect(&self) -> Result<Self::Conn>;
     fn caps(&self) -> Caps;
+    /// As `Remote::listed_as_stat`.
+    fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
+        let _ = (path, listed);
+        true
+    }
     /// As `Remote::same_version`.
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         let _ = path;

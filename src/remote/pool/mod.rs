@@ -100,6 +100,9 @@ struct Outage {
 enum Lane {
     Meta,
     Bulk,
+    /// Work nobody waits for: only on a data connection that is idle now;
+    /// none is opened or waited for (`Error::Busy` instead).
+    Idle,
 }
 
 impl<C: Connector> Pool<C> {
@@ -173,6 +176,10 @@ impl<C: Connector> Pool<C> {
                 let conn = self.acquire_bulk()?;
                 self.run_bulk(conn, op)
             }
+            Lane::Idle => match self.take_idle_bulk() {
+                Some(conn) => self.run_bulk(conn, op),
+                None => Err(Error::Busy("no idle data connection".into())),
+            },
         }
     }
 
@@ -505,6 +512,23 @@ impl<C: Connector> Remote for Pool<C> {
         let _timed = stats::get().timed(Op::List);
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.list(path))
+    }
+    /// On an idle data connection only: the metadata one stays free for
+    /// stats, transfers never wait, and no connection is opened for it
+    /// (a login can cost more than the listing saves).
+    fn list_in_background(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        no_nul(path)?;
+        self.run(Lane::Idle, true, |c| c.list(path))
+    }
+    fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
+        self.connector.listed_as_stat(path, listed)
+    }
+    fn stat_listed(&self, path: &Path, listed: &Attr) -> Result<Attr> {
+        if self.connector.listed_as_stat(path, listed) {
+            return Ok(listed.clone());
+        }
+        no_nul(path)?;
+        self.run(Lane::Meta, true, |c| c.stat_listed(path, listed))
     }
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
         let _timed = stats::get().timed(Op::Read);

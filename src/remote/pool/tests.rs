@@ -487,3 +487,19 @@ fn a_busy_metadata_connection_makes_a_stat_borrow_an_idle_data_connection() {
     assert!([1, 2].contains(&conns[1]), "{conns:?}");
     assert_eq!(lock(&pool.bulk).idle.len(), 2, "given back");
 }
+
+#[test]
+fn a_listing_in_the_background_runs_only_on_an_idle_data_connection() {
+    let script = Script::new();
+    let pool = pool(&script, 3);
+    // No data connection is open: refused at once; none is opened, and
+    // the metadata connection is left to stats.
+    let refused = pool.list_in_background(Path::new("/d"));
+    assert!(matches!(refused, Err(Error::Busy(_))), "{refused:?}");
+    assert_eq!(script.connects(), 0, "no connection opened for it");
+    assert!(script.conns_asked("list").is_empty(), "nothing asked");
+    // A read opened one and let it go: the listing runs there.
+    read(&pool, "/f").expect("read");
+    pool.list_in_background(Path::new("/d")).expect("listed");
+    assert_eq!(script.conns_asked("list"), [1], "on the data connection");
+}

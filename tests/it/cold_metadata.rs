@@ -1,0 +1,185 @@
+//! Cold metadata over a long link (the delay proxy, 10 ms each way): a
+//! `stat` of many names in one directory costs about one listing, and a
+//! cold `ls -lR` lists subdirectories ahead, in parallel. No fixed time
+//! limits: each test compares with what one listing costs in the same
+//! test, on the same mount, through the same link (or counts the
+//! server's data connections, which FTP opens once per listing).
+//!
+//! Run on OpenSSH, vsftpd (listings with coarse times: stats must still
+//! show exact ones) and, for the stats, ProFTPD (MLSD/MLST).
+//! Run: `cargo test --test it -- cold_metadata::`.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::support::fixture::set_server_times;
+use crate::support::*;
+
+per_server!(
+    sftp,
+    OpenSsh,
+    stats_in_one_directory_cost_one_listing,
+    cold_ls_lr_lists_ahead,
+);
+per_server!(
+    ftp,
+    Vsftpd,
+    stats_in_one_directory_cost_one_listing,
+    cold_ls_lr_lists_ahead,
+);
+// ProFTPD: the overlap of `ls -lR` is not shown there yet (see the README).
+per_server!(proftpd, ProFtpd, stats_in_one_directory_cost_one_listing,);
+
+/// One way: 20 ms a round trip.
+const LATENCY: Duration = Duration::from_millis(10);
+/// Subdirectories in the `ls -lR` tree (more than one window ahead).
+const DIRS: usize = 30;
+/// A time with seconds, that a listing giving minutes or days cannot show.
+const MTIME: i64 = 1_600_000_017;
+
+/// `rel` on the server with `n` files `fNNN`, each with the time `MTIME`.
+fn files_on_server(server: &Server, rel: &str, n: usize) {
+    server.make_dir(rel);
+    for i in 0..n {
+        let p = server.put_file(&format!("{rel}/f{i:03}"), b"12345");
+        set_server_times(&p, MTIME, MTIME);
+    }
+}
+
+/// Lists `dir` through the mount and stats every entry; how long it took.
+fn list_with_stats(dir: &Path) -> Duration {
+    let started = Instant::now();
+    let entries = fs::read_dir(dir).unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()));
+    let mut n = 0;
+    for entry in entries {
+        let entry = entry.expect("entry");
+        fs::symlink_metadata(entry.path()).expect("stat of a listed name");
+        n += 1;
+    }
+    assert!(n > 0, "{} listed nothing", dir.display());
+    started.elapsed()
+}
+
+// 200 names stat'ed one after another in a directory nobody listed cost
+// about what listing it costs (not 200 round trips), and show the exact
+// times a stat shows. Over FTP a listing is one data connection: the stats
+// open about one.
+fn stats_in_one_directory_cost_one_listing(kind: ServerKind) {
+    let server = Server::start_kind(kind);
+    files_on_server(&server, "base", 200);
+    files_on_server(&server, "many", 200);
+    let proxy = FaultProxy::for_server(&server);
+    proxy.set_latency(LATENCY);
+    let mount = mount_via_proxy(&server, &proxy, &[]);
+
+    let one_listing = list_with_stats(&mount.path("base"));
+    let connections = proxy.accepted();
+    let started = Instant::now();
+    for i in 0..200 {
+        let p = mount.path(&format!("many/f{i:03}"));
+        let st = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("stat {}: {e}", p.display()));
+        assert_eq!(st.len(), 5, "{}", p.display());
+        assert_eq!(st.mtime(), MTIME, "{}: the exact time", p.display());
+    }
+    for i in 200..220 {
+        let p = mount.path(&format!("many/f{i:03}"));
+        assert!(fs::symlink_metadata(&p).is_err(), "{} exists", p.display());
+    }
+    let stats = started.elapsed();
+    let opened = proxy.accepted() - connections;
+    eprintln!(
+        "{kind:?}: 220 cold stats took {stats:?}, {opened} new connections; \
+         one listing with its stats {one_listing:?}"
+    );
+    if kind.proto() == Proto::Ftp && kind != ServerKind::ProFtpd {
+        // vsftpd: each stat used to list the directory (a data connection
+        // each); now one listing, and each file's exact time by MDTM.
+        assert!(opened <= 4, "{opened} data connections for 220 stats");
+    } else {
+        // A round trip each would take 220 × 20 ms.
+        assert!(
+            stats < one_listing * 4,
+            "220 stats took {stats:?}, one listing {one_listing:?}"
+        );
+    }
+    // What the stats left cached is right: a listing shows the same.
+    let names = fs::read_dir(mount.path("many")).expect("read_dir").count();
+    assert_eq!(names, 200);
+}
+
+// A cold `ls -lR` of 30 directories costs well under 31 listings one
+// after another: the subdirectories are listed ahead, several at a time
+// on the data connections (SFTP: about a third; FTP, once transfers opened
+// its data connections: about half).
+fn cold_ls_lr_lists_ahead(kind: ServerKind) {
+    let server = Server::start_kind(kind);
+    for d in 0..DIRS {
+        files_on_server(&server, &format!("tree/d{d:02}"), 5);
+    }
+    for d in 0..3 {
+        files_on_server(&server, &format!("solo{d}"), 5);
+    }
+    for w in 0..3 {
+        server.put_file(&format!("warm/w{w}"), &vec![7u8; 4 << 20]);
+    }
+    let proxy = FaultProxy::for_server(&server);
+    proxy.set_latency(LATENCY);
+    let mount = mount_via_proxy(&server, &proxy, &[]);
+    if kind.proto() == Proto::Ftp {
+        // FTP opens its data connections on first use, and nothing is
+        // listed ahead on a connection that is not open: three reads at
+        // once open them.
+        let readers: Vec<_> = (0..3)
+            .map(|w| {
+                let p = mount.path(&format!("warm/w{w}"));
+                std::thread::spawn(move || fs::read(p).map(|d| d.len()))
+            })
+            .collect();
+        for r in readers {
+            assert_eq!(r.join().expect("reader").expect("read"), 4 << 20);
+        }
+    }
+    let ls = |dir: &Path, flags: &str| {
+        let started = Instant::now();
+        let out = Command::new("ls")
+            .arg(flags)
+            .arg(dir)
+            .output()
+            .expect("run ls");
+        assert!(
+            out.status.success(),
+            "ls {flags} {}: {out:?}",
+            dir.display()
+        );
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    // One cold listing (with the lookup of its directory), three times.
+    let mut one: Vec<Duration> = (0..3)
+        .map(|d| ls(&mount.path(&format!("solo{d}")), "-l").0)
+        .collect();
+    one.sort();
+    let one = one[1];
+    let (tree, out) = ls(&mount.path("tree"), "-lR");
+    for d in 0..20 {
+        assert!(
+            out.contains(&format!("d{d:02}:")),
+            "ls -lR shows d{d:02}:\n{out}"
+        );
+    }
+    assert_eq!(out.matches(" f00").count(), DIRS * 5, "every file:\n{out}");
+    let serial = one * (DIRS as u32 + 1);
+    eprintln!(
+        "{kind:?}: cold ls -lR of {} directories took {tree:?}; one listing {one:?}",
+        DIRS + 1
+    );
+    assert!(
+        tree * 4 < serial * 3,
+        "ls -lR took {tree:?}, its listings one after another {serial:?}"
+    );
+}
