@@ -527,6 +527,7 @@ impl<C: Connector> Remote for Pool<C> {
         if self.connector.listed_as_stat(path, listed) {
             return Ok(listed.clone());
         }
+        let _timed = stats::get().timed(Op::Stat);
         no_nul(path)?;
         self.run(Lane::Meta, true, |c| c.stat_listed(path, listed))
     }
