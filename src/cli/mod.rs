@@ -12,6 +12,7 @@
 //! is no password option, and a password in a URL is refused.
 
 mod help;
+mod option_table;
 mod options;
 mod remote_arg;
 mod ssh_config;

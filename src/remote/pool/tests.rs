@@ -8,6 +8,7 @@
 
 use super::scripted::{self, Gate, Script, ScriptedConnector, Step};
 use super::*;
+use crate::remote::{Attr, Remote, SetAttr};
 
 /// Long enough that no test meets the operation deadline by chance.
 const LONG: Duration = Duration::from_secs(60);
