@@ -1,5 +1,5 @@
 //! `MountConfig`: every setting of a mount, resolved, with every default in
-//! this one file. The command line (`cli.rs`) produces it; nothing else parses
+//! this one file. The command line (`cli/`) produces it; nothing else parses
 //! arguments, and nothing here talks to the network.
 
 use std::path::PathBuf;

@@ -1,7 +1,7 @@
 //! Attributes: the stat of a path through the cache, how the mount shows
 //! attributes (ids mapped, open files' sizes, ctime of changes made here),
 //! getattr, access and setattr. It must not decide what an open file holds
-//! beyond its size and mode: that is the open state's (files.rs).
+//! beyond its size and mode: that is the open state's (`file_state.rs`).
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};

@@ -87,7 +87,7 @@ impl TimeRange {
 }
 
 /// Errors from the remote layer. Each knows its errno (`ToErrno`, below);
-/// `fuse.rs` asks for it (through the filesystem layer's error), nowhere
+/// the FUSE adapter (`fuse/`) asks for it (through the filesystem layer's error), nowhere
 /// else. The text they carry often comes from the server: it is shown with
 /// control characters escaped.
 #[derive(Debug, thiserror::Error)]
