@@ -48,6 +48,10 @@ const PLANS: NonZeroUsize = match NonZeroUsize::new(64) {
 };
 /// Listings waiting to be made ahead, at most (more are not queued).
 const AHEAD_QUEUE: usize = 64;
+/// A listing made ahead may open a data connection (see
+/// `Remote::list_in_background_opening`) when at least this many others
+/// wait behind it: a login costs about what two listings cost.
+const OPEN_FOR_WAITING: usize = 2;
 /// Directories whose lookup misses are remembered.
 const MISS_RECORDS: NonZeroUsize = match NonZeroUsize::new(256) {
     Some(n) => n,
@@ -65,6 +69,18 @@ pub(super) struct Fetched {
     pub(super) stored: bool,
     /// A name it lacks does not exist: not a listing made ahead.
     pub(super) vouched: bool,
+}
+
+/// Who a listing is for, which tells the lane it runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum For {
+    /// Someone waiting for it: `Remote::list`.
+    Caller,
+    /// Listing ahead: `Remote::list_in_background`.
+    Ahead,
+    /// Listing ahead with more waiting behind it:
+    /// `Remote::list_in_background_opening`.
+    AheadOpening,
 }
 
 /// What a caller of `fetch` got.
@@ -164,14 +180,13 @@ impl Listings {
     /// `exact`, an entry that tells less than a stat (a coarser time) is
     /// stored as such, so that a stat still asks for the rest; without,
     /// as a stat's answer (what readdir has always done: a file keeps the
-    /// time `ls -l` showed). Listings made ahead are made `background`
-    /// (see `Remote::list_in_background`).
+    /// time `ls -l` showed). `whom` picks the lane (see `For`).
     pub(super) fn fetch(
         &self,
         remote: &dyn Remote,
         meta: &MetaCache,
         dir: &Path,
-        (join, exact, background): (bool, bool, bool),
+        (join, exact, whom): (bool, bool, For),
         keep: &mut dyn FnMut(&OsStr, &Attr) -> Option<bool>,
     ) -> Got {
         let flight = {
@@ -196,10 +211,10 @@ impl Listings {
             return Got::Cached;
         }
         let since = meta.marks();
-        let listed = if background {
-            remote.list_in_background(dir)
-        } else {
-            remote.list(dir)
+        let listed = match whom {
+            For::Caller => remote.list(dir),
+            For::Ahead => remote.list_in_background(dir),
+            For::AheadOpening => remote.list_in_background_opening(dir),
         };
         let entries = match listed {
             Ok(entries) => entries,
@@ -221,7 +236,7 @@ impl Listings {
                 attr: e.attr,
             })
             .collect();
-        let vouched = !background;
+        let vouched = whom == For::Caller;
         let stored = storable && meta.store_listing(dir, &entries, since, vouched);
         let fetched = Arc::new(Fetched {
             entries,
@@ -287,16 +302,25 @@ impl Listings {
         let listings = self.clone();
         let job_dir = dir.clone();
         let queued = workers.try_spawn(Box::new(move || {
-            lock(&listings.queued).remove(&job_dir);
+            let waiting = {
+                let mut queued = lock(&listings.queued);
+                queued.remove(&job_dir);
+                queued.len()
+            };
             // Cached meanwhile (shown, or listed by a lookup): nothing to do.
             if meta.listing_at(&job_dir).is_some() {
                 return;
             }
+            let whom = if waiting >= OPEN_FOR_WAITING {
+                For::AheadOpening
+            } else {
+                For::Ahead
+            };
             let got = listings.fetch(
                 &*remote,
                 &meta,
                 &job_dir,
-                (false, true, true),
+                (false, true, whom),
                 &mut quietly_listable,
             );
             if let Got::Own(Err(e)) = got {
@@ -376,7 +400,7 @@ impl Fs {
             &*self.remote,
             &self.meta,
             dir,
-            (true, true, false),
+            (true, true, For::Caller),
             &mut |n, a| Some(self.listable(dir, n, a)),
         );
         let fetched = match got {
@@ -427,7 +451,7 @@ impl Fs {
                 &*self.remote,
                 &self.meta,
                 dir,
-                (true, false, false),
+                (true, false, For::Caller),
                 &mut |n, a| Some(self.listable(dir, n, a)),
             );
             match got {

@@ -238,6 +238,14 @@ pub trait Remote: Send + Sync {
         self.list(path)
     }
 
+    /// As `list_in_background`, for much work waiting: with no data
+    /// connection idle, it may open one if the remote has room for it (a
+    /// login, paid on the caller's thread); still never the metadata one,
+    /// never a wait for a busy one.
+    fn list_in_background_opening(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        self.list_in_background(path)
+    }
+
     /// Whether `listed`, what a listing of its directory showed for
     /// `path`, is all a `stat` would tell (its mtime as exact). By default
     /// yes; a protocol whose listings may carry a coarser time says no
