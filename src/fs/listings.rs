@@ -137,6 +137,8 @@ pub(super) struct Listings {
     queued: Mutex<HashSet<PathBuf>>,
     /// The subdirectories of recently shown directories, sorted.
     plans: Mutex<LruCache<PathBuf, Arc<[PathBuf]>>>,
+    /// The directory shown last: where a walk of the tree is.
+    shown: Mutex<Option<PathBuf>>,
     ahead: OnceLock<Workers>,
     /// Threads listing ahead; 0: none.
     ahead_threads: usize,
@@ -164,6 +166,7 @@ impl Listings {
             misses: Mutex::new(LruCache::new(MISS_RECORDS)),
             queued: Mutex::new(HashSet::new()),
             plans: Mutex::new(LruCache::new(PLANS)),
+            shown: Mutex::new(None),
             ahead: OnceLock::new(),
             ahead_threads,
         }
@@ -286,6 +289,44 @@ impl Listings {
         }
     }
 
+    /// Whether `dir` is the next directory a walk of the tree (`ls -R`,
+    /// `find`: in name order, each directory's subdirectories first) needs
+    /// and nobody lists yet: the walk lists it itself, at once, on the
+    /// metadata connection (it asks for it before any stat of its names),
+    /// so listing it ahead would only leave that connection idle while the
+    /// walk waits. The data connections list the directories after it.
+    fn left_to_walker(&self, meta: &MetaCache, dir: &Path) -> bool {
+        let Some(shown) = lock(&self.shown).clone() else {
+            return false;
+        };
+        let Some(parent) = dir.parent() else {
+            return false;
+        };
+        let (plan, shown_plan) = {
+            let plans = lock(&self.plans);
+            let plan = plans.peek(parent).cloned();
+            (plan, plans.peek(&shown).is_some())
+        };
+        let Some(plan) = plan else {
+            return false;
+        };
+        let from = if shown == parent {
+            0
+        } else if shown.parent() == Some(parent) && !shown_plan {
+            // A shown sibling with subdirectories is walked into first.
+            match plan.binary_search_by(|p| p.as_path().cmp(&shown)) {
+                Ok(at) => at + 1,
+                Err(_) => return false,
+            }
+        } else {
+            return false;
+        };
+        let next = plan[from..]
+            .iter()
+            .find(|p| meta.listing_at(p).is_none() && !self.in_flight(p));
+        next.is_some_and(|p| p == dir)
+    }
+
     /// Queues `dir` to be listed ahead; false when the queue is full.
     fn queue_ahead(
         self: &Arc<Self>,
@@ -308,7 +349,7 @@ impl Listings {
                 queued.len()
             };
             // Cached meanwhile (shown, or listed by a lookup): nothing to do.
-            if meta.listing_at(&job_dir).is_some() {
+            if meta.listing_at(&job_dir).is_some() || listings.left_to_walker(&meta, &job_dir) {
                 return;
             }
             let whom = if waiting >= OPEN_FOR_WAITING {
@@ -509,6 +550,7 @@ impl Fs {
         if !plan.is_empty() {
             lock(&self.listings.plans).put(dir.to_path_buf(), plan.clone());
         }
+        *lock(&self.listings.shown) = Some(dir.to_path_buf());
         self.queue_window(&plan, 0);
         if let Some((plan, from)) = siblings {
             self.queue_window(&plan, from);

@@ -255,6 +255,21 @@ fn sshfs_via_proxy(server: &Server, proxy: &FaultProxy) -> MountPoint {
     mnt
 }
 
+/// Listings the mount on `dir` made for someone waiting (readdir, lookups),
+/// not ahead: `rmount stats`.
+fn listings_asked(dir: &Path) -> u64 {
+    let out = run_rmount(&["stats", "--json", &dir.display().to_string()], &[], None);
+    assert!(
+        out.status.success(),
+        "rmount stats: {}",
+        describe_output(&out)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stats as JSON");
+    v.pointer("/operations/list/count")
+        .and_then(serde_json::Value::as_u64)
+        .unwrap_or_else(|| panic!("no list count in {v}"))
+}
+
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -303,6 +318,7 @@ fn cold_ls_lr_of_5000_files_against_sshfs(kind: ServerKind) {
     for round in 0..rounds {
         let mount = mount_via_proxy(&server, &proxy, &[]);
         let (tree, out) = timed_ls(&mount.path("big"), "-lR");
+        let asked = listings_asked(&mount.dir);
         // One cold listing of a directory as big, on the same mount.
         let (solo, _) = timed_ls(&mount.path(&format!("solo{}", round % 3)), "-l");
         drop(mount);
@@ -321,8 +337,15 @@ fn cold_ls_lr_of_5000_files_against_sshfs(kind: ServerKind) {
         );
         eprintln!(
             "{kind:?} round {round}: rmount {tree:?}, sshfs {reference:?}, \
-             ratio {:.2}; one listing {solo:?}",
-            tree.as_secs_f64() / reference.as_secs_f64()
+             ratio {:.2}; one listing {solo:?}; ls waited for {asked} of its {} listings",
+            tree.as_secs_f64() / reference.as_secs_f64(),
+            dirs + 1
+        );
+        // The others were listed ahead, on the data connections.
+        assert!(
+            asked * 2 <= dirs as u64 + 1,
+            "ls -lR listed {asked} of {} directories itself",
+            dirs + 1
         );
         ours.push(tree);
         theirs.push(reference);
