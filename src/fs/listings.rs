@@ -48,9 +48,9 @@ const PLANS: NonZeroUsize = match NonZeroUsize::new(64) {
 };
 /// Listings waiting to be made ahead, at most (more are not queued).
 const AHEAD_QUEUE: usize = 64;
-/// A listing made ahead may open a data connection (see
-/// `Remote::list_in_background_opening`) when at least this many others
-/// wait behind it: a login costs about what two listings cost.
+/// Listing ahead may open a data connection (see
+/// `Remote::open_spare_connection`) when at least this many listings wait
+/// behind the one at hand: a login costs about what two listings cost.
 const OPEN_FOR_WAITING: usize = 2;
 /// Directories whose lookup misses are remembered.
 const MISS_RECORDS: NonZeroUsize = match NonZeroUsize::new(256) {
@@ -78,9 +78,6 @@ pub(super) enum For {
     Caller,
     /// Listing ahead: `Remote::list_in_background`.
     Ahead,
-    /// Listing ahead with more waiting behind it:
-    /// `Remote::list_in_background_opening`.
-    AheadOpening,
 }
 
 /// What a caller of `fetch` got.
@@ -217,7 +214,6 @@ impl Listings {
         let listed = match whom {
             For::Caller => remote.list(dir),
             For::Ahead => remote.list_in_background(dir),
-            For::AheadOpening => remote.list_in_background_opening(dir),
         };
         let entries = match listed {
             Ok(entries) => entries,
@@ -348,20 +344,22 @@ impl Listings {
                 queued.remove(&job_dir);
                 queued.len()
             };
+            // Much waiting: a data connection is opened first if none is
+            // idle, before this directory counts as under way, so a walk
+            // that needs it meanwhile lists it itself rather than wait for
+            // a login.
+            if waiting >= OPEN_FOR_WAITING && meta.listing_at(&job_dir).is_none() {
+                remote.open_spare_connection();
+            }
             // Cached meanwhile (shown, or listed by a lookup): nothing to do.
             if meta.listing_at(&job_dir).is_some() || listings.left_to_walker(&meta, &job_dir) {
                 return;
             }
-            let whom = if waiting >= OPEN_FOR_WAITING {
-                For::AheadOpening
-            } else {
-                For::Ahead
-            };
             let got = listings.fetch(
                 &*remote,
                 &meta,
                 &job_dir,
-                (false, true, whom),
+                (false, true, For::Ahead),
                 &mut quietly_listable,
             );
             if let Got::Own(Err(e)) = got {

@@ -238,12 +238,12 @@ pub trait Remote: Send + Sync {
         self.list(path)
     }
 
-    /// As `list_in_background`, for much work waiting: with no data
-    /// connection idle, it may open one if the remote has room for it (a
-    /// login, paid on the caller's thread); still never the metadata one,
-    /// never a wait for a busy one.
-    fn list_in_background_opening(&self, path: &Path) -> Result<Vec<DirEntry>> {
-        self.list_in_background(path)
+    /// For much work nobody waits for (listing ahead): where the remote
+    /// keeps connections for such work and none is idle, opens one if it
+    /// has room (a login, paid on the caller's thread; never the metadata
+    /// connection, never a wait for a busy one). Whether one is idle now.
+    fn open_spare_connection(&self) -> bool {
+        false
     }
 
     /// Whether `listed`, what a listing of its directory showed for

@@ -102,9 +102,6 @@ enum Lane {
     /// Work nobody waits for: only on a data connection that is idle now;
     /// none is opened or waited for (`Error::Busy` instead).
     Idle,
-    /// As `Idle`, but with none idle, one is opened if the pool has room
-    /// (never waited for).
-    Spare,
 }
 
 impl<C: Connector> Pool<C> {
@@ -182,37 +179,49 @@ impl<C: Connector> Pool<C> {
                 Some(conn) => self.run_bulk(conn, op),
                 None => Err(Error::Busy("no idle data connection".into())),
             },
-            Lane::Spare => {
-                let conn = self.take_idle_or_open()?;
-                self.run_bulk(conn, op)
-            }
         }
     }
 
-    /// An idle data connection, or a new one if the pool has room and the
-    /// server did not say it is full; `Error::Busy` otherwise (no wait).
-    fn take_idle_or_open(&self) -> Result<Pooled<C::Conn>> {
-        let mut bulk = lock(&self.bulk);
-        if let Some(conn) = self.pop_idle(&mut bulk) {
-            return Ok(conn);
-        }
-        let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
-        if bulk.open >= self.bulk_max || full {
-            return Err(Error::Busy("no spare data connection".into()));
-        }
-        bulk.open += 1;
-        drop(bulk);
-        let opened = self.connect();
-        if let Err(e) = &opened {
+    /// Makes a data connection idle for work nobody waits for: opens one
+    /// if none is idle, the pool has room and the server did not say it is
+    /// full. Whether one is idle now (another caller may take it first).
+    pub(super) fn open_spare(&self) -> bool {
+        let epoch = {
             let mut bulk = lock(&self.bulk);
-            bulk.open -= 1;
-            if matches!(e, Error::Busy(_)) {
-                bulk.busy_until = Some(Instant::now() + BUSY_HOLD);
+            if !bulk.idle.is_empty() {
+                return true;
             }
-            drop(bulk);
-            self.bulk_freed.notify_one();
-        }
-        opened
+            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
+            if bulk.open >= self.bulk_max || full {
+                return false;
+            }
+            bulk.open += 1;
+            self.epoch.load(Ordering::SeqCst)
+        };
+        let opened = self.connect();
+        let mut bulk = lock(&self.bulk);
+        let spare = match opened {
+            Ok(pooled) if pooled.epoch == epoch => {
+                bulk.idle.push(pooled);
+                true
+            }
+            Ok(stale) => {
+                bulk.open -= 1;
+                discard(stale);
+                false
+            }
+            Err(e) => {
+                tracing::debug!("no spare data connection: {e}");
+                bulk.open -= 1;
+                if matches!(e, Error::Busy(_)) {
+                    bulk.busy_until = Some(Instant::now() + BUSY_HOLD);
+                }
+                false
+            }
+        };
+        drop(bulk);
+        self.bulk_freed.notify_one();
+        spare
     }
 
     fn is_current(&self, pooled: &Pooled<C::Conn>) -> bool {

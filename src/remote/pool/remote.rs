@@ -48,11 +48,8 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         self.run(Lane::Idle, true, |c| c.list(path))
     }
-    /// As `list_in_background`, opening a data connection when none is
-    /// idle and the pool has room.
-    fn list_in_background_opening(&self, path: &Path) -> Result<Vec<DirEntry>> {
-        no_nul(path)?;
-        self.run(Lane::Spare, true, |c| c.list(path))
+    fn open_spare_connection(&self) -> bool {
+        self.open_spare()
     }
     fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
         self.connector.listed_as_stat(path, listed)

@@ -506,30 +506,29 @@ fn a_listing_in_the_background_runs_only_on_an_idle_data_connection() {
 }
 
 #[test]
-fn a_listing_in_the_background_may_open_a_spare_data_connection() {
+fn a_spare_data_connection_is_opened_only_with_room_and_none_idle() {
     let script = Script::new();
     let pool = pool(&script, 3);
-    // None open: one is opened for it (not the metadata connection).
-    pool.list_in_background_opening(Path::new("/d"))
-        .expect("listed");
+    // None open: one is opened, and the listing in the background runs
+    // there (not on the metadata connection).
+    assert!(pool.open_spare());
     assert_eq!(script.connects(), 1, "one data connection opened");
+    pool.list_in_background(Path::new("/d")).expect("listed");
     assert_eq!(
         script.conns_asked("list"),
         [1],
         "on the new data connection"
     );
-    // Idle now: reused, nothing opened.
-    pool.list_in_background_opening(Path::new("/e"))
-        .expect("listed");
-    assert_eq!(script.connects(), 1, "reused");
-    // Both data connections busy: refused at once, nothing more opened.
+    // One idle: nothing opened.
+    assert!(pool.open_spare());
+    assert_eq!(script.connects(), 1, "the idle one serves");
+    // Both data connections busy: none idle, and no room for a third.
     let held = [
-        pool.take_idle_or_open().expect("the idle one"),
-        pool.take_idle_or_open().expect("a second one"),
+        pool.take_idle_bulk().expect("the idle one"),
+        pool.acquire_bulk().expect("a second one"),
     ];
     assert_eq!(script.connects(), 2);
-    let refused = pool.list_in_background_opening(Path::new("/f"));
-    assert!(matches!(refused, Err(Error::Busy(_))), "{refused:?}");
-    assert_eq!(script.connects(), 2, "no more than the pool's max");
+    assert!(!pool.open_spare(), "no more than the pool's max");
+    assert_eq!(script.connects(), 2);
     drop(held);
 }
