@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::{inodes, Fs, FsConfig, OpenFlags};
-use super::{AHEAD_WINDOW, LOOKUP_LISTING_BYTES};
+use super::ahead::AHEAD_WINDOW;
+use super::LOOKUP_LISTING_BYTES;
 use crate::errno::ToErrno;
 use crate::fs::tests::test_config;
 use crate::remote::memory::Memory;
