@@ -17,39 +17,27 @@
 //! the connection's libssh2 channel), and it must be dropped before its
 //! session. A server without the extension, or one that opens no further
 //! channel, gets `None` from `open`, and the connection reads as before.
-//! Packets are laid out in `wire`; replies may come in any order.
+//! Packets are laid out in `wire`, the channel and the handshake are in
+//! `channel`; replies may come in any order.
 
 use std::collections::VecDeque;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use libssh2_sys as raw;
-
-use super::ext::{read_exact, write_all};
-use super::status::{map_session_code, map_sftp_code, FX_EOF};
+use super::status::{map_sftp_code, FX_EOF};
 use super::wire::{self, Packet, Reply};
 use super::HANDLE_MAX_AGE;
 use crate::remote::pool::Generation;
 use crate::remote::{Error, Result};
+use channel::Channel;
+
+mod channel;
 
 /// Bytes of READ requests kept in flight by a stream: 8 MiB fill a link
 /// of 400 MiB/s at 20 ms round trip. It is also what libssh2 may hold
 /// unread for the channel (the receive window is just above it).
 const IN_FLIGHT: u64 = 8 << 20;
-/// Receive window of the channel: the requests in flight and a little
-/// more, so the server never waits for a window adjustment.
-const WINDOW: u32 = (IN_FLIGHT + (2 << 20)) as u32;
-/// SSH packet size: libssh2 takes no packet over 40000 bytes.
-const PACKET_SIZE: u32 = 32 << 10;
-/// Request sizes: at most this, and a server that allows less than
-/// `MIN_CHUNK` is read as before.
-const MAX_CHUNK: u64 = 1 << 20;
-const MIN_CHUNK: u64 = 16 << 10;
-/// What to ask for when the server says it has no limit.
-const UNLIMITED_CHUNK: u64 = 256 << 10;
-/// Longest reply other than DATA (status, handle, version, limits).
-const MAX_SMALL_REPLY: usize = 256 << 10;
 const FX_OK: u32 = 0;
 
 /// A read handle of the stream.
@@ -76,8 +64,7 @@ enum Early {
 }
 
 pub struct StreamReader {
-    session: ssh2::Session,
-    channel: *mut raw::LIBSSH2_CHANNEL,
+    channel: Channel,
     /// Bytes per READ request: a power of two, so requests aligned to it
     /// never cross a block boundary.
     chunk: u64,
@@ -100,44 +87,17 @@ pub struct StreamReader {
     read_before: bool,
 }
 
-// The pointer is only used while holding the session's own lock
-// (`Session::raw`), exactly as ssh2 does for its own handles.
-unsafe impl Send for StreamReader {}
-
 impl StreamReader {
     /// `Ok(None)` when the server offers no `limits@openssh.com`, or
     /// refuses one more channel; an error leaves the session in doubt.
     pub fn open(session: &ssh2::Session) -> Result<Option<StreamReader>> {
-        let channel = {
-            let mut guard = session.raw();
-            // SAFETY: the guard gives exclusive access to a live session;
-            // the type names a live byte string of that length.
-            unsafe {
-                raw::libssh2_channel_open_ex(
-                    &mut *guard,
-                    b"session".as_ptr().cast(),
-                    7,
-                    WINDOW,
-                    PACKET_SIZE,
-                    std::ptr::null(),
-                    0,
-                )
-            }
+        let Some((channel, chunk)) = Channel::open(session)? else {
+            return Ok(None);
         };
-        if channel.is_null() {
-            return match ssh2::Error::last_session_error(session).map(|e| e.code()) {
-                Some(ssh2::ErrorCode::Session(
-                    raw::LIBSSH2_ERROR_CHANNEL_FAILURE | raw::LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED,
-                )) => Ok(None),
-                _ => Err(Error::Transport(
-                    "could not open an SFTP channel for reading".into(),
-                )),
-            };
-        }
-        let mut reader = StreamReader {
-            session: session.clone(),
+        tracing::debug!("pipelined SFTP reads of {chunk} bytes per request");
+        Ok(Some(StreamReader {
             channel,
-            chunk: 0,
+            chunk,
             next_id: 0,
             file: None,
             pos: 0,
@@ -148,64 +108,7 @@ impl StreamReader {
             eof: None,
             cautious: false,
             read_before: false,
-        };
-        // On `None` or an error, dropping `reader` frees the channel.
-        match reader.start()? {
-            Some(chunk) => {
-                reader.chunk = chunk;
-                tracing::debug!("pipelined SFTP reads of {chunk} bytes per request");
-                Ok(Some(reader))
-            }
-            None => Ok(None),
-        }
-    }
-
-    /// Starts the SFTP subsystem and learns the request size; None when
-    /// the server cannot tell it.
-    fn start(&mut self) -> Result<Option<u64>> {
-        let session = self.session.clone();
-        let _guard = session.raw();
-        // SAFETY: live channel, session lock held; both strings are live
-        // byte strings of the lengths given.
-        let rc = unsafe {
-            raw::libssh2_channel_process_startup(
-                self.channel,
-                b"subsystem".as_ptr().cast(),
-                9,
-                b"sftp".as_ptr().cast(),
-                4,
-            )
-        };
-        match rc {
-            0 => {}
-            raw::LIBSSH2_ERROR_CHANNEL_REQUEST_DENIED | raw::LIBSSH2_ERROR_CHANNEL_FAILURE => {
-                return Ok(None)
-            }
-            rc => return Err(map_session_code(rc)),
-        }
-        // INIT carries no request id: version 3.
-        write_all(self.channel, &Packet::new(wire::FXP_INIT, 3).finish()?)?;
-        let version = self.packet()?;
-        let offered = wire::version_extensions(&version)
-            .ok_or_else(|| Error::Transport("SFTP: no version packet".into()))?
-            .iter()
-            .any(|name| *name == b"limits@openssh.com");
-        if !offered {
-            return Ok(None);
-        }
-        let reply = self.exchange(|id| Ok(Packet::extended(id, b"limits@openssh.com")))?;
-        let Some(max_read) = wire::max_read_length(&reply) else {
-            return Ok(None);
-        };
-        let allowed = match max_read {
-            0 => UNLIMITED_CHUNK,
-            n => n.min(MAX_CHUNK),
-        };
-        if allowed < MIN_CHUNK {
-            return Ok(None);
-        }
-        // The largest power of two the server allows.
-        Ok(Some(1 << allowed.ilog2()))
+        }))
     }
 
     /// Reads `len` bytes of `path` at `offset` (fewer at the end of the
@@ -217,7 +120,7 @@ impl StreamReader {
         len: usize,
         generation: Generation,
     ) -> Result<Vec<u8>> {
-        let session = self.session.clone();
+        let session = self.channel.session();
         let _guard = session.raw();
         let result = self.read_locked(path, offset, len, generation);
         if result.as_ref().is_err_and(|e| !e.breaks_connection()) {
@@ -321,7 +224,7 @@ impl StreamReader {
         if out.is_empty() {
             return Ok(());
         }
-        write_all(self.channel, &out)
+        self.channel.write(&out)
     }
 
     /// Takes the reply to the oldest request: its bytes go to `dest` (up
@@ -372,14 +275,14 @@ impl StreamReader {
         want: usize,
     ) -> Result<std::result::Result<(u64, usize), u32>> {
         loop {
-            let (len, kind, id) = self.header()?;
+            let (len, kind, id) = self.channel.header()?;
             if id == front.id && kind == wire::FXP_DATA {
-                let n = self.data_len(len, front.len)?;
+                let n = self.channel.data_len(len, front.len)?;
                 let put = (n as usize).min(want - dest.len());
-                append_from(self.channel, dest, put)?;
+                self.channel.append(dest, put)?;
                 let rest = n as usize - put;
                 self.carry.resize(rest, 0);
-                read_exact(self.channel, &mut self.carry)?;
+                self.channel.read_exact(&mut self.carry)?;
                 return Ok(Ok((n, put)));
             }
             let answer = self.answer(len, kind, id)?;
@@ -422,30 +325,6 @@ impl StreamReader {
         Some(self.early.swap_remove(at).1)
     }
 
-    /// The length, type and id of the next reply; its body is next.
-    fn header(&mut self) -> Result<(usize, u8, u32)> {
-        let mut head = [0u8; 9];
-        read_exact(self.channel, &mut head)?;
-        let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize;
-        let id = u32::from_be_bytes([head[5], head[6], head[7], head[8]]);
-        if len < 5 {
-            return Err(Error::Transport(format!("SFTP: a {len}-byte reply")));
-        }
-        Ok((len, head[4], id))
-    }
-
-    /// The data length of a DATA reply of `len` bytes answering a request
-    /// of `asked` bytes (its data is next on the channel).
-    fn data_len(&mut self, len: usize, asked: u64) -> Result<u64> {
-        let mut n = [0u8; 4];
-        read_exact(self.channel, &mut n)?;
-        let n = u64::from(u32::from_be_bytes(n));
-        if len as u64 != 9 + n || n > asked {
-            return Err(Error::Transport("SFTP: a malformed data reply".into()));
-        }
-        Ok(n)
-    }
-
     /// The rest of a reply that is not read into a caller's buffer.
     fn answer(&mut self, len: usize, kind: u8, id: u32) -> Result<Early> {
         match kind {
@@ -455,20 +334,12 @@ impl StreamReader {
                     .iter()
                     .find(|r| r.id == id)
                     .map_or(0, |r| r.len);
-                let n = self.data_len(len, asked)?;
+                let n = self.channel.data_len(len, asked)?;
                 let mut data = vec![0u8; n as usize];
-                read_exact(self.channel, &mut data)?;
+                self.channel.read_exact(&mut data)?;
                 Ok(Early::Data(data))
             }
-            wire::FXP_STATUS if len <= MAX_SMALL_REPLY => {
-                let mut body = vec![0u8; len - 5];
-                read_exact(self.channel, &mut body)?;
-                let code = body
-                    .get(..4)
-                    .map(|c| u32::from_be_bytes([c[0], c[1], c[2], c[3]]))
-                    .ok_or_else(|| Error::Transport("SFTP: a malformed status".into()))?;
-                Ok(Early::Status(code))
-            }
+            wire::FXP_STATUS => Ok(Early::Status(self.channel.status_code(len)?)),
             _ => Err(Error::Transport("SFTP: an unexpected reply".into())),
         }
     }
@@ -479,7 +350,7 @@ impl StreamReader {
             self.inflight.retain(|r| r.id != id);
         }
         while !self.inflight.is_empty() {
-            let (len, kind, id) = self.header()?;
+            let (len, kind, id) = self.channel.header()?;
             let Some(at) = self.inflight.iter().position(|r| r.id == id) else {
                 return Err(Error::Transport("SFTP: a reply to no request".into()));
             };
@@ -551,7 +422,7 @@ impl StreamReader {
     /// Closes the read handle (before a change on the server that an open
     /// handle could hinder).
     pub fn forget(&mut self) -> Result<()> {
-        let session = self.session.clone();
+        let session = self.channel.session();
         let _guard = session.raw();
         self.close_file()
     }
@@ -566,54 +437,12 @@ impl StreamReader {
     /// holds the session lock.
     fn exchange(&mut self, build: impl FnOnce(u32) -> Result<Packet>) -> Result<Reply> {
         let id = self.take_id();
-        write_all(self.channel, &build(id)?.finish()?)?;
-        match Reply::parse(self.packet()?) {
+        self.channel.write(&build(id)?.finish()?)?;
+        match Reply::parse(self.channel.packet()?) {
             Some(reply) if reply.id == id => Ok(reply),
             _ => Err(Error::Transport("a reply to another request".into())),
         }
     }
-
-    /// One whole small packet (without its length). Caller holds the
-    /// session lock.
-    fn packet(&mut self) -> Result<Vec<u8>> {
-        let mut len = [0u8; 4];
-        read_exact(self.channel, &mut len)?;
-        let len = u32::from_be_bytes(len) as usize;
-        if !(5..=MAX_SMALL_REPLY).contains(&len) {
-            return Err(Error::Transport(format!("SFTP: a {len}-byte reply")));
-        }
-        let mut body = vec![0u8; len];
-        read_exact(self.channel, &mut body)?;
-        Ok(body)
-    }
-}
-
-/// Appends `n` bytes read from the channel to `dest`, whose capacity
-/// must hold them: read straight into its spare room, which is neither
-/// zeroed first nor counted before it is filled. Caller holds the
-/// session lock.
-fn append_from(channel: *mut raw::LIBSSH2_CHANNEL, dest: &mut Vec<u8>, n: usize) -> Result<()> {
-    let spare = dest.spare_capacity_mut();
-    if spare.len() < n {
-        return Err(Error::Invalid);
-    }
-    let mut filled = 0;
-    while filled < n {
-        let rest = &mut spare[filled..n];
-        // SAFETY: live channel, session lock held; libssh2 writes at most
-        // `rest.len()` bytes into that spare room of `dest`.
-        let got = unsafe {
-            raw::libssh2_channel_read_ex(channel, 0, rest.as_mut_ptr().cast(), rest.len())
-        };
-        match usize::try_from(got) {
-            Ok(0) => return Err(Error::Transport("SFTP channel closed".into())),
-            Ok(got) => filled += got,
-            Err(_) => return Err(map_session_code(got as i32)),
-        }
-    }
-    // SAFETY: the `n` bytes after the length were just written.
-    unsafe { dest.set_len(dest.len() + n) };
-    Ok(())
 }
 
 /// The length of the request at `at`: up to the next multiple of `chunk`
@@ -621,17 +450,6 @@ fn append_from(channel: *mut raw::LIBSSH2_CHANNEL, dest: &mut Vec<u8>, n: usize)
 /// boundary), and not past `stop`.
 fn request_len(at: u64, chunk: u64, stop: u64) -> u64 {
     (chunk - at % chunk).min(stop.saturating_sub(at))
-}
-
-impl Drop for StreamReader {
-    fn drop(&mut self) {
-        let _guard = self.session.raw();
-        // SAFETY: the channel was opened by libssh2_channel_open_ex and is
-        // freed exactly once, under the session lock.
-        unsafe {
-            raw::libssh2_channel_free(self.channel);
-        }
-    }
 }
 
 #[cfg(test)]
