@@ -18,6 +18,7 @@ use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
 
 mod ext;
 mod status;
+mod stream_read;
 mod symlink_order;
 mod wire;
 
@@ -27,6 +28,7 @@ use super::ssh::{self, Credentials, SshSettings};
 use super::{Attr, Caps, DirEntry, Error, IdNames, Kind, Result, SetAttr, StatFs, TimeRange};
 use ext::SftpExt;
 use status::{map_err, map_io, FX_EOF, FX_OP_UNSUPPORTED};
+use stream_read::StreamReader;
 use symlink_order::probe_symlink_order;
 pub use symlink_order::SymlinkOrder;
 
@@ -134,6 +136,8 @@ impl Connector for SftpConnector {
             list_time: self.settings.timeout.max(Duration::from_secs(1)) * LIST_TIMEOUTS,
             ext: None,
             ext_refused: false,
+            stream: None,
+            stream_missing: false,
             sftp,
             session,
             reader: None,
@@ -183,6 +187,10 @@ impl CachedHandle {
 pub struct SftpConnection {
     // Fields drop in this order: handles and channels before the session.
     reader: Option<CachedHandle>,
+    /// Pipelined reads on a channel of their own, where the server tells
+    /// its read limit (opened on the first read); else `reader` serves.
+    stream: Option<StreamReader>,
+    stream_missing: bool,
     /// Opened on first use: most connections never rename or statfs, and
     /// each channel costs the server another process.
     ext: Option<SftpExt>,
@@ -197,6 +205,27 @@ pub struct SftpConnection {
 impl SftpConnection {
     fn drop_handles(&mut self) {
         self.reader = None;
+        if let Some(stream) = self.stream.as_mut() {
+            if let Err(e) = stream.forget() {
+                // Its channel is in doubt: the next read opens another.
+                tracing::debug!("closing the stream's read handle: {e}");
+                self.stream = None;
+            }
+        }
+    }
+
+    /// The pipelined reader; None where the server cannot have one.
+    fn stream(&mut self) -> Result<Option<&mut StreamReader>> {
+        if self.stream.is_none() && !self.stream_missing {
+            match StreamReader::open(&self.session)? {
+                Some(stream) => self.stream = Some(stream),
+                None => {
+                    tracing::debug!("no pipelined reads: the server does not tell its read limit");
+                    self.stream_missing = true;
+                }
+            }
+        }
+        Ok(self.stream.as_mut())
     }
 
     /// The extensions' channel; None when the server opens no second
@@ -319,6 +348,9 @@ impl Connection for SftpConnection {
         len: usize,
         generation: Generation,
     ) -> Result<Vec<u8>> {
+        if let Some(stream) = self.stream()? {
+            return stream.read(path, offset, len, generation);
+        }
         let handle = self.open_read(path, generation.names)?;
         if handle.writes != generation.writes {
             // What libssh2 fetched ahead (and its end-of-file mark) may
