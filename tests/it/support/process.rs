@@ -328,3 +328,33 @@ pub(crate) fn must_run(cmd: &mut Command) -> Output {
     }
     out
 }
+
+/// The peak resident memory (VmHWM) of `root` plus that of each of its
+/// descendants, in bytes: what a daemon and its helpers (rmount's
+/// watchdog `sh`) held at most since they started. A process that has
+/// exited meanwhile counts no more.
+pub fn peak_rss_tree(root: u32) -> u64 {
+    let peak = |pid: u32| -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib << 10)
+    };
+    let own = peak(root).unwrap_or_else(|| panic!("no VmHWM for process {root}"));
+    own + descendants(root).into_iter().filter_map(peak).sum::<u64>()
+}
+
+/// Starts [`peak_rss_tree`] of `root` afresh (writes 5 to each process's
+/// `/proc/PID/clear_refs`, root only), so one phase of a test can be
+/// measured by itself.
+pub fn reset_peak_rss_tree(root: u32) {
+    for pid in std::iter::once(root).chain(descendants(root)) {
+        let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+}
