@@ -1,10 +1,16 @@
-//! rmount's memory under the workloads users run: the peak resident memory
-//! (VmHWM) of the rmount process and its children must stay under the
-//! block cache budget (`-o cache_size`) plus 32 MiB, whatever the
-//! workload — big sequential writes and copies, parallel and random reads,
-//! thousands of small files, a directory of 20 000 entries, many files
-//! written at once. Each test mounts with a small explicit `cache_size`,
-//! so the bound is tight, and checks the work's result on the server too.
+//! rmount's memory under the workloads users run — big sequential writes
+//! and copies, parallel and random reads, thousands of small files, a
+//! directory of 20 000 entries, many files written at once: the peak
+//! resident memory (VmHWM) of the rmount process and its children must
+//! stay under the block cache budget (`-o cache_size`) plus 32 MiB. Each
+//! test mounts with a small explicit `cache_size`, so the bound is tight,
+//! and checks the work's result on the server too.
+//!
+//! The tests run a debug build, whose program code alone is some 12 MiB
+//! resident (a release build's text is under 7 MiB): so they check the
+//! peak without the program's code against `cache_size` + 24 MiB, so
+//! that with a release build's code the whole stays within `cache_size`
+//! + 32 MiB.
 //!
 //! Also: a file read once from start to end does not push other files'
 //! blocks out of the block cache (checked through `rmount stats --json`).
@@ -36,9 +42,11 @@ per_protocol! {
 const MIB: u64 = 1 << 20;
 /// The block cache budget of these mounts, in MiB: small, so the bound is tight.
 const CACHE_MIB: u64 = 16;
-/// What rmount may hold besides its block cache: buffers in flight, the
-/// connections, the program itself.
-const SLACK_MIB: u64 = 32;
+/// What rmount may hold besides its block cache and its program code:
+/// buffers in flight, the connections, the libraries, the allocator's
+/// spare. With a release build's code (its text is under 7 MiB) this
+/// keeps the whole within `cache_size` + 32 MiB.
+const SLACK_MIB: u64 = 24;
 const CMD_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// A fixture mounted with `cache_size=CACHE_MIB` (and `extra`).
@@ -50,22 +58,28 @@ fn fixture(p: Proto, name: &str, extra: &[&str]) -> Fixture {
 }
 
 /// Asserts that the mount's rmount process (with its children) never held
-/// more than `cache_size` + 32 MiB since it started or since the last
-/// call; prints the figure for the record, then starts the measure afresh
-/// for the next phase of the test.
+/// more than `cache_size` + 24 MiB besides its program code since it
+/// started or since the last call; prints the figures for the record,
+/// then starts the measure afresh for the next phase of the test. (The
+/// code is measured at the end of the phase, so it may include a few
+/// pages first run after the peak.)
 fn assert_peak_bounded(fx: &Fixture, p: Proto, workload: &str) {
     let pid = fx.mount().daemon_pid().expect("the daemon's pid");
     let peak = peak_rss_tree(pid);
+    let code = program_rss(pid);
     reset_peak_rss_tree(pid);
+    let mib = |b: u64| b as f64 / MIB as f64;
     eprintln!(
-        "{p:?} {workload}: peak RSS {:.1} MiB (cache_size {CACHE_MIB} MiB)",
-        peak as f64 / MIB as f64
+        "{p:?} {workload}: peak RSS {:.1} MiB, of it program code {:.1} MiB (cache_size {CACHE_MIB} MiB)",
+        mib(peak),
+        mib(code)
     );
     let bound = (CACHE_MIB + SLACK_MIB) * MIB;
     assert!(
-        peak <= bound,
-        "{p:?} {workload}: peak RSS {} MiB over {} MiB (cache_size {CACHE_MIB} MiB + {SLACK_MIB} MiB)",
-        peak / MIB,
+        peak.saturating_sub(code) <= bound,
+        "{p:?} {workload}: peak RSS {:.1} MiB without the program's {:.1} MiB of code, over {} MiB (cache_size {CACHE_MIB} MiB + {SLACK_MIB} MiB)",
+        mib(peak.saturating_sub(code)),
+        mib(code),
         bound / MIB
     );
 }

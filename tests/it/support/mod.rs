@@ -51,8 +51,8 @@ pub use mount::{
 };
 pub use payload::{mib_chunk, pseudo_random_bytes};
 pub use process::{
-    descendants, free_port, peak_rss_tree, reset_peak_rss_tree, run_cmd, run_cmd_timeout,
-    run_rmount,
+    descendants, free_port, peak_rss_tree, program_rss, reset_peak_rss_tree, run_cmd,
+    run_cmd_timeout, run_rmount,
 };
 pub use proxy::{established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy};
 pub use server::{ssh_keygen_ed25519, Proto, Server, ServerKind};
