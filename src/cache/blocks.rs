@@ -6,9 +6,13 @@
 //! sequential reader's own misses) live in a small stream segment of their
 //! own, dropped there in the order they came. A file read once from start
 //! to end therefore never pushes other files' blocks out (the kernel's page
-//! cache keeps what the reader got); a block used again after the stream
-//! read it moves to the main segment. The two segments together never hold
-//! more than the budget.
+//! cache keeps what the reader got); a block read to its end a second time
+//! (by another pass or another reader), or read at random, moves to the
+//! main segment. A stream's late pieces of a block it has already read to
+//! the end (the kernel's parallel reads arrive out of order) are no second
+//! use: counted as one, they moved a few blocks of every large file read
+//! once into the main segment, and pushed other files' blocks out. The two
+//! segments together never hold more than the budget.
 //!
 //! Also owns the in-flight table that makes concurrent readers (and
 //! read-ahead) of one block share a single remote read. It does not decide
@@ -67,7 +71,8 @@ struct Segment<V> {
     budget: u64,
 }
 
-/// A block of the stream segment; `used` once a stream read it to its end.
+/// A block of the stream segment; `used` once a stream read it to its end
+/// (a second time moves it to the main segment).
 struct Streamed {
     block: Block,
     used: bool,
@@ -158,11 +163,12 @@ impl Stored {
             return Some(block.clone());
         }
         let streamed = self.stream.lru.peek(key)?;
-        if access == Access::Stream && !streamed.used {
-            // The stream reads on in this block: leave its place alone.
+        if access == Access::Stream {
+            // The stream reads on in this block, or a late piece of it
+            // arrives: leave its place alone (`stream_done` decides).
             return Some(streamed.block.clone());
         }
-        // Used again: worth keeping.
+        // Read at random: worth keeping.
         let streamed = self.stream.remove(key)?;
         self.main.put(key.clone(), streamed.block.clone());
         Some(streamed.block)
@@ -213,12 +219,14 @@ impl Drop for Reservation {
 impl BlockCache {
     /// A cache of at most `budget` bytes for blocks of `block_size` bytes:
     /// half of it, at most `STREAM_SHARE`, for sequential streams, and in
-    /// any case room for two blocks there (read-ahead would otherwise
-    /// fetch blocks only to drop them).
-    pub fn new(budget: u64, block_size: u64) -> BlockCache {
+    /// any case room there for `stream_blocks` blocks (a stream's
+    /// read-ahead window and the blocks it is reading), as far as the
+    /// budget goes: with less, read-ahead fills would push out the block
+    /// being read, which its next piece then fetches again.
+    pub fn new(budget: u64, block_size: u64, stream_blocks: u64) -> BlockCache {
         let stream = (budget / 2)
             .min(STREAM_SHARE)
-            .max(budget.min(block_size.saturating_mul(2)));
+            .max(budget.min(block_size.saturating_mul(stream_blocks)));
         BlockCache::with_stream_share(budget, stream)
     }
 
@@ -240,13 +248,20 @@ impl BlockCache {
         lock(&self.stored).insert(key, block, access);
     }
 
-    /// A stream has read `key` to its end: read again, the block moves to
-    /// the main segment. (Stream reads leave the stream segment's order
+    /// A stream has read `key` to its end: the second time (another pass,
+    /// another reader), the block moves to the main segment. (Stream reads leave the stream segment's order
     /// alone, so it drops blocks in the order they came: the ones a stream
     /// has read before the ones read ahead for it.)
     pub fn stream_done(&self, key: &BlockKey) {
-        if let Some(streamed) = lock(&self.stored).stream.lru.peek_mut(key) {
-            streamed.used = true;
+        let mut stored = lock(&self.stored);
+        match stored.stream.lru.peek_mut(key) {
+            Some(streamed) if !streamed.used => streamed.used = true,
+            Some(_) => {
+                if let Some(streamed) = stored.stream.remove(key) {
+                    stored.main.put(key.clone(), streamed.block);
+                }
+            }
+            None => {}
         }
     }
 
@@ -357,17 +372,18 @@ mod tests {
     }
 
     #[test]
-    fn the_stream_share_is_half_at_most_16_mib_and_two_blocks_at_least() {
+    fn the_stream_share_is_half_at_most_16_mib_and_a_streams_window_at_least() {
         let share = |budget: u64, block: u64| {
-            let cache = BlockCache::new(budget, block);
+            let cache = BlockCache::new(budget, block, 10);
             let stored = lock(&cache.stored);
             assert_eq!(stored.main.budget + stored.stream.budget, budget);
             stored.stream.budget
         };
         const MIB: u64 = 1 << 20;
         assert_eq!(share(64 * MIB, MIB), 16 * MIB);
-        assert_eq!(share(16 * MIB, MIB), 8 * MIB);
-        assert_eq!(share(3 * MIB, MIB), 2 * MIB);
+        assert_eq!(share(32 * MIB, MIB), 16 * MIB);
+        assert_eq!(share(16 * MIB, MIB), 10 * MIB);
+        assert_eq!(share(3 * MIB, MIB), 3 * MIB);
         assert_eq!(share(MIB, MIB), MIB);
         assert_eq!(share(0, MIB), 0);
     }
@@ -375,7 +391,7 @@ mod tests {
     #[test]
     fn budget_evicts_least_recently_used() {
         // Half of the budget is the stream segment's.
-        let cache = BlockCache::new(20, 1);
+        let cache = BlockCache::new(20, 1, 2);
         cache.insert(key(1, 0), Arc::new(vec![0; 4]), Access::Random);
         cache.insert(key(1, 1), Arc::new(vec![0; 4]), Access::Random);
         cache.get(&key(1, 0), Access::Random);
@@ -387,7 +403,7 @@ mod tests {
 
     #[test]
     fn other_version_misses_and_forget_file() {
-        let cache = BlockCache::new(100, 1);
+        let cache = BlockCache::new(100, 1, 2);
         cache.insert(key(1, 0), Arc::new(vec![1]), Access::Random);
         let mut newer = key(1, 0);
         newer.size = 11;
@@ -412,7 +428,7 @@ mod tests {
     #[test]
     fn a_sequential_scan_does_not_evict_another_files_hot_blocks() {
         const KIB: usize = 1024;
-        let cache = Arc::new(BlockCache::new(64 * KIB as u64, KIB as u64));
+        let cache = Arc::new(BlockCache::new(64 * KIB as u64, KIB as u64, 2));
         // File 1: 24 KiB read at random, so in the main segment.
         for index in 0..24 {
             cache.insert(key(1, index), Arc::new(vec![1; KIB]), Access::Random);
@@ -432,7 +448,7 @@ mod tests {
 
     #[test]
     fn read_ahead_blocks_wait_for_their_reader_and_a_block_used_again_is_kept() {
-        let cache = Arc::new(BlockCache::new(40, 1));
+        let cache = Arc::new(BlockCache::new(40, 1, 2));
         // Read-ahead fills three blocks ahead of the stream.
         for index in 0..3 {
             if let Some(r) = cache.reserve(&key(1, index)) {
@@ -461,10 +477,15 @@ mod tests {
                 "block {index}"
             );
         }
-        // Block 1, read by the stream and then read again, moves to the
-        // main segment and outlives the stream's next blocks.
+        // Block 1, read to its end by the stream and then to its end
+        // again (another pass), moves to the main segment and outlives the
+        // stream's next blocks. Block 2's late piece, arriving after the
+        // stream read it to the end, is no second use: it goes.
         cache.stream_done(&key(1, 1));
+        cache.stream_done(&key(1, 2));
+        assert!(cache.get(&key(1, 2), Access::Stream).is_some());
         assert!(cache.get(&key(1, 1), Access::Stream).is_some());
+        cache.stream_done(&key(1, 1));
         for index in 6..20 {
             if let Some(r) = cache.reserve(&key(1, index)) {
                 r.fill(Arc::new(vec![0; 4]));
@@ -472,6 +493,7 @@ mod tests {
             cache.stream_done(&key(1, index));
         }
         assert!(cache.get(&key(1, 1), Access::Random).is_some());
+        assert!(cache.get(&key(1, 2), Access::Random).is_none());
         assert!(cache.bytes() <= 40);
     }
 
@@ -490,7 +512,7 @@ mod tests {
 
     #[test]
     fn concurrent_fetches_of_one_block_share_one_read() {
-        let cache = Arc::new(BlockCache::new(1 << 20, 1));
+        let cache = Arc::new(BlockCache::new(1 << 20, 1, 2));
         let calls = Arc::new(AtomicUsize::new(0));
         let threads: Vec<_> = (0..8)
             .map(|_| {
@@ -515,7 +537,7 @@ mod tests {
 
     #[test]
     fn readers_wait_for_a_reserved_block_instead_of_fetching_it() {
-        let cache = Arc::new(BlockCache::new(100, 1));
+        let cache = Arc::new(BlockCache::new(100, 1, 2));
         let reservation = cache.reserve(&key(1, 0));
         assert!(reservation.is_some());
         assert!(cache.reserve(&key(1, 0)).is_none(), "promised once");
@@ -536,7 +558,7 @@ mod tests {
 
     #[test]
     fn a_dropped_reservation_lets_the_reader_fetch() {
-        let cache = Arc::new(BlockCache::new(100, 1));
+        let cache = Arc::new(BlockCache::new(100, 1, 2));
         let reservation = cache.reserve(&key(1, 0));
         let reader = {
             let cache = cache.clone();
@@ -552,7 +574,7 @@ mod tests {
 
     #[test]
     fn failed_fetch_is_not_cached() {
-        let cache = Arc::new(BlockCache::new(100, 1));
+        let cache = Arc::new(BlockCache::new(100, 1, 2));
         assert!(cache
             .get_or_fetch(&key(1, 0), Access::Random, || Err("down"))
             .is_err());

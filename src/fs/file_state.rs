@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use super::write::behind::WriteBehind;
+use super::write::budget::Buffered;
 use super::write::staging::{read_full_at, staging_file};
 use super::write::transfer::{
     commit_temp, copy_remote, download_into, remove_quietly, upload_local, DOWNLOAD_CHUNK,
@@ -71,7 +72,7 @@ pub struct FileState {
     pub closed: bool,
     pub content: Content,
     /// Writes not yet sent: (offset, bytes).
-    pending: Option<(u64, Vec<u8>)>,
+    pending: Option<(u64, Buffered)>,
     /// The size the mount shows while the file is open.
     pub size: u64,
     /// Written since the last commit.
@@ -218,13 +219,13 @@ impl FileState {
                 self.queue_pending(remote, path)?;
             }
             match &mut self.pending {
-                Some((_, buf)) => buf.extend_from_slice(data),
-                None => self.pending = Some((offset, data.to_vec())),
+                Some((_, buf)) => buf.extend(data),
+                None => self.pending = Some((offset, Buffered::new(data))),
             }
             if self
                 .pending
                 .as_ref()
-                .is_some_and(|(_, b)| b.len() >= WRITE_CHUNK)
+                .is_some_and(|(_, b)| b.len() >= WRITE_CHUNK || b.over_budget())
             {
                 self.queue_pending(remote, path)?;
             }

@@ -184,7 +184,13 @@ impl Fs {
             inodes: Mutex::new(Inodes::new(&cfg.root)),
             meta: Arc::new(MetaCache::new(cfg.cache_timeout)),
             listings: Arc::new(Listings::new(cfg.list_ahead_threads)),
-            blocks: Arc::new(BlockCache::new(cfg.cache_size, cfg.block_size)),
+            blocks: Arc::new(BlockCache::new(
+                cfg.cache_size,
+                cfg.block_size,
+                // A stream's read-ahead window, the block it reads and one the
+                // kernel may still be reading.
+                cfg.read_ahead_blocks as u64 + 2,
+            )),
             open: Mutex::new(HashMap::new()),
             handles: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),

@@ -5,6 +5,7 @@
 // Below the handles: background sends, the upload stream, local staging
 // and moving bytes between them.
 pub mod behind;
+pub mod budget;
 pub mod staging;
 pub mod transfer;
 pub mod upload_stream;

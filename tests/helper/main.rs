@@ -3,12 +3,14 @@
 //! process rather than on a thread of the test binary. Built by Cargo for
 //! the tests (`CARGO_BIN_EXE_rmount-test-helper`); of no use on its own.
 //!
-//! Usage: `rmount-test-helper rewrite|soak`, with the job's parameters in
-//! `RMOUNT_REWRITE_*` / `RMOUNT_SOAK_*` environment variables. A job checks
+//! Usage: `rmount-test-helper interleave|rewrite|soak`, with the job's
+//! parameters in `RMOUNT_INTERLEAVE_*` / `RMOUNT_REWRITE_*` /
+//! `RMOUNT_SOAK_*` environment variables. A job checks
 //! what it can and exits non-zero on failure; the test checks the rest.
 
 // The same bytes as the tests' `support::pseudo_random_bytes`/`mib_chunk`,
 // from the same file: this binary is a crate of its own.
+mod interleave;
 #[path = "../it/support/payload.rs"]
 mod payload;
 mod rewrite;
@@ -20,10 +22,13 @@ use std::os::fd::IntoRawFd;
 
 fn main() {
     match std::env::args().nth(1).as_deref() {
+        Some("interleave") => interleave::run(),
         Some("rewrite") => rewrite::run(),
         Some("soak") => soak::run(),
         _ => {
-            eprintln!("usage: rmount-test-helper rewrite|soak (started by rmount's tests)");
+            eprintln!(
+                "usage: rmount-test-helper interleave|rewrite|soak (started by rmount's tests)"
+            );
             std::process::exit(2);
         }
     }

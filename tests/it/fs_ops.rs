@@ -406,17 +406,6 @@ fn random_reads_20mib(p: ServerKind) {
     assert_eq!(sha256_file(&fx.m("r.bin")), sha256_bytes(&data));
 }
 
-/// The daemon's peak resident memory (VmHWM), in bytes.
-fn peak_rss(pid: u32) -> u64 {
-    let status = fs::read_to_string(format!("/proc/{pid}/status")).expect("daemon status");
-    let kib = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .expect("VmHWM in the daemon's status");
-    kib << 10
-}
-
 // A 256 MiB file read from start to end arrives whole, and the daemon's
 // peak resident memory stays under its block cache budget plus 32 MiB
 // (buffers in flight, the connections, the program itself): the stream
@@ -435,9 +424,9 @@ fn read_256mib_in_bounded_memory(p: ServerKind) {
     fx.server.chown_tree(&format!("{}/big.bin", fx.sub));
     let want = sha256_file(&fx.s("big.bin"));
     let pid = fx.mount().daemon_pid().expect("the daemon's pid");
-    let before = peak_rss(pid);
+    let before = peak_rss_tree(pid);
     assert_eq!(sha256_file(&fx.m("big.bin")), want, "the bytes read");
-    let peak = peak_rss(pid);
+    let peak = peak_rss_tree(pid);
     eprintln!(
         "{p:?}: peak RSS {} MiB before the read, {} MiB after 256 MiB",
         before >> 20,

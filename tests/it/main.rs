@@ -23,6 +23,7 @@ mod fstab;
 mod ftp;
 mod host_keys;
 mod hostile;
+mod memory;
 mod mount_options;
 mod reliability;
 mod server_side;

@@ -13,6 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::{bounded, Sender};
 
+use super::budget::Buffered;
 use crate::remote::{self, Remote};
 use crate::sync::{lock, wait};
 
@@ -25,7 +26,8 @@ const MAX_SENDERS: usize = 2;
 struct Chunk {
     path: PathBuf,
     offset: u64,
-    data: Vec<u8>,
+    /// Counted in the process's write budget until sent (dropped).
+    data: Buffered,
 }
 
 #[derive(Default)]
@@ -61,10 +63,12 @@ impl WriteBehind {
         }
     }
 
-    /// Queues a chunk (waiting while the queue is full). Reports an earlier
+    /// Queues a chunk (waiting while the queue is full, or while chunks
+    /// being sent hold the process's write budget). Reports an earlier
     /// failure instead, once.
-    pub fn push(&mut self, path: PathBuf, offset: u64, data: Vec<u8>) -> remote::Result<()> {
+    pub fn push(&mut self, path: PathBuf, offset: u64, mut data: Buffered) -> remote::Result<()> {
         self.take_error()?;
+        data.start_sending();
         let range = (offset, offset + data.len() as u64);
         {
             let mut progress = lock(&self.shared.progress);
@@ -91,6 +95,8 @@ impl WriteBehind {
     }
 
     fn start(&self) -> remote::Result<Sender<Chunk>> {
+        // As many queued as in flight: while the budget allows, each
+        // sender finds its next chunk ready when it finishes one.
         let (tx, rx) = bounded::<Chunk>(self.senders);
         for _ in 0..self.senders {
             let (remote, shared, rx) = (self.remote.clone(), self.shared.clone(), rx.clone());
@@ -159,19 +165,20 @@ mod tests {
         mem.put_file("/f", b"");
         let mut wb = WriteBehind::new(mem.clone(), 3);
         for i in 0..10u8 {
-            wb.push("/f".into(), u64::from(i) * 2, vec![b'a' + i; 2])
+            wb.push("/f".into(), u64::from(i) * 2, Buffered::new(&[b'a' + i; 2]))
                 .expect("push");
         }
         // Overlapping rewrites of one range land in order.
         for i in 0..10u8 {
-            wb.push("/f".into(), 0, vec![i; 4]).expect("push");
+            wb.push("/f".into(), 0, Buffered::new(&[i; 4]))
+                .expect("push");
         }
         wb.drain().expect("drain");
         assert_eq!(mem.content("/f").map(|c| c[..4].to_vec()), Some(vec![9; 4]));
         assert_eq!(mem.content("/f").map(|c| c.len()), Some(20));
         assert_eq!(mem.content("/f").map(|c| c[18]), Some(b'j'));
         mem.fail_writes.store(true, Ordering::SeqCst);
-        let _ = wb.push(Path::new("/f").into(), 20, vec![1; 2]);
+        let _ = wb.push(Path::new("/f").into(), 20, Buffered::new(&[1; 2]));
         assert!(wb.drain().is_err(), "the failure is reported");
         assert!(wb.drain().is_ok(), "once");
     }

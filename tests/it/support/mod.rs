@@ -50,7 +50,10 @@ pub use mount::{
     is_mounted, mount_entry, rmount_processes_for, unique_dir, unmount_path, Mount, MountPoint,
 };
 pub use payload::{mib_chunk, pseudo_random_bytes};
-pub use process::{descendants, free_port, run_cmd, run_cmd_timeout, run_rmount};
+pub use process::{
+    descendants, free_port, peak_rss_tree, program_rss, reset_peak_rss_tree, run_cmd,
+    run_cmd_timeout, run_rmount,
+};
 pub use proxy::{established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy};
 pub use server::{ssh_keygen_ed25519, Proto, Server, ServerKind};
 pub use users::{SFTP_PW_PASSWORD, SFTP_PW_USER, TEST_PASSWORD, TEST_USER};

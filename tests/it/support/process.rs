@@ -328,3 +328,60 @@ pub(crate) fn must_run(cmd: &mut Command) -> Output {
     }
     out
 }
+
+/// The peak resident memory (VmHWM) of `root` plus that of each of its
+/// descendants, in bytes: what a daemon and its helpers (rmount's
+/// watchdog `sh`) held at most since they started. A process that has
+/// exited meanwhile counts no more.
+pub fn peak_rss_tree(root: u32) -> u64 {
+    let peak = |pid: u32| -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let kib = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+        Some(kib << 10)
+    };
+    let own = peak(root).unwrap_or_else(|| panic!("no VmHWM for process {root}"));
+    own + descendants(root).into_iter().filter_map(peak).sum::<u64>()
+}
+
+/// Starts [`peak_rss_tree`] of `root` afresh (writes 5 to each process's
+/// `/proc/PID/clear_refs`, root only), so one phase of a test can be
+/// measured by itself.
+pub fn reset_peak_rss_tree(root: u32) {
+    for pid in std::iter::once(root).chain(descendants(root)) {
+        let _ = fs::write(format!("/proc/{pid}/clear_refs"), "5");
+    }
+}
+
+/// Resident bytes of the program file of `pid` (its code and read-only
+/// data as mapped from the executable), from `/proc/PID/smaps`. A debug
+/// build's code is over twice a release build's.
+pub fn program_rss(pid: u32) -> u64 {
+    let exe = fs::read_link(format!("/proc/{pid}/exe"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/exe: {e}"));
+    let exe = exe.to_string_lossy().into_owned();
+    let smaps = fs::read_to_string(format!("/proc/{pid}/smaps"))
+        .unwrap_or_else(|e| panic!("/proc/{pid}/smaps: {e}"));
+    let mut ours = false;
+    let mut kib = 0u64;
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or("");
+        if first.contains('-') && first.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // A mapping's header: its path is the sixth field.
+            ours = line.split_whitespace().nth(5) == Some(exe.as_str());
+        } else if ours && first == "Rss:" {
+            kib += fields
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    kib << 10
+}
