@@ -22,7 +22,7 @@ use super::write::transfer::{
 use super::write::upload_stream::Streamer;
 use super::{Error, Result, WriteLoss};
 use crate::remote::private_names::{move_under, private_sibling, TEMP_PREFIX};
-use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
+use crate::remote::{new_writer_id, Attr, Error as RemoteError, Remote, SetAttr, WriterId};
 
 /// The mode a file gets on the server while the mount writes it: `perm`
 /// with the owner's read and write bits, which the login needs to write
@@ -122,6 +122,13 @@ pub struct FileState {
     /// Uploads a new locally staged file while it is written (servers without
     /// random writes).
     pub streamer: Option<Streamer>,
+    /// Names the server handles kept open for this file's writes, which
+    /// every commit closes (`Remote::close_writer`).
+    pub writer: WriterId,
+    /// The file was created by this open and is written under its own
+    /// name (it had nothing to protect), until its first commit. A loss
+    /// before then empties it again, as it was created.
+    pub new_in_place: bool,
 }
 
 impl FileState {
@@ -146,6 +153,8 @@ impl FileState {
             write_behind: None,
             orphans: Vec::new(),
             streamer: None,
+            writer: new_writer_id(),
+            new_in_place: false,
         }
     }
 
@@ -182,6 +191,7 @@ impl FileState {
             if self.error.is_none() {
                 self.lose(WriteLoss::of(e));
             }
+            self.undo_new(remote, path);
         }
         result
     }
@@ -245,8 +255,10 @@ impl FileState {
             _ => return Ok(()),
         };
         let temp = private_sibling(path, TEMP_PREFIX);
-        remote.create(&temp, writable_perm(self.perm), true)?;
+        // Its handle stays open for the writes that follow.
+        remote.create_kept(self.writer, &temp, writable_perm(self.perm), true)?;
         if let Err(e) = copy_remote(remote, path, &temp, copy) {
+            let _ = remote.close_writer(self.writer);
             remove_quietly(remote, &temp, &mut self.orphans);
             return Err(e);
         }
@@ -330,6 +342,14 @@ impl FileState {
         Ok(())
     }
 
+    /// Sends what is buffered, waits for it, and closes the handles kept
+    /// for the writes, checking their close: then the server has every
+    /// byte written so far.
+    fn settle(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.send_pending(remote, path)?;
+        remote.close_writer(self.writer).map_err(|e| self.failed(e))
+    }
+
     /// Hands buffered writes to the write-behind (or sends them now).
     fn queue_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
         let Some((offset, buf)) = self.pending.take() else {
@@ -337,8 +357,8 @@ impl FileState {
         };
         let target = self.data_path(path).to_path_buf();
         let result = match self.write_behind.as_mut() {
-            Some(wb) => wb.push(target, offset, buf),
-            None => remote.write(&target, offset, &buf),
+            Some(wb) => wb.push(self.writer, target, offset, buf),
+            None => remote.write_kept(self.writer, &target, offset, &buf),
         };
         result.map_err(|e| self.failed(e))
     }
@@ -416,17 +436,48 @@ impl FileState {
         if let Some(e) = &self.error {
             let e = Error::WriteFailed(e.clone());
             self.discard_temp(remote);
+            self.undo_new(remote, path);
             return Err(e);
         }
         let result = self.commit_now(remote, path);
-        if let Err(e) = &result {
-            self.lose(WriteLoss::of(e));
+        match &result {
+            Err(e) => {
+                self.lose(WriteLoss::of(e));
+                self.undo_new(remote, path);
+            }
+            Ok(_) if self.new_in_place => {
+                // From now on the file has content to protect: a later
+                // rewrite goes to a temporary copy.
+                self.new_in_place = false;
+                self.rewriting = true;
+            }
+            Ok(_) => {}
         }
         result
     }
 
+    /// After a loss, a file created by this open and written under its
+    /// own name is emptied again, as it was created: its name never holds
+    /// a part of what was written as if it had arrived. Where the server
+    /// cannot be reached, it may keep that part; the loss was reported.
+    fn undo_new(&mut self, remote: &dyn Remote, path: &Path) {
+        if !self.new_in_place || self.unlinked {
+            return;
+        }
+        self.new_in_place = false;
+        self.streamer = None;
+        let emptied = if remote.caps().random_write {
+            remote.setattr(path, SetAttr::Size(0))
+        } else {
+            remote.upload(path, &mut std::io::empty(), false)
+        };
+        if let Err(e) = emptied {
+            tracing::warn!("cannot empty {} after its lost writes: {e}", path.display());
+        }
+    }
+
     fn commit_now(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
-        if let Err(e) = self.send_pending(remote, path) {
+        if let Err(e) = self.settle(remote, path) {
             self.discard_temp(remote);
             return Err(e);
         }
@@ -474,13 +525,15 @@ impl FileState {
                         .ok()
                 });
                 let result = match streamed {
+                    // Streamed under its own name (a new file): done.
+                    Some(target) if target == path => Ok(()),
                     Some(temp) => commit_temp(remote, &temp, path, &mut self.orphans),
                     None => upload_local(
                         remote,
                         path,
                         &mut file,
-                        synced,
-                        self.size,
+                        (synced, self.size),
+                        self.new_in_place,
                         &mut self.orphans,
                     ),
                 };
@@ -589,6 +642,9 @@ impl FileState {
     /// Removes a temporary file after a failure, so none is left behind.
     pub fn discard_temp(&mut self, remote: &dyn Remote) {
         self.streamer = None;
+        // Nothing more is written through them; their close status no
+        // longer matters.
+        let _ = remote.close_writer(self.writer);
         if let Content::Temp(temp) = &self.content {
             remove_quietly(remote, temp, &mut self.orphans);
             self.content = Content::InPlace;
@@ -600,6 +656,7 @@ impl FileState {
     /// After the last release: removes what only the open file kept alive.
     pub fn cleanup(&mut self, remote: &dyn Remote) {
         self.streamer = None;
+        let _ = remote.close_writer(self.writer);
         match &self.content {
             Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
                 remove_quietly(remote, p, &mut self.orphans);

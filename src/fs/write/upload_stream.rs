@@ -1,6 +1,6 @@
 //! Streaming upload of a new, locally staged file while it is written
-//! (servers without random writes): the upload to a temporary
-//! name runs alongside the writes, reading the staging file as it grows,
+//! (servers without random writes): the upload (to a temporary name, or
+//! to the file's own name when the file is new) runs alongside the writes, reading the staging file as it grows,
 //! so close only waits for the tail instead of for the whole file.
 //!
 //! It owns the uploader thread and the temporary file it writes. It works
@@ -50,8 +50,15 @@ impl Streamer {
     }
 
     /// Starts uploading `file` (empty so far) to `temp`, unless enough
-    /// streams are running already.
-    pub fn start(remote: Arc<dyn Remote>, file: &File, temp: PathBuf) -> Option<Streamer> {
+    /// streams are running already. With `own_name`, `temp` is the file's
+    /// own name (a new file): a failed or cancelled stream leaves it
+    /// there for the commit to replace, instead of removing it.
+    pub fn start(
+        remote: Arc<dyn Remote>,
+        file: &File,
+        temp: PathBuf,
+        own_name: bool,
+    ) -> Option<Streamer> {
         if ACTIVE.fetch_add(1, Ordering::SeqCst) >= MAX_ACTIVE {
             ACTIVE.fetch_sub(1, Ordering::SeqCst);
             return None;
@@ -69,7 +76,7 @@ impl Streamer {
                 .spawn(move || {
                     let result = remote.upload(&target, &mut reader, false);
                     let cancelled = lock(&reader.shared.tail).cancelled;
-                    if result.is_err() || cancelled {
+                    if (result.is_err() || cancelled) && !own_name {
                         let _ = remote.unlink(&target);
                     }
                     ACTIVE.fetch_sub(1, Ordering::SeqCst);
@@ -104,7 +111,7 @@ impl Streamer {
     }
 
     /// Waits for the upload of exactly `size` bytes; on success the content
-    /// is under the returned temporary name.
+    /// is under the returned name (temporary, or the file's own).
     pub fn finish(mut self, size: u64) -> remote::Result<PathBuf> {
         {
             let mut tail = lock(&self.shared.tail);

@@ -9,6 +9,7 @@
 //! (`Connection`, `Connector`) is in `connection.rs`.
 
 use crate::sync::{lock, wait_timeout};
+use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -16,7 +17,7 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::rename_aside::RenameAside;
-use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs};
+use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs, WriterId};
 
 mod connection;
 
@@ -79,6 +80,14 @@ pub struct Pool<C: Connector> {
     epoch: AtomicU64,
     outage: Mutex<Outage>,
     keepalive_failures: AtomicU32,
+    /// Data connections holding a handle kept open for a writer
+    /// (`Remote::write_kept`), parked for that writer's next call. They
+    /// count as open; one is taken back (its handle closed) when no other
+    /// connection can be had.
+    parked: Mutex<HashMap<WriterId, Vec<Pooled<C::Conn>>>>,
+    /// The failed close of a kept handle that was closed to free its
+    /// connection, for the writer's `close_writer`.
+    kept_errors: Mutex<HashMap<WriterId, Error>>,
 }
 
 struct Bulk<T> {
@@ -123,7 +132,100 @@ impl<C: Connector> Pool<C> {
             epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
             keepalive_failures: AtomicU32::new(0),
+            parked: Mutex::new(HashMap::new()),
+            kept_errors: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs `op` for `writer` on a connection parked for it, else on any
+    /// data connection; parks the connection afterwards if it keeps a
+    /// handle open. Never retried (writes are not).
+    fn run_kept(
+        &self,
+        writer: WriterId,
+        op: impl FnOnce(&mut C::Conn) -> Result<bool>,
+    ) -> Result<()> {
+        let parked = lock(&self.parked).get_mut(&writer).and_then(Vec::pop);
+        let mut pooled = match parked {
+            Some(pooled) => pooled,
+            None => self.acquire_bulk()?,
+        };
+        let result = op(&mut pooled.conn);
+        match result {
+            Ok(true) => {
+                lock(&self.parked).entry(writer).or_default().push(pooled);
+                Ok(())
+            }
+            Ok(false) => {
+                self.give_back(pooled, false);
+                Ok(())
+            }
+            Err(e) => {
+                let mut broken = e.breaks_connection();
+                if broken {
+                    tracing::info!("dropping a data connection: {e}");
+                    self.note_failure(&e);
+                } else if pooled.conn.close_kept().is_err() {
+                    // The write already failed: that is what the writer
+                    // is told.
+                    broken = true;
+                }
+                self.give_back(pooled, broken);
+                Err(e)
+            }
+        }
+    }
+
+    /// A data connection back to the idle ones, or closed if `broken` or
+    /// of a past epoch.
+    fn give_back(&self, pooled: Pooled<C::Conn>, broken: bool) {
+        let mut bulk = lock(&self.bulk);
+        if broken || !self.is_current(&pooled) {
+            bulk.open -= 1;
+            discard(pooled);
+        } else {
+            bulk.idle.push(pooled);
+        }
+        drop(bulk);
+        self.bulk_freed.notify_one();
+    }
+
+    /// Closes the kept handle of a parked connection; a failure is kept
+    /// for its writer. Returns the connection if it can serve on.
+    fn unpark(&self, writer: WriterId, mut pooled: Pooled<C::Conn>) -> Option<Pooled<C::Conn>> {
+        match pooled.conn.close_kept() {
+            Ok(()) => Some(pooled),
+            Err(e) => {
+                let broken = e.breaks_connection();
+                if broken {
+                    self.note_failure(&e);
+                }
+                lock(&self.kept_errors).entry(writer).or_insert(e);
+                if broken {
+                    lock(&self.bulk).open -= 1;
+                    discard(pooled);
+                    None
+                } else {
+                    Some(pooled)
+                }
+            }
+        }
+    }
+
+    /// Takes back a parked connection for other work (none other can be
+    /// had), closing its handle first.
+    fn reclaim_parked(&self) -> Option<Pooled<C::Conn>> {
+        let (writer, pooled) = {
+            let mut parked = lock(&self.parked);
+            let writer = *parked.iter().find(|(_, conns)| !conns.is_empty())?.0;
+            let conns = parked.get_mut(&writer)?;
+            let pooled = conns.pop()?;
+            if conns.is_empty() {
+                parked.remove(&writer);
+            }
+            (writer, pooled)
+        };
+        self.unpark(writer, pooled)
     }
 
     /// Runs `op` on a connection of `lane`; with `retry`, once more on a fresh
@@ -289,6 +391,14 @@ impl<C: Connector> Pool<C> {
                     }
                 }
             }
+            drop(bulk);
+            if let Some(pooled) = self.reclaim_parked() {
+                if self.is_current(&pooled) {
+                    return Ok(pooled);
+                }
+                self.give_back(pooled, true);
+            }
+            bulk = lock(&self.bulk);
             let now = Instant::now();
             if now >= deadline {
                 return Err(Error::TimedOut);
@@ -502,6 +612,28 @@ impl<C: Connector> Remote for Pool<C> {
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
         no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive)))
+    }
+    fn create_kept(&self, writer: WriterId, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        no_nul(path)?;
+        self.renaming(|| self.run_kept(writer, |c| c.create_kept(path, mode, exclusive)))
+    }
+    fn write_kept(&self, writer: WriterId, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        no_nul(path)?;
+        counted(&self.writes, || {
+            self.run_kept(writer, |c| c.write_kept(path, offset, data))
+        })
+    }
+    fn close_writer(&self, writer: WriterId) -> Result<()> {
+        let conns = lock(&self.parked).remove(&writer).unwrap_or_default();
+        for pooled in conns {
+            if let Some(pooled) = self.unpark(writer, pooled) {
+                self.give_back(pooled, false);
+            }
+        }
+        match lock(&self.kept_errors).remove(&writer) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
         no_nul(path)?;

@@ -3,9 +3,10 @@
 //! Owns the follow-up checks where SFTP v3 answers only "failure" (the
 //! status codes themselves are mapped in `status`) and keeps at most one
 //! open read handle per connection, so sequential reads do not pay an
-//! open/close round trip per call. Write handles are closed (and their
-//! status checked) before each write call returns. Must not cache anything
-//! else. The OpenSSH extensions ssh2 lacks are in `ext`, the SYMLINK
+//! open/close round trip per call. A write handle is kept open only while
+//! the pool parks the connection for one writer (`write_kept`), and closed
+//! (its status checked) at `close_kept`; a plain `write` closes its own
+//! before it returns. Must not cache anything else. The OpenSSH extensions ssh2 lacks are in `ext`, the SYMLINK
 //! argument order in `symlink_order`.
 
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -129,6 +130,7 @@ impl Connector for SftpConnector {
             sftp,
             session,
             reader: None,
+            kept: None,
         })
     }
 
@@ -173,6 +175,9 @@ impl CachedHandle {
 pub struct SftpConnection {
     // Fields drop in this order: handles and channels before the session.
     reader: Option<CachedHandle>,
+    /// The write handle kept open for the writer this connection is
+    /// parked for, and the path it was opened with.
+    kept: Option<(PathBuf, File)>,
     /// Opened on first use: most connections never rename or statfs, and
     /// each channel costs the server another process.
     ext: Option<SftpExt>,
@@ -219,6 +224,36 @@ impl SftpConnection {
     /// SFTP v3 often answers only "failure"; look at the path to say why.
     fn explain_failure(&self, err: Error, path: &Path, expect: Expect) -> Error {
         explain::explain(err, path, expect, REFUSALS, &mut &self.sftp)
+    }
+
+    /// Creates `path` (exclusive, or truncating) with exactly `mode`, and
+    /// returns its handle, open for writing.
+    fn open_new(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<File> {
+        self.drop_handles();
+        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
+        flags |= if exclusive {
+            OpenFlags::EXCLUSIVE
+        } else {
+            OpenFlags::TRUNCATE
+        };
+        let mode = mode & 0o7777;
+        let opened = self
+            .sftp
+            .open_mode(path, flags, mode as i32, OpenType::File);
+        let file = opened.map_err(|e| {
+            let err = map_err(e, "create");
+            if exclusive {
+                self.explain_failure(err, path, Expect::Absent)
+            } else {
+                err
+            }
+        })?;
+        // The server applies its umask to new files; the kernel already
+        // applied the caller's, so set exactly what was asked for.
+        if mode & 0o022 != 0 || mode & 0o7000 != 0 {
+            self.setattr(path, SetAttr::Mode(mode))?;
+        }
+        Ok(file)
     }
 
     fn open_read(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
@@ -357,6 +392,51 @@ impl Connection for SftpConnection {
         file.close().map_err(|e| map_err(e, "close"))
     }
 
+    /// Keeps the handle open for the writer's next writes: one round trip
+    /// per write, none to open or close. A handle opened with another
+    /// path is closed first (and its close checked).
+    fn write_kept(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<bool> {
+        self.reader = None;
+        if self.kept.as_ref().is_some_and(|(p, _)| p != path) {
+            self.close_kept()?;
+        }
+        let file = match &mut self.kept {
+            Some((_, file)) => file,
+            None => {
+                let file = self
+                    .sftp
+                    .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
+                    .map_err(|e| map_err(e, "open for writing"))?;
+                &mut self.kept.insert((path.to_path_buf(), file)).1
+            }
+        };
+        let written = file
+            .seek(SeekFrom::Start(offset))
+            .map_err(|e| map_io(e, "seek"))
+            .and_then(|_| file.write_all(data).map_err(|e| map_io(e, "write")));
+        if let Err(e) = written {
+            // Dropping the handle closes it without waiting for the status:
+            // the write's failure is what counts.
+            self.kept = None;
+            return Err(e);
+        }
+        Ok(true)
+    }
+
+    fn create_kept(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<bool> {
+        self.close_kept()?;
+        let file = self.open_new(path, mode, exclusive)?;
+        self.kept = Some((path.to_path_buf(), file));
+        Ok(true)
+    }
+
+    fn close_kept(&mut self) -> Result<()> {
+        match self.kept.take() {
+            Some((_, mut file)) => file.close().map_err(|e| map_err(e, "close")),
+            None => Ok(()),
+        }
+    }
+
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
         self.drop_handles();
         let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
@@ -381,32 +461,8 @@ impl Connection for SftpConnection {
     }
 
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
-        self.drop_handles();
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if exclusive {
-            OpenFlags::EXCLUSIVE
-        } else {
-            OpenFlags::TRUNCATE
-        };
-        let mode = mode & 0o7777;
-        let opened = self
-            .sftp
-            .open_mode(path, flags, mode as i32, OpenType::File);
-        let mut file = opened.map_err(|e| {
-            let err = map_err(e, "create");
-            if exclusive {
-                self.explain_failure(err, path, Expect::Absent)
-            } else {
-                err
-            }
-        })?;
-        file.close().map_err(|e| map_err(e, "close"))?;
-        // The server applies its umask to new files; the kernel already
-        // applied the caller's, so set exactly what was asked for.
-        if mode & 0o022 != 0 || mode & 0o7000 != 0 {
-            self.setattr(path, SetAttr::Mode(mode))?;
-        }
-        Ok(())
+        let mut file = self.open_new(path, mode, exclusive)?;
+        file.close().map_err(|e| map_err(e, "close"))
     }
 
     fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()> {
