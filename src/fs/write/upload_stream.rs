@@ -41,6 +41,7 @@ pub struct Streamer {
     shared: Arc<Shared>,
     uploader: Option<JoinHandle<remote::Result<()>>>,
     temp: PathBuf,
+    own_name: bool,
 }
 
 impl Streamer {
@@ -89,6 +90,7 @@ impl Streamer {
                 shared,
                 uploader: Some(uploader),
                 temp,
+                own_name,
             }),
             Err(e) => {
                 ACTIVE.fetch_sub(1, Ordering::SeqCst);
@@ -96,6 +98,12 @@ impl Streamer {
                 None
             }
         }
+    }
+
+    /// It uploads to the file's own name: the server's transfer follows the
+    /// file through a rename, so the content is wherever the file is now.
+    pub fn own_name(&self) -> bool {
+        self.own_name
     }
 
     /// Records a write of the staging file. False when it was not the next
@@ -129,12 +137,32 @@ impl Streamer {
     }
 }
 
+impl Streamer {
+    /// Cancels the stream and waits for its upload to end, so that nothing
+    /// more reaches the server under its name.
+    pub fn abandon(mut self) {
+        lock(&self.shared.tail).cancelled = true;
+        self.shared.grew.notify_all();
+        if let Some(uploader) = self.uploader.take() {
+            let _ = uploader.join();
+        }
+    }
+}
+
 impl Drop for Streamer {
     /// Cancels an unfinished stream; its thread removes the temporary file.
+    /// One to the file's own name is waited for: it names the file by
+    /// path, and must not reach the server after what follows (an
+    /// unlink, another writer's upload).
     fn drop(&mut self) {
         if self.uploader.is_some() {
             lock(&self.shared.tail).cancelled = true;
             self.shared.grew.notify_all();
+            if self.own_name {
+                if let Some(uploader) = self.uploader.take() {
+                    let _ = uploader.join();
+                }
+            }
         }
     }
 }
