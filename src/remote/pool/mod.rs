@@ -20,6 +20,7 @@ use super::rename_aside::RenameAside;
 use super::{Attr, Caps, DirEntry, Error, Remote, Result, SetAttr, StatFs, WriterId};
 
 mod connection;
+mod kept;
 
 pub use connection::{Connection, Connector, Generation};
 
@@ -135,97 +136,6 @@ impl<C: Connector> Pool<C> {
             parked: Mutex::new(HashMap::new()),
             kept_errors: Mutex::new(HashMap::new()),
         }
-    }
-
-    /// Runs `op` for `writer` on a connection parked for it, else on any
-    /// data connection; parks the connection afterwards if it keeps a
-    /// handle open. Never retried (writes are not).
-    fn run_kept(
-        &self,
-        writer: WriterId,
-        op: impl FnOnce(&mut C::Conn) -> Result<bool>,
-    ) -> Result<()> {
-        let parked = lock(&self.parked).get_mut(&writer).and_then(Vec::pop);
-        let mut pooled = match parked {
-            Some(pooled) => pooled,
-            None => self.acquire_bulk()?,
-        };
-        let result = op(&mut pooled.conn);
-        match result {
-            Ok(true) => {
-                lock(&self.parked).entry(writer).or_default().push(pooled);
-                Ok(())
-            }
-            Ok(false) => {
-                self.give_back(pooled, false);
-                Ok(())
-            }
-            Err(e) => {
-                let mut broken = e.breaks_connection();
-                if broken {
-                    tracing::info!("dropping a data connection: {e}");
-                    self.note_failure(&e);
-                } else if pooled.conn.close_kept().is_err() {
-                    // The write already failed: that is what the writer
-                    // is told.
-                    broken = true;
-                }
-                self.give_back(pooled, broken);
-                Err(e)
-            }
-        }
-    }
-
-    /// A data connection back to the idle ones, or closed if `broken` or
-    /// of a past epoch.
-    fn give_back(&self, pooled: Pooled<C::Conn>, broken: bool) {
-        let mut bulk = lock(&self.bulk);
-        if broken || !self.is_current(&pooled) {
-            bulk.open -= 1;
-            discard(pooled);
-        } else {
-            bulk.idle.push(pooled);
-        }
-        drop(bulk);
-        self.bulk_freed.notify_one();
-    }
-
-    /// Closes the kept handle of a parked connection; a failure is kept
-    /// for its writer. Returns the connection if it can serve on.
-    fn unpark(&self, writer: WriterId, mut pooled: Pooled<C::Conn>) -> Option<Pooled<C::Conn>> {
-        match pooled.conn.close_kept() {
-            Ok(()) => Some(pooled),
-            Err(e) => {
-                let broken = e.breaks_connection();
-                if broken {
-                    self.note_failure(&e);
-                }
-                lock(&self.kept_errors).entry(writer).or_insert(e);
-                if broken {
-                    lock(&self.bulk).open -= 1;
-                    discard(pooled);
-                    None
-                } else {
-                    Some(pooled)
-                }
-            }
-        }
-    }
-
-    /// Takes back a parked connection for other work (none other can be
-    /// had), closing its handle first.
-    fn reclaim_parked(&self) -> Option<Pooled<C::Conn>> {
-        let (writer, pooled) = {
-            let mut parked = lock(&self.parked);
-            let writer = *parked.iter().find(|(_, conns)| !conns.is_empty())?.0;
-            let conns = parked.get_mut(&writer)?;
-            let pooled = conns.pop()?;
-            if conns.is_empty() {
-                parked.remove(&writer);
-            }
-            (writer, pooled)
-        };
-        self.unpark(writer, pooled)
     }
 
     /// Runs `op` on a connection of `lane`; with `retry`, once more on a fresh
@@ -624,16 +534,7 @@ impl<C: Connector> Remote for Pool<C> {
         })
     }
     fn close_writer(&self, writer: WriterId) -> Result<()> {
-        let conns = lock(&self.parked).remove(&writer).unwrap_or_default();
-        for pooled in conns {
-            if let Some(pooled) = self.unpark(writer, pooled) {
-                self.give_back(pooled, false);
-            }
-        }
-        match lock(&self.kept_errors).remove(&writer) {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        self.close_parked(writer)
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
         no_nul(path)?;

@@ -9,17 +9,18 @@
 //! before it returns. Must not cache anything else. The OpenSSH extensions ssh2 lacks are in `ext`, the SYMLINK
 //! argument order in `symlink_order`.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
+use ssh2::{ErrorCode, File, FileStat, Sftp};
 
 mod ext;
 mod status;
 mod symlink_order;
+mod write;
 
 use super::explain::{self, Expect, Looks, Refusals};
 use super::pool::{Connection, Connector, Generation};
@@ -226,36 +227,6 @@ impl SftpConnection {
         explain::explain(err, path, expect, REFUSALS, &mut &self.sftp)
     }
 
-    /// Creates `path` (exclusive, or truncating) with exactly `mode`, and
-    /// returns its handle, open for writing.
-    fn open_new(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<File> {
-        self.drop_handles();
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if exclusive {
-            OpenFlags::EXCLUSIVE
-        } else {
-            OpenFlags::TRUNCATE
-        };
-        let mode = mode & 0o7777;
-        let opened = self
-            .sftp
-            .open_mode(path, flags, mode as i32, OpenType::File);
-        let file = opened.map_err(|e| {
-            let err = map_err(e, "create");
-            if exclusive {
-                self.explain_failure(err, path, Expect::Absent)
-            } else {
-                err
-            }
-        })?;
-        // The server applies its umask to new files; the kernel already
-        // applied the caller's, so set exactly what was asked for.
-        if mode & 0o022 != 0 || mode & 0o7000 != 0 {
-            self.setattr(path, SetAttr::Mode(mode))?;
-        }
-        Ok(file)
-    }
-
     fn open_read(&mut self, path: &Path, generation: u64) -> Result<&mut CachedHandle> {
         let sftp = &self.sftp;
         reuse_or_open(&mut self.reader, path, generation, || {
@@ -375,52 +346,12 @@ impl Connection for SftpConnection {
         Ok(buf)
     }
 
-    /// Each write opens and closes its own handle, and checks the CLOSE
-    /// status: a server may report a failed write only there, and a handle
-    /// left open would keep the file busy on the server (a program just
-    /// linked on the mount could not run there: ETXTBSY) after the
-    /// application's close() returned.
     fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-        self.reader = None;
-        let mut file = self
-            .sftp
-            .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
-            .map_err(|e| map_err(e, "open for writing"))?;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| map_io(e, "seek"))?;
-        file.write_all(data).map_err(|e| map_io(e, "write"))?;
-        file.close().map_err(|e| map_err(e, "close"))
+        self.write_once(path, offset, data)
     }
 
-    /// Keeps the handle open for the writer's next writes: one round trip
-    /// per write, none to open or close. A handle opened with another
-    /// path is closed first (and its close checked).
     fn write_kept(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<bool> {
-        self.reader = None;
-        if self.kept.as_ref().is_some_and(|(p, _)| p != path) {
-            self.close_kept()?;
-        }
-        let file = match &mut self.kept {
-            Some((_, file)) => file,
-            None => {
-                let file = self
-                    .sftp
-                    .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
-                    .map_err(|e| map_err(e, "open for writing"))?;
-                &mut self.kept.insert((path.to_path_buf(), file)).1
-            }
-        };
-        let written = file
-            .seek(SeekFrom::Start(offset))
-            .map_err(|e| map_io(e, "seek"))
-            .and_then(|_| file.write_all(data).map_err(|e| map_io(e, "write")));
-        if let Err(e) = written {
-            // Dropping the handle closes it without waiting for the status:
-            // the write's failure is what counts.
-            self.kept = None;
-            return Err(e);
-        }
-        Ok(true)
+        self.write_through_kept(path, offset, data)
     }
 
     fn create_kept(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<bool> {
@@ -431,33 +362,11 @@ impl Connection for SftpConnection {
     }
 
     fn close_kept(&mut self) -> Result<()> {
-        match self.kept.take() {
-            Some((_, mut file)) => file.close().map_err(|e| map_err(e, "close")),
-            None => Ok(()),
-        }
+        self.close_kept_handle()
     }
 
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
-        self.drop_handles();
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if append {
-            OpenFlags::APPEND
-        } else {
-            OpenFlags::TRUNCATE
-        };
-        let mut file = self
-            .sftp
-            .open_mode(path, flags, 0o644, OpenType::File)
-            .map_err(|e| map_err(e, "open for upload"))?;
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = src.read(&mut buf).map_err(Error::Io)?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n]).map_err(|e| map_io(e, "write"))?;
-        }
-        file.close().map_err(|e| map_err(e, "close"))
+        self.upload_whole(path, src, append)
     }
 
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
