@@ -142,26 +142,23 @@ impl Fs {
         Ok(keep_cache)
     }
 
-    /// Starts uploading a freshly staged (empty) file while it is written:
-    /// a new file under its own name, else where atomic writes allow a
-    /// temporary name.
+    /// Starts uploading a freshly staged (empty) file while it is written,
+    /// where atomic writes allow a temporary name. A new file streams to a
+    /// temporary name too: a stream names its file by path, so one to the
+    /// file's own name must be ended before a rename, and ending it was
+    /// seen to stall on one server (its close still uploads it in place
+    /// when no stream ran).
     fn start_stream(&self, st: &mut FileState, path: &Path) {
-        let own_name = st.new_in_place;
-        let temp_ok = self.cfg.atomic_writes && self.remote.caps().atomic_rename;
-        if !(own_name || temp_ok) || st.streamer.is_some() {
+        if !self.cfg.atomic_writes || !self.remote.caps().atomic_rename || st.streamer.is_some() {
             return;
         }
         if let Content::Local { file, .. } = &st.content {
-            let target = if own_name {
-                path.to_path_buf()
-            } else {
-                private_names::private_sibling(path, private_names::TEMP_PREFIX)
-            };
+            let temp = private_names::private_sibling(path, private_names::TEMP_PREFIX);
             st.streamer = super::write::upload_stream::Streamer::start(
                 self.remote.clone(),
                 file,
-                target,
-                own_name,
+                temp,
+                false,
             );
         }
     }
