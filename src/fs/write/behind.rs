@@ -13,7 +13,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 
 use crossbeam_channel::{bounded, Sender};
 
-use crate::remote::{self, Remote};
+use crate::remote::{self, Remote, WriterId};
 use crate::sync::{lock, wait};
 
 /// Two senders keep one connection sending while the other waits for the
@@ -23,6 +23,7 @@ use crate::sync::{lock, wait};
 const MAX_SENDERS: usize = 2;
 
 struct Chunk {
+    writer: WriterId,
     path: PathBuf,
     offset: u64,
     data: Vec<u8>,
@@ -63,7 +64,13 @@ impl WriteBehind {
 
     /// Queues a chunk (waiting while the queue is full). Reports an earlier
     /// failure instead, once.
-    pub fn push(&mut self, path: PathBuf, offset: u64, data: Vec<u8>) -> remote::Result<()> {
+    pub fn push(
+        &mut self,
+        writer: WriterId,
+        path: PathBuf,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> remote::Result<()> {
         self.take_error()?;
         let range = (offset, offset + data.len() as u64);
         {
@@ -73,7 +80,12 @@ impl WriteBehind {
             }
             progress.outstanding.push(range);
         }
-        let chunk = Chunk { path, offset, data };
+        let chunk = Chunk {
+            writer,
+            path,
+            offset,
+            data,
+        };
         let queue = match &self.queue {
             Some(queue) => queue,
             None => self.queue.insert(self.start()?),
@@ -85,7 +97,7 @@ impl WriteBehind {
                 .outstanding
                 .retain(|r| *r != range);
             let c = unsent.into_inner();
-            return self.remote.write(&c.path, c.offset, &c.data);
+            return self.remote.write_kept(c.writer, &c.path, c.offset, &c.data);
         }
         Ok(())
     }
@@ -103,7 +115,7 @@ impl WriteBehind {
                         let result = if failed {
                             Ok(())
                         } else {
-                            remote.write(&chunk.path, chunk.offset, &chunk.data)
+                            remote.write_kept(chunk.writer, &chunk.path, chunk.offset, &chunk.data)
                         };
                         let mut progress = lock(&shared.progress);
                         if let Err(e) = result {
@@ -159,19 +171,19 @@ mod tests {
         mem.put_file("/f", b"");
         let mut wb = WriteBehind::new(mem.clone(), 3);
         for i in 0..10u8 {
-            wb.push("/f".into(), u64::from(i) * 2, vec![b'a' + i; 2])
+            wb.push(1, "/f".into(), u64::from(i) * 2, vec![b'a' + i; 2])
                 .expect("push");
         }
         // Overlapping rewrites of one range land in order.
         for i in 0..10u8 {
-            wb.push("/f".into(), 0, vec![i; 4]).expect("push");
+            wb.push(1, "/f".into(), 0, vec![i; 4]).expect("push");
         }
         wb.drain().expect("drain");
         assert_eq!(mem.content("/f").map(|c| c[..4].to_vec()), Some(vec![9; 4]));
         assert_eq!(mem.content("/f").map(|c| c.len()), Some(20));
         assert_eq!(mem.content("/f").map(|c| c[18]), Some(b'j'));
         mem.fail_writes.store(true, Ordering::SeqCst);
-        let _ = wb.push(Path::new("/f").into(), 20, vec![1; 2]);
+        let _ = wb.push(1, Path::new("/f").into(), 20, vec![1; 2]);
         assert!(wb.drain().is_err(), "the failure is reported");
         assert!(wb.drain().is_ok(), "once");
     }
