@@ -263,10 +263,10 @@ impl Fs {
         let created = if self.remote.caps().random_write {
             self.remote.create_kept(writer, &path, server_mode, true)
         } else {
-            self.remote.create(&path, server_mode, true)
+            self.remote.create(&path, server_mode, true).map(|()| None)
         };
-        match created {
-            Ok(()) => {}
+        let attr = match created {
+            Ok(attr) => attr,
             Err(remote::Error::Exists) if !flags.exclusive => {
                 // Someone created it since the kernel looked: open it.
                 let entry = self.created(&path)?;
@@ -274,8 +274,8 @@ impl Fs {
                 return Ok((entry, opened));
             }
             Err(e) => return Err(e.into()),
-        }
-        let entry = match self.created(&path) {
+        };
+        let entry = match self.created_as(&path, attr) {
             Ok(entry) => entry,
             Err(e) => {
                 let _ = self.remote.close_writer(writer);

@@ -153,12 +153,21 @@ impl Fs {
 
     /// Records a new name in the caches and returns its entry.
     pub(super) fn created(&self, path: &Path) -> Result<Entry> {
+        self.created_as(path, None)
+    }
+
+    /// As `created`, with the new name's attributes if the remote gave
+    /// them with the create (no stat then).
+    pub(super) fn created_as(&self, path: &Path, attr: Option<Attr>) -> Result<Entry> {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             self.meta.dir_added(dir, name);
         }
         self.dir_changed(path);
         self.meta.forget(path);
-        let attr = self.stat_fresh(path)?;
+        let attr = match attr {
+            Some(attr) => self.cache_stat(path, Ok(attr))?,
+            None => self.stat_fresh(path)?,
+        };
         Ok(self.entry_for(path, attr))
     }
 

@@ -132,6 +132,22 @@ fn a_small_file_costs_only_the_calls_it_needs() {
     );
     assert_eq!(mem.content("/f").as_deref(), Some(&data[..]));
 
+    // Where the create brings the new file's attributes along, no stat.
+    let (mem, fs, _s) = setup(true);
+    mem.created_attrs.store(true, Ordering::SeqCst);
+    let (entry, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    assert_eq!((entry.attr.size, entry.attr.perm), (0, 0o644));
+    fs.write(opened.fh, 0, &data).expect("write");
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(
+        calls(&mem),
+        ["create_kept /f 644", "write_kept /f 0+4096", "close_writer"]
+    );
+    assert_eq!(mem.content("/f").as_deref(), Some(&data[..]));
+
     // A rewrite of an existing file still goes through a temporary name,
     // whose handle is kept from its create to the commit.
     mem.put_file("/g", b"old");

@@ -67,6 +67,9 @@ pub struct Memory {
     /// Closing a kept writer's handles fails (as a server that reports a
     /// failed write only at CLOSE); the bytes stay written.
     pub fail_closes: AtomicBool,
+    /// `create_kept` answers with the new file's attributes, as SFTP does
+    /// where it creates on the extensions' channel.
+    pub created_attrs: AtomicBool,
 }
 
 /// The server's names of user ids and of group ids.
@@ -164,6 +167,7 @@ impl Memory {
             calls: Mutex::new(Vec::new()),
             kept: Mutex::new(BTreeSet::new()),
             fail_closes: AtomicBool::new(false),
+            created_attrs: AtomicBool::new(false),
         }
     }
 
@@ -393,11 +397,20 @@ impl Remote for Memory {
         self.write_now(path, offset, data)
     }
 
-    fn create_kept(&self, writer: WriterId, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+    fn create_kept(
+        &self,
+        writer: WriterId,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Attr>> {
         self.log("create_kept", path, format_args!(" {mode:o}"));
         self.create_now(path, mode, exclusive)?;
         crate::sync::lock(&self.kept).insert(writer);
-        Ok(())
+        if !self.created_attrs.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        Ok(self.nodes().get(path).map(|n| n.attr.clone()))
     }
 
     fn write_kept(&self, writer: WriterId, path: &Path, offset: u64, data: &[u8]) -> Result<()> {

@@ -285,10 +285,17 @@ pub trait Remote: Send + Sync {
     /// As `create` (exclusive or truncating), but where the protocol
     /// can, the server's handle stays open for `writer`'s writes
     /// (`write_kept`) until `close_writer`: no close now, no open at the
-    /// first write.
-    fn create_kept(&self, writer: WriterId, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+    /// first write. Returns the new file's attributes where the protocol
+    /// learned them in the same exchange (else the caller stats it).
+    fn create_kept(
+        &self,
+        writer: WriterId,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Attr>> {
         let _ = writer;
-        self.create(path, mode, exclusive)
+        self.create(path, mode, exclusive).map(|()| None)
     }
 
     /// As `write`, through a handle kept open for `writer` (opened by the

@@ -53,9 +53,15 @@ pub trait Connection: Send + 'static {
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
     /// As `create`; true when the connection keeps the file's handle open
-    /// for the writes that follow (`write_kept`), until `close_kept`.
-    fn create_kept(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<bool> {
-        self.create(path, mode, exclusive).map(|()| false)
+    /// for the writes that follow (`write_kept`), until `close_kept`; and
+    /// the new file's attributes if they came with the create.
+    fn create_kept(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<(bool, Option<Attr>)> {
+        self.create(path, mode, exclusive).map(|()| (false, None))
     }
     /// As `write`; true when the connection keeps the handle open (it
     /// holds at most one, for `path`, while the pool parks it for one

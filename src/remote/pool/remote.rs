@@ -85,10 +85,24 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive)))
     }
-    fn create_kept(&self, writer: WriterId, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+    fn create_kept(
+        &self,
+        writer: WriterId,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Attr>> {
         let _timed = stats::get().timed(Op::Create);
         no_nul(path)?;
-        self.renaming(|| self.run_kept(writer, |c| c.create_kept(path, mode, exclusive)))
+        let mut attr = None;
+        self.renaming(|| {
+            self.run_kept(writer, |c| {
+                let (kept, created) = c.create_kept(path, mode, exclusive)?;
+                attr = created;
+                Ok(kept)
+            })
+        })?;
+        Ok(attr)
     }
     fn write_kept(&self, writer: WriterId, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
         let _timed = stats::get().timed(Op::Write);

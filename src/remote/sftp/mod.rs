@@ -18,6 +18,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use ssh2::{ErrorCode, File, FileStat, Sftp};
 
 mod ext;
+mod small_put;
 mod status;
 mod symlink_order;
 mod wire;
@@ -140,6 +141,7 @@ impl Connector for SftpConnector {
             session,
             reader: None,
             kept: None,
+            raw_kept: None,
         })
     }
 
@@ -189,6 +191,9 @@ pub struct SftpConnection {
     /// The write handle kept open for the writer this connection is
     /// parked for, and the path it was opened with.
     kept: Option<(PathBuf, File)>,
+    /// Or that handle, of a new file, on the extensions' channel
+    /// (`small_put`): dropped only with that channel.
+    raw_kept: Option<small_put::RawKept>,
     /// Opened on first use: most connections never rename or statfs, and
     /// each channel costs the server another process.
     ext: Option<SftpExt>,
@@ -209,6 +214,14 @@ impl SftpConnection {
     /// channel (`MaxSessions 1`): the extensions are then missing, as on
     /// servers that lack them.
     fn ext(&mut self) -> Result<Option<&mut SftpExt>> {
+        if self.raw_kept.is_some() {
+            // Never with replies of its requests still unread: the kept
+            // handle is closed first (the pool closes it before any other
+            // use of a parked connection; this only keeps it so).
+            if let Err(e) = self.close_kept_handle() {
+                tracing::debug!("closing a kept handle before another request: {e}");
+            }
+        }
         if self.ext.is_none() && !self.ext_refused {
             match SftpExt::open(&self.session)? {
                 Some(ext) => self.ext = Some(ext),
@@ -373,11 +386,19 @@ impl Connection for SftpConnection {
         self.write_through_kept(path, offset, data)
     }
 
-    fn create_kept(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<bool> {
+    fn create_kept(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<(bool, Option<Attr>)> {
         self.close_kept()?;
+        if let Some(attr) = self.create_raw_kept(path, mode, exclusive)? {
+            return Ok((true, attr));
+        }
         let file = self.open_new(path, mode, exclusive)?;
         self.kept = Some((path.to_path_buf(), file));
-        Ok(true)
+        Ok((true, None))
     }
 
     fn close_kept(&mut self) -> Result<()> {

@@ -8,13 +8,14 @@
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use ssh2::{File, OpenFlags, OpenType};
+use ssh2::{File, FileStat, OpenFlags, OpenType};
 
+use super::small_put::{RawKept, SMALL_WRITE};
 use super::status::{map_err, map_io};
-use super::{SftpConnection, READ_CHUNK};
+use super::{attr_from_stat, SftpConnection, READ_CHUNK};
 use crate::remote::explain::Expect;
 use crate::remote::pool::Connection;
-use crate::remote::{Error, Result, SetAttr};
+use crate::remote::{Attr, Error, Result, SetAttr};
 
 impl SftpConnection {
     /// Creates `path` (exclusive, or truncating) with exactly `mode`, and
@@ -47,6 +48,46 @@ impl SftpConnection {
         Ok(file)
     }
 
+    /// Where the server opens a channel for the extensions: creates
+    /// `path` there, its handle kept for the writes (`small_put`), with
+    /// its attributes if the server gave them. `Ok(None)`: no such
+    /// channel; nothing was done.
+    pub(super) fn create_raw_kept(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Option<Attr>>> {
+        self.drop_handles();
+        // The server applies its umask to new files; the kernel already
+        // applied the caller's, so set exactly what was asked for.
+        let exact = mode & 0o022 != 0 || mode & 0o7000 != 0;
+        let Some(ext) = self.ext()? else {
+            return Ok(None);
+        };
+        match RawKept::create(ext, path, mode, exclusive, exact) {
+            Ok((raw, attrs)) => {
+                self.raw_kept = Some(raw);
+                Ok(Some(attrs.map(|a| {
+                    attr_from_stat(&FileStat {
+                        size: a.size,
+                        uid: a.uid,
+                        gid: a.gid,
+                        perm: a.perm,
+                        atime: a.atime,
+                        mtime: a.mtime,
+                    })
+                })))
+            }
+            Err(e) if e.breaks_connection() => {
+                self.ext = None;
+                Err(e)
+            }
+            Err(e) if exclusive => Err(self.explain_failure(e, path, Expect::Absent)),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Each write opens and closes its own handle, and checks the CLOSE
     /// status: a server may report a failed write only there, and a handle
     /// left open would keep the file busy on the server (a program just
@@ -74,6 +115,25 @@ impl SftpConnection {
         data: &[u8],
     ) -> Result<bool> {
         self.reader = None;
+        if let Some(mut raw) = self.raw_kept.take() {
+            if raw.path == path && data.len() <= SMALL_WRITE {
+                let Some(ext) = self.ext.as_mut() else {
+                    return Err(Error::Transport("the extensions' channel is gone".into()));
+                };
+                if let Err(e) = raw.write(ext, offset, data) {
+                    // Replies may still be due: the channel goes with the
+                    // handle (the server closes what it held).
+                    self.ext = None;
+                    return Err(e);
+                }
+                self.raw_kept = Some(raw);
+                return Ok(true);
+            }
+            // A large write: libssh2's own pipelined writes, on a handle
+            // of the main channel.
+            self.raw_kept = Some(raw);
+            self.close_kept_handle()?;
+        }
         if self.kept.as_ref().is_some_and(|(p, _)| p != path) {
             self.close_kept_handle()?;
         }
@@ -102,6 +162,16 @@ impl SftpConnection {
 
     /// Closes the kept handle, if any, and reports its close status.
     pub(super) fn close_kept_handle(&mut self) -> Result<()> {
+        if let Some(raw) = self.raw_kept.take() {
+            let Some(ext) = self.ext.as_mut() else {
+                return Err(Error::Transport("the extensions' channel is gone".into()));
+            };
+            let closed = raw.close(ext);
+            if closed.as_ref().is_err_and(Error::breaks_connection) {
+                self.ext = None;
+            }
+            closed?;
+        }
         match self.kept.take() {
             Some((_, mut file)) => file.close().map_err(|e| map_err(e, "close")),
             None => Ok(()),
