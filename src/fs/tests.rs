@@ -1470,3 +1470,37 @@ fn a_new_file_is_pending_from_its_creation_until_its_close() {
     fs.release(opened.fh).expect("release");
     assert_eq!(fs.held().uploads_pending, 0, "closed");
 }
+
+/// `tar x` sets each file's times through its open descriptor after the
+/// last write: with the attributes known from the create, neither a stat
+/// before nor one after; the times are the ones set, in whole seconds.
+#[test]
+fn times_set_on_a_new_open_file_need_no_stat() {
+    let (mem, fs, _s) = setup(true);
+    mem.created_attrs.store(true, Ordering::SeqCst);
+    let (entry, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    fs.write(opened.fh, 0, &[1u8; 3000]).expect("write");
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(1_000_000_000_700);
+    let change = SetAttrs {
+        by_handle: true,
+        atime: Some(TimeSet::At(t)),
+        mtime: Some(TimeSet::At(t)),
+        ..Default::default()
+    };
+    let attr = fs.setattr(entry.ino, change).expect("utimens");
+    let whole = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    assert_eq!((attr.mtime, attr.size), (whole, 3000));
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    let made = calls(&mem);
+    assert!(!made.iter().any(|c| c.starts_with("stat")), "{made:?}");
+    assert_eq!(made.len(), 4, "create, write, times, close: {made:?}");
+    // (The in-memory server keeps sub-seconds; SFTP keeps whole ones.)
+    let server = mem.stat(Path::new("/f")).expect("on the server");
+    assert_eq!(
+        (crate::types::unix_secs(server.mtime), server.size),
+        (1_000_000_000, 3000)
+    );
+}

@@ -1,11 +1,10 @@
-//! A new file written through the extensions' raw channel, with its
-//! replies awaited only where an answer is needed: the OPEN (its handle,
-//! with an LSTAT of the new file sent along for its attributes),
-//! and the CLOSE, which also collects the status of every WRITE sent
-//! before it. So a small new file costs two round trips (OPEN, then
-//! WRITE + CLOSE sent together) instead of one per request. The handle
-//! belongs to the extensions' channel (each SFTP channel is its own
-//! server process), so every request on it goes there.
+//! A new file written through the extensions' raw channel, requests sent
+//! together where no answer is needed in between: the OPEN with an LSTAT
+//! of the new file (its attributes, so no stat follows), the WRITE
+//! requests of one write all at once. So a small new file costs three
+//! round trips (OPEN + LSTAT, WRITE, CLOSE). The handle belongs to the
+//! extensions' channel (each SFTP channel is its own server process), so
+//! every request on it goes there.
 //!
 //! It owns the handle and the ids of requests whose replies are still to
 //! be read; it must leave the channel at a packet boundary (every reply
@@ -132,9 +131,10 @@ impl RawKept {
         Ok((kept, attrs))
     }
 
-    /// Sends `data` at `offset` without waiting for the replies; a failure
-    /// they report comes from a later write or the close. A failure
-    /// already reported by a reply read meanwhile is returned now.
+    /// Sends `data` at `offset`, all its WRITE requests together, and
+    /// reads their replies: when it returns, the server has the bytes (a
+    /// change made next on another connection, such as setting the
+    /// times, comes after them).
     pub fn write(&mut self, ext: &mut SftpExt, offset: u64, data: &[u8]) -> Result<()> {
         for (i, chunk) in data.chunks(WRITE_CHUNK).enumerate() {
             while self.ahead.len() >= MAX_AHEAD {
@@ -148,6 +148,9 @@ impl RawKept {
                     .string(chunk)
             })?;
             self.ahead.push_back((id, "write"));
+        }
+        while !self.ahead.is_empty() {
+            self.read_one(ext)?;
         }
         match self.failed.take() {
             Some(e) => Err(e),
