@@ -345,7 +345,10 @@ impl Fs {
         mode: Option<u32>,
         times: Option<(SystemTime, SystemTime)>,
     ) -> Option<Attr> {
-        if !light || !self.remote.caps().random_write || current.kind != Kind::File {
+        // A server may drop a set-id bit silently (setgid of a group the
+        // login is not in): those modes are asked for.
+        let special = mode.is_some_and(|m| m & 0o7000 != 0);
+        if !light || special || !self.remote.caps().random_write || current.kind != Kind::File {
             return None;
         }
         let whole = |t: SystemTime| {
