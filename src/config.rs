@@ -73,6 +73,12 @@ pub struct MountConfig {
     pub read_only: bool,
     /// `-o noexec`: programs on the mount cannot be executed.
     pub no_exec: bool,
+    /// `-o sync`: the kernel asks for every write(2) to reach the server.
+    pub sync_writes: bool,
+    /// `-o dirsync`: passed to the kernel (directory changes are synchronous anyway).
+    pub dir_sync: bool,
+    /// `-o noatime`: passed to the kernel.
+    pub no_atime: bool,
     /// Options accepted for mount(8), fstab and systemd and otherwise
     /// ignored (`_netdev`, `x-systemd.automount`, `suid`, ...), as given, so
     /// that the debug log can say so once logging is set up.
@@ -133,6 +139,9 @@ impl MountConfig {
             config_warnings: Vec::new(),
             read_only: false,
             no_exec: false,
+            sync_writes: false,
+            dir_sync: false,
+            no_atime: false,
             ignored_options: Vec::new(),
             allow_other: false,
             default_permissions: false,

@@ -300,6 +300,9 @@ fn run(mut cfg: MountConfig) -> anyhow::Result<()> {
         fsname: format!("{}:{}", cfg.target.host, connected.root.display()),
         read_only: cfg.read_only,
         no_exec: cfg.no_exec,
+        sync_writes: cfg.sync_writes,
+        dir_sync: cfg.dir_sync,
+        no_atime: cfg.no_atime,
         default_permissions: cfg.default_permissions,
         allow_other: cfg.allow_other,
     };

@@ -34,6 +34,11 @@ pub(super) enum Opt {
     Rw,
     // For mount(8), /etc/fstab and systemd.
     NoExec,
+    Sync,
+    Async,
+    DirSync,
+    NoAtime,
+    Atime,
     Exec,
     NoSuid,
     NoDev,
@@ -140,6 +145,27 @@ pub(super) const OPTIONS: &[OptSpec] = &[
         "ignore set-user-ID and set-group-ID bits (always in effect)",
     ),
     flag("nodev", Opt::NoDev, "no device files (always in effect)"),
+    flag(
+        "sync",
+        Opt::Sync,
+        "every write reaches the server before write(2) returns (slow)",
+    ),
+    flag(
+        "async",
+        Opt::Async,
+        "writes are sent when the file is closed or synced (the default; undoes an earlier sync)",
+    ),
+    flag(
+        "dirsync",
+        Opt::DirSync,
+        "directory changes are synchronous (they always are: accepted for fstab lines)",
+    ),
+    flag(
+        "noatime",
+        Opt::NoAtime,
+        "the kernel keeps no access times (rmount never changes the server's on a read)",
+    ),
+    flag("atime", Opt::Atime, "undoes an earlier noatime"),
     // `--help` shows these in one entry, with IGNORED_HELP.
     ignored("_netdev", None),
     ignored("noauto", None),
@@ -154,6 +180,16 @@ pub(super) const OPTIONS: &[OptSpec] = &[
     ignored("x-*", None),
     ignored("suid", None),
     ignored("dev", None),
+    // Access-time policies: a read never changes the server's access time,
+    // so there is nothing for them to choose.
+    ignored("relatime", None),
+    ignored("norelatime", None),
+    ignored("strictatime", None),
+    ignored("nostrictatime", None),
+    ignored("diratime", None),
+    ignored("nodiratime", None),
+    ignored("lazytime", None),
+    ignored("nolazytime", None),
     flag(
         "allow_other",
         Opt::AllowOther,

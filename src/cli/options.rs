@@ -86,6 +86,11 @@ fn set_flag(config: &mut MountConfig, opt: Opt) {
         Opt::Rw => config.read_only = false,
         Opt::NoExec => config.no_exec = true,
         Opt::Exec => config.no_exec = false,
+        Opt::Sync => config.sync_writes = true,
+        Opt::Async => config.sync_writes = false,
+        Opt::DirSync => config.dir_sync = true,
+        Opt::NoAtime => config.no_atime = true,
+        Opt::Atime => config.no_atime = false,
         // The kernel mount always has these (fuse/mount.rs).
         Opt::NoSuid | Opt::NoDev => {}
         Opt::AllowOther => config.allow_other = true,

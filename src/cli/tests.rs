@@ -613,7 +613,7 @@ fn lowercase_options_are_case_sensitive() {
 fn unknown_options() {
     assert_eq!(msg(opt_error("foo")), "unknown option 'foo' in -o");
     assert_eq!(msg(opt_error("ro,foo=1")), "unknown option 'foo' in -o");
-    for name in ["reconnect", "password", "noatime", "IdentityFil"] {
+    for name in ["reconnect", "password", "noatimes", "IdentityFil"] {
         assert!(matches!(opt_error(name), CliError::UnknownOption(n) if n == name));
     }
 }
@@ -874,8 +874,8 @@ fn fstab_only_options_are_accepted_and_ignored() {
 #[test]
 fn ignored_options_do_not_hide_unknown_ones() {
     assert!(matches!(
-        opt_error("_netdev,noatime"),
-        CliError::UnknownOption(name) if name == "noatime"
+        opt_error("_netdev,noatimes"),
+        CliError::UnknownOption(name) if name == "noatimes"
     ));
     // The x- prefix is exact, as in mount(8).
     assert!(matches!(
@@ -883,6 +883,20 @@ fn ignored_options_do_not_hide_unknown_ones() {
         CliError::UnknownOption(_)
     ));
     assert!(matches!(opt_error("x"), CliError::UnknownOption(_)));
+}
+
+#[test]
+fn kernel_flags_from_fstab_lines() {
+    let plain = with_opts("");
+    assert!(!plain.sync_writes && !plain.dir_sync && !plain.no_atime);
+    let c = with_opts("sync,dirsync,noatime,relatime,nodiratime,lazytime");
+    assert!(c.sync_writes && c.dir_sync && c.no_atime);
+    assert_eq!(c.ignored_options, ["relatime", "nodiratime", "lazytime"]);
+    // The later of a pair wins, as in mount(8).
+    assert!(!with_opts("sync,async").sync_writes);
+    assert!(with_opts("async,sync").sync_writes);
+    assert!(!with_opts("noatime,atime").no_atime);
+    assert!(matches!(opt_error("sync=1"), CliError::UnexpectedValue(_)));
 }
 
 #[test]

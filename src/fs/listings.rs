@@ -2,30 +2,28 @@
 //! shared by every caller that needs it while it runs (no thundering
 //! herd); lookups answered from a listing once a directory sees several
 //! cold ones (a cold `stat` of many names costs about one listing); and
-//! listing ahead, in the background, the subdirectories of a directory
-//! being shown (a cold `ls -lR` overlaps its round trips).
+//! the state of listing ahead (`ahead.rs`: the subdirectories of a
+//! directory being shown, listed in the background).
 //!
-//! Owns the in-flight listings, the per-directory record of lookup misses
-//! and the list-ahead workers. It must not decide what a listing shows
-//! (the caches and `directories.rs` do) nor block the FUSE dispatcher:
-//! queuing work ahead never waits.
+//! Owns the in-flight listings and the per-directory record of lookup
+//! misses. It must not decide what a listing shows (the caches and
+//! `directories.rs` do) nor block the FUSE dispatcher.
 
 use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::num::NonZeroUsize;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
 
-use super::names::NAME_MAX;
-use super::{DirItem, Error, Fs, Result};
+use super::{Error, Fs, Result};
 use crate::cache::meta::{Listed, Lookup, MetaCache};
-use crate::remote::{self, private_names, Attr, Kind, Remote};
+use crate::remote::{self, Attr, Kind, Remote};
 use crate::sync::{lock, wait_timeout};
 use crate::workers::Workers;
+use ahead::PLANS;
 
 /// A second lookup miss in a directory within this long lists it.
 pub(super) const MISS_WINDOW: Duration = Duration::from_secs(1);
@@ -37,17 +35,6 @@ pub(super) const LOOKUP_LISTING_NAMES: usize = 10_000;
 /// (most filesystems grow a directory with its names, 16 to 50 bytes
 /// each): about 10 000 names of ordinary length.
 pub(super) const LOOKUP_LISTING_BYTES: u64 = 512 << 10;
-/// Subdirectories listed ahead when a directory is shown: its first ones,
-/// and the siblings after it (in name order), so that a walk in that
-/// order finds the next ones listed.
-pub(super) const AHEAD_WINDOW: usize = 8;
-/// Directories whose sorted subdirectories are kept for `AHEAD_WINDOW`.
-const PLANS: NonZeroUsize = match NonZeroUsize::new(64) {
-    Some(n) => n,
-    None => NonZeroUsize::MIN,
-};
-/// Listings waiting to be made ahead, at most (more are not queued).
-const AHEAD_QUEUE: usize = 64;
 /// Directories whose lookup misses are remembered.
 const MISS_RECORDS: NonZeroUsize = match NonZeroUsize::new(256) {
     Some(n) => n,
@@ -65,6 +52,15 @@ pub(super) struct Fetched {
     pub(super) stored: bool,
     /// A name it lacks does not exist: not a listing made ahead.
     pub(super) vouched: bool,
+}
+
+/// Who a listing is for, which tells the lane it runs on.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum For {
+    /// Someone waiting for it: `Remote::list`.
+    Caller,
+    /// Listing ahead: `Remote::list_in_background`.
+    Ahead,
 }
 
 /// What a caller of `fetch` got.
@@ -121,6 +117,8 @@ pub(super) struct Listings {
     queued: Mutex<HashSet<PathBuf>>,
     /// The subdirectories of recently shown directories, sorted.
     plans: Mutex<LruCache<PathBuf, Arc<[PathBuf]>>>,
+    /// The directory shown last: where a walk of the tree is.
+    shown: Mutex<Option<PathBuf>>,
     ahead: OnceLock<Workers>,
     /// Threads listing ahead; 0: none.
     ahead_threads: usize,
@@ -148,6 +146,7 @@ impl Listings {
             misses: Mutex::new(LruCache::new(MISS_RECORDS)),
             queued: Mutex::new(HashSet::new()),
             plans: Mutex::new(LruCache::new(PLANS)),
+            shown: Mutex::new(None),
             ahead: OnceLock::new(),
             ahead_threads,
         }
@@ -164,14 +163,13 @@ impl Listings {
     /// `exact`, an entry that tells less than a stat (a coarser time) is
     /// stored as such, so that a stat still asks for the rest; without,
     /// as a stat's answer (what readdir has always done: a file keeps the
-    /// time `ls -l` showed). Listings made ahead are made `background`
-    /// (see `Remote::list_in_background`).
+    /// time `ls -l` showed). `whom` picks the lane (see `For`).
     pub(super) fn fetch(
         &self,
         remote: &dyn Remote,
         meta: &MetaCache,
         dir: &Path,
-        (join, exact, background): (bool, bool, bool),
+        (join, exact, whom): (bool, bool, For),
         keep: &mut dyn FnMut(&OsStr, &Attr) -> Option<bool>,
     ) -> Got {
         let flight = {
@@ -196,10 +194,9 @@ impl Listings {
             return Got::Cached;
         }
         let since = meta.marks();
-        let listed = if background {
-            remote.list_in_background(dir)
-        } else {
-            remote.list(dir)
+        let listed = match whom {
+            For::Caller => remote.list(dir),
+            For::Ahead => remote.list_in_background(dir),
         };
         let entries = match listed {
             Ok(entries) => entries,
@@ -221,7 +218,7 @@ impl Listings {
                 attr: e.attr,
             })
             .collect();
-        let vouched = !background;
+        let vouched = whom == For::Caller;
         let stored = storable && meta.store_listing(dir, &entries, since, vouched);
         let fetched = Arc::new(Fetched {
             entries,
@@ -270,56 +267,6 @@ impl Listings {
             record.refused_until = Some(until);
         }
     }
-
-    /// Queues `dir` to be listed ahead; false when the queue is full.
-    fn queue_ahead(
-        self: &Arc<Self>,
-        remote: Arc<dyn Remote>,
-        meta: Arc<MetaCache>,
-        dir: PathBuf,
-    ) -> bool {
-        if !lock(&self.queued).insert(dir.clone()) {
-            return true; // queued already
-        }
-        let workers = self
-            .ahead
-            .get_or_init(|| Workers::new("list-ahead", self.ahead_threads, AHEAD_QUEUE));
-        let listings = self.clone();
-        let job_dir = dir.clone();
-        let queued = workers.try_spawn(Box::new(move || {
-            lock(&listings.queued).remove(&job_dir);
-            // Cached meanwhile (shown, or listed by a lookup): nothing to do.
-            if meta.listing_at(&job_dir).is_some() {
-                return;
-            }
-            let got = listings.fetch(
-                &*remote,
-                &meta,
-                &job_dir,
-                (false, true, true),
-                &mut quietly_listable,
-            );
-            if let Got::Own(Err(e)) = got {
-                tracing::debug!("listing {} ahead failed: {e}", job_dir.display());
-            }
-        }));
-        if !queued {
-            lock(&self.queued).remove(&dir);
-        }
-        queued
-    }
-}
-
-/// The filter of a listing made ahead: what the mount shows, except that
-/// a private name leaves the listing unstored, for the one made when the
-/// directory is shown (it removes other mounts' leftovers, see
-/// `leftovers.rs`).
-fn quietly_listable(name: &OsStr, _attr: &Attr) -> Option<bool> {
-    let bytes = name.as_bytes();
-    if private_names::is_private_name(bytes) {
-        return None;
-    }
-    Some(bytes.len() <= NAME_MAX)
 }
 
 impl Fs {
@@ -376,7 +323,7 @@ impl Fs {
             &*self.remote,
             &self.meta,
             dir,
-            (true, true, false),
+            (true, true, For::Caller),
             &mut |n, a| Some(self.listable(dir, n, a)),
         );
         let fetched = match got {
@@ -427,7 +374,7 @@ impl Fs {
                 &*self.remote,
                 &self.meta,
                 dir,
-                (true, false, false),
+                (true, false, For::Caller),
                 &mut |n, a| Some(self.listable(dir, n, a)),
             );
             match got {
@@ -460,50 +407,6 @@ impl Fs {
             })
             .collect())
     }
-
-    /// `dir` is being shown with `items`: its first `AHEAD_WINDOW`
-    /// subdirectories, and the `AHEAD_WINDOW` siblings after it, in name
-    /// order (as `ls -R` visits them), are listed ahead in the background
-    /// unless cached or under way. Never waits: runs on the FUSE
-    /// dispatcher too.
-    pub(super) fn list_ahead(&self, dir: &Path, items: &[DirItem]) {
-        if self.listings.ahead_threads == 0 || self.meta.ttl().is_zero() {
-            return;
-        }
-        let mut subdirs: Vec<PathBuf> = items
-            .iter()
-            .filter(|i| i.attr.kind == Kind::Dir)
-            .map(|i| i.path.clone())
-            .collect();
-        subdirs.sort_unstable();
-        let plan: Arc<[PathBuf]> = subdirs.into();
-        let siblings = dir.parent().and_then(|parent| {
-            let plan = lock(&self.listings.plans).get(parent)?.clone();
-            let at = plan.binary_search_by(|p| p.as_path().cmp(dir)).ok()?;
-            Some((plan, at + 1))
-        });
-        if !plan.is_empty() {
-            lock(&self.listings.plans).put(dir.to_path_buf(), plan.clone());
-        }
-        self.queue_window(&plan, 0);
-        if let Some((plan, from)) = siblings {
-            self.queue_window(&plan, from);
-        }
-    }
-
-    /// Queues the directories of `plan[from..]` not yet listed, up to
-    /// `AHEAD_WINDOW` of them.
-    fn queue_window(&self, plan: &[PathBuf], from: usize) {
-        for path in plan.iter().skip(from).take(AHEAD_WINDOW) {
-            if self.meta.listing_at(path).is_some() || self.listings.in_flight(path) {
-                continue;
-            }
-            let (remote, meta) = (self.remote.clone(), self.meta.clone());
-            if !self.listings.queue_ahead(remote, meta, path.clone()) {
-                return;
-            }
-        }
-    }
 }
 
 fn take_entries(fetched: Arc<Fetched>) -> Vec<Listed> {
@@ -521,5 +424,6 @@ fn take_entries(fetched: Arc<Fetched>) -> Vec<Listed> {
     }
 }
 
+mod ahead;
 #[cfg(test)]
 mod tests;

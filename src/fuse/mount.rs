@@ -22,6 +22,10 @@ pub struct MountOptions {
     pub read_only: bool,
     /// Programs on the mount cannot be executed.
     pub no_exec: bool,
+    /// `MS_SYNCHRONOUS`: the kernel follows every write(2) with an fsync.
+    pub sync_writes: bool,
+    pub dir_sync: bool,
+    pub no_atime: bool,
     /// The kernel checks permissions from the shown modes itself.
     pub default_permissions: bool,
     /// Other local users may use the mount.
@@ -82,6 +86,15 @@ fn fuser_config(options: MountOptions) -> fuser::Config {
     }
     if options.no_exec {
         mount_options.push(M::NoExec);
+    }
+    if options.sync_writes {
+        mount_options.push(M::Sync);
+    }
+    if options.dir_sync {
+        mount_options.push(M::DirSync);
+    }
+    if options.no_atime {
+        mount_options.push(M::NoAtime);
     }
     if options.default_permissions {
         mount_options.push(M::DefaultPermissions);

@@ -249,6 +249,14 @@ pub trait Remote: Send + Sync {
         self.list(path)
     }
 
+    /// For much work nobody waits for (listing ahead): where the remote
+    /// keeps connections for such work and none is idle, opens one if it
+    /// has room (a login, paid on the caller's thread; never the metadata
+    /// connection, never a wait for a busy one). Whether one is idle now.
+    fn open_spare_connection(&self) -> bool {
+        false
+    }
+
     /// Whether `listed`, what a listing of its directory showed for
     /// `path`, is all a `stat` would tell (its mtime as exact). By default
     /// yes; a protocol whose listings may carry a coarser time says no

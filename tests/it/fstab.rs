@@ -128,7 +128,11 @@ impl NsMount {
             let l: Vec<&str> = left.split(' ').collect();
             let r: Vec<&str> = right.split(' ').collect();
             (l.get(4) == Some(&want)).then(|| {
-                let options = l.get(5).unwrap_or(&"").split(',').map(String::from);
+                // The mount's own options, then the superblock's (sync is one).
+                let options = [l.get(5), r.get(2)]
+                    .into_iter()
+                    .flat_map(|o| o.unwrap_or(&"").split(','))
+                    .map(String::from);
                 (
                     r.first().unwrap_or(&"").to_string(),
                     r.get(1).unwrap_or(&"").to_string(),
@@ -206,7 +210,9 @@ fn mount_t_fuse_rmount() {
     let mnt = MountPoint::new("rmount-test-fstab-");
     let dir = mnt.arg().to_string();
     let url = server.remote_url();
-    let opts = key_options(&server);
+    // Kernel flags an fstab line may carry: passed on to the kernel
+    // (noatime, sync) or accepted (nodiratime).
+    let opts = format!("{},noatime,sync,nodiratime", key_options(&server));
     let mut m = NsMount::mount(
         &server,
         mnt,
@@ -219,7 +225,7 @@ fn mount_t_fuse_rmount() {
         source,
         format!("127.0.0.1:{}", server.remote_path("").trim_end_matches('/'))
     );
-    for flag in ["rw", "nosuid", "nodev"] {
+    for flag in ["rw", "nosuid", "nodev", "noatime", "sync"] {
         assert!(has(&options, flag), "{flag} missing in {options:?}");
     }
     assert!(!has(&options, "noexec"), "{options:?}");

@@ -468,15 +468,75 @@ fn slow_link_read_keeps_blocks_in_flight(p: Proto) {
     });
     assert!(matches!(result, Compared::Same), "{result:?}");
     let serial = rtt * blocks;
+    let mib_s = f64::from(blocks) / took.as_secs_f64();
     eprintln!(
-        "{p:?}: {blocks} MiB over a {rtt:?} round trip in {took:?} ({:.0} MiB/s); \
+        "{p:?}: {blocks} MiB over a {rtt:?} round trip in {took:?} ({mib_s:.0} MiB/s); \
          one block per round trip would take at least {serial:?}",
-        f64::from(blocks) / took.as_secs_f64()
     );
+    if p == Proto::Sftp {
+        // A reference for the figure, not a threshold: OpenSSH's own
+        // client fetching the same file through the same proxy.
+        let got = server.dir().join("sftp-get.bin");
+        let theirs = sftp_get_time(&server, &proxy, "big.bin", &got);
+        assert!(
+            fs::read(&got).ok() == fs::read(&reference).ok(),
+            "sftp get fetched other bytes"
+        );
+        let ref_mib_s = f64::from(blocks) / theirs.as_secs_f64();
+        eprintln!(
+            "{p:?}: sftp get of the same file through the same proxy: {theirs:?} \
+             ({ref_mib_s:.0} MiB/s); rmount / sftp get = {:.2}",
+            mib_s / ref_mib_s
+        );
+    }
     assert!(
         took < serial,
         "{blocks} MiB took {took:?}, not under one round trip ({rtt:?}) per block ({serial:?})"
     );
+}
+
+/// How long OpenSSH's `sftp` takes to get `rel` of `server`'s export
+/// through `proxy` into `local`: a batch that gets it, less one that only
+/// logs in (the handshake's round trips), as rmount's read is timed on
+/// connections already made.
+fn sftp_get_time(server: &Server, proxy: &FaultProxy, rel: &str, local: &Path) -> Duration {
+    let kh = server
+        .dir()
+        .join(format!("known_hosts-proxy-{}", proxy.port()));
+    let run = |batch: &str| {
+        let file = server.dir().join("sftp-batch");
+        fs::write(&file, batch).expect("write the sftp batch file");
+        let started = Instant::now();
+        let out = run_cmd(
+            Command::new("sftp")
+                .args(["-q", "-F", "/dev/null", "-b"])
+                .arg(&file)
+                .arg("-i")
+                .arg(server.identity())
+                .arg("-o")
+                .arg(format!("UserKnownHostsFile={}", kh.display()))
+                .args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"])
+                .args(["-o", "IdentitiesOnly=yes", "-P"])
+                .arg(proxy.port().to_string())
+                .arg(format!("{}@127.0.0.1", server.user())),
+            Duration::from_secs(240),
+            None,
+        );
+        let took = started.elapsed();
+        assert!(
+            out.status.success(),
+            "sftp {batch:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        took
+    };
+    let login = run("pwd\n");
+    let get = run(&format!(
+        "get {} {}\n",
+        server.remote_path(rel),
+        local.display()
+    ));
+    get.saturating_sub(login)
 }
 
 /// An FTP transfer that drips (a few bytes a second: every read still

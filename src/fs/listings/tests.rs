@@ -8,7 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::super::{inodes, Fs, FsConfig, OpenFlags};
-use super::{AHEAD_WINDOW, LOOKUP_LISTING_BYTES};
+use super::ahead::AHEAD_WINDOW;
+use super::LOOKUP_LISTING_BYTES;
 use crate::errno::ToErrno;
 use crate::fs::tests::test_config;
 use crate::remote::memory::Memory;
@@ -220,26 +221,31 @@ fn subdirectories_are_listed_ahead_within_bounds() {
     }
     let opened = fs.opendir(inodes::ROOT).expect("opendir");
     fs.releasedir(opened.fh);
-    // The root, and its first subdirectories only.
-    let mut want = 1 + AHEAD_WINDOW;
+    // The root, and its first subdirectories only, but the very first:
+    // a walk of the tree asks for that one at once, itself.
+    let mut want = AHEAD_WINDOW;
     settle(&mem, &fs, want);
     // A name made on the server after a listing made ahead is found: no
     // one was shown that listing, so it does not say the name is missing.
+    let second = fs
+        .lookup(inodes::ROOT, OsStr::new(&name(1)))
+        .expect("lookup");
+    mem.put_file(&format!("/{}/late", name(1)), b"x");
+    fs.lookup(second.ino, OsStr::new("late"))
+        .expect("a name the listing ahead lacks");
+    // The first is listed when it is opened; of the siblings after it,
+    // the others are cached, and the one past the first window is the
+    // walk's next: left to it.
     let first = fs
         .lookup(inodes::ROOT, OsStr::new(&name(0)))
         .expect("lookup");
-    mem.put_file(&format!("/{}/late", name(0)), b"x");
-    fs.lookup(first.ino, OsStr::new("late"))
-        .expect("a name the listing ahead lacks");
-    // Those are cached: opening one costs no listing of it; of the
-    // siblings after it, only the one past the first window is listed.
     let opened = fs.opendir(first.ino).expect("opendir");
     fs.releasedir(opened.fh);
     want += 1;
     settle(&mem, &fs, want);
     // Opening a later one lists the rest of the window after it: the
     // subdirectories up to 2 × AHEAD_WINDOW - 2, those past the cached
-    // ones (0 to AHEAD_WINDOW).
+    // ones (0 to AHEAD_WINDOW - 1) and the walk's next (AHEAD_WINDOW).
     let later = fs
         .lookup(inodes::ROOT, OsStr::new(&name(AHEAD_WINDOW - 2)))
         .expect("lookup");

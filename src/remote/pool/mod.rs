@@ -194,6 +194,48 @@ impl<C: Connector> Pool<C> {
         }
     }
 
+    /// Makes a data connection idle for work nobody waits for: opens one
+    /// if none is idle, the pool has room and the server did not say it is
+    /// full. Whether one is idle now (another caller may take it first).
+    pub(super) fn open_spare(&self) -> bool {
+        let epoch = {
+            let mut bulk = lock(&self.bulk);
+            if !bulk.idle.is_empty() {
+                return true;
+            }
+            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
+            if bulk.open >= self.bulk_max || full {
+                return false;
+            }
+            bulk.open += 1;
+            self.epoch.load(Ordering::SeqCst)
+        };
+        let opened = self.connect();
+        let mut bulk = lock(&self.bulk);
+        let spare = match opened {
+            Ok(pooled) if pooled.epoch == epoch => {
+                bulk.idle.push(pooled);
+                true
+            }
+            Ok(stale) => {
+                bulk.open -= 1;
+                discard(stale);
+                false
+            }
+            Err(e) => {
+                tracing::debug!("no spare data connection: {e}");
+                bulk.open -= 1;
+                if matches!(e, Error::Busy(_)) {
+                    bulk.busy_until = Some(Instant::now() + BUSY_HOLD);
+                }
+                false
+            }
+        };
+        drop(bulk);
+        self.bulk_freed.notify_one();
+        spare
+    }
+
     fn is_current(&self, pooled: &Pooled<C::Conn>) -> bool {
         pooled.epoch == self.epoch.load(Ordering::SeqCst)
     }

@@ -48,6 +48,9 @@ impl<C: Connector> Remote for Pool<C> {
         no_nul(path)?;
         self.run(Lane::Idle, true, |c| c.list(path))
     }
+    fn open_spare_connection(&self) -> bool {
+        self.open_spare()
+    }
     fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
         self.connector.listed_as_stat(path, listed)
     }

@@ -562,3 +562,31 @@ fn a_kept_handle_is_closed_to_free_its_connection_and_its_failure_kept() {
     );
     assert!(pool.close_writer(7).is_ok(), "once");
 }
+
+#[test]
+fn a_spare_data_connection_is_opened_only_with_room_and_none_idle() {
+    let script = Script::new();
+    let pool = pool(&script, 3);
+    // None open: one is opened, and the listing in the background runs
+    // there (not on the metadata connection).
+    assert!(pool.open_spare());
+    assert_eq!(script.connects(), 1, "one data connection opened");
+    pool.list_in_background(Path::new("/d")).expect("listed");
+    assert_eq!(
+        script.conns_asked("list"),
+        [1],
+        "on the new data connection"
+    );
+    // One idle: nothing opened.
+    assert!(pool.open_spare());
+    assert_eq!(script.connects(), 1, "the idle one serves");
+    // Both data connections busy: none idle, and no room for a third.
+    let held = [
+        pool.take_idle_bulk().expect("the idle one"),
+        pool.acquire_bulk().expect("a second one"),
+    ];
+    assert_eq!(script.connects(), 2);
+    assert!(!pool.open_spare(), "no more than the pool's max");
+    assert_eq!(script.connects(), 2);
+    drop(held);
+}

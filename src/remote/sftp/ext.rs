@@ -396,7 +396,7 @@ fn status_or_unsupported(reply: &Reply, what: &str) -> Result<bool> {
 
 /// Writes all of `data` to the channel (blocking, within the session's
 /// timeout). Caller holds the session lock.
-fn write_all(channel: *mut raw::LIBSSH2_CHANNEL, mut data: &[u8]) -> Result<()> {
+pub(super) fn write_all(channel: *mut raw::LIBSSH2_CHANNEL, mut data: &[u8]) -> Result<()> {
     while !data.is_empty() {
         // SAFETY: live channel, session lock held, `data` a live slice.
         let n =
@@ -412,7 +412,7 @@ fn write_all(channel: *mut raw::LIBSSH2_CHANNEL, mut data: &[u8]) -> Result<()> 
 
 /// Fills `buf` from the channel (blocking, within the session's timeout).
 /// Caller holds the session lock.
-fn read_exact(channel: *mut raw::LIBSSH2_CHANNEL, buf: &mut [u8]) -> Result<()> {
+pub(super) fn read_exact(channel: *mut raw::LIBSSH2_CHANNEL, buf: &mut [u8]) -> Result<()> {
     let mut filled = 0;
     while filled < buf.len() {
         let rest = &mut buf[filled..];

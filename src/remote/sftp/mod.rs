@@ -20,6 +20,7 @@ use ssh2::{ErrorCode, File, FileStat, Sftp};
 mod ext;
 mod small_put;
 mod status;
+mod stream_read;
 mod symlink_order;
 mod wire;
 mod write;
@@ -30,6 +31,7 @@ use super::ssh::{self, Credentials, SshSettings};
 use super::{Attr, Caps, DirEntry, Error, IdNames, Kind, Result, SetAttr, StatFs, TimeRange};
 use ext::SftpExt;
 use status::{map_err, map_io, FX_EOF, FX_OP_UNSUPPORTED};
+use stream_read::StreamReader;
 use symlink_order::probe_symlink_order;
 pub use symlink_order::SymlinkOrder;
 
@@ -137,6 +139,8 @@ impl Connector for SftpConnector {
             list_time: self.settings.timeout.max(Duration::from_secs(1)) * LIST_TIMEOUTS,
             ext: None,
             ext_refused: false,
+            stream: None,
+            stream_missing: false,
             sftp,
             session,
             reader: None,
@@ -194,6 +198,10 @@ pub struct SftpConnection {
     /// Or that handle, of a new file, on the extensions' channel
     /// (`small_put`): dropped only with that channel.
     raw_kept: Option<small_put::RawKept>,
+    /// Pipelined reads on a channel of their own, where the server tells
+    /// its read limit (opened on the first read); else `reader` serves.
+    stream: Option<StreamReader>,
+    stream_missing: bool,
     /// Opened on first use: most connections never rename or statfs, and
     /// each channel costs the server another process.
     ext: Option<SftpExt>,
@@ -208,6 +216,27 @@ pub struct SftpConnection {
 impl SftpConnection {
     fn drop_handles(&mut self) {
         self.reader = None;
+        if let Some(stream) = self.stream.as_mut() {
+            if let Err(e) = stream.forget() {
+                // Its channel is in doubt: the next read opens another.
+                tracing::debug!("closing the stream's read handle: {e}");
+                self.stream = None;
+            }
+        }
+    }
+
+    /// The pipelined reader; None where the server cannot have one.
+    fn stream(&mut self) -> Result<Option<&mut StreamReader>> {
+        if self.stream.is_none() && !self.stream_missing {
+            match StreamReader::open(&self.session)? {
+                Some(stream) => self.stream = Some(stream),
+                None => {
+                    tracing::debug!("no pipelined reads: the server does not tell its read limit");
+                    self.stream_missing = true;
+                }
+            }
+        }
+        Ok(self.stream.as_mut())
     }
 
     /// The extensions' channel; None when the server opens no second
@@ -338,6 +367,9 @@ impl Connection for SftpConnection {
         len: usize,
         generation: Generation,
     ) -> Result<Vec<u8>> {
+        if let Some(stream) = self.stream()? {
+            return stream.read(path, offset, len, generation);
+        }
         let handle = self.open_read(path, generation.names)?;
         if handle.writes != generation.writes {
             // What libssh2 fetched ahead (and its end-of-file mark) may

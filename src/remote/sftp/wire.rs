@@ -9,13 +9,17 @@ use std::os::unix::ffi::OsStringExt;
 use crate::remote::{Error, IdNames, Result};
 
 /// Packet types.
+pub const FXP_INIT: u8 = 1;
+pub const FXP_VERSION: u8 = 2;
 pub const FXP_OPEN: u8 = 3;
 pub const FXP_CLOSE: u8 = 4;
+pub const FXP_READ: u8 = 5;
 pub const FXP_WRITE: u8 = 6;
 pub const FXP_LSTAT: u8 = 7;
 pub const FXP_FSETSTAT: u8 = 10;
 pub const FXP_STATUS: u8 = 101;
 pub const FXP_HANDLE: u8 = 102;
+pub const FXP_DATA: u8 = 103;
 pub const FXP_ATTRS: u8 = 105;
 const FXP_EXTENDED: u8 = 200;
 const FXP_EXTENDED_REPLY: u8 = 201;
@@ -201,6 +205,33 @@ pub fn id_names(reply: &Reply, users: usize, groups: usize) -> Option<IdNames> {
     })
 }
 
+/// The names of the extensions a VERSION packet (without its length)
+/// offers, or None when it is no well-formed VERSION packet.
+pub fn version_extensions(packet: &[u8]) -> Option<Vec<&[u8]>> {
+    let (&kind, rest) = packet.split_first()?;
+    if kind != FXP_VERSION {
+        return None;
+    }
+    let mut fields = Fields(rest);
+    fields.u32()?;
+    let mut names = Vec::new();
+    while !fields.0.is_empty() {
+        names.push(fields.string()?);
+        fields.string()?;
+    }
+    Some(names)
+}
+
+/// The max-read-length of a `limits@openssh.com` reply (0: no limit).
+pub fn max_read_length(reply: &Reply) -> Option<u64> {
+    if reply.kind != FXP_EXTENDED_REPLY {
+        return None;
+    }
+    let mut fields = Fields(&reply.body);
+    let _max_packet = fields.u64()?;
+    fields.u64()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +338,32 @@ mod tests {
         assert_eq!((got.perm, got.size), (Some(0o100600), None));
         assert!(attrs(&reply(105, 2, &body[..6])).is_none(), "cut short");
         assert!(attrs(&reply(101, 2, &body)).is_none(), "not attrs");
+    }
+
+    #[test]
+    fn version_and_limits_replies_are_read() {
+        let mut version = vec![FXP_VERSION, 0, 0, 0, 3];
+        version.extend(string(b"posix-rename@openssh.com"));
+        version.extend(string(b"1"));
+        version.extend(string(b"limits@openssh.com"));
+        version.extend(string(b"1"));
+        let names = version_extensions(&version).expect("a version packet");
+        assert_eq!(
+            names,
+            [&b"posix-rename@openssh.com"[..], b"limits@openssh.com"]
+        );
+        assert_eq!(version_extensions(&[FXP_VERSION, 0, 0, 0, 3]), Some(vec![]));
+        version.pop();
+        assert!(version_extensions(&version).is_none(), "cut short");
+        assert!(version_extensions(&[FXP_HANDLE, 0, 0, 0, 3]).is_none());
+
+        let mut limits = Vec::new();
+        for v in [262_144u64, 261_120, 261_120, 1024] {
+            limits.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(max_read_length(&reply(201, 4, &limits)), Some(261_120));
+        assert_eq!(max_read_length(&reply(201, 4, &limits[..12])), None);
+        assert_eq!(max_read_length(&reply(101, 4, &limits)), None);
     }
 
     #[test]
