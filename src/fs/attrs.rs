@@ -177,7 +177,18 @@ impl Fs {
         let state = lock(&self.open).get(&ino).cloned();
         let mut open = state.as_deref().map(OpenFile::lock);
         let path = self.path_of(ino)?;
-        let current = self.stat_fresh(&path)?;
+        // Mode and times (chmod, utimens: what `tar x` and `cp -a` do to
+        // every file) change nothing the cached attributes would need
+        // fresh from the server: they answer, where they are cached.
+        let light = changes.size.is_none() && changes.uid.is_none() && changes.gid.is_none();
+        let cached = match self.meta.get(&path) {
+            Some(Lookup::Found(attr)) if light => Some(attr),
+            _ => None,
+        };
+        let current = match cached {
+            Some(attr) => attr,
+            None => self.stat_fresh(&path)?,
+        };
         let resolve = |t: Option<TimeSet>, old: SystemTime| match t {
             Some(TimeSet::Now) => SystemTime::now(),
             Some(TimeSet::At(t)) => t,
@@ -261,9 +272,11 @@ impl Fs {
             }
             self.blocks.forget_file(ino);
         }
+        let mut sent_times = None;
         if changes.atime.is_some() || changes.mtime.is_some() {
             let atime = resolve(changes.atime, current.atime);
             let mtime = resolve(changes.mtime, current.mtime);
+            sent_times = Some((atime, mtime));
             let target = match open.as_mut() {
                 Some(st) => {
                     st.send_pending(&*self.remote, &path)?;
@@ -291,14 +304,68 @@ impl Fs {
             }
         }
         let shown_perm = open.as_ref().map(|st| st.perm as u16);
+        // An open file's times were set after every byte it was written
+        // was sent (send_pending): the server's size is the one it shows.
+        // A chmod of an open file leaves the server's copy writable, and a
+        // rewrite's bytes are elsewhere: those ask the server.
+        let (light, size) = match open.as_ref() {
+            None => (light, current.size),
+            Some(st) => (
+                light && changes.mode.is_none() && matches!(st.content, Content::InPlace),
+                st.size,
+            ),
+        };
         drop(open);
         self.note_change(ino);
         self.meta.forget(&path);
-        let mut attr = self.stat_fresh(&path)?;
+        let mut current = current;
+        current.size = size;
+        let known = self.known_after(light, &current, changes.mode, sent_times);
+        let mut attr = match known {
+            Some(attr) => {
+                self.meta.put(&path, attr.clone());
+                attr
+            }
+            None => self.stat_fresh(&path)?,
+        };
         if let Some(perm) = shown_perm {
             attr.perm = perm;
         }
         Ok(self.present(Some(ino), attr))
+    }
+
+    /// What the server holds after a change of only mode and times, where
+    /// that is certain without asking: the mode exactly as set, times in
+    /// whole seconds, and a server that stores access times too (one that
+    /// writes in place). Otherwise `None`: the caller stats.
+    fn known_after(
+        &self,
+        light: bool,
+        current: &Attr,
+        mode: Option<u32>,
+        times: Option<(SystemTime, SystemTime)>,
+    ) -> Option<Attr> {
+        // A server may drop a set-id bit silently (setgid of a group the
+        // login is not in): those modes are asked for.
+        let special = mode.is_some_and(|m| m & 0o7000 != 0);
+        if !light || special || !self.remote.caps().random_write || current.kind != Kind::File {
+            return None;
+        }
+        let whole = |t: SystemTime| {
+            let secs = self.remote.caps().times.secs(t).ok()?;
+            let secs = u64::try_from(secs).ok()?;
+            Some(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+        };
+        let mut attr = current.clone();
+        if let Some(mode) = mode {
+            attr.perm = (mode & 0o7777) as u16;
+        }
+        if let Some((atime, mtime)) = times {
+            attr.atime = whole(atime)?;
+            attr.mtime = whole(mtime)?;
+            attr.ctime = attr.mtime;
+        }
+        Some(attr)
     }
 
     /// Changes the size of the server's file. Without a remote truncate

@@ -17,13 +17,14 @@ use super::write::behind::WriteBehind;
 use super::write::budget::Buffered;
 use super::write::staging::{read_full_at, staging_file};
 use super::write::transfer::{
-    commit_temp, copy_remote, download_into, remove_quietly, upload_local, DOWNLOAD_CHUNK,
-    WRITE_CHUNK,
+    copy_remote, download_into, remove_quietly, DOWNLOAD_CHUNK, WRITE_CHUNK,
 };
 use super::write::upload_stream::Streamer;
+
+mod commit;
 use super::{Error, Result, WriteLoss};
 use crate::remote::private_names::{move_under, private_sibling, TEMP_PREFIX};
-use crate::remote::{Attr, Error as RemoteError, Remote, SetAttr};
+use crate::remote::{new_writer_id, Attr, Error as RemoteError, Remote, SetAttr, WriterId};
 
 /// The mode a file gets on the server while the mount writes it: `perm`
 /// with the owner's read and write bits, which the login needs to write
@@ -123,6 +124,13 @@ pub struct FileState {
     /// Uploads a new locally staged file while it is written (servers without
     /// random writes).
     pub streamer: Option<Streamer>,
+    /// Names the server handles kept open for this file's writes, which
+    /// every commit closes (`Remote::close_writer`).
+    pub writer: WriterId,
+    /// The file was created by this open and is written under its own
+    /// name (it had nothing to protect), until its first commit. A loss
+    /// before then empties it again, as it was created.
+    pub new_in_place: bool,
 }
 
 impl FileState {
@@ -147,6 +155,8 @@ impl FileState {
             write_behind: None,
             orphans: Vec::new(),
             streamer: None,
+            writer: new_writer_id(),
+            new_in_place: false,
         }
     }
 
@@ -183,6 +193,7 @@ impl FileState {
             if self.error.is_none() {
                 self.lose(WriteLoss::of(e));
             }
+            self.undo_new(remote, path);
         }
         result
     }
@@ -246,8 +257,10 @@ impl FileState {
             _ => return Ok(()),
         };
         let temp = private_sibling(path, TEMP_PREFIX);
-        remote.create(&temp, writable_perm(self.perm), true)?;
+        // Its handle stays open for the writes that follow.
+        remote.create_kept(self.writer, &temp, writable_perm(self.perm), true)?;
         if let Err(e) = copy_remote(remote, path, &temp, copy) {
+            let _ = remote.close_writer(self.writer);
             remove_quietly(remote, &temp, &mut self.orphans);
             return Err(e);
         }
@@ -293,6 +306,7 @@ impl FileState {
     /// Makes a local staging file self-contained (before its remote copy is
     /// unlinked): the head is copied and nothing counts as on the server.
     pub fn load_everything(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.end_own_stream();
         self.load_head(remote, path)?;
         self.set_unsynced();
         Ok(())
@@ -321,6 +335,24 @@ impl FileState {
         Ok(())
     }
 
+    /// Before the file's name changes on the server: buffered writes
+    /// land, and an upload streaming to the old name ends first (it names
+    /// the file by path, so it could make the old name again); the commit
+    /// then uploads the staged file whole under the new name.
+    pub fn before_rename(&mut self, remote: &dyn Remote, from: &Path) -> Result<()> {
+        self.end_own_stream();
+        self.send_pending(remote, from)
+    }
+
+    /// Ends an upload streaming to the file's own name, and waits for it.
+    fn end_own_stream(&mut self) {
+        if self.streamer.as_ref().is_some_and(Streamer::own_name) {
+            if let Some(stream) = self.streamer.take() {
+                stream.abandon();
+            }
+        }
+    }
+
     /// Sends buffered writes and waits until everything written is on the
     /// server.
     pub fn send_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
@@ -331,6 +363,14 @@ impl FileState {
         Ok(())
     }
 
+    /// Sends what is buffered, waits for it, and closes the handles kept
+    /// for the writes, checking their close: then the server has every
+    /// byte written so far.
+    fn settle(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
+        self.send_pending(remote, path)?;
+        remote.close_writer(self.writer).map_err(|e| self.failed(e))
+    }
+
     /// Hands buffered writes to the write-behind (or sends them now).
     fn queue_pending(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
         let Some((offset, buf)) = self.pending.take() else {
@@ -338,8 +378,8 @@ impl FileState {
         };
         let target = self.data_path(path).to_path_buf();
         let result = match self.write_behind.as_mut() {
-            Some(wb) => wb.push(target, offset, buf),
-            None => remote.write(&target, offset, &buf),
+            Some(wb) => wb.push(self.writer, target, offset, buf),
+            None => remote.write_kept(self.writer, &target, offset, &buf),
         };
         result.map_err(|e| self.failed(e))
     }
@@ -410,108 +450,6 @@ impl FileState {
         Ok(())
     }
 
-    /// Makes everything written so far durable at `path` on the server.
-    /// Returns whether anything changed there. A failure is remembered
-    /// (see `error`).
-    pub fn commit(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
-        if let Some(e) = &self.error {
-            let e = Error::WriteFailed(e.clone());
-            self.discard_temp(remote);
-            return Err(e);
-        }
-        let result = self.commit_now(remote, path);
-        if let Err(e) = &result {
-            self.lose(WriteLoss::of(e));
-        }
-        result
-    }
-
-    fn commit_now(&mut self, remote: &dyn Remote, path: &Path) -> Result<bool> {
-        if let Err(e) = self.send_pending(remote, path) {
-            self.discard_temp(remote);
-            return Err(e);
-        }
-        if self.unlinked {
-            return Ok(false);
-        }
-        if !self.append_only
-            && matches!(
-                self.content,
-                Content::Local {
-                    synced: Some(_),
-                    ..
-                }
-            )
-        {
-            // Only appends may extend the server's copy in place; anything
-            // else replaces it whole, atomically.
-            self.load_head(remote, path)?;
-            self.set_unsynced();
-        }
-        let changed = self.dirty;
-        let content = std::mem::replace(&mut self.content, Content::InPlace);
-        let result = match content {
-            Content::InPlace => Ok(()),
-            Content::Truncated => remote.setattr(path, SetAttr::Size(0)).map_err(Error::from),
-            Content::Temp(temp) => {
-                let renamed = commit_temp(remote, &temp, path, &mut self.orphans);
-                if renamed.is_ok() {
-                    self.server_perm = writable_perm(self.perm);
-                }
-                renamed
-            }
-            Content::Hidden(hidden) => {
-                self.content = Content::Hidden(hidden);
-                return Ok(false);
-            }
-            Content::Local {
-                mut file,
-                synced,
-                head_loaded,
-            } => {
-                let streamed = self.streamer.take().and_then(|s| {
-                    s.finish(self.size)
-                        .inspect_err(|e| tracing::debug!("streaming upload failed: {e}"))
-                        .ok()
-                });
-                let result = match streamed {
-                    Some(temp) => commit_temp(remote, &temp, path, &mut self.orphans),
-                    None => upload_local(
-                        remote,
-                        path,
-                        &mut file,
-                        synced,
-                        self.size,
-                        &mut self.orphans,
-                    ),
-                };
-                if result.is_ok() && synced.is_none() {
-                    // A whole upload replaced the file, with the server's
-                    // default mode.
-                    self.server_perm = u32::MAX;
-                }
-                if result.is_ok() {
-                    self.restore_times(remote, path);
-                }
-                let synced = if result.is_ok() {
-                    Some(self.size)
-                } else {
-                    synced
-                };
-                self.content = Content::Local {
-                    file,
-                    synced,
-                    head_loaded,
-                };
-                result
-            }
-        };
-        self.dirty = false;
-        result?;
-        self.restore_perm(remote, path);
-        Ok(changed)
-    }
-
     /// A directory above this file was renamed from `from` to `to`: the
     /// names it keeps on the server (a temporary or hidden copy, leftovers
     /// to remove) moved with it.
@@ -525,36 +463,6 @@ impl FileState {
         if let Some(streamer) = &mut self.streamer {
             streamer.moved(from, to);
         }
-    }
-
-    /// Whether the server's file lacks the mode the mount shows (a commit
-    /// still has to set it).
-    pub fn perm_pending(&self) -> bool {
-        self.server_perm != self.perm && !self.unlinked
-    }
-
-    /// Gives an uploaded file the times set while it was staged. As for
-    /// the mode, a refusal is logged: the data is there.
-    fn restore_times(&mut self, remote: &dyn Remote, path: &Path) {
-        if let Some((atime, mtime)) = self.times.take() {
-            if let Err(e) = remote.setattr(path, SetAttr::Times { atime, mtime }) {
-                tracing::warn!("cannot restore the times of {}: {e}", path.display());
-            }
-        }
-    }
-
-    /// Gives the committed file its mode where the protocol can set one.
-    /// The data is there either way, so a refusal is no failed write.
-    pub fn restore_perm(&mut self, remote: &dyn Remote, path: &Path) {
-        if !self.perm_pending() || matches!(self.content, Content::Hidden(_)) {
-            return;
-        }
-        match remote.setattr(path, SetAttr::Mode(self.perm)) {
-            Ok(()) | Err(RemoteError::Unsupported(_)) => {}
-            Err(e) => tracing::warn!("cannot restore the mode of {}: {e}", path.display()),
-        }
-        // Tried once: a refusal is not asked again at every close.
-        self.server_perm = self.perm;
     }
 
     /// Records that written data was lost.
@@ -590,6 +498,9 @@ impl FileState {
     /// Removes a temporary file after a failure, so none is left behind.
     pub fn discard_temp(&mut self, remote: &dyn Remote) {
         self.streamer = None;
+        // Nothing more is written through them; their close status no
+        // longer matters.
+        let _ = remote.close_writer(self.writer);
         if let Content::Temp(temp) = &self.content {
             remove_quietly(remote, temp, &mut self.orphans);
             self.content = Content::InPlace;
@@ -601,6 +512,7 @@ impl FileState {
     /// After the last release: removes what only the open file kept alive.
     pub fn cleanup(&mut self, remote: &dyn Remote) {
         self.streamer = None;
+        let _ = remote.close_writer(self.writer);
         match &self.content {
             Content::Hidden(p) | Content::Temp(p) if self.unlinked => {
                 remove_quietly(remote, p, &mut self.orphans);

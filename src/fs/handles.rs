@@ -143,15 +143,23 @@ impl Fs {
     }
 
     /// Starts uploading a freshly staged (empty) file while it is written,
-    /// where atomic writes allow a temporary name.
+    /// where atomic writes allow a temporary name. A new file streams to a
+    /// temporary name too: a stream names its file by path, so one to the
+    /// file's own name must be ended before a rename, and ending it was
+    /// seen to stall on one server (its close still uploads it in place
+    /// when no stream ran).
     fn start_stream(&self, st: &mut FileState, path: &Path) {
         if !self.cfg.atomic_writes || !self.remote.caps().atomic_rename || st.streamer.is_some() {
             return;
         }
         if let Content::Local { file, .. } = &st.content {
             let temp = private_names::private_sibling(path, private_names::TEMP_PREFIX);
-            st.streamer =
-                super::write::upload_stream::Streamer::start(self.remote.clone(), file, temp);
+            st.streamer = super::write::upload_stream::Streamer::start(
+                self.remote.clone(),
+                file,
+                temp,
+                false,
+            );
         }
     }
 
@@ -248,11 +256,17 @@ impl Fs {
         // The server's file must stay writable for the writes that follow,
         // as the descriptor of a file created read-only is on a local
         // filesystem; the commit gives it `mode` (file_state::writable_perm).
-        match self
-            .remote
-            .create(&path, file_state::writable_perm(mode & 0o7777), true)
-        {
-            Ok(()) => {}
+        // Where the protocol writes in place, the handle the create opens
+        // stays open for those writes (`create_kept`).
+        let server_mode = file_state::writable_perm(mode & 0o7777);
+        let writer = remote::new_writer_id();
+        let created = if self.remote.caps().random_write {
+            self.remote.create_kept(writer, &path, server_mode, true)
+        } else {
+            self.remote.create(&path, server_mode, true).map(|()| None)
+        };
+        let attr = match created {
+            Ok(attr) => attr,
             Err(remote::Error::Exists) if !flags.exclusive => {
                 // Someone created it since the kernel looked: open it.
                 let entry = self.created(&path)?;
@@ -260,13 +274,35 @@ impl Fs {
                 return Ok((entry, opened));
             }
             Err(e) => return Err(e.into()),
-        }
-        let entry = self.created(&path)?;
-        let state = self.open_state(entry.ino, &entry.attr)?;
+        };
+        let entry = match self.created_as(&path, attr) {
+            Ok(entry) => entry,
+            Err(e) => {
+                let _ = self.remote.close_writer(writer);
+                return Err(e);
+            }
+        };
+        let state = match self.open_state(entry.ino, &entry.attr) {
+            Ok(state) => state,
+            Err(e) => {
+                let _ = self.remote.close_writer(writer);
+                return Err(e);
+            }
+        };
         let failures = {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
             st.server_perm = file_state::writable_perm(st.perm);
+            // The file is new: nothing on the server to protect, so it is
+            // written under its own name (README, "Writes and what a
+            // successful close means"). Not if another open shares it.
+            let new = st.handles == 1 && matches!(st.content, Content::InPlace);
+            if new {
+                st.writer = writer;
+                st.new_in_place = true;
+            } else {
+                let _ = self.remote.close_writer(writer);
+            }
             if !self.remote.caps().random_write {
                 let staged = st.stage_locally(&self.cfg.staging_dir, true);
                 if let Err(e) = staged {
@@ -276,15 +312,6 @@ impl Fs {
                 }
                 st.dirty = false;
                 self.start_stream(&mut st, &path);
-            } else if self.cfg.atomic_writes
-                && st.handles == 1
-                && matches!(st.content, Content::InPlace)
-            {
-                // New content goes to a temporary name first, so a crash
-                // never leaves a half-written file under the real name.
-                st.content = Content::Truncated;
-                st.rewriting = true;
-                st.dirty = false;
             }
             st.failures
         };

@@ -153,12 +153,21 @@ impl Fs {
 
     /// Records a new name in the caches and returns its entry.
     pub(super) fn created(&self, path: &Path) -> Result<Entry> {
+        self.created_as(path, None)
+    }
+
+    /// As `created`, with the new name's attributes if the remote gave
+    /// them with the create (no stat then).
+    pub(super) fn created_as(&self, path: &Path, attr: Option<Attr>) -> Result<Entry> {
         if let (Some(dir), Some(name)) = (path.parent(), path.file_name()) {
             self.meta.dir_added(dir, name);
         }
         self.dir_changed(path);
         self.meta.forget(path);
-        let attr = self.stat_fresh(path)?;
+        let attr = match attr {
+            Some(attr) => self.cache_stat(path, Ok(attr))?,
+            None => self.stat_fresh(path)?,
+        };
         Ok(self.entry_for(path, attr))
     }
 
@@ -330,7 +339,7 @@ impl Fs {
         let source_state = source_ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
         let mut source_guard = source_state.as_deref().map(OpenFile::lock);
         if let Some(st) = source_guard.as_mut() {
-            st.send_pending(&*self.remote, &from)?;
+            st.before_rename(&*self.remote, &from)?;
         }
         // Open files below a renamed directory keep names of their own
         // there (temporary and hidden copies): they are locked while the

@@ -58,7 +58,9 @@ impl OpenFile {
 }
 
 fn shown(state: &FileState) -> u64 {
-    if state.reads_bypass_cache() {
+    // A new file written under its own name is pending from its creation
+    // until its first commit closes the handles kept for it.
+    if state.reads_bypass_cache() || state.new_in_place {
         state.size
     } else {
         SERVER

@@ -62,7 +62,7 @@ fn rewrite() -> OpenFlags {
 }
 
 #[test]
-fn create_write_close_goes_through_a_temporary_name() {
+fn create_write_close_writes_a_new_file_under_its_own_name() {
     for random_write in [true, false] {
         let (mem, fs, _s) = setup(random_write);
         let (entry, opened) = fs
@@ -72,17 +72,151 @@ fn create_write_close_goes_through_a_temporary_name() {
         fs.write(opened.fh, 6, b"world").expect("write");
         assert_eq!(fs.getattr(entry.ino).expect("getattr").size, 11);
         assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"hello world");
-        // Not at the real name before close; no stray names after.
-        assert_eq!(
-            mem.content("/f"),
-            Some(Vec::new()),
-            "random_write={random_write}"
-        );
         fs.flush(opened.fh).expect("flush");
         fs.release(opened.fh).expect("release");
         assert_eq!(mem.content("/f").as_deref(), Some(&b"hello world"[..]));
-        assert_eq!(mem.names().len(), 2, "{:?}", mem.names());
+        assert_eq!(mem.names().len(), 2, "no stray names: {:?}", mem.names());
+        let shown = fs.getattr(entry.ino).expect("getattr");
+        assert_eq!(
+            (shown.size, shown.perm),
+            (11, 0o640),
+            "random_write={random_write}"
+        );
     }
+}
+
+/// The calls logged since the last take, with temporary names shown as
+/// `<temp>`.
+fn calls(mem: &Memory) -> Vec<String> {
+    mem.take_calls()
+        .into_iter()
+        .map(|call| {
+            call.split(' ')
+                .map(|word| {
+                    if word.contains(private_names::TEMP_PREFIX) {
+                        "<temp>"
+                    } else {
+                        word
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect()
+}
+
+/// Every remote call of "create, write 4 KiB, close" of a new file, and of
+/// a rewrite (O_TRUNC) of an existing one: each is a round trip (or more)
+/// on a real server, so one more is a regression this test shows.
+#[test]
+fn a_small_file_costs_only_the_calls_it_needs() {
+    let data = [7u8; 4096];
+    // Random writes: the create's handle stays open for the write and is
+    // closed (its status checked) at close(); no temporary name, no stat
+    // after the commit, no mode to set (the create set it).
+    let (mem, fs, _s) = setup(true);
+    let (_, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    fs.write(opened.fh, 0, &data).expect("write");
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(
+        calls(&mem),
+        [
+            "create_kept /f 644",
+            "stat /f",
+            "write_kept /f 0+4096",
+            "close_writer"
+        ]
+    );
+    assert_eq!(mem.content("/f").as_deref(), Some(&data[..]));
+
+    // Where the create brings the new file's attributes along, no stat.
+    let (mem, fs, _s) = setup(true);
+    mem.created_attrs.store(true, Ordering::SeqCst);
+    let (entry, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    assert_eq!((entry.attr.size, entry.attr.perm), (0, 0o644));
+    fs.write(opened.fh, 0, &data).expect("write");
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(
+        calls(&mem),
+        ["create_kept /f 644", "write_kept /f 0+4096", "close_writer"]
+    );
+    assert_eq!(mem.content("/f").as_deref(), Some(&data[..]));
+
+    // A rewrite of an existing file still goes through a temporary name,
+    // whose handle is kept from its create to the commit.
+    mem.put_file("/g", b"old");
+    let g = fs.lookup(inodes::ROOT, OsStr::new("g")).expect("lookup");
+    mem.take_calls();
+    let opened = fs.open(g.ino, rewrite()).expect("open");
+    fs.write(opened.fh, 0, &data).expect("write");
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(
+        calls(&mem),
+        [
+            "stat /g",
+            "create_kept <temp> 644",
+            "write_kept <temp> 0+4096",
+            "close_writer",
+            "rename <temp> /g"
+        ]
+    );
+    assert_eq!(mem.content("/g").as_deref(), Some(&data[..]));
+
+    // Without random writes: streamed to a temporary name while written
+    // (one stream at a time in the process: another test may hold it),
+    // else uploaded whole under its own name at close; the upload may give
+    // it the server's default mode, which the commit corrects. Then one
+    // stat: a server with coarse times shows the new version only there.
+    let (mem, fs, _s) = setup(false);
+    let (_, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o640, rw())
+        .expect("create");
+    fs.write(opened.fh, 0, &data).expect("write");
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    let made = calls(&mem);
+    let streamed = [
+        "create /f 640",
+        "stat /f",
+        "upload <temp>",
+        "rename <temp> /f",
+        "setattr /f Mode(416)",
+        "stat /f",
+    ];
+    let whole = [
+        "create /f 640",
+        "stat /f",
+        "upload /f",
+        "setattr /f Mode(416)",
+        "stat /f",
+    ];
+    assert!(made == streamed || made == whole, "{made:?}");
+    assert_eq!(mem.content("/f").as_deref(), Some(&data[..]));
+}
+
+/// A new file written under its own name whose close the server refuses:
+/// the close fails, and the name is left empty as it was created, never
+/// holding the bytes as if they had arrived.
+#[test]
+fn a_refused_close_of_a_new_file_leaves_it_empty() {
+    let (mem, fs, _s) = setup(true);
+    mem.fail_closes.store(true, Ordering::SeqCst);
+    let (_, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    fs.write(opened.fh, 0, b"never confirmed").expect("write");
+    let closed = fs.flush(opened.fh);
+    assert!(closed.is_err(), "the refused close is reported");
+    assert!(fs.release(opened.fh).is_err(), "and again at release");
+    assert_eq!(mem.content("/f"), Some(Vec::new()));
+    assert_eq!(mem.names().len(), 2, "no stray names: {:?}", mem.names());
 }
 
 #[test]
@@ -1319,4 +1453,54 @@ fn our_hidden_file_survives_our_listings() {
     assert_eq!(fs.read(opened.fh, 0, 100).expect("read"), b"keep me");
     fs.release(opened.fh).expect("release");
     fs.remove_marker();
+}
+
+/// A new file counts as an upload pending from its creation (its handle
+/// is kept open) until the close commits it.
+#[test]
+fn a_new_file_is_pending_from_its_creation_until_its_close() {
+    let (_mem, fs, _s) = setup(true);
+    let (_, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    assert_eq!(fs.held().uploads_pending, 1, "created");
+    fs.write(opened.fh, 0, b"not yet committed").expect("write");
+    assert_eq!(fs.held().uploads_pending, 1, "written");
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    assert_eq!(fs.held().uploads_pending, 0, "closed");
+}
+
+/// `tar x` sets each file's times through its open descriptor after the
+/// last write: with the attributes known from the create, neither a stat
+/// before nor one after; the times are the ones set, in whole seconds.
+#[test]
+fn times_set_on_a_new_open_file_need_no_stat() {
+    let (mem, fs, _s) = setup(true);
+    mem.created_attrs.store(true, Ordering::SeqCst);
+    let (entry, opened) = fs
+        .create(inodes::ROOT, OsStr::new("f"), 0o644, rw())
+        .expect("create");
+    fs.write(opened.fh, 0, &[1u8; 3000]).expect("write");
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(1_000_000_000_700);
+    let change = SetAttrs {
+        by_handle: true,
+        atime: Some(TimeSet::At(t)),
+        mtime: Some(TimeSet::At(t)),
+        ..Default::default()
+    };
+    let attr = fs.setattr(entry.ino, change).expect("utimens");
+    let whole = std::time::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+    assert_eq!((attr.mtime, attr.size), (whole, 3000));
+    fs.flush(opened.fh).expect("flush");
+    fs.release(opened.fh).expect("release");
+    let made = calls(&mem);
+    assert!(!made.iter().any(|c| c.starts_with("stat")), "{made:?}");
+    assert_eq!(made.len(), 4, "create, write, times, close: {made:?}");
+    // (The in-memory server keeps sub-seconds; SFTP keeps whole ones.)
+    let server = mem.stat(Path::new("/f")).expect("on the server");
+    assert_eq!(
+        (crate::types::unix_secs(server.mtime), server.size),
+        (1_000_000_000, 3000)
+    );
 }

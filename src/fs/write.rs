@@ -32,12 +32,17 @@ impl Fs {
         }
         let path = self.any_path_of(h.ino)?;
         let offset = if h.append { st.size } else { offset };
+        let was_dirty = st.dirty;
         let written = st.write(&*self.remote, &path, offset, data);
         self.remove_orphaned_temps(&mut st);
         written?;
         let size = st.size;
         drop(st);
-        self.note_change(h.ino);
+        if !was_dirty {
+            // Once per dirtying: later writes move the mtime, and the
+            // ctime shown is never below it (`present_with`).
+            self.note_change(h.ino);
+        }
         // No need to drop cached blocks here: reads of a written file
         // bypass them until the commit, which drops them.
         self.meta.update(&path, |a| {
@@ -99,7 +104,18 @@ impl Fs {
         self.meta.forget(path);
         self.dir_changed(path);
         if result.is_ok() && !st.unlinked {
-            if let Ok(attr) = self.stat_fresh(path) {
+            if self.remote.caps().random_write {
+                // No stat to learn the server's new mtime: the size is
+                // known, and a version of our own keys the blocks read
+                // from now on (the next open's stat shows another, which
+                // drops them). The kernel keeps no page cache across it.
+                st.version = (st.size, SystemTime::now());
+                lock(&self.shown_versions).remove(&ino);
+            } else if let Ok(attr) = self.stat_fresh(path) {
+                // Whole uploads: a server that keeps coarse times (whole
+                // seconds or minutes) may show the new file with the very
+                // time an open just saw, so only the server's own
+                // version tells the next open the content is new.
                 st.version = attr.version();
                 st.size = attr.size;
                 lock(&self.shown_versions).insert(ino, attr.version());

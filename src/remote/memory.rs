@@ -4,10 +4,13 @@
 //! calls, and can be told to fail writes, refuse a rename over an
 //! existing file (as SFTP without posix-rename), or fail the next renames
 //! in a scripted way. It copies on the "server" (unless told it cannot)
-//! and names owners from a table the test fills. Never a replacement for
-//! the real-server tests.
+//! and names owners from a table the test fills. It logs every call
+//! (`calls`), one line each, so tests can assert how many round trips an
+//! operation costs; a kept writer's handles are simulated (one open per
+//! writer, one close at `close_writer`). Never a replacement for the
+//! real-server tests.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -17,6 +20,7 @@ use std::time::SystemTime;
 
 use super::{
     Attr, Caps, DirEntry, Error, IdNames, Kind, Remote, Result, SetAttr, StatFs, TimeRange,
+    WriterId,
 };
 
 #[derive(Clone, Debug)]
@@ -56,6 +60,16 @@ pub struct Memory {
     /// `id_names` calls, and ids asked in all.
     pub id_name_calls: AtomicUsize,
     pub ids_asked: AtomicUsize,
+    /// Every call so far, as `op path [details]` (see `take_calls`).
+    pub calls: Mutex<Vec<String>>,
+    /// Writers holding a kept handle.
+    kept: Mutex<BTreeSet<WriterId>>,
+    /// Closing a kept writer's handles fails (as a server that reports a
+    /// failed write only at CLOSE); the bytes stay written.
+    pub fail_closes: AtomicBool,
+    /// `create_kept` answers with the new file's attributes, as SFTP does
+    /// where it creates on the extensions' channel.
+    pub created_attrs: AtomicBool,
 }
 
 /// The server's names of user ids and of group ids.
@@ -150,7 +164,21 @@ impl Memory {
             id_names: Mutex::new(None),
             id_name_calls: AtomicUsize::new(0),
             ids_asked: AtomicUsize::new(0),
+            calls: Mutex::new(Vec::new()),
+            kept: Mutex::new(BTreeSet::new()),
+            fail_closes: AtomicBool::new(false),
+            created_attrs: AtomicBool::new(false),
         }
+    }
+
+    /// The calls logged since the last take, oldest first.
+    pub fn take_calls(&self) -> Vec<String> {
+        std::mem::take(&mut *crate::sync::lock(&self.calls))
+    }
+
+    fn log(&self, op: &str, path: &Path, details: std::fmt::Arguments<'_>) {
+        let line = format!("{op} {}{details}", path.display());
+        crate::sync::lock(&self.calls).push(line);
     }
 
     fn nodes(&self) -> MutexGuard<'_, BTreeMap<PathBuf, Node>> {
@@ -233,6 +261,60 @@ impl Memory {
         Ok(())
     }
 
+    fn write_now(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        self.failing()?;
+        let mut nodes = self.nodes();
+        let node = nodes.get_mut(path).ok_or(Error::NotFound)?;
+        writable(node)?;
+        let end = offset as usize + data.len();
+        if node.data.len() < end {
+            node.data.resize(end, 0);
+        }
+        node.data[offset as usize..end].copy_from_slice(data);
+        node.attr.size = node.data.len() as u64;
+        node.attr.mtime = SystemTime::now();
+        Ok(())
+    }
+
+    fn upload_now(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
+        self.failing()?;
+        let mut data = Vec::new();
+        src.read_to_end(&mut data)?;
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, path)?;
+        let node = nodes.entry(path.to_path_buf()).or_insert(Node {
+            attr: attr(Kind::File, 0o644),
+            data: Vec::new(),
+            link: None,
+        });
+        if !append {
+            node.data.clear();
+        }
+        node.data.extend_from_slice(&data);
+        node.attr.size = node.data.len() as u64;
+        Ok(())
+    }
+
+    fn create_now(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
+        if self.fail_creates.load(Ordering::SeqCst) {
+            return Err(Error::Failure("create refused".into()));
+        }
+        let mut nodes = self.nodes();
+        Self::check_parent(&nodes, path)?;
+        if nodes.contains_key(path) && exclusive {
+            return Err(Error::Exists);
+        }
+        nodes.insert(
+            path.to_path_buf(),
+            Node {
+                attr: attr(Kind::File, (mode & 0o7777) as u16),
+                data: Vec::new(),
+                link: None,
+            },
+        );
+        Ok(())
+    }
+
     fn failing(&self) -> Result<()> {
         if self.full.load(Ordering::SeqCst) {
             return Err(Error::NoSpace);
@@ -258,6 +340,7 @@ impl Remote for Memory {
     }
 
     fn stat(&self, path: &Path) -> Result<Attr> {
+        self.log("stat", path, format_args!(""));
         self.stats.fetch_add(1, Ordering::SeqCst);
         self.nodes()
             .get(path)
@@ -271,6 +354,7 @@ impl Remote for Memory {
     }
 
     fn list(&self, path: &Path) -> Result<Vec<DirEntry>> {
+        self.log("list", path, format_args!(""));
         self.lists.fetch_add(1, Ordering::SeqCst);
         if self.fail_lists.load(Ordering::SeqCst) {
             return Err(Error::PermissionDenied);
@@ -299,6 +383,7 @@ impl Remote for Memory {
     }
 
     fn read(&self, path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.log("read", path, format_args!(" {offset}+{len}"));
         self.reads.fetch_add(1, Ordering::SeqCst);
         let nodes = self.nodes();
         let node = nodes.get(path).ok_or(Error::NotFound)?;
@@ -308,60 +393,64 @@ impl Remote for Memory {
     }
 
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-        self.failing()?;
-        let mut nodes = self.nodes();
-        let node = nodes.get_mut(path).ok_or(Error::NotFound)?;
-        writable(node)?;
-        let end = offset as usize + data.len();
-        if node.data.len() < end {
-            node.data.resize(end, 0);
+        self.log("write", path, format_args!(" {offset}+{}", data.len()));
+        self.write_now(path, offset, data)
+    }
+
+    fn create_kept(
+        &self,
+        writer: WriterId,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Attr>> {
+        self.log("create_kept", path, format_args!(" {mode:o}"));
+        self.create_now(path, mode, exclusive)?;
+        crate::sync::lock(&self.kept).insert(writer);
+        if !self.created_attrs.load(Ordering::SeqCst) {
+            return Ok(None);
         }
-        node.data[offset as usize..end].copy_from_slice(data);
-        node.attr.size = node.data.len() as u64;
-        node.attr.mtime = SystemTime::now();
+        Ok(self.nodes().get(path).map(|n| n.attr.clone()))
+    }
+
+    fn write_kept(&self, writer: WriterId, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let opened = crate::sync::lock(&self.kept).insert(writer);
+        let open = if opened { " (open)" } else { "" };
+        self.log(
+            "write_kept",
+            path,
+            format_args!(" {offset}+{}{open}", data.len()),
+        );
+        self.write_now(path, offset, data)
+    }
+
+    fn close_writer(&self, writer: WriterId) -> Result<()> {
+        if !crate::sync::lock(&self.kept).remove(&writer) {
+            return Ok(());
+        }
+        crate::sync::lock(&self.calls).push("close_writer".into());
+        if self.fail_closes.load(Ordering::SeqCst) {
+            return Err(Error::Failure("close refused".into()));
+        }
         Ok(())
     }
 
     fn upload(&self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
-        self.failing()?;
-        let mut data = Vec::new();
-        src.read_to_end(&mut data)?;
-        let mut nodes = self.nodes();
-        Self::check_parent(&nodes, path)?;
-        let node = nodes.entry(path.to_path_buf()).or_insert(Node {
-            attr: attr(Kind::File, 0o644),
-            data: Vec::new(),
-            link: None,
-        });
-        if !append {
-            node.data.clear();
-        }
-        node.data.extend_from_slice(&data);
-        node.attr.size = node.data.len() as u64;
-        Ok(())
+        self.log(
+            "upload",
+            path,
+            format_args!("{}", if append { " append" } else { "" }),
+        );
+        self.upload_now(path, src, append)
     }
 
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
-        if self.fail_creates.load(Ordering::SeqCst) {
-            return Err(Error::Failure("create refused".into()));
-        }
-        let mut nodes = self.nodes();
-        Self::check_parent(&nodes, path)?;
-        if nodes.contains_key(path) && exclusive {
-            return Err(Error::Exists);
-        }
-        nodes.insert(
-            path.to_path_buf(),
-            Node {
-                attr: attr(Kind::File, (mode & 0o7777) as u16),
-                data: Vec::new(),
-                link: None,
-            },
-        );
-        Ok(())
+        self.log("create", path, format_args!(" {mode:o}"));
+        self.create_now(path, mode, exclusive)
     }
 
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
+        self.log("setattr", path, format_args!(" {change:?}"));
         let mut nodes = self.nodes();
         let node = nodes.get_mut(path).ok_or(Error::NotFound)?;
         match change {
@@ -391,6 +480,7 @@ impl Remote for Memory {
     }
 
     fn mkdir(&self, path: &Path, mode: u32) -> Result<()> {
+        self.log("mkdir", path, format_args!(""));
         let mut nodes = self.nodes();
         Self::check_parent(&nodes, path)?;
         if nodes.contains_key(path) {
@@ -422,6 +512,7 @@ impl Remote for Memory {
     }
 
     fn unlink(&self, path: &Path) -> Result<()> {
+        self.log("unlink", path, format_args!(""));
         let mut nodes = self.nodes();
         match nodes.get(path) {
             Some(n) if n.attr.kind == Kind::Dir => Err(Error::IsADirectory),
@@ -434,6 +525,7 @@ impl Remote for Memory {
     }
 
     fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        self.log("rename", from, format_args!(" {}", to.display()));
         self.failing()?;
         for p in [from, to] {
             assert!(
@@ -508,6 +600,7 @@ impl Remote for Memory {
     }
 
     fn fsync(&self, _path: &Path) -> Result<()> {
+        self.log("fsync", _path, format_args!(""));
         Ok(())
     }
 

@@ -28,6 +28,7 @@ pub use crate::types::{unix_secs, Attr, DirEntry, Kind, SetAttr, StatFs};
 use std::ffi::OsString;
 use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use crate::errno::ToErrno;
@@ -192,6 +193,16 @@ pub struct IdNames {
     pub groups: Vec<OsString>,
 }
 
+/// Names the server handles kept open for one writer between its calls
+/// (`Remote::write_kept`), until `Remote::close_writer`.
+pub type WriterId = u64;
+
+/// A writer id no other writer of this process has.
+pub fn new_writer_id() -> WriterId {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
 /// A remote filesystem, reached through a pool of connections.
 ///
 /// Every call is blocking and bounded by the configured timeout. Calls may run
@@ -278,6 +289,39 @@ pub trait Remote: Send + Sync {
     /// Create an empty regular file. With `exclusive`, fail with `Exists` if
     /// the name is taken; otherwise truncate an existing file.
     fn create(&self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
+
+    /// As `create` (exclusive or truncating), but where the protocol
+    /// can, the server's handle stays open for `writer`'s writes
+    /// (`write_kept`) until `close_writer`: no close now, no open at the
+    /// first write. Returns the new file's attributes where the protocol
+    /// learned them in the same exchange (else the caller stats it).
+    fn create_kept(
+        &self,
+        writer: WriterId,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Attr>> {
+        let _ = writer;
+        self.create(path, mode, exclusive).map(|()| None)
+    }
+
+    /// As `write`, through a handle kept open for `writer` (opened by the
+    /// first such write, or by `create_kept`). Success says the server
+    /// took the bytes; only `close_writer` says the file is complete.
+    fn write_kept(&self, writer: WriterId, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let _ = writer;
+        self.write(path, offset, data)
+    }
+
+    /// Closes every handle kept open for `writer`, checking each close's
+    /// status (a server may report a failed write only there). Reports
+    /// the first failure, including that of a handle closed earlier to
+    /// free its connection.
+    fn close_writer(&self, writer: WriterId) -> Result<()> {
+        let _ = writer;
+        Ok(())
+    }
 
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()>;
 

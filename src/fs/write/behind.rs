@@ -14,7 +14,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use crossbeam_channel::{bounded, Sender};
 
 use super::budget::Buffered;
-use crate::remote::{self, Remote};
+use crate::remote::{self, Remote, WriterId};
 use crate::sync::{lock, wait};
 
 /// Two senders keep one connection sending while the other waits for the
@@ -24,6 +24,7 @@ use crate::sync::{lock, wait};
 const MAX_SENDERS: usize = 2;
 
 struct Chunk {
+    writer: WriterId,
     path: PathBuf,
     offset: u64,
     /// Counted in the process's write budget until sent (dropped).
@@ -66,7 +67,13 @@ impl WriteBehind {
     /// Queues a chunk (waiting while the queue is full, or while chunks
     /// being sent hold the process's write budget). Reports an earlier
     /// failure instead, once.
-    pub fn push(&mut self, path: PathBuf, offset: u64, mut data: Buffered) -> remote::Result<()> {
+    pub fn push(
+        &mut self,
+        writer: WriterId,
+        path: PathBuf,
+        offset: u64,
+        mut data: Buffered,
+    ) -> remote::Result<()> {
         self.take_error()?;
         data.start_sending();
         let range = (offset, offset + data.len() as u64);
@@ -77,7 +84,12 @@ impl WriteBehind {
             }
             progress.outstanding.push(range);
         }
-        let chunk = Chunk { path, offset, data };
+        let chunk = Chunk {
+            writer,
+            path,
+            offset,
+            data,
+        };
         let queue = match &self.queue {
             Some(queue) => queue,
             None => self.queue.insert(self.start()?),
@@ -89,7 +101,7 @@ impl WriteBehind {
                 .outstanding
                 .retain(|r| *r != range);
             let c = unsent.into_inner();
-            return self.remote.write(&c.path, c.offset, &c.data);
+            return self.remote.write_kept(c.writer, &c.path, c.offset, &c.data);
         }
         Ok(())
     }
@@ -109,7 +121,7 @@ impl WriteBehind {
                         let result = if failed {
                             Ok(())
                         } else {
-                            remote.write(&chunk.path, chunk.offset, &chunk.data)
+                            remote.write_kept(chunk.writer, &chunk.path, chunk.offset, &chunk.data)
                         };
                         let mut progress = lock(&shared.progress);
                         if let Err(e) = result {
@@ -165,12 +177,17 @@ mod tests {
         mem.put_file("/f", b"");
         let mut wb = WriteBehind::new(mem.clone(), 3);
         for i in 0..10u8 {
-            wb.push("/f".into(), u64::from(i) * 2, Buffered::new(&[b'a' + i; 2]))
-                .expect("push");
+            wb.push(
+                1,
+                "/f".into(),
+                u64::from(i) * 2,
+                Buffered::new(&[b'a' + i; 2]),
+            )
+            .expect("push");
         }
         // Overlapping rewrites of one range land in order.
         for i in 0..10u8 {
-            wb.push("/f".into(), 0, Buffered::new(&[i; 4]))
+            wb.push(1, "/f".into(), 0, Buffered::new(&[i; 4]))
                 .expect("push");
         }
         wb.drain().expect("drain");
@@ -178,7 +195,7 @@ mod tests {
         assert_eq!(mem.content("/f").map(|c| c.len()), Some(20));
         assert_eq!(mem.content("/f").map(|c| c[18]), Some(b'j'));
         mem.fail_writes.store(true, Ordering::SeqCst);
-        let _ = wb.push(Path::new("/f").into(), 20, Buffered::new(&[1; 2]));
+        let _ = wb.push(1, Path::new("/f").into(), 20, Buffered::new(&[1; 2]));
         assert!(wb.drain().is_err(), "the failure is reported");
         assert!(wb.drain().is_ok(), "once");
     }

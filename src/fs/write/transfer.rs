@@ -28,12 +28,14 @@ pub const DOWNLOAD_CHUNK: usize = 1 << 20;
 /// Uploads a local staging file: appending the new tail where the server
 /// already holds the head, otherwise whole under a temporary name that is
 /// then renamed over the target, so a failed upload leaves the old file.
+/// A `new` file (nothing on the server to protect) is uploaded under its
+/// own name.
 pub fn upload_local(
     remote: &dyn Remote,
     path: &Path,
     file: &mut File,
-    synced: Option<u64>,
-    size: u64,
+    (synced, size): (Option<u64>, u64),
+    new: bool,
     orphans: &mut Vec<PathBuf>,
 ) -> Result<()> {
     if let Some(from) = synced {
@@ -46,7 +48,7 @@ pub fn upload_local(
     }
     file.seek(SeekFrom::Start(0)).map_err(Error::Io)?;
     let mut whole = Read::take(&mut *file, size);
-    if !remote.caps().atomic_rename {
+    if new || !remote.caps().atomic_rename {
         return remote.upload(path, &mut whole, false).map_err(Error::from);
     }
     let temp = private_sibling(path, TEMP_PREFIX);

@@ -52,6 +52,27 @@ pub trait Connection: Send + 'static {
     fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()>;
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
+    /// As `create`; true when the connection keeps the file's handle open
+    /// for the writes that follow (`write_kept`), until `close_kept`; and
+    /// the new file's attributes if they came with the create.
+    fn create_kept(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<(bool, Option<Attr>)> {
+        self.create(path, mode, exclusive).map(|()| (false, None))
+    }
+    /// As `write`; true when the connection keeps the handle open (it
+    /// holds at most one, for `path`, while the pool parks it for one
+    /// writer).
+    fn write_kept(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<bool> {
+        self.write(path, offset, data).map(|()| false)
+    }
+    /// Closes the kept handle, if any, and reports its close status.
+    fn close_kept(&mut self) -> Result<()> {
+        Ok(())
+    }
     fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()>;
     fn mkdir(&mut self, path: &Path, mode: u32) -> Result<()>;
     fn rmdir(&mut self, path: &Path) -> Result<()>;

@@ -10,14 +10,16 @@
 
 use crate::stats;
 use crate::sync::{lock, wait_timeout};
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::{Error, Result};
+use super::{Error, Result, WriterId};
 
 mod connection;
+mod kept;
 mod remote;
 
 pub use connection::{Connection, Connector, Generation};
@@ -79,6 +81,14 @@ pub struct Pool<C: Connector> {
     epoch: AtomicU64,
     outage: Mutex<Outage>,
     keepalive_failures: AtomicU32,
+    /// Data connections holding a handle kept open for a writer
+    /// (`Remote::write_kept`), parked for that writer's next call. They
+    /// count as open; one is taken back (its handle closed) when no other
+    /// connection can be had.
+    parked: Mutex<HashMap<WriterId, Vec<Pooled<C::Conn>>>>,
+    /// The failed close of a kept handle that was closed to free its
+    /// connection, for the writer's `close_writer`.
+    kept_errors: Mutex<HashMap<WriterId, Error>>,
 }
 
 struct Bulk<T> {
@@ -127,6 +137,8 @@ impl<C: Connector> Pool<C> {
             epoch: AtomicU64::new(0),
             outage: Mutex::new(Outage::default()),
             keepalive_failures: AtomicU32::new(0),
+            parked: Mutex::new(HashMap::new()),
+            kept_errors: Mutex::new(HashMap::new()),
         }
     }
 
@@ -344,6 +356,20 @@ impl<C: Connector> Pool<C> {
                         return Err(e);
                     }
                 }
+            }
+            drop(bulk);
+            if let Some(pooled) = self.reclaim_parked() {
+                if self.is_current(&pooled) {
+                    return Ok(pooled);
+                }
+                self.give_back(pooled, true);
+            }
+            bulk = lock(&self.bulk);
+            // A parked connection whose close broke it freed its slot:
+            // open a new one rather than wait for the deadline.
+            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
+            if bulk.open < self.bulk_max && !full {
+                continue;
             }
             let now = Instant::now();
             if now >= deadline {

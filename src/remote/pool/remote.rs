@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 
 use super::{counted, no_nul, Connection, Connector, Lane, Pool};
 use crate::remote::rename_aside::RenameAside;
-use crate::remote::{Attr, Caps, DirEntry, IdNames, Remote, Result, SetAttr, StatFs};
+use crate::remote::{Attr, Caps, DirEntry, IdNames, Remote, Result, SetAttr, StatFs, WriterId};
 use crate::stats::{self, Op};
 
 impl<C: Connector> Remote for Pool<C> {
@@ -87,6 +87,36 @@ impl<C: Connector> Remote for Pool<C> {
         let _timed = stats::get().timed(Op::Create);
         no_nul(path)?;
         self.renaming(|| self.run(Lane::Meta, false, |c| c.create(path, mode, exclusive)))
+    }
+    fn create_kept(
+        &self,
+        writer: WriterId,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<Option<Attr>> {
+        let _timed = stats::get().timed(Op::Create);
+        no_nul(path)?;
+        let mut attr = None;
+        self.renaming(|| {
+            self.run_kept(writer, |c| {
+                let (kept, created) = c.create_kept(path, mode, exclusive)?;
+                attr = created;
+                Ok(kept)
+            })
+        })?;
+        Ok(attr)
+    }
+    fn write_kept(&self, writer: WriterId, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+        let _timed = stats::get().timed(Op::Write);
+        no_nul(path)?;
+        counted(&self.writes, || {
+            self.run_kept(writer, |c| c.write_kept(path, offset, data))
+        })
+        .inspect(|()| stats::get().wrote_bytes(data.len()))
+    }
+    fn close_writer(&self, writer: WriterId) -> Result<()> {
+        self.close_parked(writer)
     }
     fn setattr(&self, path: &Path, change: SetAttr) -> Result<()> {
         let _timed = stats::get().timed(Op::Setattr);

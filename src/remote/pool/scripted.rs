@@ -190,6 +190,7 @@ impl Script {
         Scripted {
             id,
             script: self.clone(),
+            kept: None,
         }
     }
 
@@ -296,6 +297,8 @@ impl Connector for ScriptedConnector {
 pub struct Scripted {
     id: usize,
     script: Script,
+    /// The path of the write handle it keeps open, if any.
+    kept: Option<PathBuf>,
 }
 
 impl Scripted {
@@ -353,6 +356,17 @@ impl Connection for Scripted {
     }
     fn write(&mut self, path: &Path, _: u64, _: &[u8]) -> Result<()> {
         self.call("write", path)
+    }
+    fn write_kept(&mut self, path: &Path, _: u64, _: &[u8]) -> Result<bool> {
+        self.call("write_kept", path)?;
+        self.kept = Some(path.to_path_buf());
+        Ok(true)
+    }
+    fn close_kept(&mut self) -> Result<()> {
+        match self.kept.take() {
+            Some(path) => self.call("close_kept", &path),
+            None => Ok(()),
+        }
     }
     fn upload(&mut self, path: &Path, _: &mut dyn io::Read, _: bool) -> Result<()> {
         self.call("upload", path)

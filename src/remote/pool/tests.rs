@@ -505,6 +505,64 @@ fn a_listing_in_the_background_runs_only_on_an_idle_data_connection() {
     assert_eq!(script.conns_asked("list"), [1], "on the data connection");
 }
 
+/// What each call of `script` was, as (connection, op, path).
+fn asked(script: &Script) -> Vec<(usize, &'static str, String)> {
+    script
+        .asked()
+        .into_iter()
+        .map(|c| (c.conn, c.op, c.path.display().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_writers_kept_handle_stays_on_its_connection_until_closed() {
+    let script = Script::new();
+    let pool = pool(&script, 3);
+    let f = Path::new("/f");
+    pool.write_kept(7, f, 0, b"a").expect("write");
+    pool.write_kept(7, f, 1, b"b").expect("write");
+    // Another call meanwhile takes another connection: the parked one
+    // serves only its writer.
+    pool.read(Path::new("/g"), 0, 1).expect("read");
+    pool.close_writer(7).expect("close");
+    assert_eq!(
+        asked(&script),
+        [
+            (1, "write_kept", "/f".into()),
+            (1, "write_kept", "/f".into()),
+            (2, "read", "/g".into()),
+            (1, "close_kept", "/f".into()),
+        ]
+    );
+    assert!(pool.close_writer(7).is_ok(), "nothing left to close");
+}
+
+#[test]
+fn a_kept_handle_is_closed_to_free_its_connection_and_its_failure_kept() {
+    let script = Script::new();
+    // One data connection: a read must take back the parked one.
+    let pool = pool(&script, 2);
+    let f = Path::new("/f");
+    pool.write_kept(7, f, 0, b"a").expect("write");
+    // That close breaks the link: the connection goes, a new one reads.
+    script.on_call(Step::broken());
+    pool.read(Path::new("/g"), 0, 1).expect("read");
+    assert_eq!(
+        asked(&script),
+        [
+            (1, "write_kept", "/f".into()),
+            (1, "close_kept", "/f".into()),
+            (2, "read", "/g".into()),
+        ]
+    );
+    let closed = pool.close_writer(7);
+    assert!(
+        matches!(closed, Err(Error::Transport(_))),
+        "the writer is told its close failed: {closed:?}"
+    );
+    assert!(pool.close_writer(7).is_ok(), "once");
+}
+
 #[test]
 fn a_spare_data_connection_is_opened_only_with_room_and_none_idle() {
     let script = Script::new();

@@ -62,6 +62,11 @@ pub struct SftpExt {
     sftp: *mut raw::LIBSSH2_SFTP,
     /// Our next request id.
     next_id: u32,
+    /// Replies read while waiting for another (a server may answer
+    /// requests sent together in any order), by id; ids still to be
+    /// answered are in `due`.
+    early: Vec<Reply>,
+    due: Vec<u32>,
 }
 
 // The pointer is only used while holding the session's own lock
@@ -82,6 +87,8 @@ impl SftpExt {
                 session: session.clone(),
                 sftp,
                 next_id: OWN_REQUEST_IDS,
+                early: Vec::new(),
+                due: Vec::new(),
             }));
         }
         match ssh2::Error::last_session_error(session).map(|e| e.code()) {
@@ -293,17 +300,47 @@ impl SftpExt {
     /// Sends the request `build` makes for a fresh id and reads its
     /// reply, whole.
     fn exchange(&mut self, build: impl FnOnce(u32) -> Result<Packet>) -> Result<Reply> {
+        let id = self.send(build)?;
+        self.receive(id)
+    }
+
+    /// Sends the request `build` makes for a fresh id, without waiting
+    /// for its reply: the caller reads it with `receive`, in the order
+    /// sent, before any other exchange on this channel.
+    pub(super) fn send(&mut self, build: impl FnOnce(u32) -> Result<Packet>) -> Result<u32> {
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1) | OWN_REQUEST_IDS;
         let packet = build(id)?.finish()?;
         let _guard = self.session.raw();
-        // SAFETY: live channel; the session lock is held for the whole
-        // exchange, so no other call uses the session meanwhile.
-        let channel = unsafe { libssh2_sftp_get_channel(self.sftp) };
-        if channel.is_null() {
-            return Err(Error::Transport("no SFTP channel".into()));
+        // SAFETY: the session lock is held while the channel is used.
+        write_all(self.channel()?, &packet)?;
+        self.due.push(id);
+        Ok(id)
+    }
+
+    /// The reply to the request `id` (sent by `send`), whole. Replies to
+    /// other requests sent before it that arrive first are kept for their
+    /// own `receive`.
+    pub(super) fn receive(&mut self, id: u32) -> Result<Reply> {
+        if let Some(at) = self.early.iter().position(|r| r.id == id) {
+            return Ok(self.early.swap_remove(at));
         }
-        write_all(channel, &packet)?;
+        loop {
+            let reply = self.read_reply()?;
+            let Some(at) = self.due.iter().position(|&d| d == reply.id) else {
+                return Err(Error::Transport("a reply to no request".into()));
+            };
+            self.due.swap_remove(at);
+            if reply.id == id {
+                return Ok(reply);
+            }
+            self.early.push(reply);
+        }
+    }
+
+    fn read_reply(&mut self) -> Result<Reply> {
+        let _guard = self.session.raw();
+        let channel = self.channel()?;
         let mut len = [0u8; 4];
         read_exact(channel, &mut len)?;
         let len = u32::from_be_bytes(len) as usize;
@@ -312,10 +349,17 @@ impl SftpExt {
         }
         let mut body = vec![0u8; len];
         read_exact(channel, &mut body)?;
-        match Reply::parse(body) {
-            Some(reply) if reply.id == id => Ok(reply),
-            _ => Err(Error::Transport("a reply to another request".into())),
+        Reply::parse(body).ok_or_else(|| Error::Transport("a malformed reply".into()))
+    }
+
+    /// The raw channel. Caller holds the session lock.
+    fn channel(&self) -> Result<*mut raw::LIBSSH2_CHANNEL> {
+        // SAFETY: live SFTP handle; the caller holds the session lock.
+        let channel = unsafe { libssh2_sftp_get_channel(self.sftp) };
+        if channel.is_null() {
+            return Err(Error::Transport("no SFTP channel".into()));
         }
+        Ok(channel)
     }
 
     /// Turns a libssh2 return code into `Some(())` on success, `None` when

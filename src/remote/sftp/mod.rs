@@ -3,24 +3,27 @@
 //! Owns the follow-up checks where SFTP v3 answers only "failure" (the
 //! status codes themselves are mapped in `status`) and keeps at most one
 //! open read handle per connection, so sequential reads do not pay an
-//! open/close round trip per call. Write handles are closed (and their
-//! status checked) before each write call returns. Must not cache anything
-//! else. The OpenSSH extensions ssh2 lacks are in `ext`, the SYMLINK
+//! open/close round trip per call. A write handle is kept open only while
+//! the pool parks the connection for one writer (`write_kept`), and closed
+//! (its status checked) at `close_kept`; a plain `write` closes its own
+//! before it returns. Must not cache anything else. The OpenSSH extensions ssh2 lacks are in `ext`, the SYMLINK
 //! argument order in `symlink_order`.
 
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use ssh2::{ErrorCode, File, FileStat, OpenFlags, OpenType, Sftp};
+use ssh2::{ErrorCode, File, FileStat, Sftp};
 
 mod ext;
+mod small_put;
 mod status;
 mod stream_read;
 mod symlink_order;
 mod wire;
+mod write;
 
 use super::explain::{self, Expect, Looks, Refusals};
 use super::pool::{Connection, Connector, Generation};
@@ -141,6 +144,8 @@ impl Connector for SftpConnector {
             sftp,
             session,
             reader: None,
+            kept: None,
+            raw_kept: None,
         })
     }
 
@@ -187,6 +192,12 @@ impl CachedHandle {
 pub struct SftpConnection {
     // Fields drop in this order: handles and channels before the session.
     reader: Option<CachedHandle>,
+    /// The write handle kept open for the writer this connection is
+    /// parked for, and the path it was opened with.
+    kept: Option<(PathBuf, File)>,
+    /// Or that handle, of a new file, on the extensions' channel
+    /// (`small_put`): dropped only with that channel.
+    raw_kept: Option<small_put::RawKept>,
     /// Pipelined reads on a channel of their own, where the server tells
     /// its read limit (opened on the first read); else `reader` serves.
     stream: Option<StreamReader>,
@@ -232,6 +243,14 @@ impl SftpConnection {
     /// channel (`MaxSessions 1`): the extensions are then missing, as on
     /// servers that lack them.
     fn ext(&mut self) -> Result<Option<&mut SftpExt>> {
+        if self.raw_kept.is_some() {
+            // Never with replies of its requests still unread: the kept
+            // handle is closed first (the pool closes it before any other
+            // use of a parked connection; this only keeps it so).
+            if let Err(e) = self.close_kept_handle() {
+                tracing::debug!("closing a kept handle before another request: {e}");
+            }
+        }
         if self.ext.is_none() && !self.ext_refused {
             match SftpExt::open(&self.session)? {
                 Some(ext) => self.ext = Some(ext),
@@ -391,73 +410,40 @@ impl Connection for SftpConnection {
         Ok(buf)
     }
 
-    /// Each write opens and closes its own handle, and checks the CLOSE
-    /// status: a server may report a failed write only there, and a handle
-    /// left open would keep the file busy on the server (a program just
-    /// linked on the mount could not run there: ETXTBSY) after the
-    /// application's close() returned.
     fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
-        self.reader = None;
-        let mut file = self
-            .sftp
-            .open_mode(path, OpenFlags::WRITE, 0o644, OpenType::File)
-            .map_err(|e| map_err(e, "open for writing"))?;
-        file.seek(SeekFrom::Start(offset))
-            .map_err(|e| map_io(e, "seek"))?;
-        file.write_all(data).map_err(|e| map_io(e, "write"))?;
-        file.close().map_err(|e| map_err(e, "close"))
+        self.write_once(path, offset, data)
+    }
+
+    fn write_kept(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<bool> {
+        self.write_through_kept(path, offset, data)
+    }
+
+    fn create_kept(
+        &mut self,
+        path: &Path,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<(bool, Option<Attr>)> {
+        self.close_kept()?;
+        if let Some(attr) = self.create_raw_kept(path, mode, exclusive)? {
+            return Ok((true, attr));
+        }
+        let file = self.open_new(path, mode, exclusive)?;
+        self.kept = Some((path.to_path_buf(), file));
+        Ok((true, None))
+    }
+
+    fn close_kept(&mut self) -> Result<()> {
+        self.close_kept_handle()
     }
 
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()> {
-        self.drop_handles();
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if append {
-            OpenFlags::APPEND
-        } else {
-            OpenFlags::TRUNCATE
-        };
-        let mut file = self
-            .sftp
-            .open_mode(path, flags, 0o644, OpenType::File)
-            .map_err(|e| map_err(e, "open for upload"))?;
-        let mut buf = vec![0u8; READ_CHUNK];
-        loop {
-            let n = src.read(&mut buf).map_err(Error::Io)?;
-            if n == 0 {
-                break;
-            }
-            file.write_all(&buf[..n]).map_err(|e| map_io(e, "write"))?;
-        }
-        file.close().map_err(|e| map_err(e, "close"))
+        self.upload_whole(path, src, append)
     }
 
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()> {
-        self.drop_handles();
-        let mut flags = OpenFlags::WRITE | OpenFlags::CREATE;
-        flags |= if exclusive {
-            OpenFlags::EXCLUSIVE
-        } else {
-            OpenFlags::TRUNCATE
-        };
-        let mode = mode & 0o7777;
-        let opened = self
-            .sftp
-            .open_mode(path, flags, mode as i32, OpenType::File);
-        let mut file = opened.map_err(|e| {
-            let err = map_err(e, "create");
-            if exclusive {
-                self.explain_failure(err, path, Expect::Absent)
-            } else {
-                err
-            }
-        })?;
-        file.close().map_err(|e| map_err(e, "close"))?;
-        // The server applies its umask to new files; the kernel already
-        // applied the caller's, so set exactly what was asked for.
-        if mode & 0o022 != 0 || mode & 0o7000 != 0 {
-            self.setattr(path, SetAttr::Mode(mode))?;
-        }
-        Ok(())
+        let mut file = self.open_new(path, mode, exclusive)?;
+        file.close().map_err(|e| map_err(e, "close"))
     }
 
     fn setattr(&mut self, path: &Path, change: SetAttr) -> Result<()> {

@@ -14,15 +14,39 @@ pub const FXP_VERSION: u8 = 2;
 pub const FXP_OPEN: u8 = 3;
 pub const FXP_CLOSE: u8 = 4;
 pub const FXP_READ: u8 = 5;
+pub const FXP_WRITE: u8 = 6;
+pub const FXP_LSTAT: u8 = 7;
+pub const FXP_FSETSTAT: u8 = 10;
 pub const FXP_STATUS: u8 = 101;
 pub const FXP_HANDLE: u8 = 102;
 pub const FXP_DATA: u8 = 103;
+pub const FXP_ATTRS: u8 = 105;
 const FXP_EXTENDED: u8 = 200;
 const FXP_EXTENDED_REPLY: u8 = 201;
 
 /// OPEN flags.
 pub const FXF_READ: u32 = 0x01;
 pub const FXF_WRITE: u32 = 0x02;
+pub const FXF_CREAT: u32 = 0x08;
+pub const FXF_TRUNC: u32 = 0x10;
+pub const FXF_EXCL: u32 = 0x20;
+
+/// ATTRS flags: which fields follow.
+const ATTR_SIZE: u32 = 0x01;
+const ATTR_UIDGID: u32 = 0x02;
+pub const ATTR_PERMISSIONS: u32 = 0x04;
+const ATTR_ACMODTIME: u32 = 0x08;
+
+/// The fields of an ATTRS reply, each where the server sent it.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Attrs {
+    pub size: Option<u64>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub perm: Option<u32>,
+    pub atime: Option<u64>,
+    pub mtime: Option<u64>,
+}
 
 /// A request being built: its length is filled in by `finish`.
 pub struct Packet(Vec<u8>);
@@ -139,6 +163,32 @@ pub fn handle(reply: &Reply) -> Option<Vec<u8>> {
     let h = Fields(&reply.body).string()?;
     // The draft bounds handles to 256 bytes; an empty one is no handle.
     (!h.is_empty() && h.len() <= 256).then(|| h.to_vec())
+}
+
+/// The attributes an `SSH_FXP_ATTRS` reply gives (extended attributes,
+/// which come last, are not read).
+pub fn attrs(reply: &Reply) -> Option<Attrs> {
+    if reply.kind != FXP_ATTRS {
+        return None;
+    }
+    let mut fields = Fields(&reply.body);
+    let flags = fields.u32()?;
+    let mut attrs = Attrs::default();
+    if flags & ATTR_SIZE != 0 {
+        attrs.size = Some(fields.u64()?);
+    }
+    if flags & ATTR_UIDGID != 0 {
+        attrs.uid = Some(fields.u32()?);
+        attrs.gid = Some(fields.u32()?);
+    }
+    if flags & ATTR_PERMISSIONS != 0 {
+        attrs.perm = Some(fields.u32()?);
+    }
+    if flags & ATTR_ACMODTIME != 0 {
+        attrs.atime = Some(u64::from(fields.u32()?));
+        attrs.mtime = Some(u64::from(fields.u32()?));
+    }
+    Some(attrs)
 }
 
 /// The names a users-groups-by-id reply gives, exactly as many as asked.
@@ -260,6 +310,34 @@ mod tests {
         assert_eq!(handle(&reply(102, 1, &string(b""))), None, "empty");
         assert_eq!(handle(&reply(102, 1, &[0, 0, 0, 9, 1])), None, "cut short");
         assert_eq!(handle(&reply(102, 1, &string(&[7; 300]))), None, "too long");
+    }
+
+    #[test]
+    fn attributes_are_read_as_their_flags_say() {
+        let mut body = (ATTR_SIZE | ATTR_UIDGID | ATTR_PERMISSIONS | ATTR_ACMODTIME)
+            .to_be_bytes()
+            .to_vec();
+        body.extend_from_slice(&4096u64.to_be_bytes());
+        for v in [1000u32, 100, 0o100644, 7, 9] {
+            body.extend_from_slice(&v.to_be_bytes());
+        }
+        let got = attrs(&reply(105, 2, &body)).expect("attrs");
+        let want = Attrs {
+            size: Some(4096),
+            uid: Some(1000),
+            gid: Some(100),
+            perm: Some(0o100644),
+            atime: Some(7),
+            mtime: Some(9),
+        };
+        assert_eq!(got, want);
+        // Only the permissions: the rest is absent, not zero.
+        let mut body = ATTR_PERMISSIONS.to_be_bytes().to_vec();
+        body.extend_from_slice(&0o100600u32.to_be_bytes());
+        let got = attrs(&reply(105, 2, &body)).expect("attrs");
+        assert_eq!((got.perm, got.size), (Some(0o100600), None));
+        assert!(attrs(&reply(105, 2, &body[..6])).is_none(), "cut short");
+        assert!(attrs(&reply(101, 2, &body)).is_none(), "not attrs");
     }
 
     #[test]
