@@ -27,6 +27,10 @@ impl<C: Connector> Pool<C> {
         match result {
             Ok(true) => {
                 lock(&self.parked).entry(writer).or_default().push(pooled);
+                // A call waiting for a data connection can take this one
+                // back (`reclaim_parked`): wake it, or it sleeps until its
+                // deadline while every connection is parked.
+                self.bulk_freed.notify_one();
                 Ok(())
             }
             Ok(false) => {
