@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use suppaftp::{FtpError, Mode, Status, TransferStream};
 
 use super::connect::reply_text;
+use super::read_stream;
 use super::reply::{error_code, is_not_implemented, map_err, map_io};
 use super::tls::{self, RustlsStream};
 use super::wire::path_arg;
@@ -28,6 +29,9 @@ pub(super) const STREAM_IDLE_MAX: Duration = Duration::from_secs(2);
 
 /// Upload copy buffer.
 const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// Scratch buffer for the bytes a skip forward drops.
+const SKIP_CHUNK: u64 = 256 << 10;
 
 /// A download left open after a read that did not reach the end.
 pub(super) struct OpenRead {
@@ -97,8 +101,52 @@ impl FtpConnection {
         self.ftp.set_mode(mode);
     }
 
-    /// Starts a download of `path` at `offset` (REST + RETR).
+    /// How the open download serves a read of `path` at `offset`: the bytes
+    /// to skip first (0: it is right there), or None when a new download
+    /// has to start.
+    pub(super) fn stream_skip(&self, path: &Path, offset: u64, generation: u64) -> Option<u64> {
+        let open = self.reader.as_ref()?;
+        if open.generation != generation {
+            return None;
+        }
+        self.stream_gap(open, path, offset)
+    }
+
+    /// Whether the open download would serve a read of `path` at `offset`
+    /// (as far as this connection knows: not the generation).
+    pub(super) fn stream_continues(&self, path: &Path, offset: u64) -> bool {
+        self.reader
+            .as_ref()
+            .and_then(|open| self.stream_gap(open, path, offset))
+            .is_some()
+    }
+
+    /// Whether a download is open and still fresh enough to be continued.
+    pub(super) fn stream_held(&self) -> bool {
+        self.reader
+            .as_ref()
+            .is_some_and(|open| open.last_used.elapsed() < STREAM_IDLE_MAX)
+    }
+
+    fn stream_gap(&self, open: &OpenRead, path: &Path, offset: u64) -> Option<u64> {
+        if open.path != path || open.last_used.elapsed() >= STREAM_IDLE_MAX {
+            return None;
+        }
+        read_stream::skip_to(open.pos, offset, self.learned().stream_costs.skip_limit())
+    }
+
+    /// Starts a download of `path` at `offset` (REST + RETR), after ending
+    /// the one left open, if any; records what that cost.
     pub(super) fn start_read(&mut self, path: &Path, offset: u64, generation: u64) -> Result<()> {
+        let started = Instant::now();
+        if let Some(open) = &self.reader {
+            tracing::debug!(
+                "a read at {offset} of {} ends the download at {} of {}",
+                path.display(),
+                open.pos,
+                open.path.display()
+            );
+        }
         self.close_reader()?;
         let arg = path_arg(path)?;
         let stream = match self.open_data(&DataCmd::Retr(&arg), offset) {
@@ -108,6 +156,7 @@ impl FtpConnection {
                 return Err(self.explain(err, path, Expect::NotDir));
             }
         };
+        self.learned().stream_costs.restarted(started.elapsed());
         self.reader = Some(OpenRead {
             path: path.to_path_buf(),
             stream,
@@ -126,11 +175,41 @@ impl FtpConnection {
     /// Reads up to `len` bytes from the open download; at its end, checks the
     /// server's verdict on the transfer.
     pub(super) fn continue_read(&mut self, len: usize) -> Result<Vec<u8>> {
+        let mut buf = vec![0u8; len];
+        let started = Instant::now();
+        let filled = self.fill(&mut buf)?;
+        self.learned()
+            .stream_costs
+            .streamed(filled, started.elapsed());
+        buf.truncate(filled);
+        Ok(buf)
+    }
+
+    /// Reads and drops the next `n` bytes of the open download (a read
+    /// further on than the stream is; see `read_stream`). False if the
+    /// download ended first: the file is shorter than that.
+    pub(super) fn skip_read(&mut self, mut n: u64) -> Result<bool> {
+        let mut scratch = vec![0u8; n.min(SKIP_CHUNK) as usize];
+        while n > 0 {
+            let want = n.min(scratch.len() as u64) as usize;
+            let got = self.fill(&mut scratch[..want])?;
+            if got < want {
+                return Ok(false);
+            }
+            n -= got as u64;
+        }
+        Ok(true)
+    }
+
+    /// Fills `buf` from the open download, short only at its end (then the
+    /// download is finished and its reply checked). Moves the stream's
+    /// position on.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
         let tls = self.tls();
         let Some(open) = self.reader.as_mut() else {
             return Err(Error::Transport("no open download".into()));
         };
-        let mut buf = vec![0u8; len];
+        let len = buf.len();
         let mut filled = 0;
         let mut at_end = false;
         let mut progress = Progress::new(self.core.settings.timeout);
@@ -159,7 +238,6 @@ impl FtpConnection {
                 }
             }
         }
-        buf.truncate(filled);
         if at_end {
             if let Some(open) = self.reader.take() {
                 open.stream
@@ -170,7 +248,7 @@ impl FtpConnection {
             open.pos += filled as u64;
             open.last_used = Instant::now();
         }
-        Ok(buf)
+        Ok(filled)
     }
 
     /// Uploads `src` with STOR or APPE.

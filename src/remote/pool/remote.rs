@@ -63,8 +63,10 @@ impl<C: Connector> Remote for Pool<C> {
         let _timed = stats::get().timed(Op::Read);
         no_nul(path)?;
         let generation = self.generation();
-        self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
-            .inspect(|data| stats::get().read_bytes(data.len()))
+        self.run(Lane::Read(path, offset), true, |c| {
+            c.read(path, offset, len, generation)
+        })
+        .inspect(|data| stats::get().read_bytes(data.len()))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
         let _timed = stats::get().timed(Op::Write);
