@@ -402,8 +402,12 @@ impl Shared {
         // chunk without stopping the ones behind it.
         // Without a latency nothing waits in between: a slow or frozen
         // write holds up the reading too, as it always did.
+        // The bytes counted in `in_flight` bound what is on its way; the
+        // queue only must not: a read often returns far less than CHUNK,
+        // and a queue of LATENCY_WINDOW / CHUNK such reads capped a
+        // delayed link at about 100 MiB/s.
         let (sent, due) =
-            std::sync::mpsc::sync_channel::<Option<(Instant, Vec<u8>)>>(LATENCY_WINDOW / CHUNK);
+            std::sync::mpsc::sync_channel::<Option<(Instant, Vec<u8>)>>(LATENCY_WINDOW / 512);
         let in_flight = InFlight::default();
         std::thread::scope(|scope| {
             scope.spawn(|| self.deliver(link, &mut to, due, &in_flight));
