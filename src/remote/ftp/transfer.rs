@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use suppaftp::{FtpError, Mode, Status, TransferStream};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use suppaftp::{DataStream, FtpError, Mode, Status, TransferStream};
 
 use super::connect::reply_text;
 use super::read_stream;
@@ -175,13 +178,12 @@ impl FtpConnection {
     /// Reads up to `len` bytes from the open download; at its end, checks the
     /// server's verdict on the transfer.
     pub(super) fn continue_read(&mut self, len: usize) -> Result<Vec<u8>> {
-        let mut buf = vec![0u8; len];
+        let mut buf = Vec::new();
         let started = Instant::now();
-        let filled = self.fill(&mut buf)?;
+        let filled = self.fill(&mut buf, len)?;
         self.learned()
             .stream_costs
             .streamed(filled, started.elapsed());
-        buf.truncate(filled);
         Ok(buf)
     }
 
@@ -189,10 +191,11 @@ impl FtpConnection {
     /// further on than the stream is; see `read_stream`). False if the
     /// download ended first: the file is shorter than that.
     pub(super) fn skip_read(&mut self, mut n: u64) -> Result<bool> {
-        let mut scratch = vec![0u8; n.min(SKIP_CHUNK) as usize];
+        let mut scratch = Vec::new();
         while n > 0 {
-            let want = n.min(scratch.len() as u64) as usize;
-            let got = self.fill(&mut scratch[..want])?;
+            let want = n.min(SKIP_CHUNK) as usize;
+            scratch.clear();
+            let got = self.fill(&mut scratch, want)?;
             if got < want {
                 return Ok(false);
             }
@@ -201,23 +204,30 @@ impl FtpConnection {
         Ok(true)
     }
 
-    /// Fills `buf` from the open download, short only at its end (then the
-    /// download is finished and its reply checked). Moves the stream's
-    /// position on.
-    fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+    /// Appends the next `len` bytes of the open download to `buf` (empty),
+    /// fewer only at its end (then the download is finished and its reply
+    /// checked). Moves the stream's position on.
+    fn fill(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<usize> {
         let tls = self.tls();
         let Some(open) = self.reader.as_mut() else {
             return Err(Error::Transport("no open download".into()));
         };
-        let len = buf.len();
-        let mut filled = 0;
         let mut at_end = false;
         let mut progress = Progress::new(self.core.settings.timeout);
+        let plain = matches!(open.stream.get_ref(), DataStream::Tcp(_));
+        if plain {
+            buf.reserve_exact(len);
+        } else {
+            // TLS decrypts into an initialised buffer: zeroed once.
+            buf.resize(len, 0);
+        }
+        let mut filled = 0;
         while filled < len {
-            let read = open
-                .stream
-                .read(&mut buf[filled..])
-                .and_then(|n| progress.moved(n).map(|()| n));
+            let read = match open.stream.get_mut() {
+                DataStream::Tcp(tcp) => recv_into(tcp, buf, len - filled),
+                other => other.read(&mut buf[filled..]),
+            }
+            .and_then(|n| progress.moved(n).map(|()| n));
             match read {
                 Ok(0) => {
                     at_end = true;
@@ -238,6 +248,7 @@ impl FtpConnection {
                 }
             }
         }
+        buf.truncate(filled);
         if at_end {
             if let Some(open) = self.reader.take() {
                 open.stream
@@ -292,6 +303,20 @@ impl FtpConnection {
             }
         }
     }
+}
+
+/// One `recv` of at most `max` bytes straight into `buf`'s spare capacity
+/// (reserved by the caller), so that a block is never zeroed before the
+/// socket fills it: that cost as much CPU as the copy itself.
+fn recv_into(tcp: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let max = max.min(spare.len());
+    // SAFETY: recv writes at most `max` bytes, all within `spare`, which
+    // this Vec owns; `set_len` then covers only the bytes it wrote.
+    let n = unsafe { libc::recv(tcp.as_raw_fd(), spare.as_mut_ptr().cast(), max, 0) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 enum Copy {
