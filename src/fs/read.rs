@@ -69,7 +69,9 @@ impl Fs {
         let access = {
             let mut ra = lock(&ahead);
             if ra.sequential(offset) {
-                self.join_chain(&mut ra, ino, version, offset, size as usize);
+                if self.remote.reads_in_one_stream() {
+                    self.join_chain(&mut ra, ino, version, offset, size as usize);
+                }
                 Access::Stream
             } else {
                 Access::Random
@@ -142,11 +144,13 @@ impl Fs {
         Ok(ReadData::Owned(out))
     }
 
-    /// A sequential read reaching past the blocks its running read-ahead
-    /// chain has queued appends its own blocks to the chain (promised) and
-    /// waits for them there: fetched apart, out of order, they would cost a
-    /// second stream (or a new connection) while the chain's stream already
-    /// brings them.
+    /// Where the remote reads a file best in one stream
+    /// (`Remote::reads_in_one_stream`), a sequential read reaching past the
+    /// blocks its running read-ahead chain has queued appends its own
+    /// blocks to the chain (promised) and waits for them there: fetched
+    /// apart, out of order, they would cost a second stream (or a new
+    /// connection) while the chain's stream already brings them. Elsewhere
+    /// fetching them at once, in parallel, is faster.
     fn join_chain(
         &self,
         ra: &mut ReadAhead<Reservation>,

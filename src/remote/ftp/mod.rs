@@ -154,6 +154,11 @@ impl Connector for FtpConnector {
         }
     }
 
+    /// A download is one stream from an offset; another costs a restart.
+    fn reads_in_one_stream(&self) -> bool {
+        true
+    }
+
     /// A listing's time may be coarse (minutes or days) where a stat asks
     /// MDTM: the same file if its listing still shows the cached time and
     /// that listed time was refined to exactly the fresh one.

@@ -113,6 +113,10 @@ pub trait Connector: Send + Sync + 'static {
         let _ = (path, listed);
         true
     }
+    /// As `Remote::reads_in_one_stream`.
+    fn reads_in_one_stream(&self) -> bool {
+        false
+    }
     /// As `Remote::same_version`.
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         let _ = path;

@@ -20,6 +20,9 @@ impl<C: Connector> Remote for Pool<C> {
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         self.connector.same_version(path, cached, fresh)
     }
+    fn reads_in_one_stream(&self) -> bool {
+        self.connector.reads_in_one_stream()
+    }
     fn forget_kept_state(&self) {
         // As after a change through the mount: no handle or stream opened
         // before is reused, nor data fetched ahead.
