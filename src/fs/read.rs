@@ -66,10 +66,16 @@ impl Fs {
             }
             (path, st.version)
         };
-        let access = if lock(&ahead).sequential(offset) {
-            Access::Stream
-        } else {
-            Access::Random
+        let access = {
+            let mut ra = lock(&ahead);
+            if ra.sequential(offset) {
+                if self.remote.reads_in_one_stream() {
+                    self.join_chain(&mut ra, ino, version, offset, size as usize);
+                }
+                Access::Stream
+            } else {
+                Access::Random
+            }
         };
         let data = self.read_blocks(ino, &path, version, offset, size as usize, access)?;
         self.read_ahead(&ahead, ino, &path, version, offset, data.len());
@@ -136,6 +142,33 @@ impl Fs {
             }
         }
         Ok(ReadData::Owned(out))
+    }
+
+    /// Where the remote reads a file best in one stream
+    /// (`Remote::reads_in_one_stream`), a sequential read reaching past the
+    /// blocks its running read-ahead chain has queued appends its own
+    /// blocks to the chain (promised) and waits for them there: fetched
+    /// apart, out of order, they would cost a second stream (or a new
+    /// connection) while the chain's stream already brings them. Elsewhere
+    /// fetching them at once, in parallel, is faster.
+    fn join_chain(
+        &self,
+        ra: &mut ReadAhead<Reservation>,
+        ino: u64,
+        version: (u64, SystemTime),
+        offset: u64,
+        len: usize,
+    ) {
+        let (bs, size) = (self.cfg.block_size, version.0);
+        if offset >= size || len == 0 {
+            return;
+        }
+        let last = (size.min(offset + len as u64) - 1) / bs;
+        for index in ra.join(offset / bs, last) {
+            if let Some(promise) = self.blocks.reserve(&Self::block_key(ino, version, index)) {
+                ra.queue(index, Some(promise));
+            }
+        }
     }
 
     /// After a sequential read, promises the blocks wanted ahead of it and

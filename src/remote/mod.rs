@@ -212,6 +212,15 @@ pub fn new_writer_id() -> WriterId {
 pub trait Remote: Send + Sync {
     fn caps(&self) -> Caps;
 
+    /// Whether a file's blocks are best fetched by one stream in order: a
+    /// second stream of the same file costs a restart of several round
+    /// trips (FTP), so a sequential reader's read past the read-ahead's
+    /// queue waits for the read-ahead instead of fetching on its own. By
+    /// default no: parallel requests cost nothing extra.
+    fn reads_in_one_stream(&self) -> bool {
+        false
+    }
+
     /// Whether `fresh` (from `stat`) shows the same content of `path` as
     /// `cached` did (perhaps from a listing, which some protocols give with
     /// a coarser mtime): compared by version unless the protocol knows

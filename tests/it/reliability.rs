@@ -539,6 +539,245 @@ fn sftp_get_time(server: &Server, proxy: &FaultProxy, rel: &str, local: &Path) -
     get.saturating_sub(login)
 }
 
+/// The FTP read of `slow_link_read_keeps_blocks_in_flight` next to a plain
+/// client's in the same run: `curl` fetches the same file through the same
+/// proxy (one `RETR` on one data connection, no FUSE), and both speeds and
+/// their ratio are printed. With `RMOUNT_SLOW_READ_RCLONE=1` an rclone
+/// mount of the same server through the same proxy is timed too (its
+/// read, as rmount's, after a warm-up read of another file). Both must
+/// bring the right bytes; the speed assertion stays the serial baseline (a
+/// loaded machine makes any ratio threshold flaky). `RMOUNT_SLOW_READ_MIB`
+/// sets the file's size (default 64), `RMOUNT_SLOW_READ_RUNS` the number of
+/// alternating runs (default 1; each is printed, then the medians).
+#[test]
+fn ftp_slow_link_read_against_curl() {
+    const LATENCY: Duration = Duration::from_millis(10);
+    let env_u32 = |name: &str, default: u32| -> u32 {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let blocks = env_u32("RMOUNT_SLOW_READ_MIB", 64).max(1);
+    let runs = env_u32("RMOUNT_SLOW_READ_RUNS", 1).max(1);
+    let with_rclone = std::env::var_os("RMOUNT_SLOW_READ_RCLONE").is_some_and(|v| v == "1");
+    let _load = light_load();
+    let rtt = {
+        let echo = Echo::start();
+        let proxy = FaultProxy::start(echo.addr);
+        proxy.set_latency(LATENCY);
+        let mut c = dial(&proxy);
+        (0..5)
+            .map(|_| echo_round_trip(&mut c, b"ping").expect("echo through the proxy"))
+            .min()
+            .unwrap_or_default()
+    };
+    let server = Server::start(Proto::Ftp);
+    let reference = put_random_file(&server, "big.bin", u64::from(blocks), 5);
+    let warm_up = put_random_file(&server, "warm.bin", 8, 6);
+    let proxy = FaultProxy::for_server(&server);
+    proxy.set_latency(LATENCY);
+    let (url, _) = proxy_url_and_args(&server, &proxy);
+    let mut speeds: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mib_per_s = |took: Duration| f64::from(blocks) / took.as_secs_f64();
+    for run in 1..=runs {
+        // A fresh mount per run: no block of the file is cached yet.
+        let mount = mount_via_proxy(&server, &proxy, &[]);
+        let took = timed_mounted_read(
+            &mount.path("warm.bin"),
+            &warm_up,
+            &mount.path("big.bin"),
+            &reference,
+        );
+        let serial = rtt * blocks;
+        assert!(
+            took < serial,
+            "{blocks} MiB took {took:?}, not under one round trip ({rtt:?}) per block ({serial:?})"
+        );
+        drop(mount);
+        speeds.entry("rmount").or_default().push(mib_per_s(took));
+        let curl = curl_read(&format!("{url}big.bin"), server.user(), &reference);
+        speeds.entry("curl").or_default().push(mib_per_s(curl));
+        if with_rclone {
+            let rclone = RcloneFtpMount::start(&url, server.user());
+            let took = timed_mounted_read(
+                &rclone.mnt.path("warm.bin"),
+                &warm_up,
+                &rclone.mnt.path("big.bin"),
+                &reference,
+            );
+            speeds.entry("rclone").or_default().push(mib_per_s(took));
+        }
+        let line: Vec<String> = speeds
+            .iter()
+            .map(|(tool, v)| format!("{tool} {:.0}", v.last().copied().unwrap_or_default()))
+            .collect();
+        eprintln!(
+            "run {run}: {blocks} MiB over a {rtt:?} round trip, MiB/s: {}",
+            line.join(", ")
+        );
+    }
+    let median = |tool: &str| -> f64 {
+        let mut v = speeds.get(tool).cloned().unwrap_or_default();
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    let (rmount, curl) = (median("rmount"), median("curl"));
+    let mut summary = format!(
+        "medians of {runs} run(s), MiB/s: rmount {rmount:.0}, curl {curl:.0}, rmount/curl {:.2}",
+        rmount / curl
+    );
+    if with_rclone {
+        let rclone = median("rclone");
+        summary += &format!(", rclone {rclone:.0}, rmount/rclone {:.2}", rmount / rclone);
+    }
+    eprintln!("{summary}");
+}
+
+/// Reads `warm` (compared with `warm_ref`), so that the timed read finds
+/// the connections made, then times the read of `timed` (compared with
+/// `timed_ref`).
+fn timed_mounted_read(warm: &Path, warm_ref: &Path, timed: &Path, timed_ref: &Path) -> Duration {
+    let (result, _) = within("a warm-up read", Duration::from_secs(120), {
+        let (m, r) = (warm.to_path_buf(), warm_ref.to_path_buf());
+        move || compare_files(&m, &r, &AtomicU64::new(0))
+    });
+    assert!(matches!(result, Compared::Same), "warm-up read: {result:?}");
+    let (result, took) = within("a long read over a slow link", Duration::from_secs(240), {
+        let (m, r) = (timed.to_path_buf(), timed_ref.to_path_buf());
+        move || compare_files(&m, &r, &AtomicU64::new(0))
+    });
+    assert!(matches!(result, Compared::Same), "{result:?}");
+    took
+}
+
+/// Fetches `url` with curl (the test password given on its stdin, not its
+/// command line), compares the bytes with `reference`, and returns curl's
+/// own time from the transfer's start (after the login and `EPSV`) to its
+/// end, as the mounted reads are timed after their connections exist.
+fn curl_read(url: &str, user: &str, reference: &Path) -> Duration {
+    let mut child = Command::new("curl")
+        .args(["-sS", "-K", "-", "-o", "-"])
+        .args(["-w", "%{stderr}%{time_pretransfer} %{time_total}\n"])
+        .arg(url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run curl");
+    if let Some(mut stdin) = child.stdin.take() {
+        writeln!(stdin, "user = \"{user}:{}\"", TEST_PASSWORD).expect("curl's config");
+    }
+    let stdout = child.stdout.take().expect("curl's stdout");
+    let reference = reference.to_path_buf();
+    let (same, _) = within(
+        "curl through the proxy",
+        Duration::from_secs(240),
+        move || {
+            let mut got = io::BufReader::with_capacity(MIB as usize, stdout);
+            let mut want = io::BufReader::with_capacity(MIB as usize, File::open(&reference)?);
+            let (mut a, mut b) = (vec![0u8; 64 << 10], vec![0u8; 64 << 10]);
+            loop {
+                let n = read_full_from(&mut want, &mut a)?;
+                let m = read_full_from(&mut got, &mut b)?;
+                if n != m || a[..n] != b[..m] {
+                    return Ok::<bool, io::Error>(false);
+                }
+                if n == 0 {
+                    return Ok(true);
+                }
+            }
+        },
+    );
+    let out = child.wait_with_output().expect("wait for curl");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "curl failed: {stderr}");
+    assert!(
+        matches!(same, Ok(true)),
+        "curl's bytes differ from the file's: {same:?}"
+    );
+    let times: Vec<f64> = stderr
+        .lines()
+        .last()
+        .unwrap_or_default()
+        .split(' ')
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    match times[..] {
+        [pretransfer, total] if total > pretransfer => Duration::from_secs_f64(total - pretransfer),
+        _ => panic!("curl printed no times: {stderr}"),
+    }
+}
+
+/// Reads until `buf` is full or EOF.
+fn read_full_from(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// An rclone mount (`rclone mount`, its defaults) of an FTP URL's server,
+/// logged in as `user` with the test password; unmounted and stopped on drop.
+struct RcloneFtpMount {
+    child: Child,
+    mnt: MountPoint,
+}
+
+impl RcloneFtpMount {
+    fn start(url: &str, user: &str) -> RcloneFtpMount {
+        let port = url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.trim_end_matches('/').parse::<u16>().ok())
+            .expect("a port in the URL");
+        let obscured = Command::new("rclone")
+            .args(["obscure", "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                if let Some(mut stdin) = c.stdin.take() {
+                    stdin.write_all(TEST_PASSWORD.as_bytes())?;
+                }
+                c.wait_with_output()
+            })
+            .expect("rclone obscure");
+        let pass = String::from_utf8_lossy(&obscured.stdout).trim().to_string();
+        let mnt = MountPoint::new("rmount-test-rclone-");
+        let remote = format!(":ftp,host=127.0.0.1,port={port},user={user},pass={pass}:");
+        let child = Command::new("rclone")
+            .args(["mount", &remote, mnt.arg(), "--cache-dir"])
+            .arg(mnt.base.join("cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run rclone mount");
+        let mut m = RcloneFtpMount { child, mnt };
+        let alive = &mut m.child;
+        wait_until("the rclone mount", Duration::from_secs(30), || {
+            is_mounted(&m.mnt.dir) || !matches!(alive.try_wait(), Ok(None))
+        });
+        assert!(is_mounted(&m.mnt.dir), "rclone did not mount");
+        m
+    }
+}
+
+impl Drop for RcloneFtpMount {
+    fn drop(&mut self) {
+        let _ = unmount_path(&self.mnt.dir);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// An FTP transfer that drips (a few bytes a second: every read still
 /// within its timeout) fails within a few timeouts (the minimum-progress
 /// rule), for a read and for an upload; the mount works again once the link

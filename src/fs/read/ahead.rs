@@ -92,6 +92,22 @@ impl<T> ReadAhead<T> {
         from..self.to.max(from)
     }
 
+    /// A sequential read of blocks `first..=last` that reaches past what
+    /// the running chain has queued, from where its queue ends: the blocks
+    /// to append to the chain (the caller promises and `queue`s them), so
+    /// that the reader waits for the chain instead of fetching them out of
+    /// order, on another connection, while the chain streams towards them.
+    /// Empty unless the chain runs and the read starts within its queue or
+    /// right after it.
+    pub fn join(&mut self, first: u64, last: u64) -> Range<u64> {
+        if !self.running() || first > self.to || last < self.to {
+            return 0..0;
+        }
+        let from = self.to;
+        self.to = last + 1;
+        from..self.to
+    }
+
     /// True when a read at `offset` continues the stream (see `REORDER`).
     pub fn sequential(&self, offset: u64) -> bool {
         offset.abs_diff(self.next_read) <= REORDER
@@ -227,6 +243,28 @@ mod tests {
             queue_all(&mut ra, wanted);
         }
         assert_eq!(queued, (1..12).collect::<Vec<_>>(), "nothing past the end");
+    }
+
+    #[test]
+    fn a_read_past_the_queue_joins_the_running_chain() {
+        let mut ra = ReadAhead::default();
+        let wanted = ra.after_read(0, MIB as usize, MIB, 100, 8);
+        assert_eq!(wanted, 1..2);
+        assert_eq!(ra.join(2, 2), 0..0, "no chain runs yet");
+        queue_all(&mut ra, wanted);
+        assert!(ra.start());
+        ra.begin(Some);
+        // The kernel's read of block 2 arrives before the read of block 1
+        // is answered (and queues more): it joins the chain.
+        assert_eq!(ra.join(2, 2), 2..3);
+        queue_all(&mut ra, 2..3);
+        assert_eq!(ra.join(1, 2), 0..0, "already queued");
+        assert_eq!(ra.join(5, 5), 0..0, "not next to the queue");
+        let wanted = ra.after_read(MIB, MIB as usize, MIB, 100, 8);
+        assert_eq!(wanted, 3..4, "block 2 is not queued twice");
+        queue_all(&mut ra, wanted);
+        assert_eq!(drain(&mut ra), vec![1, 2, 3], "in order");
+        assert_eq!(ra.join(4, 4), 0..0, "the chain has ended");
     }
 
     #[test]

@@ -28,6 +28,7 @@ mod connect;
 mod directory;
 pub mod listing;
 mod login;
+mod read_stream;
 mod reply;
 mod session;
 mod setattr;
@@ -47,9 +48,10 @@ use suppaftp::{Mode, RustlsFtpStream, Status};
 pub use login::Login;
 
 use self::connect::{Core, ServerFeatures};
+use self::read_stream::StreamCosts;
 use self::reply::map_err;
 use self::stat::ExactTimes;
-use self::transfer::{OpenRead, STREAM_IDLE_MAX};
+use self::transfer::OpenRead;
 use self::wire::path_arg;
 use super::explain::Expect;
 use super::pool::{Connection, Connector, Generation};
@@ -98,6 +100,8 @@ struct Learned {
     exact_mtimes: ExactTimes,
     /// Listings come from `MLSD`, whose times are exact.
     listings_precise: AtomicBool,
+    /// What restarting and continuing a download cost.
+    stream_costs: StreamCosts,
 }
 
 impl Learned {
@@ -111,6 +115,7 @@ impl Learned {
             failures: AtomicU64::new(0),
             exact_mtimes: ExactTimes::new(),
             listings_precise: AtomicBool::new(false),
+            stream_costs: StreamCosts::default(),
         }
     }
 }
@@ -147,6 +152,11 @@ impl Connector for FtpConnector {
             // MFMT and SITE CHMOD act on what a listed link points to.
             setattr_follows_symlinks: true,
         }
+    }
+
+    /// A download is one stream from an offset; another costs a restart.
+    fn reads_in_one_stream(&self) -> bool {
+        true
     }
 
     /// A listing's time may be coarse (minutes or days) where a stat asks
@@ -220,12 +230,15 @@ impl Connection for FtpConnection {
         // FTP changes content only by uploading, which renames count.
         let generation = generation.names;
         let result = self.ensure_alive().and_then(|()| {
-            let reuse = matches!(&self.reader, Some(r) if r.path == path
-                && r.pos == offset
-                && r.generation == generation
-                && r.last_used.elapsed() < STREAM_IDLE_MAX);
-            if !reuse {
-                self.start_read(path, offset, generation)?;
+            match self.stream_skip(path, offset, generation) {
+                Some(0) => {}
+                Some(gap) => {
+                    if !self.skip_read(gap)? {
+                        // The file ended before `offset`.
+                        return Ok(Vec::new());
+                    }
+                }
+                None => self.start_read(path, offset, generation)?,
             }
             self.continue_read(len)
         });
@@ -235,6 +248,14 @@ impl Connection for FtpConnection {
             }
         }
         result
+    }
+
+    fn continues_read(&self, path: &Path, offset: u64) -> bool {
+        self.stream_continues(path, offset)
+    }
+
+    fn holds_read(&self) -> bool {
+        self.stream_held()
     }
 
     fn write(&mut self, _path: &Path, _offset: u64, _data: &[u8]) -> Result<()> {

@@ -10,9 +10,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use suppaftp::{FtpError, Mode, Status, TransferStream};
+use std::net::TcpStream;
+use std::os::fd::AsRawFd;
+
+use suppaftp::{DataStream, FtpError, Mode, Status, TransferStream};
 
 use super::connect::reply_text;
+use super::read_stream;
 use super::reply::{error_code, is_not_implemented, map_err, map_io};
 use super::tls::{self, RustlsStream};
 use super::wire::path_arg;
@@ -28,6 +32,9 @@ pub(super) const STREAM_IDLE_MAX: Duration = Duration::from_secs(2);
 
 /// Upload copy buffer.
 const UPLOAD_CHUNK: usize = 1 << 20;
+
+/// Scratch buffer for the bytes a skip forward drops.
+const SKIP_CHUNK: u64 = 256 << 10;
 
 /// A download left open after a read that did not reach the end.
 pub(super) struct OpenRead {
@@ -97,8 +104,52 @@ impl FtpConnection {
         self.ftp.set_mode(mode);
     }
 
-    /// Starts a download of `path` at `offset` (REST + RETR).
+    /// How the open download serves a read of `path` at `offset`: the bytes
+    /// to skip first (0: it is right there), or None when a new download
+    /// has to start.
+    pub(super) fn stream_skip(&self, path: &Path, offset: u64, generation: u64) -> Option<u64> {
+        let open = self.reader.as_ref()?;
+        if open.generation != generation {
+            return None;
+        }
+        self.stream_gap(open, path, offset)
+    }
+
+    /// Whether the open download would serve a read of `path` at `offset`
+    /// (as far as this connection knows: not the generation).
+    pub(super) fn stream_continues(&self, path: &Path, offset: u64) -> bool {
+        self.reader
+            .as_ref()
+            .and_then(|open| self.stream_gap(open, path, offset))
+            .is_some()
+    }
+
+    /// Whether a download is open and still fresh enough to be continued.
+    pub(super) fn stream_held(&self) -> bool {
+        self.reader
+            .as_ref()
+            .is_some_and(|open| open.last_used.elapsed() < STREAM_IDLE_MAX)
+    }
+
+    fn stream_gap(&self, open: &OpenRead, path: &Path, offset: u64) -> Option<u64> {
+        if open.path != path || open.last_used.elapsed() >= STREAM_IDLE_MAX {
+            return None;
+        }
+        read_stream::skip_to(open.pos, offset, self.learned().stream_costs.skip_limit())
+    }
+
+    /// Starts a download of `path` at `offset` (REST + RETR), after ending
+    /// the one left open, if any; records what that cost.
     pub(super) fn start_read(&mut self, path: &Path, offset: u64, generation: u64) -> Result<()> {
+        let started = Instant::now();
+        if let Some(open) = &self.reader {
+            tracing::debug!(
+                "a read at {offset} of {} ends the download at {} of {}",
+                path.display(),
+                open.pos,
+                open.path.display()
+            );
+        }
         self.close_reader()?;
         let arg = path_arg(path)?;
         let stream = match self.open_data(&DataCmd::Retr(&arg), offset) {
@@ -108,6 +159,7 @@ impl FtpConnection {
                 return Err(self.explain(err, path, Expect::NotDir));
             }
         };
+        self.learned().stream_costs.restarted(started.elapsed());
         self.reader = Some(OpenRead {
             path: path.to_path_buf(),
             stream,
@@ -126,19 +178,56 @@ impl FtpConnection {
     /// Reads up to `len` bytes from the open download; at its end, checks the
     /// server's verdict on the transfer.
     pub(super) fn continue_read(&mut self, len: usize) -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        let started = Instant::now();
+        let filled = self.fill(&mut buf, len)?;
+        self.learned()
+            .stream_costs
+            .streamed(filled, started.elapsed());
+        Ok(buf)
+    }
+
+    /// Reads and drops the next `n` bytes of the open download (a read
+    /// further on than the stream is; see `read_stream`). False if the
+    /// download ended first: the file is shorter than that.
+    pub(super) fn skip_read(&mut self, mut n: u64) -> Result<bool> {
+        let mut scratch = Vec::new();
+        while n > 0 {
+            let want = n.min(SKIP_CHUNK) as usize;
+            scratch.clear();
+            let got = self.fill(&mut scratch, want)?;
+            if got < want {
+                return Ok(false);
+            }
+            n -= got as u64;
+        }
+        Ok(true)
+    }
+
+    /// Appends the next `len` bytes of the open download to `buf` (empty),
+    /// fewer only at its end (then the download is finished and its reply
+    /// checked). Moves the stream's position on.
+    fn fill(&mut self, buf: &mut Vec<u8>, len: usize) -> Result<usize> {
         let tls = self.tls();
         let Some(open) = self.reader.as_mut() else {
             return Err(Error::Transport("no open download".into()));
         };
-        let mut buf = vec![0u8; len];
-        let mut filled = 0;
         let mut at_end = false;
         let mut progress = Progress::new(self.core.settings.timeout);
+        let plain = matches!(open.stream.get_ref(), DataStream::Tcp(_));
+        if plain {
+            buf.reserve_exact(len);
+        } else {
+            // TLS decrypts into an initialised buffer: zeroed once.
+            buf.resize(len, 0);
+        }
+        let mut filled = 0;
         while filled < len {
-            let read = open
-                .stream
-                .read(&mut buf[filled..])
-                .and_then(|n| progress.moved(n).map(|()| n));
+            let read = match open.stream.get_mut() {
+                DataStream::Tcp(tcp) => recv_into(tcp, buf, len - filled),
+                other => other.read(&mut buf[filled..]),
+            }
+            .and_then(|n| progress.moved(n).map(|()| n));
             match read {
                 Ok(0) => {
                     at_end = true;
@@ -170,7 +259,7 @@ impl FtpConnection {
             open.pos += filled as u64;
             open.last_used = Instant::now();
         }
-        Ok(buf)
+        Ok(filled)
     }
 
     /// Uploads `src` with STOR or APPE.
@@ -214,6 +303,20 @@ impl FtpConnection {
             }
         }
     }
+}
+
+/// One `recv` of at most `max` bytes straight into `buf`'s spare capacity
+/// (reserved by the caller), so that a block is never zeroed before the
+/// socket fills it: that cost as much CPU as the copy itself.
+fn recv_into(tcp: &TcpStream, buf: &mut Vec<u8>, max: usize) -> io::Result<usize> {
+    let spare = buf.spare_capacity_mut();
+    let max = max.min(spare.len());
+    // SAFETY: recv writes at most `max` bytes, all within `spare`, which
+    // this Vec owns; `set_len` then covers only the bytes it wrote.
+    let n = unsafe { libc::recv(tcp.as_raw_fd(), spare.as_mut_ptr().cast(), max, 0) };
+    let n = usize::try_from(n).map_err(|_| io::Error::last_os_error())?;
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 enum Copy {

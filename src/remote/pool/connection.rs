@@ -49,6 +49,18 @@ pub trait Connection: Send + 'static {
         len: usize,
         generation: Generation,
     ) -> Result<Vec<u8>>;
+    /// Whether a read of `path` at `offset` would continue what this
+    /// connection keeps open (a download positioned there, or close before
+    /// it), so that the pool hands the read this connection.
+    fn continues_read(&self, path: &Path, offset: u64) -> bool {
+        let _ = (path, offset);
+        false
+    }
+    /// Whether this connection keeps a read open for its reader's next
+    /// block: other work gets another idle connection first.
+    fn holds_read(&self) -> bool {
+        false
+    }
     fn write(&mut self, path: &Path, offset: u64, data: &[u8]) -> Result<()>;
     fn upload(&mut self, path: &Path, src: &mut dyn io::Read, append: bool) -> Result<()>;
     fn create(&mut self, path: &Path, mode: u32, exclusive: bool) -> Result<()>;
@@ -121,6 +133,10 @@ pub trait Connector: Send + Sync + 'static {
     fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
         let _ = (path, listed);
         true
+    }
+    /// As `Remote::reads_in_one_stream`.
+    fn reads_in_one_stream(&self) -> bool {
+        false
     }
     /// As `Remote::same_version`.
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {

@@ -21,7 +21,7 @@ impl<C: Connector> Pool<C> {
         let parked = lock(&self.parked).get_mut(&writer).and_then(Vec::pop);
         let mut pooled = match parked {
             Some(pooled) => pooled,
-            None => self.acquire_bulk()?,
+            None => self.acquire_bulk(None)?,
         };
         let result = op(&mut pooled.conn);
         match result {

@@ -106,9 +106,12 @@ struct Outage {
     last_error: String,
 }
 
-enum Lane {
+enum Lane<'a> {
     Meta,
     Bulk,
+    /// A read of this path at this offset: on the idle data connection
+    /// that continues it (`Connection::continues_read`), if there is one.
+    Read(&'a Path, u64),
     /// Work nobody waits for: only on a data connection that is idle now;
     /// none is opened or waited for (`Error::Busy` instead).
     Idle,
@@ -147,7 +150,7 @@ impl<C: Connector> Pool<C> {
     /// would wait a second full timeout on a link that is likely dead.
     fn run<R>(
         &self,
-        lane: Lane,
+        lane: Lane<'_>,
         retry: bool,
         mut op: impl FnMut(&mut C::Conn) -> Result<R>,
     ) -> Result<R> {
@@ -167,7 +170,7 @@ impl<C: Connector> Pool<C> {
 
     fn run_once<R>(
         &self,
-        lane: &Lane,
+        lane: &Lane<'_>,
         op: &mut impl FnMut(&mut C::Conn) -> Result<R>,
     ) -> Result<R> {
         match lane {
@@ -184,7 +187,11 @@ impl<C: Connector> Pool<C> {
                 self.run_in_slot(&mut slot, op)
             }
             Lane::Bulk => {
-                let conn = self.acquire_bulk()?;
+                let conn = self.acquire_bulk(None)?;
+                self.run_bulk(conn, op)
+            }
+            Lane::Read(path, offset) => {
+                let conn = self.acquire_bulk(Some((path, *offset)))?;
                 self.run_bulk(conn, op)
             }
             Lane::Idle => match self.take_idle_bulk() {
@@ -308,29 +315,47 @@ impl<C: Connector> Pool<C> {
     }
 
     /// An idle data connection of the current epoch, if any (stale ones are
-    /// dropped on the way).
-    fn pop_idle(&self, bulk: &mut Bulk<Pooled<C::Conn>>) -> Option<Pooled<C::Conn>> {
-        while let Some(pooled) = bulk.idle.pop() {
-            if self.is_current(&pooled) {
-                return Some(pooled);
+    /// dropped on the way): for a read, the one that continues it; else,
+    /// or if none does, the last one returned that holds no read open for
+    /// its reader (a stream or handle kept for the next block), else the
+    /// last one returned.
+    fn pop_idle(
+        &self,
+        bulk: &mut Bulk<Pooled<C::Conn>>,
+        read: Option<(&Path, u64)>,
+    ) -> Option<Pooled<C::Conn>> {
+        let mut i = 0;
+        while i < bulk.idle.len() {
+            if self.is_current(&bulk.idle[i]) {
+                i += 1;
+                continue;
             }
+            let stale = bulk.idle.remove(i);
             bulk.open -= 1;
             stats::get().conn_closed(false);
-            discard(pooled);
+            discard(stale);
         }
-        None
+        let idle = &bulk.idle;
+        let continuing = read.and_then(|(path, offset)| {
+            idle.iter()
+                .rposition(|p| p.conn.continues_read(path, offset))
+        });
+        let chosen = continuing
+            .or_else(|| idle.iter().rposition(|p| !p.conn.holds_read()))
+            .or_else(|| idle.len().checked_sub(1))?;
+        Some(bulk.idle.remove(chosen))
     }
 
     fn take_idle_bulk(&self) -> Option<Pooled<C::Conn>> {
         let mut bulk = lock(&self.bulk);
-        self.pop_idle(&mut bulk)
+        self.pop_idle(&mut bulk, None)
     }
 
-    fn acquire_bulk(&self) -> Result<Pooled<C::Conn>> {
+    fn acquire_bulk(&self, read: Option<(&Path, u64)>) -> Result<Pooled<C::Conn>> {
         let deadline = Instant::now() + self.opts.timeout;
         let mut bulk = lock(&self.bulk);
         loop {
-            if let Some(conn) = self.pop_idle(&mut bulk) {
+            if let Some(conn) = self.pop_idle(&mut bulk, read) {
                 return Ok(conn);
             }
             let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);

@@ -20,6 +20,9 @@ impl<C: Connector> Remote for Pool<C> {
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         self.connector.same_version(path, cached, fresh)
     }
+    fn reads_in_one_stream(&self) -> bool {
+        self.connector.reads_in_one_stream()
+    }
     fn forget_kept_state(&self) {
         // As after a change through the mount: no handle or stream opened
         // before is reused, nor data fetched ahead.
@@ -66,8 +69,10 @@ impl<C: Connector> Remote for Pool<C> {
         let _timed = stats::get().timed(Op::Read);
         no_nul(path)?;
         let generation = self.generation();
-        self.run(Lane::Bulk, true, |c| c.read(path, offset, len, generation))
-            .inspect(|data| stats::get().read_bytes(data.len()))
+        self.run(Lane::Read(path, offset), true, |c| {
+            c.read(path, offset, len, generation)
+        })
+        .inspect(|data| stats::get().read_bytes(data.len()))
     }
     fn write(&self, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
         let _timed = stats::get().timed(Op::Write);

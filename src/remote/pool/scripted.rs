@@ -191,6 +191,7 @@ impl Script {
             id,
             script: self.clone(),
             kept: None,
+            stream: None,
         }
     }
 
@@ -299,6 +300,9 @@ pub struct Scripted {
     script: Script,
     /// The path of the write handle it keeps open, if any.
     kept: Option<PathBuf>,
+    /// Where a successful read left off, as a download kept open would:
+    /// the path and the offset a next read would continue at.
+    stream: Option<(PathBuf, u64)>,
 }
 
 impl Scripted {
@@ -351,8 +355,19 @@ impl Connection for Scripted {
     fn list(&mut self, path: &Path) -> Result<Vec<DirEntry>> {
         self.call("list", path).map(|()| Vec::new())
     }
-    fn read(&mut self, path: &Path, _: u64, len: usize, _: Generation) -> Result<Vec<u8>> {
-        self.call("read", path).map(|()| vec![0; len])
+    fn read(&mut self, path: &Path, offset: u64, len: usize, _: Generation) -> Result<Vec<u8>> {
+        self.stream = None;
+        self.call("read", path)?;
+        self.stream = Some((path.to_path_buf(), offset + len as u64));
+        Ok(vec![0; len])
+    }
+    fn continues_read(&self, path: &Path, offset: u64) -> bool {
+        self.stream
+            .as_ref()
+            .is_some_and(|(p, at)| p == path && *at == offset)
+    }
+    fn holds_read(&self) -> bool {
+        self.stream.is_some()
     }
     fn write(&mut self, path: &Path, _: u64, _: &[u8]) -> Result<()> {
         self.call("write", path)

@@ -143,6 +143,34 @@ fn open_all_stops_at_the_first_refusal_and_leaves_the_rest_on_demand() {
     assert_eq!(bulk.open, 10, "refused connections are not counted");
 }
 
+#[test]
+fn a_read_gets_the_idle_connection_it_continues_and_other_work_another() {
+    let script = Script::new();
+    let pool = pool(&script, 4);
+    pool.open_all();
+    let (a, b) = (Path::new("/a"), Path::new("/b"));
+    pool.read(a, 0, 10).expect("read a");
+    pool.read(b, 0, 10).expect("read b");
+    let reads = script.conns_asked("read");
+    assert_ne!(reads[0], reads[1], "b's read leaves a's stream alone");
+    // The last one returned is b's, but a's read continues on a's.
+    pool.read(a, 10, 10).expect("read a on");
+    pool.read(b, 10, 10).expect("read b on");
+    // The metadata connection is busy: a stat borrows the idle data
+    // connection that holds no read.
+    let slot = lock(&pool.meta);
+    stat(&pool, "/c").expect("stat");
+    drop(slot);
+    let reads = script.conns_asked("read");
+    assert_eq!(reads[2], reads[0]);
+    assert_eq!(reads[3], reads[1]);
+    let stats = script.conns_asked("stat");
+    assert!(
+        !reads.contains(&stats[0]),
+        "the stat took a stream's connection: {stats:?}, reads {reads:?}"
+    );
+}
+
 /// As if the reconnect backoff had run out: tests do not wait for it.
 fn backoff_over(pool: &Pool<ScriptedConnector>) {
     lock(&pool.outage).retry_at = None;
@@ -583,7 +611,7 @@ fn a_spare_data_connection_is_opened_only_with_room_and_none_idle() {
     // Both data connections busy: none idle, and no room for a third.
     let held = [
         pool.take_idle_bulk().expect("the idle one"),
-        pool.acquire_bulk().expect("a second one"),
+        pool.acquire_bulk(None).expect("a second one"),
     ];
     assert_eq!(script.connects(), 2);
     assert!(!pool.open_spare(), "no more than the pool's max");
