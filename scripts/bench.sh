@@ -102,6 +102,8 @@
 # rmount / sshfs and rmount / rclone of the medians: seconds, MiB, and for
 # create and seq read +10 ms the seconds (the inverse of the ratio of files/s
 # or MiB/s), so < 1 always means rmount is better (faster, or less memory).
+# Only one benchmark runs at a time on a machine (a lock in /run/lock; a
+# second run waits for the first, at most an hour).
 # A row that fails prints "error" (or "timeout"), with the reason under
 # "notes"; later runs skip it; the run goes on. The table goes to stdout and
 # target/bench/results.txt; logs of the mounts, servers and proxies to
@@ -134,6 +136,21 @@ done
 if [[ $(id -u) -ne 0 ]]; then
     echo "bench.sh: must run as root (FUSE, sshd, vsftpd, drop_caches)" >&2
     exit 1
+fi
+# One benchmark at a time on a machine: runs share the login rmount-bench
+# (each gives it a fresh password) and would skew each other's figures. The
+# script runs again under flock(1), which holds the lock (not passed on to
+# anything the run starts) until the run ends, however it ends.
+if [[ ${RMOUNT_BENCH_LOCKED:-} != 1 ]]; then
+    mkdir -p /run/lock
+    bench_lock=/run/lock/rmount-bench.lock
+    if ! flock -n "$bench_lock" true; then
+        echo "bench.sh: another benchmark runs on this machine; waiting for it to end (at most an hour)" >&2
+    fi
+    rc=0
+    RMOUNT_BENCH_LOCKED=1 flock -o -w 3600 -E 75 "$bench_lock" "$PWD/scripts/bench.sh" "$@" || rc=$?
+    if ((rc == 75)); then echo "bench.sh: the other benchmark still runs after an hour; giving up" >&2; fi
+    exit "$rc"
 fi
 
 size_bytes=$((size_mib * 1024 * 1024))
@@ -978,16 +995,16 @@ ref_run() {
     local name=$1 expect=$2 rc=0 limit=$op_timeout
     shift 2
     [[ $name == *" ms" ]] && limit=$slow_timeout
-    skip "ref $name" ref && return 0
+    skip "$name" reference && return 0
     timed "$@" >"$work/ref.out" 2>"$work/ref.err" || rc=$?
     if ((rc == 124)); then
-        record "ref $name" ref timeout
+        record "$name" reference timeout
     elif ((rc != 0)); then
-        record "ref $name" ref error "failed (status $rc): $(one_line "$work/ref.err")"
+        record "$name" reference error "failed (status $rc): $(one_line "$work/ref.err")"
     elif [[ -n $expect && $(<"$work/ref.out") != "$expect" ]]; then
-        record "ref $name" ref error "got $(one_line "$work/ref.out") bytes, expected $expect"
+        record "$name" reference error "got $(one_line "$work/ref.out") bytes, expected $expect"
     else
-        record "ref $name" ref ok "$t_elapsed"
+        record "$name" reference ok "$t_elapsed"
     fi
 }
 
@@ -1120,7 +1137,7 @@ target() {
 }
 
 # The seconds of a reference transfer (median), or "".
-ref_median() { raw_median "ref $1" ref; }
+ref_median() { raw_median "$1" reference; }
 
 print_targets() {
     local s_mib f_mib
@@ -1201,7 +1218,7 @@ results=$out_dir/results.txt
     echo "reference transfers, no mount, to /dev/null (median of $runs run(s)):"
     for ref in "$ref_cat" "$ref_get" "$ref_get_slow" "$ref_curl_slow"; do
         [[ " $protocols " == *" ${ref_proto[$ref]} "* ]] || continue
-        m=$(cell "ref $ref" ref)
+        m=$(cell "$ref" reference)
         [[ $m =~ ^[0-9.]+$ ]] && m="$(mib_per_s "${ref_mib[$ref]}" "$m") MiB/s"
         printf '  %-38s %s\n' "$ref" "$m"
     done
@@ -1218,7 +1235,7 @@ results=$out_dir/results.txt
     done
     for ref in "$ref_cat" "$ref_get" "$ref_get_slow" "$ref_curl_slow"; do
         [[ " $protocols " == *" ${ref_proto[$ref]} "* ]] || continue
-        printf '  %-38s %s\n' "$ref" "${times["ref $ref|ref"]:--}"
+        printf '  %-38s %s\n' "$ref" "${times["$ref|reference"]:--}"
     done
     echo "  largest peak RSS of each tool:"
     for tool in "${!rss_top[@]}"; do printf '    %-14s %s\n' "$tool" "${rss_top[$tool]}"; done | sort
