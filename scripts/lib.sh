@@ -1,6 +1,8 @@
 # Shared by demo.sh and bench.sh (sourced, not run): set up the machine and
 # build the release binary quietly, printing the build log only on failure.
-# Sets $rmount to the binary's path. Runs from the repository root.
+# Sets $rmount to the binary's path, and $rmount_helper to the helper binary's
+# (tests/helper/, built alongside). Runs from the repository root; honours
+# CARGO_TARGET_DIR.
 
 build_release() {
     bash scripts/setup.sh
@@ -13,5 +15,8 @@ build_release() {
         exit 1
     fi
     rm -f "$build_log"
-    rmount=$PWD/target/release/rmount
+    local target_dir
+    target_dir=$(realpath -m "${CARGO_TARGET_DIR:-target}")
+    rmount=$target_dir/release/rmount
+    rmount_helper=$target_dir/release/rmount-test-helper
 }

@@ -32,6 +32,8 @@ packages=(
     unzip zip sqlite3 make gcc python3-venv
     # tools the tests and benchmarks drive through a mount, and comparisons
     rsync git tar sshfs rclone vim diffutils findutils
+    # the benchmark's reference transfers (FTP; ssh and sftp: openssh-client)
+    curl
     # process / mount / user helpers: ps, fuser, mountpoint, useradd, chpasswd
     procps psmisc util-linux passwd coreutils
     # mount(8)/fstab tests: systemd-fstab-generator, systemd-analyze verify

@@ -4,10 +4,12 @@
 //! restart cleanly; the small helpers behave.
 
 use std::fs;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::support::*;
 
@@ -582,4 +584,121 @@ fn helpers() {
     );
     assert_eq!(echo.stdout, b"in");
     assert_eq!(pseudo_random_bytes(10, 1), pseudo_random_bytes(10, 1));
+}
+
+/// Kills and reaps a child process when dropped.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A TCP echo server on a free loopback port, for one connection, in a
+/// thread that ends when the client closes (or after a minute of silence).
+fn echo_server() -> u16 {
+    let listener = TcpListener::bind(("127.0.0.1", 0)).expect("bind the echo server");
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let Ok((mut s, _)) = listener.accept() else {
+            return;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(60)));
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = s.read(&mut buf) {
+            if n == 0 || s.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = s.shutdown(Shutdown::Write);
+    });
+    port
+}
+
+/// The `proxy` job of the helper binary (what scripts/bench.sh puts between
+/// the tools and the servers): prints its port, delays each direction by
+/// the latency given, passes bytes through intact, and exits when its stdin
+/// closes.
+#[test]
+fn helper_proxy_job_delays_and_forwards_intact() {
+    let _load = light_load();
+    let latency = Duration::from_millis(100);
+    let upstream = echo_server();
+    let mut child = KillOnDrop(
+        Command::new(helper_bin())
+            .args(["proxy", "--listen", "127.0.0.1:0"])
+            .args(["--upstream", &format!("127.0.0.1:{upstream}")])
+            .args(["--latency-ms", &latency.as_millis().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the proxy job"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("the proxy job prints its port");
+    let port: u16 = line
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the proxy job printed {line:?}, not a port"));
+    assert_ne!(port, upstream);
+
+    let mut conn = TcpStream::connect(("127.0.0.1", port)).expect("connect to the proxy");
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    // One small round trip: through the proxy twice, so at least 2 x latency.
+    let t0 = Instant::now();
+    conn.write_all(b"ping").unwrap();
+    let mut pong = [0u8; 4];
+    conn.read_exact(&mut pong).expect("the echo comes back");
+    let round_trip = t0.elapsed();
+    assert_eq!(&pong, b"ping");
+    assert!(
+        round_trip >= 2 * latency,
+        "a round trip through the proxy took {round_trip:?}, less than 2 x {latency:?}"
+    );
+    // A larger stream, written while it comes back, arrives byte for byte.
+    let payload = pseudo_random_bytes(3 << 20, 11);
+    let mut writer = conn.try_clone().unwrap();
+    let sent = payload.clone();
+    let w = std::thread::spawn(move || writer.write_all(&sent));
+    let mut back = vec![0u8; payload.len()];
+    conn.read_exact(&mut back)
+        .expect("the whole stream comes back");
+    w.join().unwrap().expect("write through the proxy");
+    assert!(back == payload, "the bytes came back changed");
+    drop(conn);
+
+    // Closing its stdin ends the job, cleanly.
+    drop(child.0.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the proxy job still runs 30 s after its stdin closed"
+        );
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    assert!(status.success(), "the proxy job ended with {status}");
+
+    // A bad argument: usage, status 2.
+    let bad = run_cmd(
+        Command::new(helper_bin()).args(["proxy", "--listen", "nowhere"]),
+        Duration::from_secs(30),
+        None,
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", describe_output(&bad));
 }

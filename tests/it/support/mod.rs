@@ -36,6 +36,7 @@ mod mount;
 mod payload;
 mod process;
 mod proxy;
+mod proxy_mount;
 mod server;
 mod users;
 
@@ -54,7 +55,8 @@ pub use process::{
     descendants, free_port, peak_rss_tree, program_rss, reset_peak_rss_tree, run_cmd,
     run_cmd_timeout, run_rmount,
 };
-pub use proxy::{established_connections_to, mount_via_proxy, proxy_url_and_args, FaultProxy};
+pub use proxy::{established_connections_to, FaultProxy};
+pub use proxy_mount::{mount_via_proxy, proxy_url_and_args};
 pub use server::{ssh_keygen_ed25519, Proto, Server, ServerKind};
 pub use users::{SFTP_PW_PASSWORD, SFTP_PW_USER, TEST_PASSWORD, TEST_USER};
 

@@ -34,6 +34,11 @@
 //! proxied, data connections go straight to the server. Active mode
 //! (`-o ftp_active`) also bypasses the proxy for data.
 //!
+//! This file knows nothing of the rest of the test support: the helper
+//! binary (tests/helper/, its `proxy` job) includes it too, so that
+//! scripts/bench.sh can put the same delays between a client and a server.
+//! Mounting through a proxy is in `proxy_mount.rs`.
+//!
 //! Every thread polls a stop flag (sockets have short read timeouts, sleeps
 //! are sliced), so dropping the proxy closes everything and joins every
 //! thread within a fraction of a second.
@@ -41,13 +46,10 @@
 use std::fs;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-
-use super::{Mount, Proto, Server};
 
 /// How often blocked threads look at the stop flag and the controls.
 const TICK: Duration = Duration::from_millis(20);
@@ -161,11 +163,16 @@ impl Link {
 impl FaultProxy {
     /// A healthy proxy on `127.0.0.1:<free port>` forwarding to `upstream`.
     pub fn start(upstream: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind(("127.0.0.1", 0)).expect("proxy: bind a loopback port");
-        let port = listener.local_addr().expect("proxy: local addr").port();
-        listener
-            .set_nonblocking(true)
-            .expect("proxy: non-blocking listener");
+        FaultProxy::bind(SocketAddr::from(([127, 0, 0, 1], 0)), upstream)
+            .expect("proxy: listen on a loopback port")
+    }
+
+    /// A healthy proxy listening on `listen` (port 0: a free one)
+    /// forwarding to `upstream`.
+    pub fn bind(listen: SocketAddr, upstream: SocketAddr) -> io::Result<FaultProxy> {
+        let listener = TcpListener::bind(listen)?;
+        let port = listener.local_addr()?.port();
+        listener.set_nonblocking(true)?;
         let shared = Arc::new(Shared {
             upstream: Mutex::new(upstream),
             controls: Mutex::new(Controls::default()),
@@ -178,15 +185,10 @@ impl FaultProxy {
         });
         let s = shared.clone();
         shared.spawn(move || s.accept_loop(listener, true, None));
-        FaultProxy {
+        Ok(FaultProxy {
             port,
             control: ProxyControl { shared },
-        }
-    }
-
-    /// A proxy in front of a test server's control port.
-    pub fn for_server(server: &Server) -> FaultProxy {
-        FaultProxy::start(SocketAddr::from(([127, 0, 0, 1], server.port)))
+        })
     }
 
     /// The loopback port clients connect to.
@@ -724,46 +726,6 @@ fn wait_readable(listener: &TcpListener, timeout: Duration) {
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-// ----- mounting through a proxy ---------------------------------------------
-
-/// rmount options and URL that reach `server` through `proxy`: the server's
-/// own URL with the proxy's port, and for SFTP a known_hosts file that holds
-/// the server's host key under `[127.0.0.1]:PROXYPORT` (known_hosts entries
-/// are keyed by port). The file lives in the server's temp dir, so it lasts
-/// as long as the server (reconnects read it again).
-pub fn proxy_url_and_args(server: &Server, proxy: &FaultProxy) -> (String, Vec<String>) {
-    let url = server.remote_url().replacen(
-        &format!("127.0.0.1:{}", server.port),
-        &format!("127.0.0.1:{}", proxy.port()),
-        1,
-    );
-    let mut args = Vec::new();
-    if server.proto == Proto::Sftp {
-        let kh: PathBuf = server
-            .dir()
-            .join(format!("known_hosts-proxy-{}", proxy.port()));
-        let line = format!(
-            "[127.0.0.1]:{} {}\n",
-            proxy.port(),
-            server.host_public_key_line()
-        );
-        fs::write(&kh, line).expect("write the proxy's known_hosts");
-        // Comes after the server's own -o UserKnownHostsFile: the last wins.
-        args.push("-o".to_string());
-        args.push(format!("UserKnownHostsFile={}", kh.display()));
-    }
-    (url, args)
-}
-
-/// Mounts `server`'s export through `proxy` (see [`proxy_url_and_args`]),
-/// with `extra` rmount options. Panics with rmount's output on failure.
-pub fn mount_via_proxy(server: &Server, proxy: &FaultProxy, extra: &[&str]) -> Mount {
-    let (url, mut args) = proxy_url_and_args(server, proxy);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    Mount::with_url(server, &url, &args)
 }
 
 // ----- connection accounting --------------------------------------------------
