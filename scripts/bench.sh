@@ -398,12 +398,13 @@ mkfifo "$work/proxy.in"
 exec {proxy_in}<>"$work/proxy.in"
 start_proxy() { # UPSTREAM-PORT NAME; sets $proxy_port
     local out=$work/proxy-$2.port pid
+    : >"$out" # there before the proxy opens it: read at once below
     setsid "$rmount_helper" proxy --listen 127.0.0.1:0 --upstream "127.0.0.1:$1" --latency-ms "$latency_ms" \
         <"$work/proxy.in" >"$out" 2>>"$logs/proxy-$2.log" {proxy_in}>&- &
     pid=$!
     server_pids+=("$pid")
     for _ in $(seq 200); do
-        proxy_port=$(head -n 1 "$out")
+        proxy_port=$(head -n 1 "$out" 2>/dev/null || true)
         [[ $proxy_port =~ ^[0-9]+$ ]] && return 0
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.05
