@@ -136,23 +136,7 @@ fn cold_ls_lr_lists_ahead(kind: ServerKind) {
     let proxy = FaultProxy::for_server(&server);
     proxy.set_latency(LATENCY);
     let mount = mount_via_proxy(&server, &proxy, &[]);
-    let ls = |dir: &Path, flags: &str| {
-        let started = Instant::now();
-        let out = Command::new("ls")
-            .arg(flags)
-            .arg(dir)
-            .output()
-            .expect("run ls");
-        assert!(
-            out.status.success(),
-            "ls {flags} {}: {out:?}",
-            dir.display()
-        );
-        (
-            started.elapsed(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-        )
-    };
+    let ls = timed_ls;
     // One cold listing (with the lookup of its directory), three times.
     let mut one: Vec<Duration> = (0..3)
         .map(|d| ls(&mount.path(&format!("solo{d}")), "-l").0)

@@ -425,6 +425,19 @@ fn slow_link_read_finishes(p: Proto) {
     eprintln!("64 MiB over 10 ms each way took {took:?}");
 }
 
+/// The shortest of five echo round trips through a proxy of one-way
+/// `latency`: what one request in flight at a time costs.
+fn round_trip_through(latency: Duration) -> Duration {
+    let echo = Echo::start();
+    let proxy = FaultProxy::start(echo.addr);
+    proxy.set_latency(latency);
+    let mut c = dial(&proxy);
+    (0..5)
+        .map(|_| echo_round_trip(&mut c, b"ping").expect("echo through the proxy"))
+        .min()
+        .unwrap_or_default()
+}
+
 /// Over a 20 ms round trip (10 ms each way through the proxy) a sequential
 /// read of 64 MiB takes less than one round trip per 1 MiB block, the least
 /// a reader with one block request in flight at a time would take (it
@@ -439,16 +452,7 @@ fn slow_link_read_keeps_blocks_in_flight(p: Proto) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(64);
     let _load = light_load();
-    let rtt = {
-        let echo = Echo::start();
-        let proxy = FaultProxy::start(echo.addr);
-        proxy.set_latency(LATENCY);
-        let mut c = dial(&proxy);
-        (0..5)
-            .map(|_| echo_round_trip(&mut c, b"ping").expect("echo through the proxy"))
-            .min()
-            .unwrap_or_default()
-    };
+    let rtt = round_trip_through(LATENCY);
     let server = Server::start(p);
     let reference = put_random_file(&server, "big.bin", u64::from(blocks), 5);
     let warm_up = put_random_file(&server, "warm.bin", 8, 6);
@@ -562,16 +566,7 @@ fn ftp_slow_link_read_against_curl() {
     let runs = env_u32("RMOUNT_SLOW_READ_RUNS", 1).max(1);
     let with_rclone = std::env::var_os("RMOUNT_SLOW_READ_RCLONE").is_some_and(|v| v == "1");
     let _load = light_load();
-    let rtt = {
-        let echo = Echo::start();
-        let proxy = FaultProxy::start(echo.addr);
-        proxy.set_latency(LATENCY);
-        let mut c = dial(&proxy);
-        (0..5)
-            .map(|_| echo_round_trip(&mut c, b"ping").expect("echo through the proxy"))
-            .min()
-            .unwrap_or_default()
-    };
+    let rtt = round_trip_through(LATENCY);
     let server = Server::start(Proto::Ftp);
     let reference = put_random_file(&server, "big.bin", u64::from(blocks), 5);
     let warm_up = put_random_file(&server, "warm.bin", 8, 6);
