@@ -43,7 +43,6 @@ extern "C" {
 /// LIBSSH2_FX_OP_UNSUPPORTED: the server does not offer the extension.
 const FX_OP_UNSUPPORTED: u64 = 8;
 
-const FX_OK: u32 = 0;
 /// Longest reply accepted: OpenSSH sends at most 256 KiB.
 const MAX_REPLY: usize = 1 << 20;
 /// A server copies this much per copy-data request: a few seconds of
@@ -383,15 +382,10 @@ impl SftpExt {
 /// Whether a status reply says OK (`true`) or "unsupported" (`false`);
 /// any other status is its error, anything else a broken exchange.
 fn status_or_unsupported(reply: &Reply, what: &str) -> Result<bool> {
-    match wire::status(reply) {
-        Some(FX_OK) => Ok(true),
-        Some(code) if u64::from(code) == FX_OP_UNSUPPORTED => Ok(false),
-        Some(code) => Err(super::status::map_sftp_code(
-            i32::try_from(code).unwrap_or(i32::MAX),
-            what,
-        )),
-        None => Err(Error::Transport(format!("{what}: an unexpected reply"))),
+    if wire::status(reply).map(u64::from) == Some(FX_OP_UNSUPPORTED) {
+        return Ok(false);
     }
+    wire::status_result(reply, what).map(|()| true)
 }
 
 /// Writes all of `data` to the channel (blocking, within the session's
@@ -413,12 +407,27 @@ pub(super) fn write_all(channel: *mut raw::LIBSSH2_CHANNEL, mut data: &[u8]) -> 
 /// Fills `buf` from the channel (blocking, within the session's timeout).
 /// Caller holds the session lock.
 pub(super) fn read_exact(channel: *mut raw::LIBSSH2_CHANNEL, buf: &mut [u8]) -> Result<()> {
+    // SAFETY: `buf` is `buf.len()` writable bytes.
+    unsafe { read_into(channel, buf.as_mut_ptr(), buf.len()) }
+}
+
+/// Fills the `len` bytes at `dest` from the channel (blocking, within the
+/// session's timeout). Caller holds the session lock.
+///
+/// # Safety
+/// `dest` must be valid for writes of `len` bytes (they need not be
+/// initialised: libssh2 only writes them).
+pub(super) unsafe fn read_into(
+    channel: *mut raw::LIBSSH2_CHANNEL,
+    dest: *mut u8,
+    len: usize,
+) -> Result<()> {
     let mut filled = 0;
-    while filled < buf.len() {
-        let rest = &mut buf[filled..];
-        // SAFETY: live channel, session lock held, `rest` a live slice.
+    while filled < len {
+        // SAFETY: live channel, session lock held; at most `len - filled`
+        // bytes are written after `filled`, within the caller's `len`.
         let n = unsafe {
-            raw::libssh2_channel_read_ex(channel, 0, rest.as_mut_ptr().cast(), rest.len())
+            raw::libssh2_channel_read_ex(channel, 0, dest.add(filled).cast(), len - filled)
         };
         match usize::try_from(n) {
             Ok(0) => return Err(Error::Transport("SFTP channel closed".into())),

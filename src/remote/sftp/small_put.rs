@@ -16,8 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::ext::SftpExt;
-use super::status::map_sftp_code;
-use super::wire::{self, Attrs, Packet, Reply};
+use super::wire::{self, Attrs, Packet};
 use crate::remote::{Error, Result};
 
 /// Bytes per WRITE request: what libssh2 and OpenSSH's own client send.
@@ -38,15 +37,6 @@ pub struct RawKept {
     ahead: VecDeque<(u32, &'static str)>,
     /// The first failure a reply reported, for the close.
     failed: Option<Error>,
-}
-
-/// The error a status reply reports, if any.
-fn status_error(reply: &Reply, what: &str) -> Result<()> {
-    match wire::status(reply) {
-        Some(0) => Ok(()),
-        Some(code) => Err(map_sftp_code(i32::try_from(code).unwrap_or(i32::MAX), what)),
-        None => Err(Error::Transport(format!("{what}: an unexpected reply"))),
-    }
 }
 
 impl RawKept {
@@ -95,7 +85,7 @@ impl RawKept {
         let handle = if opened.kind == wire::FXP_HANDLE {
             wire::handle(&opened).ok_or_else(|| Error::Transport("open: a bad handle".into()))?
         } else {
-            status_error(&opened, "create")?;
+            wire::status_result(&opened, "create")?;
             return Err(Error::Transport("open: no handle".into()));
         };
         let kept = RawKept {
@@ -116,7 +106,7 @@ impl RawKept {
                         .u32(mode & 0o7777))
                 })
                 .and_then(|id| ext.receive(id))
-                .and_then(|r| status_error(&r, "chmod"));
+                .and_then(|r| wire::status_result(&r, "chmod"));
             if let Err(e) = moded {
                 // The file is there, without its mode: close it, say why.
                 return Err(match kept.close(ext) {
@@ -179,7 +169,7 @@ impl RawKept {
             return Ok(());
         };
         let reply = ext.receive(id)?;
-        if let Err(e) = status_error(&reply, what) {
+        if let Err(e) = wire::status_result(&reply, what) {
             if e.breaks_connection() {
                 return Err(e);
             }

@@ -12,6 +12,7 @@ use ssh2::ErrorCode;
 use crate::remote::Error;
 
 /// SFTP status codes (draft-ietf-secsh-filexfer, v3 and later).
+pub(super) const FX_OK: i32 = 0;
 pub(super) const FX_EOF: i32 = 1;
 pub(super) const FX_NO_SUCH_FILE: i32 = 2;
 pub(super) const FX_PERMISSION_DENIED: i32 = 3;

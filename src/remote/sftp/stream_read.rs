@@ -38,7 +38,6 @@ mod channel;
 /// of 400 MiB/s at 20 ms round trip. It is also what libssh2 may hold
 /// unread for the channel (the receive window is just above it).
 const IN_FLIGHT: u64 = 8 << 20;
-const FX_OK: u32 = 0;
 
 /// A read handle of the stream.
 struct OpenFile {
@@ -394,13 +393,10 @@ impl StreamReader {
             });
             return Ok(());
         }
-        match wire::status(&reply) {
-            Some(code) if code != FX_OK => Err(map_sftp_code(
-                i32::try_from(code).unwrap_or(i32::MAX),
-                "open",
-            )),
-            _ => Err(Error::Transport("open: an unexpected reply".into())),
-        }
+        // An OK status is no answer to an OPEN either.
+        Err(wire::status_result(&reply, "open")
+            .err()
+            .unwrap_or_else(|| Error::Transport("open: an unexpected reply".into())))
     }
 
     /// Closes the read handle, if any, after what is in flight. Caller
@@ -411,7 +407,7 @@ impl StreamReader {
             return Ok(());
         };
         let reply = self.exchange(|id| Packet::new(wire::FXP_CLOSE, id).string(&file.handle))?;
-        if wire::status(&reply) != Some(FX_OK) {
+        if wire::status_result(&reply, "close").is_err() {
             // A read handle has nothing to commit; the server keeps no
             // state for it either way.
             tracing::debug!("closing a read handle: no OK status");

@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
+use super::status::{map_sftp_code, FX_OK};
 use crate::remote::{Error, IdNames, Result};
 
 /// Packet types.
@@ -153,6 +154,16 @@ pub fn status(reply: &Reply) -> Option<u32> {
         return None;
     }
     Fields(&reply.body).u32()
+}
+
+/// A status reply as a result: OK, the error its code means, or (any
+/// other reply) a broken exchange.
+pub fn status_result(reply: &Reply, what: &str) -> Result<()> {
+    match status(reply) {
+        Some(code) if code == FX_OK as u32 => Ok(()),
+        Some(code) => Err(map_sftp_code(i32::try_from(code).unwrap_or(i32::MAX), what)),
+        None => Err(Error::Transport(format!("{what}: an unexpected reply"))),
+    }
 }
 
 /// The handle a `SSH_FXP_HANDLE` reply gives.

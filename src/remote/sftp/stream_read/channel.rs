@@ -8,7 +8,7 @@
 
 use libssh2_sys as raw;
 
-use super::super::ext::{read_exact, write_all};
+use super::super::ext::{read_exact, read_into, write_all};
 use super::super::status::map_session_code;
 use super::super::wire::{self, Packet, Reply};
 use super::IN_FLIGHT;
@@ -203,20 +203,8 @@ impl Channel {
         if spare.len() < n {
             return Err(Error::Invalid);
         }
-        let mut filled = 0;
-        while filled < n {
-            let rest = &mut spare[filled..n];
-            // SAFETY: live channel, session lock held; libssh2 writes at
-            // most `rest.len()` bytes into that spare room of `dest`.
-            let got = unsafe {
-                raw::libssh2_channel_read_ex(self.raw, 0, rest.as_mut_ptr().cast(), rest.len())
-            };
-            match usize::try_from(got) {
-                Ok(0) => return Err(Error::Transport("SFTP channel closed".into())),
-                Ok(got) => filled += got,
-                Err(_) => return Err(map_session_code(got as i32)),
-            }
-        }
+        // SAFETY: `spare` has room for `n` bytes, which libssh2 only writes.
+        unsafe { read_into(self.raw, spare.as_mut_ptr().cast(), n)? };
         // SAFETY: the `n` bytes after the length were just written.
         unsafe { dest.set_len(dest.len() + n) };
         Ok(())
