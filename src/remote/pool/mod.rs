@@ -99,6 +99,15 @@ struct Bulk<T> {
     busy_until: Option<Instant>,
 }
 
+impl<T> Bulk<T> {
+    /// Another connection may be opened: fewer than `max` are, and the
+    /// server has not lately said it is full.
+    fn has_room(&self, max: usize) -> bool {
+        let full = self.busy_until.is_some_and(|t| Instant::now() < t);
+        self.open < max && !full
+    }
+}
+
 #[derive(Default)]
 struct Outage {
     failures: u32,
@@ -210,8 +219,7 @@ impl<C: Connector> Pool<C> {
             if !bulk.idle.is_empty() {
                 return true;
             }
-            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
-            if bulk.open >= self.bulk_max || full {
+            if !bulk.has_room(self.bulk_max) {
                 return false;
             }
             bulk.open += 1;
@@ -358,8 +366,7 @@ impl<C: Connector> Pool<C> {
             if let Some(conn) = self.pop_idle(&mut bulk, read) {
                 return Ok(conn);
             }
-            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
-            if bulk.open < self.bulk_max && !full {
+            if bulk.has_room(self.bulk_max) {
                 bulk.open += 1;
                 drop(bulk);
                 match self.connect() {
@@ -392,8 +399,7 @@ impl<C: Connector> Pool<C> {
             bulk = lock(&self.bulk);
             // A parked connection whose close broke it freed its slot:
             // open a new one rather than wait for the deadline.
-            let full = bulk.busy_until.is_some_and(|t| Instant::now() < t);
-            if bulk.open < self.bulk_max && !full {
+            if bulk.has_room(self.bulk_max) {
                 continue;
             }
             let now = Instant::now();
