@@ -336,8 +336,8 @@ impl Fs {
 
     /// What the server holds after a change of only mode and times, where
     /// that is certain without asking: the mode exactly as set, times in
-    /// whole seconds, and a server that stores access times too (one that
-    /// writes in place). Otherwise `None`: the caller stats.
+    /// whole seconds, on a server that keeps them (`Caps::exact_times`).
+    /// Otherwise `None`: the caller stats.
     fn known_after(
         &self,
         light: bool,
@@ -348,7 +348,7 @@ impl Fs {
         // A server may drop a set-id bit silently (setgid of a group the
         // login is not in): those modes are asked for.
         let special = mode.is_some_and(|m| m & 0o7000 != 0);
-        if !light || special || !self.remote.caps().random_write || current.kind != Kind::File {
+        if !light || special || !self.remote.caps().exact_times || current.kind != Kind::File {
             return None;
         }
         let whole = |t: SystemTime| {

@@ -104,7 +104,7 @@ impl Fs {
         self.meta.forget(path);
         self.dir_changed(path);
         if result.is_ok() && !st.unlinked {
-            if self.remote.caps().random_write {
+            if self.remote.caps().exact_times {
                 // No stat to learn the server's new mtime: the size is
                 // known, and a version of our own keys the blocks read
                 // from now on (the next open's stat shows another, which

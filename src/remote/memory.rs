@@ -142,6 +142,8 @@ impl Memory {
             nodes: Mutex::new(nodes),
             caps: Caps {
                 random_write,
+                // As SFTP (random writes) or FTP (uploads) keeps them.
+                exact_times: random_write,
                 resize_rewrites: false,
                 symlinks: true,
                 atomic_rename: true,

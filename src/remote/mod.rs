@@ -49,6 +49,11 @@ pub struct Caps {
     pub atomic_rename: bool,
     /// The file times the protocol can carry.
     pub times: TimeRange,
+    /// The server keeps the times it is sent (access time too) to the
+    /// second, and a write's time exactly: the filesystem may know a
+    /// file's times after a change without asking. Without it (FTP: coarse
+    /// listing times, no access times) it asks.
+    pub exact_times: bool,
     /// `setattr` of a symlink acts on the file it points to, never on the
     /// link itself: the filesystem logic then sends none for a link.
     pub setattr_follows_symlinks: bool,

@@ -144,6 +144,7 @@ impl Connector for FtpConnector {
     fn caps(&self) -> Caps {
         Caps {
             random_write: false,
+            exact_times: false,
             resize_rewrites: true,
             symlinks: false,
             // RNTO replaces an existing file on vsftpd and most servers.

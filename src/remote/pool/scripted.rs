@@ -201,6 +201,7 @@ impl Script {
             script: self.clone(),
             caps: Caps {
                 random_write: true,
+                exact_times: true,
                 resize_rewrites: false,
                 symlinks: true,
                 atomic_rename: true,

@@ -152,6 +152,7 @@ impl Connector for SftpConnector {
     fn caps(&self) -> Caps {
         Caps {
             random_write: true,
+            exact_times: true,
             resize_rewrites: false,
             symlinks: true,
             atomic_rename: true,
