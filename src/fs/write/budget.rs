@@ -25,6 +25,8 @@ struct Counts {
     gathered: usize,
     /// Bytes of chunks handed to the write-behind and not yet sent.
     sending: usize,
+    /// Senders waiting for room (seen by the tests).
+    waiting: usize,
 }
 
 /// A byte budget and what is held of it.
@@ -40,6 +42,7 @@ impl Budget {
             counts: Mutex::new(Counts {
                 gathered: 0,
                 sending: 0,
+                waiting: 0,
             }),
             sent: Condvar::new(),
             limit,
@@ -106,7 +109,9 @@ impl Buffered {
         let budget = self.budget;
         let mut counts = lock(&budget.counts);
         while counts.sending > 0 && counts.sending + self.counted > budget.limit {
+            counts.waiting += 1;
             counts = wait(&budget.sent, counts);
+            counts.waiting -= 1;
         }
         counts.gathered -= self.counted;
         counts.sending += self.counted;
@@ -170,7 +175,15 @@ mod tests {
             flag.store(true, Ordering::SeqCst);
             a
         });
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        // It waits (counted under the lock it waits on), and has not gone.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while lock(&budget.counts).waiting == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the sender never waited"
+            );
+            std::thread::yield_now();
+        }
         assert!(
             !sending.load(Ordering::SeqCst),
             "waits while the budget is full"
