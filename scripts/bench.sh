@@ -718,26 +718,34 @@ wait_complete() {
 
 skip() { [[ -n ${failed["$1|$2"]:-} ]]; }
 
+# A cold dd of FILE to /dev/null, recorded in ROW for TOOL: its time, or
+# why it failed (timeout, dd's error, fewer bytes than EXPECTED). Takes the
+# caller's `limit`, if any, as `timed` does.
+record_cold_read() { # row tool file expected
+    local row=$1 tool=$2 file=$3 expected=$4 rc=0 bytes
+    drop_caches
+    timed dd if="$file" of=/dev/null bs=1M 2>"$work/dd.err" || rc=$?
+    bytes=$(awk '/bytes/ { print $1; exit }' "$work/dd.err")
+    if ((rc == 124)); then
+        record "$row" "$tool" timeout
+    elif ((rc != 0)); then
+        record "$row" "$tool" error "dd failed (status $rc): $(head -n 1 "$work/dd.err")"
+    elif [[ ${bytes:-} != "$expected" ]]; then
+        record "$row" "$tool" error "read ${bytes:-?} bytes, expected $expected"
+    else
+        record "$row" "$tool" ok "$t_elapsed"
+    fi
+}
+
 bench_read() { # proto tool mnt; also the peak RSS row
-    local row="$1 $row_read" row_m="$1 $row_rss" tool=$2 mnt=$3 rc=0 bytes rss
+    local row="$1 $row_read" row_m="$1 $row_rss" tool=$2 mnt=$3 rss
     if skip "$row" "$tool" && skip "$row_m" "$tool"; then return 0; fi
     if ! mount_fs "$tool" "$mnt"; then
         record "$row" "$tool" mount
         record "$row_m" "$tool" mount
         return 0
     fi
-    drop_caches
-    timed dd if="$mnt/big.bin" of=/dev/null bs=1M 2>"$work/dd.err" || rc=$?
-    bytes=$(awk '/bytes/ { print $1; exit }' "$work/dd.err")
-    if ((rc == 124)); then
-        record "$row" "$tool" timeout
-    elif ((rc != 0)); then
-        record "$row" "$tool" error "dd failed (status $rc): $(head -n 1 "$work/dd.err")"
-    elif [[ ${bytes:-} != "$size_bytes" ]]; then
-        record "$row" "$tool" error "read ${bytes:-?} bytes, expected $size_bytes"
-    else
-        record "$row" "$tool" ok "$t_elapsed"
-    fi
+    record_cold_read "$row" "$tool" "$mnt/big.bin" "$size_bytes"
     if [[ -n ${failed["$row|$tool"]:-} ]]; then
         record "$row_m" "$tool" error "not measured: the seq read failed"
     elif rss=$(peak_rss_mib "${mount_pid[$mnt]}" "$logs/$tool.log"); then
@@ -937,21 +945,10 @@ bench_stat() { # proto tool mnt
 
 # --- through the delay proxy ------------------------------------------------------
 bench_slow_read() { # proto tool mnt
-    local row="$1 $row_slow_read" tool=$2 mnt=$3 rc=0 bytes limit=$slow_timeout
+    local row="$1 $row_slow_read" tool=$2 mnt=$3 limit=$slow_timeout
     skip "$row" "$tool" && return 0
     mount_fs "$tool" "$mnt" slow || { record "$row" "$tool" mount; return 0; }
-    drop_caches
-    timed dd if="$mnt/$slow_name" of=/dev/null bs=1M 2>"$work/dd.err" || rc=$?
-    bytes=$(awk '/bytes/ { print $1; exit }' "$work/dd.err")
-    if ((rc == 124)); then
-        record "$row" "$tool" timeout
-    elif ((rc != 0)); then
-        record "$row" "$tool" error "dd failed (status $rc): $(head -n 1 "$work/dd.err")"
-    elif [[ ${bytes:-} != "$slow_bytes" ]]; then
-        record "$row" "$tool" error "read ${bytes:-?} bytes, expected $slow_bytes"
-    else
-        record "$row" "$tool" ok "$t_elapsed"
-    fi
+    record_cold_read "$row" "$tool" "$mnt/$slow_name" "$slow_bytes"
     finish_mount "$tool" "$mnt" "$row"
 }
 
