@@ -21,7 +21,7 @@ use lru::LruCache;
 use super::{Error, Fs, Result};
 use crate::cache::meta::{Listed, Lookup, MetaCache};
 use crate::remote::{self, Attr, Kind, Remote};
-use crate::sync::{lock, wait_timeout};
+use crate::sync::{lock, wait};
 use crate::workers::Workers;
 use ahead::PLANS;
 
@@ -40,9 +40,6 @@ const MISS_RECORDS: NonZeroUsize = match NonZeroUsize::new(256) {
     Some(n) => n,
     None => NonZeroUsize::MIN,
 };
-/// A waiter re-checks its listing this often (the listing itself has the
-/// remote's deadline).
-const WAIT_SLICE: Duration = Duration::from_secs(1);
 
 /// A listing taken from the server, as its entries were filtered.
 pub(super) struct Fetched {
@@ -57,9 +54,11 @@ pub(super) struct Fetched {
 /// Who a listing is for, which tells the lane it runs on.
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub(super) enum For {
-    /// Someone waiting for it: `Remote::list`.
+    /// Someone waiting for it: `Remote::list`; joins a listing of the
+    /// directory already under way.
     Caller,
-    /// Listing ahead: `Remote::list_in_background`.
+    /// Listing ahead: `Remote::list_in_background`; leaves a listing
+    /// already under way alone.
     Ahead,
 }
 
@@ -67,8 +66,8 @@ pub(super) enum For {
 pub(super) enum Got {
     /// Its own listing (with the server's error, if any).
     Own(remote::Result<Arc<Fetched>>),
-    /// One another caller took; None if that failed, or (`join` false) if
-    /// one was under way.
+    /// One another caller took; None if that failed, or (listing ahead)
+    /// if one was under way.
     Joined(Option<Arc<Fetched>>),
     /// None: another caller's listing was stored just before (the caller
     /// looked at the caches before it landed).
@@ -83,14 +82,14 @@ struct Flight {
 }
 
 impl Flight {
+    /// Waits for the listing's end (its `Landing` always finishes it,
+    /// within the remote's deadline).
     fn wait(&self) -> Option<Arc<Fetched>> {
         let mut outcome = lock(&self.outcome);
-        loop {
-            if let Some(got) = outcome.as_ref() {
-                return got.clone();
-            }
-            outcome = wait_timeout(&self.done, outcome, WAIT_SLICE);
+        while outcome.is_none() {
+            outcome = wait(&self.done, outcome);
         }
+        outcome.clone().flatten()
     }
 
     fn finish(&self, got: Option<Arc<Fetched>>) {
@@ -157,7 +156,7 @@ impl Listings {
     }
 
     /// Lists `dir` on the server and stores the listing (see
-    /// `MetaCache::store_listing`), or, with `join`, waits for the listing
+    /// `MetaCache::store_listing`), or, for a caller, waits for the listing
     /// of it already under way. `keep` filters the entries; None from it
     /// means the listing must not be stored (it is still returned). With
     /// `exact`, an entry that tells less than a stat (a coarser time) is
@@ -169,7 +168,7 @@ impl Listings {
         remote: &dyn Remote,
         meta: &MetaCache,
         dir: &Path,
-        (join, exact, whom): (bool, bool, For),
+        (exact, whom): (bool, For),
         keep: &mut dyn FnMut(&OsStr, &Attr) -> Option<bool>,
     ) -> Got {
         let flight = {
@@ -177,7 +176,11 @@ impl Listings {
             if let Some(flight) = flights.get(dir) {
                 let flight = flight.clone();
                 drop(flights);
-                return Got::Joined(if join { flight.wait() } else { None });
+                let joined = match whom {
+                    For::Caller => flight.wait(),
+                    For::Ahead => None,
+                };
+                return Got::Joined(joined);
             }
             let flight = Arc::new(Flight::default());
             flights.insert(dir.to_path_buf(), flight.clone());
@@ -323,7 +326,7 @@ impl Fs {
             &*self.remote,
             &self.meta,
             dir,
-            (true, true, For::Caller),
+            (true, For::Caller),
             &mut |n, a| Some(self.listable(dir, n, a)),
         );
         let fetched = match got {
@@ -374,7 +377,7 @@ impl Fs {
                 &*self.remote,
                 &self.meta,
                 dir,
-                (true, false, For::Caller),
+                (false, For::Caller),
                 &mut |n, a| Some(self.listable(dir, n, a)),
             );
             match got {

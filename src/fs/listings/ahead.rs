@@ -114,7 +114,7 @@ impl Listings {
                 &*remote,
                 &meta,
                 &job_dir,
-                (false, true, For::Ahead),
+                (true, For::Ahead),
                 &mut quietly_listable,
             );
             if let Got::Own(Err(e)) = got {

@@ -160,9 +160,6 @@ impl Connector for FtpConnector {
         true
     }
 
-    /// A listing's time may be coarse (minutes or days) where a stat asks
-    /// MDTM: the same file if its listing still shows the cached time and
-    /// that listed time was refined to exactly the fresh one.
     /// A `LIST` time is coarse; a file's is exact once MDTM told it.
     fn listed_as_stat(&self, path: &Path, listed: &Attr) -> bool {
         let learned = &self.core.learned;
@@ -171,6 +168,9 @@ impl Connector for FtpConnector {
             || learned.exact_mtimes.is_exact(path, listed)
     }
 
+    /// A listing's time may be coarse (minutes or days) where a stat asks
+    /// MDTM: the same file if its listing still shows the cached time and
+    /// that listed time was refined to exactly the fresh one.
     fn same_version(&self, path: &Path, cached: &Attr, fresh: &Attr) -> bool {
         self.core
             .learned
