@@ -7,6 +7,7 @@
 
 use super::{discard, Connection, Connector, Pool, Pooled};
 use crate::remote::{Result, WriterId};
+use crate::stats;
 use crate::sync::lock;
 
 impl<C: Connector> Pool<C> {
@@ -26,10 +27,14 @@ impl<C: Connector> Pool<C> {
         let result = op(&mut pooled.conn);
         match result {
             Ok(true) => {
+                // Parked under the bulk lock a waiting call holds when it
+                // looks for parked ones, then woken: a call waiting for a
+                // data connection can take this one back
+                // (`reclaim_parked`), and must not sleep until its deadline
+                // while every connection is parked.
+                let bulk = lock(&self.bulk);
                 lock(&self.parked).entry(writer).or_default().push(pooled);
-                // A call waiting for a data connection can take this one
-                // back (`reclaim_parked`): wake it, or it sleeps until its
-                // deadline while every connection is parked.
+                drop(bulk);
                 self.bulk_freed.notify_one();
                 Ok(())
             }
@@ -59,6 +64,7 @@ impl<C: Connector> Pool<C> {
         let mut bulk = lock(&self.bulk);
         if broken || !self.is_current(&pooled) {
             bulk.open -= 1;
+            stats::get().conn_closed(broken);
             discard(pooled);
         } else {
             bulk.idle.push(pooled);
@@ -83,8 +89,7 @@ impl<C: Connector> Pool<C> {
                 }
                 lock(&self.kept_errors).entry(writer).or_insert(e);
                 if broken {
-                    lock(&self.bulk).open -= 1;
-                    discard(pooled);
+                    self.give_back(pooled, true);
                     None
                 } else {
                     Some(pooled)

@@ -234,6 +234,7 @@ impl<C: Connector> Pool<C> {
             }
             Ok(stale) => {
                 bulk.open -= 1;
+                stats::get().conn_closed(false);
                 discard(stale);
                 false
             }
@@ -309,16 +310,7 @@ impl<C: Connector> Pool<C> {
                 self.note_failure(e);
             }
         }
-        let mut bulk = lock(&self.bulk);
-        if broken || !self.is_current(&pooled) {
-            bulk.open -= 1;
-            stats::get().conn_closed(broken);
-            discard(pooled);
-        } else {
-            bulk.idle.push(pooled);
-        }
-        drop(bulk);
-        self.bulk_freed.notify_one();
+        self.give_back(pooled, broken);
         result
     }
 
@@ -394,12 +386,17 @@ impl<C: Connector> Pool<C> {
                 if self.is_current(&pooled) {
                     return Ok(pooled);
                 }
-                self.give_back(pooled, true);
+                self.give_back(pooled, false);
             }
             bulk = lock(&self.bulk);
             // A parked connection whose close broke it freed its slot:
             // open a new one rather than wait for the deadline.
             if bulk.has_room(self.bulk_max) {
+                continue;
+            }
+            // One parked since `reclaim_parked` looked: its writer parked it
+            // under this lock, so it is seen here or its wake-up comes after.
+            if lock(&self.parked).values().any(|conns| !conns.is_empty()) {
                 continue;
             }
             let now = Instant::now();
