@@ -481,9 +481,7 @@ impl FileState {
     pub fn recover(&mut self, remote: &dyn Remote, size: u64, version: (u64, SystemTime)) {
         // Chunks of the lost writes still in flight must not land after
         // the new writer starts, nor be reported to it.
-        if let Some(wb) = &self.write_behind {
-            let _ = wb.drain();
-        }
+        self.let_sends_land();
         self.discard_temp(remote);
         if !matches!(self.content, Content::Hidden(_)) {
             self.content = Content::InPlace;
@@ -493,6 +491,14 @@ impl FileState {
         self.rewriting = false;
         self.dirty = false;
         self.error = None;
+    }
+
+    /// Waits until the chunks still being sent in the background have
+    /// landed or failed (their outcome no longer matters: after a loss).
+    pub(super) fn let_sends_land(&self) {
+        if let Some(wb) = &self.write_behind {
+            let _ = wb.drain();
+        }
     }
 
     /// Removes a temporary file after a failure, so none is left behind.

@@ -50,6 +50,10 @@ impl FileState {
         }
         self.new_in_place = false;
         self.streamer = None;
+        // A chunk still in flight must not land after the file is emptied,
+        // nor through a handle kept open for the writes.
+        self.let_sends_land();
+        let _ = remote.close_writer(self.writer);
         let emptied = if remote.caps().random_write {
             remote.setattr(path, SetAttr::Size(0))
         } else {
