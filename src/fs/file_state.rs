@@ -306,7 +306,6 @@ impl FileState {
     /// Makes a local staging file self-contained (before its remote copy is
     /// unlinked): the head is copied and nothing counts as on the server.
     pub fn load_everything(&mut self, remote: &dyn Remote, path: &Path) -> Result<()> {
-        self.end_own_stream();
         self.load_head(remote, path)?;
         self.set_unsynced();
         Ok(())
@@ -333,24 +332,6 @@ impl FileState {
             };
         }
         Ok(())
-    }
-
-    /// Before the file's name changes on the server: buffered writes
-    /// land, and an upload streaming to the old name ends first (it names
-    /// the file by path, so it could make the old name again); the commit
-    /// then uploads the staged file whole under the new name.
-    pub fn before_rename(&mut self, remote: &dyn Remote, from: &Path) -> Result<()> {
-        self.end_own_stream();
-        self.send_pending(remote, from)
-    }
-
-    /// Ends an upload streaming to the file's own name, and waits for it.
-    fn end_own_stream(&mut self) {
-        if self.streamer.as_ref().is_some_and(Streamer::own_name) {
-            if let Some(stream) = self.streamer.take() {
-                stream.abandon();
-            }
-        }
     }
 
     /// Sends buffered writes and waits until everything written is on the

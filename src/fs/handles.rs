@@ -145,21 +145,16 @@ impl Fs {
     /// Starts uploading a freshly staged (empty) file while it is written,
     /// where atomic writes allow a temporary name. A new file streams to a
     /// temporary name too: a stream names its file by path, so one to the
-    /// file's own name must be ended before a rename, and ending it was
-    /// seen to stall on one server (its close still uploads it in place
-    /// when no stream ran).
+    /// file's own name would have to end before every rename (its close
+    /// still uploads it in place when no stream ran).
     fn start_stream(&self, st: &mut FileState, path: &Path) {
         if !self.cfg.atomic_writes || !self.remote.caps().atomic_rename || st.streamer.is_some() {
             return;
         }
         if let Content::Local { file, .. } = &st.content {
             let temp = private_names::private_sibling(path, private_names::TEMP_PREFIX);
-            st.streamer = super::write::upload_stream::Streamer::start(
-                self.remote.clone(),
-                file,
-                temp,
-                false,
-            );
+            st.streamer =
+                super::write::upload_stream::Streamer::start(self.remote.clone(), file, temp);
         }
     }
 

@@ -339,7 +339,7 @@ impl Fs {
         let source_state = source_ino.and_then(|ino| lock(&self.open).get(&ino).cloned());
         let mut source_guard = source_state.as_deref().map(OpenFile::lock);
         if let Some(st) = source_guard.as_mut() {
-            st.before_rename(&*self.remote, &from)?;
+            st.send_pending(&*self.remote, &from)?;
         }
         // Open files below a renamed directory keep names of their own
         // there (temporary and hidden copies): they are locked while the

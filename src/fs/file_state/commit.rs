@@ -8,7 +8,6 @@ use std::path::Path;
 
 use super::{writable_perm, Content, FileState};
 use crate::fs::write::transfer::{commit_temp, upload_local};
-use crate::fs::write::upload_stream::Streamer;
 use crate::fs::{Error, Result, WriteLoss};
 use crate::remote::{Error as RemoteError, Remote, SetAttr};
 
@@ -107,15 +106,12 @@ impl FileState {
                 synced,
                 head_loaded,
             } => {
-                let own_name = self.streamer.as_ref().is_some_and(Streamer::own_name);
                 let streamed = self.streamer.take().and_then(|s| {
                     s.finish(self.size)
                         .inspect_err(|e| tracing::debug!("streaming upload failed: {e}"))
                         .ok()
                 });
                 let result = match streamed {
-                    // Streamed under its own name (a new file): done.
-                    Some(_) if own_name => Ok(()),
                     Some(temp) => commit_temp(remote, &temp, path, &mut self.orphans),
                     None => upload_local(
                         remote,

@@ -1,6 +1,6 @@
 //! Streaming upload of a new, locally staged file while it is written
-//! (servers without random writes): the upload (to a temporary name, or
-//! to the file's own name when the file is new) runs alongside the writes, reading the staging file as it grows,
+//! (servers without random writes): the upload to a temporary
+//! name runs alongside the writes, reading the staging file as it grows,
 //! so close only waits for the tail instead of for the whole file.
 //!
 //! It owns the uploader thread and the temporary file it writes. It works
@@ -41,7 +41,6 @@ pub struct Streamer {
     shared: Arc<Shared>,
     uploader: Option<JoinHandle<remote::Result<()>>>,
     temp: PathBuf,
-    own_name: bool,
 }
 
 impl Streamer {
@@ -51,15 +50,8 @@ impl Streamer {
     }
 
     /// Starts uploading `file` (empty so far) to `temp`, unless enough
-    /// streams are running already. With `own_name`, `temp` is the file's
-    /// own name (a new file): a failed or cancelled stream leaves it
-    /// there for the commit to replace, instead of removing it.
-    pub fn start(
-        remote: Arc<dyn Remote>,
-        file: &File,
-        temp: PathBuf,
-        own_name: bool,
-    ) -> Option<Streamer> {
+    /// streams are running already.
+    pub fn start(remote: Arc<dyn Remote>, file: &File, temp: PathBuf) -> Option<Streamer> {
         if ACTIVE.fetch_add(1, Ordering::SeqCst) >= MAX_ACTIVE {
             ACTIVE.fetch_sub(1, Ordering::SeqCst);
             return None;
@@ -77,7 +69,7 @@ impl Streamer {
                 .spawn(move || {
                     let result = remote.upload(&target, &mut reader, false);
                     let cancelled = lock(&reader.shared.tail).cancelled;
-                    if (result.is_err() || cancelled) && !own_name {
+                    if result.is_err() || cancelled {
                         let _ = remote.unlink(&target);
                     }
                     ACTIVE.fetch_sub(1, Ordering::SeqCst);
@@ -90,7 +82,6 @@ impl Streamer {
                 shared,
                 uploader: Some(uploader),
                 temp,
-                own_name,
             }),
             Err(e) => {
                 ACTIVE.fetch_sub(1, Ordering::SeqCst);
@@ -98,12 +89,6 @@ impl Streamer {
                 None
             }
         }
-    }
-
-    /// It uploads to the file's own name: the server's transfer follows the
-    /// file through a rename, so the content is wherever the file is now.
-    pub fn own_name(&self) -> bool {
-        self.own_name
     }
 
     /// Records a write of the staging file. False when it was not the next
@@ -119,7 +104,7 @@ impl Streamer {
     }
 
     /// Waits for the upload of exactly `size` bytes; on success the content
-    /// is under the returned name (temporary, or the file's own).
+    /// is under the returned temporary name.
     pub fn finish(mut self, size: u64) -> remote::Result<PathBuf> {
         {
             let mut tail = lock(&self.shared.tail);
@@ -137,32 +122,12 @@ impl Streamer {
     }
 }
 
-impl Streamer {
-    /// Cancels the stream and waits for its upload to end, so that nothing
-    /// more reaches the server under its name.
-    pub fn abandon(mut self) {
-        lock(&self.shared.tail).cancelled = true;
-        self.shared.grew.notify_all();
-        if let Some(uploader) = self.uploader.take() {
-            let _ = uploader.join();
-        }
-    }
-}
-
 impl Drop for Streamer {
     /// Cancels an unfinished stream; its thread removes the temporary file.
-    /// One to the file's own name is waited for: it names the file by
-    /// path, and must not reach the server after what follows (an
-    /// unlink, another writer's upload).
     fn drop(&mut self) {
         if self.uploader.is_some() {
             lock(&self.shared.tail).cancelled = true;
             self.shared.grew.notify_all();
-            if self.own_name {
-                if let Some(uploader) = self.uploader.take() {
-                    let _ = uploader.join();
-                }
-            }
         }
     }
 }
