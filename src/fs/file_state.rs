@@ -229,15 +229,11 @@ impl FileState {
             if !contiguous {
                 self.queue_pending(remote, path)?;
             }
-            match &mut self.pending {
-                Some((_, buf)) => buf.extend(data),
-                None => self.pending = Some((offset, Buffered::new(data))),
-            }
-            if self
+            let (_, buf) = self
                 .pending
-                .as_ref()
-                .is_some_and(|(_, b)| b.len() >= WRITE_CHUNK || b.over_budget())
-            {
+                .get_or_insert_with(|| (offset, Buffered::empty()));
+            let over_budget = buf.extend(data);
+            if buf.len() >= WRITE_CHUNK || over_budget {
                 self.queue_pending(remote, path)?;
             }
         }

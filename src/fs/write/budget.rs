@@ -25,7 +25,7 @@ struct Counts {
     gathered: usize,
     /// Bytes of chunks handed to the write-behind and not yet sent.
     sending: usize,
-    /// Senders waiting for room (seen by the tests).
+    /// Senders waiting for room: a chunk sent wakes them only if any.
     waiting: usize,
 }
 
@@ -64,23 +64,37 @@ pub struct Buffered {
 }
 
 impl Buffered {
-    /// A copy of `data`, counted in the process's budget.
+    /// A copy of `data`, counted in the process's budget (for tests).
+    #[cfg(test)]
     pub fn new(data: &[u8]) -> Buffered {
         Buffered::new_in(&PROCESS, data)
     }
 
-    fn new_in(budget: &'static Budget, data: &[u8]) -> Buffered {
-        let mut b = Buffered {
+    /// Nothing yet, in the process's budget (`extend` adds).
+    pub fn empty() -> Buffered {
+        Buffered::empty_in(&PROCESS)
+    }
+
+    fn empty_in(budget: &'static Budget) -> Buffered {
+        Buffered {
             data: Vec::new(),
             budget,
             counted: 0,
             sending: false,
-        };
-        b.extend(data);
+        }
+    }
+
+    #[cfg(test)]
+    fn new_in(budget: &'static Budget, data: &[u8]) -> Buffered {
+        let mut b = Buffered::empty_in(budget);
+        let _ = b.extend(data);
         b
     }
 
-    pub fn extend(&mut self, data: &[u8]) {
+    /// Appends `data`; true when written data then holds more than its
+    /// budget: the writer should send what it gathered now instead of
+    /// gathering a full chunk. (One lock of the shared counts per write.)
+    pub fn extend(&mut self, data: &[u8]) -> bool {
         self.data.extend_from_slice(data);
         let now = self.data.capacity();
         let mut counts = lock(&self.budget.counts);
@@ -90,12 +104,6 @@ impl Buffered {
             counts.gathered = counts.gathered - self.counted + now;
         }
         self.counted = now;
-    }
-
-    /// Written data holds more than its budget: the writer then sends
-    /// what it gathered now instead of gathering a full chunk.
-    pub fn over_budget(&self) -> bool {
-        let counts = lock(&self.budget.counts);
         counts.gathered + counts.sending > self.budget.limit
     }
 
@@ -132,8 +140,11 @@ impl Drop for Buffered {
         let mut counts = lock(&self.budget.counts);
         if self.sending {
             counts.sending -= self.counted;
+            let waiting = counts.waiting > 0;
             drop(counts);
-            self.budget.sent.notify_all();
+            if waiting {
+                self.budget.sent.notify_all();
+            }
         } else {
             counts.gathered -= self.counted;
         }
@@ -156,13 +167,12 @@ mod tests {
         const LIMIT: usize = 1 << 20;
         let budget: &'static Budget = Box::leak(Box::new(Budget::new(LIMIT)));
         let mut a = Buffered::new_in(budget, &[1; 1000]);
-        a.extend(&[2; 1000]);
+        assert!(!a.extend(&[2; 1000]), "within the budget");
         assert_eq!((&a[..2], a.len()), (&[1u8, 1][..], 2000));
         assert_eq!(held(budget), (a.counted, 0));
         assert!(a.counted >= 2000);
-        assert!(!a.over_budget());
-        let mut big = Buffered::new_in(budget, &vec![0; LIMIT]);
-        assert!(big.over_budget(), "gathered bytes count");
+        let mut big = Buffered::empty_in(budget);
+        assert!(big.extend(&vec![0; LIMIT]), "gathered bytes count");
         // Larger than the budget, but nothing else is being sent: it goes.
         big.start_sending();
         assert_eq!(held(budget), (a.counted, big.counted));
