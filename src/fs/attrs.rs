@@ -317,7 +317,6 @@ impl Fs {
         };
         drop(open);
         self.note_change(ino);
-        self.meta.forget(&path);
         let mut current = current;
         current.size = size;
         let known = self.known_after(light, &current, changes.mode, sent_times);
@@ -326,7 +325,11 @@ impl Fs {
                 self.meta.put(&path, attr.clone());
                 attr
             }
-            None => self.stat_fresh(&path)?,
+            None => {
+                // The old attributes must not answer if the stat fails.
+                self.meta.forget(&path);
+                self.stat_fresh(&path)?
+            }
         };
         if let Some(perm) = shown_perm {
             attr.perm = perm;

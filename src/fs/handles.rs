@@ -270,20 +270,13 @@ impl Fs {
             }
             Err(e) => return Err(e.into()),
         };
-        let entry = match self.created_as(&path, attr) {
-            Ok(entry) => entry,
-            Err(e) => {
+        // Either failing leaves no open file: the kept handle is closed.
+        let (state, entry) = self
+            .created_as(&path, attr)
+            .and_then(|entry| Ok((self.open_state(entry.ino, &entry.attr)?, entry)))
+            .inspect_err(|_| {
                 let _ = self.remote.close_writer(writer);
-                return Err(e);
-            }
-        };
-        let state = match self.open_state(entry.ino, &entry.attr) {
-            Ok(state) => state,
-            Err(e) => {
-                let _ = self.remote.close_writer(writer);
-                return Err(e);
-            }
-        };
+            })?;
         let failures = {
             let mut st = state.lock();
             st.perm = mode & 0o7777;
