@@ -16,7 +16,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use super::ext::SftpExt;
-use super::wire::{self, Attrs, Packet};
+use super::wire::{self, Packet};
 use crate::remote::{Error, Result};
 
 /// Bytes per WRITE request: what libssh2 and OpenSSH's own client send.
@@ -51,7 +51,7 @@ impl RawKept {
         mode: u32,
         exclusive: bool,
         exact: bool,
-    ) -> Result<(RawKept, Option<Attrs>)> {
+    ) -> Result<(RawKept, Option<ssh2::FileStat>)> {
         let name = path.as_os_str().as_bytes();
         let flags = wire::FXF_WRITE
             | wire::FXF_CREAT

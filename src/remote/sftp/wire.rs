@@ -6,6 +6,8 @@
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
+use ssh2::FileStat;
+
 use super::status::{map_sftp_code, FX_OK};
 use crate::remote::{Error, IdNames, Result};
 
@@ -37,17 +39,6 @@ const ATTR_SIZE: u32 = 0x01;
 const ATTR_UIDGID: u32 = 0x02;
 pub const ATTR_PERMISSIONS: u32 = 0x04;
 const ATTR_ACMODTIME: u32 = 0x08;
-
-/// The fields of an ATTRS reply, each where the server sent it.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Attrs {
-    pub size: Option<u64>,
-    pub uid: Option<u32>,
-    pub gid: Option<u32>,
-    pub perm: Option<u32>,
-    pub atime: Option<u64>,
-    pub mtime: Option<u64>,
-}
 
 /// A request being built: its length is filled in by `finish`.
 pub struct Packet(Vec<u8>);
@@ -178,13 +169,22 @@ pub fn handle(reply: &Reply) -> Option<Vec<u8>> {
 
 /// The attributes an `SSH_FXP_ATTRS` reply gives (extended attributes,
 /// which come last, are not read).
-pub fn attrs(reply: &Reply) -> Option<Attrs> {
+/// The fields of an ATTRS reply, each where the server sent it, as
+/// libssh2's own stat gives them (`ssh2::FileStat`).
+pub fn attrs(reply: &Reply) -> Option<FileStat> {
     if reply.kind != FXP_ATTRS {
         return None;
     }
     let mut fields = Fields(&reply.body);
     let flags = fields.u32()?;
-    let mut attrs = Attrs::default();
+    let mut attrs = FileStat {
+        size: None,
+        uid: None,
+        gid: None,
+        perm: None,
+        atime: None,
+        mtime: None,
+    };
     if flags & ATTR_SIZE != 0 {
         attrs.size = Some(fields.u64()?);
     }
@@ -333,7 +333,7 @@ mod tests {
             body.extend_from_slice(&v.to_be_bytes());
         }
         let got = attrs(&reply(105, 2, &body)).expect("attrs");
-        let want = Attrs {
+        let want = FileStat {
             size: Some(4096),
             uid: Some(1000),
             gid: Some(100),

@@ -8,7 +8,7 @@
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::Path;
 
-use ssh2::{File, FileStat, OpenFlags, OpenType};
+use ssh2::{File, OpenFlags, OpenType};
 
 use super::small_put::{RawKept, SMALL_WRITE};
 use super::status::{map_err, map_io};
@@ -40,9 +40,7 @@ impl SftpConnection {
                 err
             }
         })?;
-        // The server applies its umask to new files; the kernel already
-        // applied the caller's, so set exactly what was asked for.
-        if mode & 0o022 != 0 || mode & 0o7000 != 0 {
+        if needs_exact_mode(mode) {
             self.setattr(path, SetAttr::Mode(mode))?;
         }
         Ok(file)
@@ -59,25 +57,14 @@ impl SftpConnection {
         exclusive: bool,
     ) -> Result<Option<Option<Attr>>> {
         self.drop_handles();
-        // The server applies its umask to new files; the kernel already
-        // applied the caller's, so set exactly what was asked for.
-        let exact = mode & 0o022 != 0 || mode & 0o7000 != 0;
+        let exact = needs_exact_mode(mode);
         let Some(ext) = self.ext()? else {
             return Ok(None);
         };
         match RawKept::create(ext, path, mode, exclusive, exact) {
             Ok((raw, attrs)) => {
                 self.raw_kept = Some(raw);
-                Ok(Some(attrs.map(|a| {
-                    attr_from_stat(&FileStat {
-                        size: a.size,
-                        uid: a.uid,
-                        gid: a.gid,
-                        perm: a.perm,
-                        atime: a.atime,
-                        mtime: a.mtime,
-                    })
-                })))
+                Ok(Some(attrs.as_ref().map(attr_from_stat)))
             }
             Err(e) if e.breaks_connection() => {
                 self.ext = None;
@@ -206,4 +193,11 @@ impl SftpConnection {
         }
         file.close().map_err(|e| map_err(e, "close"))
     }
+}
+
+/// The server applies its umask to new files; the kernel already applied
+/// the caller's: a mode the umask or the server may have cut (group or
+/// other write, set-id bits) is set again, exactly as asked for.
+fn needs_exact_mode(mode: u32) -> bool {
+    mode & 0o7022 != 0
 }
