@@ -185,9 +185,20 @@ fn concurrent_lookups_share_one_listing() {
             std::thread::spawn(move || fs.lookup(d, OsStr::new(&name(i))).map(|e| e.attr.size))
         })
         .collect();
+    // Until the other 7 wait on the one listing under way (the table and
+    // its owner hold it too): answered earlier, they could find it stored
+    // without ever sharing it.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while !fs.listings.in_flight(Path::new("/d")) {
-        assert!(Instant::now() < deadline, "no listing started");
+    let sharing = || {
+        lock(&fs.listings.flights)
+            .get(Path::new("/d"))
+            .map_or(0, Arc::strong_count)
+    };
+    while sharing() < 2 + 7 {
+        assert!(
+            Instant::now() < deadline,
+            "the lookups never joined one listing"
+        );
         std::thread::yield_now();
     }
     drop(held);
